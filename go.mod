@@ -1,0 +1,3 @@
+module github.com/onecalico/calico
+
+go 1.26
