@@ -107,8 +107,15 @@ type SyntaxError struct {
 	Msg      string // what was expected (and found), e.g. `expected a quoted string`
 }
 
+// Error renders the error as `selector "<input>": <Msg> at offset <Offset>`.
+// Inputs longer than 256 bytes are cut short in the message (not in the
+// Selector field) to keep log lines readable.
 func (e *SyntaxError) Error() string {
-	return fmt.Sprintf("selector %q: %s at offset %d", e.Selector, e.Msg, e.Offset)
+	sel, more := e.Selector, ""
+	if len(sel) > 256 {
+		sel, more = sel[:256], "..."
+	}
+	return fmt.Sprintf("selector %q%s: %s at offset %d", sel, more, e.Msg, e.Offset)
 }
 
 // selector is the Selector implementation: an AST root plus lazily

@@ -414,3 +414,11 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestErrorTruncatesLongInput(t *testing.T) {
+	in := strings.Repeat("a", 300) + " =="
+	msg := Validate(in).Error()
+	if !strings.HasPrefix(msg, `selector "`+strings.Repeat("a", 256)+`"...: `) || !strings.HasSuffix(msg, "at offset 303") {
+		t.Errorf("message %q", msg)
+	}
+}
