@@ -1,0 +1,45 @@
+# Calico node networking as one static binary.
+# The two commands a new user needs: `make demo` and `make test`.
+
+PKG      := github.com/onecalico/calico
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
+GO       ?= go
+# Test packages run one at a time by default: the kernel and multi-node tests
+# are heavy and the reference machine has two cores.
+TESTFLAGS ?= -count=1 -p 1 -timeout 30m
+
+.PHONY: all build links test lint demo bench clean
+
+all: build
+
+build: links
+
+bin/calico: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/calico .
+	@file bin/calico | grep -q "statically linked" || { echo "bin/calico is not statically linked"; exit 1; }
+
+links: bin/calico
+	ln -sf calico bin/calico-ipam
+	ln -sf calico bin/calico-node
+	ln -sf calico bin/calicoctl
+
+test: build
+	CALICO_BIN=$(CURDIR)/bin $(GO) test $(TESTFLAGS) ./...
+
+lint:
+	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
+	$(GO) vet ./...
+	scripts/lint-deps.sh
+
+bench: build
+	CALICO_BIN=$(CURDIR)/bin $(GO) test -run '^$$' -bench . -benchtime 1x ./... 
+
+demo: build
+	scripts/demo.sh
+
+clean:
+	rm -rf bin
+
+FORCE:

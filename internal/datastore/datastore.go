@@ -1,0 +1,91 @@
+// Package datastore is the backend-neutral face of the datastore: a
+// revisioned key-value Backend (etcd v3 semantics: create-if-absent,
+// compare-and-swap on mod revision, watch from a revision), typed errors
+// callers branch on with errors.Is, a Sync helper that lists then watches and
+// relists after compaction, and Client, which stores projectcalico.org/v3
+// resources in upstream Calico's exact key and JSON layout.
+//
+// It imports only internal/api. Backends live in subpackages (etcd, memory)
+// and satisfy Backend implicitly.
+package datastore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors; every Backend and the Client wrap them in *KeyError.
+var (
+	ErrNotFound  = errors.New("does not exist")
+	ErrExists    = errors.New("already exists")
+	ErrConflict  = errors.New("was modified by someone else (revision conflict)")
+	ErrCompacted = errors.New("watch revision has been compacted")
+)
+
+// KeyError says which operation on which key failed, wrapping a sentinel.
+type KeyError struct {
+	Op  string // "create", "update", "delete", "get"
+	Key string
+	Err error
+}
+
+func (e *KeyError) Error() string { return fmt.Sprintf("%s %s: %v", e.Op, e.Key, e.Err) }
+
+// Unwrap lets errors.Is see the sentinel.
+func (e *KeyError) Unwrap() error { return e.Err }
+
+// KV is one stored value and the mod revision it was written at.
+type KV struct {
+	Key      string
+	Value    []byte
+	Revision int64
+}
+
+// EventType is what happened to a key.
+type EventType int
+
+// Event types.
+const (
+	EventPut EventType = iota + 1
+	EventDelete
+)
+
+// Event is one change seen by a watch. For a delete, Value is the value the
+// key had before (when the backend knows it) and Revision is the delete's.
+type Event struct {
+	Type     EventType
+	Key      string
+	Value    []byte
+	Revision int64
+}
+
+// WatchResponse is one batch of events, in revision order, or an error after
+// which the channel is closed (ErrCompacted when the start revision is gone).
+type WatchResponse struct {
+	Events []Event
+	Err    error
+}
+
+// Backend is a revisioned key-value store.
+type Backend interface {
+	// Get returns the value of key, or ErrNotFound.
+	Get(ctx context.Context, key string) (*KV, error)
+	// List returns every key under prefix in key order, and the store
+	// revision the list is consistent at.
+	List(ctx context.Context, prefix string) ([]*KV, int64, error)
+	// Create writes key only if it does not exist (ErrExists otherwise).
+	Create(ctx context.Context, key string, value []byte) (int64, error)
+	// Update writes key only if its mod revision is still rev
+	// (ErrConflict if it changed, ErrNotFound if it is gone).
+	Update(ctx context.Context, key string, value []byte, rev int64) (int64, error)
+	// Put writes key unconditionally.
+	Put(ctx context.Context, key string, value []byte) (int64, error)
+	// Delete removes key; with rev != 0 only if its mod revision is still rev.
+	Delete(ctx context.Context, key string, rev int64) error
+	// Watch streams changes under prefix with revisions greater than after.
+	// The channel is closed when ctx ends or after a response with Err.
+	Watch(ctx context.Context, prefix string, after int64) <-chan WatchResponse
+	// Close releases the backend's resources.
+	Close() error
+}

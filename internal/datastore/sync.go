@@ -1,0 +1,61 @@
+package datastore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// SyncHandler receives the state of a prefix. OnSnapshot replaces
+// everything the handler knew (it is called first, and again after any relist);
+// OnEvents applies changes on top of the last snapshot.
+type SyncHandler interface {
+	OnSnapshot(kvs []*KV, rev int64)
+	OnEvents(events []Event)
+}
+
+// Sync keeps h in step with everything under prefix until ctx ends: it lists,
+// then watches from the list's revision; when the watch fails (compaction,
+// a lost connection) it relists after a short back-off and delivers a new
+// snapshot, so the handler never misses a change. It returns ctx.Err().
+func Sync(ctx context.Context, be Backend, prefix string, h SyncHandler) error {
+	backoff := 50 * time.Millisecond
+	for {
+		kvs, rev, err := be.List(ctx, prefix)
+		if err == nil {
+			h.OnSnapshot(kvs, rev)
+			backoff = 50 * time.Millisecond
+			err = watchFrom(ctx, be, prefix, rev, h)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil && !errors.Is(err, ErrCompacted) {
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}
+}
+
+func watchFrom(ctx context.Context, be Backend, prefix string, rev int64, h SyncHandler) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for resp := range be.Watch(wctx, prefix, rev) {
+		if resp.Err != nil {
+			return resp.Err
+		}
+		if len(resp.Events) > 0 {
+			h.OnEvents(resp.Events)
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errWatchClosed
+}
+
+var errWatchClosed = errors.New("watch closed")

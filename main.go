@@ -1,0 +1,70 @@
+// Command calico is Calico's node networking in one static binary. What it
+// does depends on the name it is run under (argv[0], as busybox does), or on
+// its first argument:
+//
+//	calico (with CNI_COMMAND set)  CNI plugin             also: calico cni
+//	calico-ipam                    CNI IPAM plugin        also: calico ipam
+//	calico-node                    node daemon            also: calico node
+//	calicoctl                      admin CLI              also: calico ctl
+//	                               embedded etcd server   calico etcd
+//	                               build version          calico version
+//
+// main only dispatches: every applet is a package under applets/ with
+// `func Main(args []string) int`.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/onecalico/calico/applets/etcd"
+	"github.com/onecalico/calico/applets/version"
+)
+
+// applets maps an applet name to its entry point.
+var applets = map[string]func(args []string) int{
+	"etcd":    etcd.Main,
+	"version": version.Main,
+}
+
+// argv0Names maps the names the binary is installed under to applets.
+var argv0Names = map[string]string{}
+
+func main() {
+	os.Exit(dispatch(os.Args, os.Getenv, os.Stderr))
+}
+
+// dispatch picks the applet: by argv[0], then CNI_COMMAND for `calico`, then
+// by the first argument; otherwise it lists the applets and returns 2.
+func dispatch(argv []string, getenv func(string) string, stderr io.Writer) int {
+	base := filepath.Base(argv[0])
+	if name, ok := argv0Names[base]; ok {
+		return applets[name](argv[1:])
+	}
+	if len(argv) > 1 {
+		if run, ok := applets[argv[1]]; ok {
+			return run(argv[2:])
+		}
+	}
+	if cni, ok := applets["cni"]; ok && getenv("CNI_COMMAND") != "" {
+		return cni(argv[1:])
+	}
+	usage(stderr, base)
+	return 2
+}
+
+func usage(w io.Writer, base string) {
+	names := make([]string, 0, len(applets))
+	for n := range applets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(w, "%s: unknown applet; usage: calico <applet> [args...]\napplets:\n", base)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %s\n", n)
+	}
+	fmt.Fprintln(w, "also runs as calico-ipam, calico-node and calicoctl (by symlink name), and as the CNI plugin when CNI_COMMAND is set")
+}
