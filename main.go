@@ -20,18 +20,22 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/onecalico/calico/applets/ctl"
 	"github.com/onecalico/calico/applets/etcd"
 	"github.com/onecalico/calico/applets/version"
 )
 
 // applets maps an applet name to its entry point.
 var applets = map[string]func(args []string) int{
+	"ctl":     ctl.Main,
 	"etcd":    etcd.Main,
 	"version": version.Main,
 }
 
 // argv0Names maps the names the binary is installed under to applets.
-var argv0Names = map[string]string{}
+var argv0Names = map[string]string{
+	"calicoctl": "ctl",
+}
 
 func main() {
 	os.Exit(dispatch(os.Args, os.Getenv, os.Stderr))
