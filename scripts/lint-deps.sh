@@ -27,9 +27,11 @@ while read -r pkg imports; do
       internal/bgp*)
         [[ $imp == github.com/vishvananda/netlink* || ( $internal = yes && $irel =~ ^internal/(datastore|dataplane|agent) ) ]] && violation "$rel imports $imp (bgp never touches netlink, the datastore or the agent)";;
       internal/ipam*)
-        [[ $internal = yes && $irel =~ ^internal/(datastore|dataplane|agent|bgp) ]] && violation "$rel imports $irel (ipam declares the store interface it needs)";;
+        [[ $internal = yes && ! $irel =~ ^internal/(api|kv|selector|ipam) ]] && violation "$rel imports $irel (ipam: api, kv and selector only; it declares the store interface it needs)";;
       internal/api)
         [[ $internal = yes && $irel != internal/selector ]] && violation "$rel imports $irel (api imports only the selector)";;
+      internal/kv)
+        [[ $internal = yes ]] && violation "$rel imports $irel (kv is a leaf)";;
       internal/selector|internal/version)
         [[ $internal = yes ]] && violation "$rel imports $irel (leaf package)";;
       internal/policy*)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/onecalico/calico/internal/datastore"
 	"github.com/onecalico/calico/internal/datastore/etcd"
+	"github.com/onecalico/calico/internal/kv"
 )
 
 // DefaultConfigPath is where calicoctl looks for its config file.
@@ -25,7 +26,7 @@ type Env struct {
 	Getenv         func(string) string
 
 	configPath string
-	backend    datastore.Backend
+	backend    kv.Store
 	client     *datastore.Client
 }
 
@@ -139,8 +140,8 @@ func (e *Env) Client() (*datastore.Client, error) {
 	return e.client, nil
 }
 
-// Backend returns the raw key-value backend (for IPAM), connecting on first use.
-func (e *Env) Backend() (datastore.Backend, error) {
+// KV returns the raw key-value store (for IPAM), connecting on first use.
+func (e *Env) KV() (kv.Store, error) {
 	if _, err := e.Client(); err != nil {
 		return nil, err
 	}

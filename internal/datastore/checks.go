@@ -38,8 +38,8 @@ func checkIPPool(ctx context.Context, c *Client, r api.Resource) error {
 	if err != nil {
 		return err
 	}
-	for _, kv := range blocks {
-		b, err := api.ParseBlockKey(kv.Key)
+	for _, item := range blocks {
+		b, err := api.ParseBlockKey(item.Key)
 		if err != nil || !b.Overlaps(cidr) {
 			continue
 		}

@@ -11,20 +11,21 @@ import (
 	"time"
 
 	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/kv"
 )
 
-// Client stores projectcalico.org/v3 resources in a Backend exactly as
+// Client stores projectcalico.org/v3 resources in a kv.Store exactly as
 // upstream Calico does: key per kind/namespace/name, the whole object as
 // compact JSON with kind and apiVersion, resourceVersion and selfLink
 // cleared before the write, uid and creationTimestamp set on create, and
 // resourceVersion on read = the etcd mod revision.
 type Client struct {
-	KV  Backend
+	KV  kv.Store
 	Now func() time.Time // the clock for creationTimestamp; time.Now if nil
 }
 
 // NewClient returns a Client over be.
-func NewClient(be Backend) *Client { return &Client{KV: be} }
+func NewClient(be kv.Store) *Client { return &Client{KV: be} }
 
 func (c *Client) now() time.Time {
 	if c.Now != nil {
@@ -56,14 +57,14 @@ func keyOf(r api.Resource) (api.KindInfo, string, error) {
 
 // Decode turns a stored value into a resource of kind k with its
 // resourceVersion set and defaults applied, as upstream's client does on read.
-func Decode(k api.KindInfo, kv *KV) (api.Resource, error) {
+func Decode(k api.KindInfo, item *kv.KV) (api.Resource, error) {
 	r := k.New()
-	if err := json.Unmarshal(kv.Value, r); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+	if err := json.Unmarshal(item.Value, r); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", item.Key, err)
 	}
 	tm := r.GetTypeMeta()
 	tm.Kind, tm.APIVersion = k.Kind, api.APIVersion
-	r.GetObjectMeta().ResourceVersion = strconv.FormatInt(kv.Revision, 10)
+	r.GetObjectMeta().ResourceVersion = strconv.FormatInt(item.Revision, 10)
 	api.Default(r)
 	return r, nil
 }
@@ -97,11 +98,11 @@ func (c *Client) Get(ctx context.Context, kind, namespace, name string) (api.Res
 	if k.Kind == api.KindProfile && name == api.DefaultAllowProfile {
 		return api.NewDefaultAllowProfile(), nil
 	}
-	kv, err := c.KV.Get(ctx, k.Key(namespace, name))
+	item, err := c.KV.Get(ctx, k.Key(namespace, name))
 	if err != nil {
 		return nil, err
 	}
-	return Decode(k, kv)
+	return Decode(k, item)
 }
 
 // List reads every resource of a kind (in one namespace, or all with ""),
@@ -117,8 +118,8 @@ func (c *Client) List(ctx context.Context, kind, namespace string) ([]api.Resour
 		return nil, 0, err
 	}
 	out := make([]api.Resource, 0, len(kvs)+1)
-	for _, kv := range kvs {
-		if r, err := Decode(k, kv); err == nil {
+	for _, item := range kvs {
+		if r, err := Decode(k, item); err == nil {
 			out = append(out, r)
 		}
 	}
@@ -178,7 +179,7 @@ func (c *Client) prepare(ctx context.Context, r api.Resource, readOld bool) (old
 		m := r.GetObjectMeta()
 		old, err = c.Get(ctx, k.Kind, m.Namespace, m.Name)
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, kv.ErrNotFound):
 			old = nil
 		case err != nil:
 			return nil, err
@@ -198,7 +199,7 @@ func (c *Client) prepare(ctx context.Context, r api.Resource, readOld bool) (old
 	return old, nil
 }
 
-// Create stores a new resource; ErrExists if it is already there. It fills
+// Create stores a new resource; kv.ErrExists if it is already there. It fills
 // uid and creationTimestamp when they are empty and returns the stored object.
 func (c *Client) Create(ctx context.Context, r api.Resource) (api.Resource, error) {
 	if _, err := c.prepare(ctx, r, false); err != nil {
@@ -232,7 +233,7 @@ func (c *Client) create(ctx context.Context, r api.Resource) (api.Resource, erro
 }
 
 // Update replaces a stored resource. With a resourceVersion the write is a
-// compare-and-swap on it (ErrConflict when the object changed since); without
+// compare-and-swap on it (kv.ErrConflict when the object changed since); without
 // one it is a compare-and-swap on the revision just read. uid and
 // creationTimestamp are carried over from the stored object when r lacks them.
 func (c *Client) Update(ctx context.Context, r api.Resource) (api.Resource, error) {
@@ -242,7 +243,7 @@ func (c *Client) Update(ctx context.Context, r api.Resource) (api.Resource, erro
 	}
 	_, key, _ := keyOf(r)
 	if old == nil {
-		return nil, &KeyError{Op: "update", Key: key, Err: ErrNotFound}
+		return nil, &kv.KeyError{Op: "update", Key: key, Err: kv.ErrNotFound}
 	}
 	return c.update(ctx, r, old)
 }
@@ -255,7 +256,7 @@ func (c *Client) update(ctx context.Context, r, old api.Resource) (api.Resource,
 	m, om := r.GetObjectMeta(), old.GetObjectMeta()
 	rev := om.ResourceVersion
 	if m.ResourceVersion != "" && m.ResourceVersion != rev {
-		return nil, &KeyError{Op: "update", Key: key, Err: ErrConflict}
+		return nil, &kv.KeyError{Op: "update", Key: key, Err: kv.ErrConflict}
 	}
 	if m.UID == "" {
 		m.UID = om.UID
@@ -306,17 +307,17 @@ func (c *Client) Delete(ctx context.Context, kind, namespace, name, resourceVers
 	if k.Kind == api.KindProfile && name == api.DefaultAllowProfile {
 		return nil, fmt.Errorf("delete %s: the built-in profile cannot be deleted", name)
 	}
-	kv, err := c.KV.Get(ctx, key)
+	item, err := c.KV.Get(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	rev := kv.Revision
+	rev := item.Revision
 	if resourceVersion != "" {
 		if rev, err = strconv.ParseInt(resourceVersion, 10, 64); err != nil {
 			return nil, fmt.Errorf("delete %s: resourceVersion %q is not a number", key, resourceVersion)
 		}
 	}
-	old, err := Decode(k, kv)
+	old, err := Decode(k, item)
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +338,7 @@ func (c *Client) EnsureInitialized(ctx context.Context) error {
 	if err == nil {
 		return nil
 	}
-	if !errors.Is(err, ErrNotFound) {
+	if !errors.Is(err, kv.ErrNotFound) {
 		return err
 	}
 	ci := api.NewClusterInformation()
@@ -345,11 +346,11 @@ func (c *Client) EnsureInitialized(ctx context.Context) error {
 	ready := true
 	ci.Spec.ClusterGUID = newGUID()
 	ci.Spec.DatastoreReady = &ready
-	if _, err := c.create(ctx, ci); err != nil && !errors.Is(err, ErrExists) {
+	if _, err := c.create(ctx, ci); err != nil && !errors.Is(err, kv.ErrExists) {
 		return fmt.Errorf("create cluster information: %w", err)
 	}
 	for _, t := range api.DefaultTiers() {
-		if _, err := c.create(ctx, t); err != nil && !errors.Is(err, ErrExists) {
+		if _, err := c.create(ctx, t); err != nil && !errors.Is(err, kv.ErrExists) {
 			return fmt.Errorf("create tier %s: %w", t.Name, err)
 		}
 	}

@@ -1,7 +1,7 @@
-// Package etcd is the etcd v3 Backend of the datastore: creates are
+// Package etcd is the etcd v3 kv.Store of the datastore: creates are
 // transactions on Version==0, updates and deletes compare-and-swap on
 // ModRevision, watches resume from a revision and report compaction as
-// datastore.ErrCompacted. It speaks to an external etcd cluster (TLS client
+// kv.ErrCompacted. It speaks to an external etcd cluster (TLS client
 // certificates, username/password) or to `calico etcd`.
 package etcd
 
@@ -19,7 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/onecalico/calico/internal/datastore"
+	"github.com/onecalico/calico/internal/kv"
 )
 
 // Config is how to reach etcd. Endpoints are URLs (http://, https://, unix://).
@@ -81,13 +81,13 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Store is a datastore.Backend over an etcd v3 client.
+// Store is a kv.Store over an etcd v3 client.
 type Store struct {
 	cli     *clientv3.Client
 	timeout time.Duration
 }
 
-var _ datastore.Backend = (*Store)(nil)
+var _ kv.Store = (*Store)(nil)
 
 // New connects to etcd. The connection itself is made lazily by the first request.
 func New(cfg Config) (*Store, error) {
@@ -144,8 +144,8 @@ func wrapErr(op, key string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, key, rpctypes.Error(err))
 }
 
-// Get implements datastore.Backend.
-func (s *Store) Get(ctx context.Context, key string) (*datastore.KV, error) {
+// Get implements kv.Store.
+func (s *Store) Get(ctx context.Context, key string) (*kv.KV, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	resp, err := s.cli.Get(ctx, key)
@@ -153,28 +153,28 @@ func (s *Store) Get(ctx context.Context, key string) (*datastore.KV, error) {
 		return nil, wrapErr("get", key, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return nil, &datastore.KeyError{Op: "get", Key: key, Err: datastore.ErrNotFound}
+		return nil, &kv.KeyError{Op: "get", Key: key, Err: kv.ErrNotFound}
 	}
-	kv := resp.Kvs[0]
-	return &datastore.KV{Key: string(kv.Key), Value: kv.Value, Revision: kv.ModRevision}, nil
+	item := resp.Kvs[0]
+	return &kv.KV{Key: string(item.Key), Value: item.Value, Revision: item.ModRevision}, nil
 }
 
-// List implements datastore.Backend.
-func (s *Store) List(ctx context.Context, prefix string) ([]*datastore.KV, int64, error) {
+// List implements kv.Store.
+func (s *Store) List(ctx context.Context, prefix string) ([]*kv.KV, int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix())
 	if err != nil {
 		return nil, 0, wrapErr("list", prefix, err)
 	}
-	out := make([]*datastore.KV, len(resp.Kvs))
-	for i, kv := range resp.Kvs {
-		out[i] = &datastore.KV{Key: string(kv.Key), Value: kv.Value, Revision: kv.ModRevision}
+	out := make([]*kv.KV, len(resp.Kvs))
+	for i, item := range resp.Kvs {
+		out[i] = &kv.KV{Key: string(item.Key), Value: item.Value, Revision: item.ModRevision}
 	}
 	return out, resp.Header.Revision, nil
 }
 
-// Create implements datastore.Backend.
+// Create implements kv.Store.
 func (s *Store) Create(ctx context.Context, key string, value []byte) (int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -186,12 +186,12 @@ func (s *Store) Create(ctx context.Context, key string, value []byte) (int64, er
 		return 0, wrapErr("create", key, err)
 	}
 	if !resp.Succeeded {
-		return 0, &datastore.KeyError{Op: "create", Key: key, Err: datastore.ErrExists}
+		return 0, &kv.KeyError{Op: "create", Key: key, Err: kv.ErrExists}
 	}
 	return resp.Header.Revision, nil
 }
 
-// Update implements datastore.Backend.
+// Update implements kv.Store.
 func (s *Store) Update(ctx context.Context, key string, value []byte, rev int64) (int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -204,12 +204,12 @@ func (s *Store) Update(ctx context.Context, key string, value []byte, rev int64)
 		return 0, wrapErr("update", key, err)
 	}
 	if !resp.Succeeded {
-		return 0, &datastore.KeyError{Op: "update", Key: key, Err: missingOrConflict(resp)}
+		return 0, &kv.KeyError{Op: "update", Key: key, Err: missingOrConflict(resp)}
 	}
 	return resp.Header.Revision, nil
 }
 
-// Put implements datastore.Backend.
+// Put implements kv.Store.
 func (s *Store) Put(ctx context.Context, key string, value []byte) (int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -220,7 +220,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte) (int64, error
 	return resp.Header.Revision, nil
 }
 
-// Delete implements datastore.Backend.
+// Delete implements kv.Store.
 func (s *Store) Delete(ctx context.Context, key string, rev int64) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -235,7 +235,7 @@ func (s *Store) Delete(ctx context.Context, key string, rev int64) error {
 		return wrapErr("delete", key, err)
 	}
 	if !resp.Succeeded {
-		return &datastore.KeyError{Op: "delete", Key: key, Err: missingOrConflict(resp)}
+		return &kv.KeyError{Op: "delete", Key: key, Err: missingOrConflict(resp)}
 	}
 	return nil
 }
@@ -245,37 +245,37 @@ func (s *Store) Delete(ctx context.Context, key string, rev int64) error {
 func missingOrConflict(resp *clientv3.TxnResponse) error {
 	if len(resp.Responses) > 0 {
 		if r := resp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
-			return datastore.ErrConflict
+			return kv.ErrConflict
 		}
 	}
-	return datastore.ErrNotFound
+	return kv.ErrNotFound
 }
 
-// Watch implements datastore.Backend.
-func (s *Store) Watch(ctx context.Context, prefix string, after int64) <-chan datastore.WatchResponse {
-	out := make(chan datastore.WatchResponse, 16)
+// Watch implements kv.Store.
+func (s *Store) Watch(ctx context.Context, prefix string, after int64) <-chan kv.WatchResponse {
+	out := make(chan kv.WatchResponse, 16)
 	go func() {
 		defer close(out)
 		wctx := clientv3.WithRequireLeader(ctx)
 		wch := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(after+1), clientv3.WithPrevKV())
 		for wr := range wch {
-			var resp datastore.WatchResponse
+			var resp kv.WatchResponse
 			switch {
 			case wr.CompactRevision != 0:
-				resp.Err = fmt.Errorf("watch %s from revision %d: %w (now at %d)", prefix, after+1, datastore.ErrCompacted, wr.CompactRevision)
+				resp.Err = fmt.Errorf("watch %s from revision %d: %w (now at %d)", prefix, after+1, kv.ErrCompacted, wr.CompactRevision)
 			case wr.Err() != nil:
 				resp.Err = fmt.Errorf("watch %s: %w", prefix, wr.Err())
 			default:
-				resp.Events = make([]datastore.Event, 0, len(wr.Events))
+				resp.Events = make([]kv.Event, 0, len(wr.Events))
 				for _, ev := range wr.Events {
-					e := datastore.Event{Key: string(ev.Kv.Key), Revision: ev.Kv.ModRevision}
+					e := kv.Event{Key: string(ev.Kv.Key), Revision: ev.Kv.ModRevision}
 					if ev.Type == mvccpb.DELETE {
-						e.Type = datastore.EventDelete
+						e.Type = kv.EventDelete
 						if ev.PrevKv != nil {
 							e.Value = ev.PrevKv.Value
 						}
 					} else {
-						e.Type, e.Value = datastore.EventPut, ev.Kv.Value
+						e.Type, e.Value = kv.EventPut, ev.Kv.Value
 					}
 					resp.Events = append(resp.Events, e)
 				}

@@ -1,4 +1,4 @@
-// Package memory is an in-process datastore.Backend with etcd's revision
+// Package memory is an in-process kv.Store with etcd's revision
 // semantics (one global revision, per-key mod revision, CAS, watch from a
 // revision, compaction). It is for unit tests of pure logic; datastore
 // behaviour itself is tested against a real etcd.
@@ -10,53 +10,53 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/onecalico/calico/internal/datastore"
+	"github.com/onecalico/calico/internal/kv"
 )
 
 // Store is the in-memory backend. The zero value is not usable; call New.
 type Store struct {
-	mu       sync.Mutex
-	rev      int64
-	compact  int64
-	data     map[string]*datastore.KV
-	history  []datastore.Event
-	changed  *sync.Cond
+	mu      sync.Mutex
+	rev     int64
+	compact int64
+	data    map[string]*kv.KV
+	history []kv.Event
+	changed *sync.Cond
 }
 
-var _ datastore.Backend = (*Store)(nil)
+var _ kv.Store = (*Store)(nil)
 
 // New returns an empty store at revision 1, as a fresh etcd is.
 func New() *Store {
-	s := &Store{rev: 1, data: map[string]*datastore.KV{}}
+	s := &Store{rev: 1, data: map[string]*kv.KV{}}
 	s.changed = sync.NewCond(&s.mu)
 	return s
 }
 
-func clone(kv *datastore.KV) *datastore.KV {
-	c := *kv
-	c.Value = append([]byte(nil), kv.Value...)
+func clone(item *kv.KV) *kv.KV {
+	c := *item
+	c.Value = append([]byte(nil), item.Value...)
 	return &c
 }
 
-// Get implements datastore.Backend.
-func (s *Store) Get(_ context.Context, key string) (*datastore.KV, error) {
+// Get implements kv.Store.
+func (s *Store) Get(_ context.Context, key string) (*kv.KV, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kv, ok := s.data[key]
+	item, ok := s.data[key]
 	if !ok {
-		return nil, &datastore.KeyError{Op: "get", Key: key, Err: datastore.ErrNotFound}
+		return nil, &kv.KeyError{Op: "get", Key: key, Err: kv.ErrNotFound}
 	}
-	return clone(kv), nil
+	return clone(item), nil
 }
 
-// List implements datastore.Backend.
-func (s *Store) List(_ context.Context, prefix string) ([]*datastore.KV, int64, error) {
+// List implements kv.Store.
+func (s *Store) List(_ context.Context, prefix string) ([]*kv.KV, int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []*datastore.KV
-	for k, kv := range s.data {
+	var out []*kv.KV
+	for k, item := range s.data {
 		if strings.HasPrefix(k, prefix) {
-			out = append(out, clone(kv))
+			out = append(out, clone(item))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
@@ -65,57 +65,57 @@ func (s *Store) List(_ context.Context, prefix string) ([]*datastore.KV, int64, 
 
 func (s *Store) put(key string, value []byte) int64 {
 	s.rev++
-	s.data[key] = &datastore.KV{Key: key, Value: append([]byte(nil), value...), Revision: s.rev}
-	s.history = append(s.history, datastore.Event{Type: datastore.EventPut, Key: key, Value: append([]byte(nil), value...), Revision: s.rev})
+	s.data[key] = &kv.KV{Key: key, Value: append([]byte(nil), value...), Revision: s.rev}
+	s.history = append(s.history, kv.Event{Type: kv.EventPut, Key: key, Value: append([]byte(nil), value...), Revision: s.rev})
 	s.changed.Broadcast()
 	return s.rev
 }
 
-// Create implements datastore.Backend.
+// Create implements kv.Store.
 func (s *Store) Create(_ context.Context, key string, value []byte) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.data[key]; ok {
-		return 0, &datastore.KeyError{Op: "create", Key: key, Err: datastore.ErrExists}
+		return 0, &kv.KeyError{Op: "create", Key: key, Err: kv.ErrExists}
 	}
 	return s.put(key, value), nil
 }
 
-// Update implements datastore.Backend.
+// Update implements kv.Store.
 func (s *Store) Update(_ context.Context, key string, value []byte, rev int64) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kv, ok := s.data[key]
+	item, ok := s.data[key]
 	if !ok {
-		return 0, &datastore.KeyError{Op: "update", Key: key, Err: datastore.ErrNotFound}
+		return 0, &kv.KeyError{Op: "update", Key: key, Err: kv.ErrNotFound}
 	}
-	if kv.Revision != rev {
-		return 0, &datastore.KeyError{Op: "update", Key: key, Err: datastore.ErrConflict}
+	if item.Revision != rev {
+		return 0, &kv.KeyError{Op: "update", Key: key, Err: kv.ErrConflict}
 	}
 	return s.put(key, value), nil
 }
 
-// Put implements datastore.Backend.
+// Put implements kv.Store.
 func (s *Store) Put(_ context.Context, key string, value []byte) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.put(key, value), nil
 }
 
-// Delete implements datastore.Backend.
+// Delete implements kv.Store.
 func (s *Store) Delete(_ context.Context, key string, rev int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kv, ok := s.data[key]
+	item, ok := s.data[key]
 	if !ok {
-		return &datastore.KeyError{Op: "delete", Key: key, Err: datastore.ErrNotFound}
+		return &kv.KeyError{Op: "delete", Key: key, Err: kv.ErrNotFound}
 	}
-	if rev != 0 && kv.Revision != rev {
-		return &datastore.KeyError{Op: "delete", Key: key, Err: datastore.ErrConflict}
+	if rev != 0 && item.Revision != rev {
+		return &kv.KeyError{Op: "delete", Key: key, Err: kv.ErrConflict}
 	}
 	delete(s.data, key)
 	s.rev++
-	s.history = append(s.history, datastore.Event{Type: datastore.EventDelete, Key: key, Value: kv.Value, Revision: s.rev})
+	s.history = append(s.history, kv.Event{Type: kv.EventDelete, Key: key, Value: item.Value, Revision: s.rev})
 	s.changed.Broadcast()
 	return nil
 }
@@ -125,14 +125,14 @@ func (s *Store) Compact(rev int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := sort.Search(len(s.history), func(i int) bool { return s.history[i].Revision > rev })
-	s.history = append([]datastore.Event(nil), s.history[i:]...)
+	s.history = append([]kv.Event(nil), s.history[i:]...)
 	s.compact = rev
 	s.changed.Broadcast()
 }
 
-// Watch implements datastore.Backend.
-func (s *Store) Watch(ctx context.Context, prefix string, after int64) <-chan datastore.WatchResponse {
-	out := make(chan datastore.WatchResponse, 16)
+// Watch implements kv.Store.
+func (s *Store) Watch(ctx context.Context, prefix string, after int64) <-chan kv.WatchResponse {
+	out := make(chan kv.WatchResponse, 16)
 	go func() {
 		defer close(out)
 		stop := context.AfterFunc(ctx, func() {
@@ -153,10 +153,10 @@ func (s *Store) Watch(ctx context.Context, prefix string, after int64) <-chan da
 			}
 			if s.compact > next {
 				s.mu.Unlock()
-				out <- datastore.WatchResponse{Err: datastore.ErrCompacted}
+				out <- kv.WatchResponse{Err: kv.ErrCompacted}
 				return
 			}
-			var evs []datastore.Event
+			var evs []kv.Event
 			for _, e := range s.history {
 				if e.Revision > next && strings.HasPrefix(e.Key, prefix) {
 					evs = append(evs, e)
@@ -166,7 +166,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, after int64) <-chan da
 			s.mu.Unlock()
 			if len(evs) > 0 {
 				select {
-				case out <- datastore.WatchResponse{Events: evs}:
+				case out <- kv.WatchResponse{Events: evs}:
 				case <-ctx.Done():
 					return
 				}
@@ -176,5 +176,5 @@ func (s *Store) Watch(ctx context.Context, prefix string, after int64) <-chan da
 	return out
 }
 
-// Close implements datastore.Backend.
+// Close implements kv.Store.
 func (s *Store) Close() error { return nil }

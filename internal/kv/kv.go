@@ -1,13 +1,13 @@
-// Package datastore is the backend-neutral face of the datastore: a
-// revisioned key-value Backend (etcd v3 semantics: create-if-absent,
-// compare-and-swap on mod revision, watch from a revision), typed errors
-// callers branch on with errors.Is, a Sync helper that lists then watches and
-// relists after compaction, and Client, which stores projectcalico.org/v3
-// resources in upstream Calico's exact key and JSON layout.
+// Package kv is the vocabulary of the datastore: a revisioned key-value
+// Store with etcd v3 semantics (create-if-absent, compare-and-swap on mod
+// revision, watch from a revision), the sentinel errors callers branch on
+// with errors.Is, and Sync, which lists then watches and relists after
+// compaction.
 //
-// It imports only internal/api. Backends live in subpackages (etcd, memory)
-// and satisfy Backend implicitly.
-package datastore
+// It imports nothing from the project, so every layer can speak it: the
+// backends (datastore/etcd, datastore/memory) implement Store, and consumers
+// such as ipam declare the subset they need with these types.
+package kv
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"fmt"
 )
 
-// Sentinel errors; every Backend and the Client wrap them in *KeyError.
+// Sentinel errors; every Store wraps them in *KeyError.
 var (
 	ErrNotFound  = errors.New("does not exist")
 	ErrExists    = errors.New("already exists")
@@ -67,8 +67,8 @@ type WatchResponse struct {
 	Err    error
 }
 
-// Backend is a revisioned key-value store.
-type Backend interface {
+// Store is a revisioned key-value store.
+type Store interface {
 	// Get returns the value of key, or ErrNotFound.
 	Get(ctx context.Context, key string) (*KV, error)
 	// List returns every key under prefix in key order, and the store

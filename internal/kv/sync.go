@@ -1,4 +1,4 @@
-package datastore
+package kv
 
 import (
 	"context"
@@ -18,7 +18,7 @@ type SyncHandler interface {
 // then watches from the list's revision; when the watch fails (compaction,
 // a lost connection) it relists after a short back-off and delivers a new
 // snapshot, so the handler never misses a change. It returns ctx.Err().
-func Sync(ctx context.Context, be Backend, prefix string, h SyncHandler) error {
+func Sync(ctx context.Context, be Store, prefix string, h SyncHandler) error {
 	backoff := 50 * time.Millisecond
 	for {
 		kvs, rev, err := be.List(ctx, prefix)
@@ -41,7 +41,7 @@ func Sync(ctx context.Context, be Backend, prefix string, h SyncHandler) error {
 	}
 }
 
-func watchFrom(ctx context.Context, be Backend, prefix string, rev int64, h SyncHandler) error {
+func watchFrom(ctx context.Context, be Store, prefix string, rev int64, h SyncHandler) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for resp := range be.Watch(wctx, prefix, rev) {
