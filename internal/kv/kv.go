@@ -83,9 +83,42 @@ type Store interface {
 	Put(ctx context.Context, key string, value []byte) (int64, error)
 	// Delete removes key; with rev != 0 only if its mod revision is still rev.
 	Delete(ctx context.Context, key string, rev int64) error
+	// Read returns, from one consistent snapshot and in one round trip, the
+	// value of each key (nil where absent) and everything under each prefix.
+	Read(ctx context.Context, keys, prefixes []string) (*ReadResult, error)
+	// Commit applies every write atomically or none of them. Each write
+	// carries its own condition (see Write). On a failed condition it returns
+	// a *KeyError naming the first write whose condition failed, wrapping
+	// ErrExists, ErrConflict or ErrNotFound.
+	Commit(ctx context.Context, writes []Write) (int64, error)
 	// Watch streams changes under prefix with revisions greater than after.
 	// The channel is closed when ctx ends or after a response with Err.
 	Watch(ctx context.Context, prefix string, after int64) <-chan WatchResponse
 	// Close releases the backend's resources.
 	Close() error
 }
+
+// ReadResult is what Store.Read returns: Keys[i] is the value of keys[i]
+// (nil if absent), Prefixes[j] the sorted contents of prefixes[j].
+type ReadResult struct {
+	Keys     []*KV
+	Prefixes [][]*KV
+	Revision int64
+}
+
+// Write is one operation of an atomic Commit.
+//
+//	Rev == 0:  the key must not exist (create)
+//	Rev > 0:   the key's mod revision must still be Rev (compare-and-swap)
+//	Rev == -1: no condition (put, or delete if present)
+//
+// Delete removes the key instead of writing Value.
+type Write struct {
+	Key    string
+	Value  []byte
+	Rev    int64
+	Delete bool
+}
+
+// Unconditional is the Write.Rev that means "no condition".
+const Unconditional = -1

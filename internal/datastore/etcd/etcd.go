@@ -240,6 +240,88 @@ func (s *Store) Delete(ctx context.Context, key string, rev int64) error {
 	return nil
 }
 
+// Read implements kv.Store: one transaction of range reads, so the result is
+// a single consistent snapshot fetched in one round trip.
+func (s *Store) Read(ctx context.Context, keys, prefixes []string) (*kv.ReadResult, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	ops := make([]clientv3.Op, 0, len(keys)+len(prefixes))
+	for _, k := range keys {
+		ops = append(ops, clientv3.OpGet(k))
+	}
+	for _, p := range prefixes {
+		ops = append(ops, clientv3.OpGet(p, clientv3.WithPrefix()))
+	}
+	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return nil, wrapErr("read", strings.Join(append(append([]string(nil), keys...), prefixes...), ","), err)
+	}
+	res := &kv.ReadResult{Keys: make([]*kv.KV, len(keys)), Prefixes: make([][]*kv.KV, len(prefixes)), Revision: resp.Header.Revision}
+	for i, r := range resp.Responses {
+		rr := r.GetResponseRange()
+		items := make([]*kv.KV, len(rr.Kvs))
+		for j, item := range rr.Kvs {
+			items[j] = &kv.KV{Key: string(item.Key), Value: item.Value, Revision: item.ModRevision}
+		}
+		if i < len(keys) {
+			if len(items) > 0 {
+				res.Keys[i] = items[0]
+			}
+		} else {
+			res.Prefixes[i-len(keys)] = items
+		}
+	}
+	return res, nil
+}
+
+// Commit implements kv.Store as one etcd transaction. When a condition
+// fails, the Else branch reads every conditioned key so the error can name
+// the first one that no longer matches.
+func (s *Store) Commit(ctx context.Context, writes []kv.Write) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var cmps []clientv3.Cmp
+	var ops, reads []clientv3.Op
+	var conditioned []kv.Write
+	for _, w := range writes {
+		switch {
+		case w.Rev == 0:
+			cmps = append(cmps, clientv3.Compare(clientv3.Version(w.Key), "=", 0))
+		case w.Rev > 0:
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(w.Key), "=", w.Rev))
+		}
+		if w.Rev != kv.Unconditional {
+			conditioned = append(conditioned, w)
+			reads = append(reads, clientv3.OpGet(w.Key, clientv3.WithKeysOnly()))
+		}
+		if w.Delete {
+			ops = append(ops, clientv3.OpDelete(w.Key))
+		} else {
+			ops = append(ops, clientv3.OpPut(w.Key, string(w.Value)))
+		}
+	}
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(reads...).Commit()
+	if err != nil {
+		return 0, wrapErr("commit", writes[0].Key, err)
+	}
+	if resp.Succeeded {
+		return resp.Header.Revision, nil
+	}
+	for i, w := range conditioned {
+		rr := resp.Responses[i].GetResponseRange()
+		exists := len(rr.Kvs) > 0
+		switch {
+		case w.Rev == 0 && exists:
+			return 0, &kv.KeyError{Op: "commit", Key: w.Key, Err: kv.ErrExists}
+		case w.Rev > 0 && !exists:
+			return 0, &kv.KeyError{Op: "commit", Key: w.Key, Err: kv.ErrNotFound}
+		case w.Rev > 0 && rr.Kvs[0].ModRevision != w.Rev:
+			return 0, &kv.KeyError{Op: "commit", Key: w.Key, Err: kv.ErrConflict}
+		}
+	}
+	return 0, &kv.KeyError{Op: "commit", Key: writes[0].Key, Err: kv.ErrConflict}
+}
+
 // missingOrConflict reads the Else branch of a failed CAS: no key means it
 // was deleted, otherwise someone else wrote it.
 func missingOrConflict(resp *clientv3.TxnResponse) error {

@@ -120,6 +120,63 @@ func (s *Store) Delete(_ context.Context, key string, rev int64) error {
 	return nil
 }
 
+// Read implements kv.Store under one lock, so it is one consistent snapshot.
+func (s *Store) Read(_ context.Context, keys, prefixes []string) (*kv.ReadResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res := &kv.ReadResult{Keys: make([]*kv.KV, len(keys)), Prefixes: make([][]*kv.KV, len(prefixes)), Revision: s.rev}
+	for i, k := range keys {
+		if item, ok := s.data[k]; ok {
+			res.Keys[i] = clone(item)
+		}
+	}
+	for j, p := range prefixes {
+		var items []*kv.KV
+		for k, item := range s.data {
+			if strings.HasPrefix(k, p) {
+				items = append(items, clone(item))
+			}
+		}
+		sort.Slice(items, func(a, b int) bool { return items[a].Key < items[b].Key })
+		res.Prefixes[j] = items
+	}
+	return res, nil
+}
+
+// Commit implements kv.Store: every condition is checked before anything is
+// written, all under one lock. All writes of a commit share one revision, as
+// in an etcd transaction.
+func (s *Store) Commit(_ context.Context, writes []kv.Write) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range writes {
+		item, exists := s.data[w.Key]
+		switch {
+		case w.Rev == 0 && exists:
+			return 0, &kv.KeyError{Op: "commit", Key: w.Key, Err: kv.ErrExists}
+		case w.Rev > 0 && !exists:
+			return 0, &kv.KeyError{Op: "commit", Key: w.Key, Err: kv.ErrNotFound}
+		case w.Rev > 0 && item.Revision != w.Rev:
+			return 0, &kv.KeyError{Op: "commit", Key: w.Key, Err: kv.ErrConflict}
+		}
+	}
+	s.rev++
+	for _, w := range writes {
+		if w.Delete {
+			if item, ok := s.data[w.Key]; ok {
+				delete(s.data, w.Key)
+				s.history = append(s.history, kv.Event{Type: kv.EventDelete, Key: w.Key, Value: item.Value, Revision: s.rev})
+			}
+			continue
+		}
+		v := append([]byte(nil), w.Value...)
+		s.data[w.Key] = &kv.KV{Key: w.Key, Value: v, Revision: s.rev}
+		s.history = append(s.history, kv.Event{Type: kv.EventPut, Key: w.Key, Value: v, Revision: s.rev})
+	}
+	s.changed.Broadcast()
+	return s.rev, nil
+}
+
 // Compact forgets history up to and including rev, like etcd compaction.
 func (s *Store) Compact(rev int64) {
 	s.mu.Lock()
