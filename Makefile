@@ -16,7 +16,14 @@ all: build
 
 build: links
 
-bin/calico: FORCE
+# The etcd server is a separate program embedded in bin/calico (see
+# applets/etcd/etcd.go for why); build and compress it first.
+applets/etcd/embedded/etcd-server.gz: FORCE
+	@mkdir -p out
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o out/etcd-server ./applets/etcd/serverprog
+	gzip -9 -n -c out/etcd-server > $@.tmp && mv $@.tmp $@
+
+bin/calico: applets/etcd/embedded/etcd-server.gz FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/calico .
 	@file bin/calico | grep -q "statically linked" || { echo "bin/calico is not statically linked"; exit 1; }
 
@@ -40,6 +47,6 @@ demo: build
 	scripts/demo.sh
 
 clean:
-	rm -rf bin
+	rm -rf bin out applets/etcd/embedded/etcd-server.gz
 
 FORCE:

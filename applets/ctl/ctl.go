@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/onecalico/calico/internal/startup"
 	"github.com/spf13/pflag"
 )
 
@@ -46,6 +47,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 
 // Main runs calicoctl with the arguments after the program name.
 func Main(args []string) int {
+	startup.Restore()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	e := &Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}

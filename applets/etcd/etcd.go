@@ -1,138 +1,90 @@
 // Package etcd is the `calico etcd` applet: an embedded single-member etcd
 // server, the zero-setup datastore for one host, the demo and trying things
 // out. Production uses an external etcd cluster through ETCD_ENDPOINTS.
+//
+// Why the server is a separate program inside the binary: Go runs the
+// package initialisers of every linked package on every start, and the etcd
+// server's (hundreds of Prometheus metrics, protobuf descriptors, raft)
+// cost about 10 ms per exec on a 2-core machine. That would double the
+// start-up of every CNI ADD and IPAM call. So the server is built as its own
+// static program (../serverprog), embedded here gzip-compressed, and executed
+// from an in-memory file when, and only when, `calico etcd` runs. The user
+// still installs and runs one file.
 package etcd
 
 import (
-	"context"
+	"bytes"
+	"compress/gzip"
+	"embed"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
+	"io/fs"
 	"os"
-	"os/signal"
-	"strings"
+	"strconv"
 	"syscall"
-	"time"
 
-	"github.com/spf13/pflag"
-	"go.etcd.io/etcd/server/v3/embed"
+	"github.com/onecalico/calico/internal/startup"
+	"golang.org/x/sys/unix"
 )
 
-// Main runs the server until SIGTERM or SIGINT, then stops it cleanly.
+//go:embed embedded
+var embedded embed.FS
+
+const programFile = "embedded/etcd-server.gz"
+
+// Main replaces this process with the embedded etcd server program.
 func Main(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := run(ctx, os.Stderr, args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
+	startup.Restore()
+	if err := run(args); err != nil {
 		fmt.Fprintf(os.Stderr, "calico etcd: %v\n", err)
 		return 1
 	}
-	return 0
+	return 0 // not reached: run only returns on error
 }
 
-type options struct {
-	name, dataDir, logLevel       string
-	listenClient, advertiseClient string
-	listenPeer                    string
-	quotaBytes                    int64
-	autoCompactionRetention       string
-}
-
-func run(ctx context.Context, stderr io.Writer, args []string) error {
-	var o options
-	fs := pflag.NewFlagSet("calico etcd", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&o.name, "name", "calico", "member name")
-	fs.StringVar(&o.dataDir, "data-dir", "calico.etcd", "directory for the database and write-ahead log")
-	fs.StringVar(&o.listenClient, "listen-client-urls", "http://127.0.0.1:2379", "comma-separated URLs to serve clients on")
-	fs.StringVar(&o.advertiseClient, "advertise-client-urls", "", "URLs to advertise to clients (default: the listen URLs)")
-	fs.StringVar(&o.listenPeer, "listen-peer-urls", "http://127.0.0.1:2380", "URL for the (single-member) peer listener")
-	fs.StringVar(&o.logLevel, "log-level", "warn", "etcd log level: debug, info, warn, error")
-	fs.Int64Var(&o.quotaBytes, "quota-backend-bytes", 0, "backend size quota in bytes (0 = etcd's default)")
-	fs.StringVar(&o.autoCompactionRetention, "auto-compaction-retention", "1h", "keep this much history (periodic compaction)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: calico etcd [flags]\n\nRuns an embedded single-member etcd server.\n\nFlags:")
-		fs.PrintDefaults()
+func run(args []string) error {
+	gz, err := embedded.ReadFile(programFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return errors.New("this binary was built without the embedded etcd server; build it with `make build`")
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	cfg, err := o.config()
 	if err != nil {
 		return err
 	}
-	e, err := embed.StartEtcd(cfg)
+	f, err := programFD()
 	if err != nil {
-		return fmt.Errorf("start: %w", err)
+		return err
 	}
-	defer e.Close()
-	select {
-	case <-e.Server.ReadyNotify():
-		fmt.Fprintf(stderr, "calico etcd: ready, serving clients on %s (data in %s)\n", o.listenClient, o.dataDir)
-	case err := <-e.Err():
-		return fmt.Errorf("start: %w", err)
-	case <-time.After(60 * time.Second):
-		return errors.New("not ready after 60s")
-	case <-ctx.Done():
-		return nil
+	defer f.Close()
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return fmt.Errorf("embedded etcd server: %w", err)
 	}
-	select {
-	case <-ctx.Done():
-		fmt.Fprintln(stderr, "calico etcd: stopping")
-		return nil
-	case err := <-e.Err():
-		return fmt.Errorf("server failed: %w", err)
+	if _, err := io.Copy(f, zr); err != nil {
+		return fmt.Errorf("unpack embedded etcd server: %w", err)
 	}
+	path := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	argv := append([]string{"calico-etcd"}, args...)
+	if err := syscall.Exec(path, argv, os.Environ()); err != nil {
+		return fmt.Errorf("exec embedded etcd server: %w", err)
+	}
+	return nil
 }
 
-func parseURLs(flag, s string) ([]url.URL, error) {
-	var out []url.URL
-	for _, p := range strings.Split(s, ",") {
-		p = strings.TrimSpace(p)
-		if p == "" {
-			continue
-		}
-		u, err := url.Parse(p)
-		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("--%s: %q is not a URL like http://127.0.0.1:2379", flag, p)
-		}
-		out = append(out, *u)
+// programFD returns a writable, executable, anonymous file: a memfd, or an
+// unlinked temporary file where memfds cannot be executed.
+func programFD() (*os.File, error) {
+	if fd, err := unix.MemfdCreate("calico-etcd", 0); err == nil {
+		return os.NewFile(uintptr(fd), "calico-etcd"), nil
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("--%s: at least one URL is required", flag)
+	f, err := os.CreateTemp("", "calico-etcd-")
+	if err != nil {
+		return nil, fmt.Errorf("create a file for the embedded etcd server: %w", err)
 	}
-	return out, nil
-}
-
-func (o options) config() (*embed.Config, error) {
-	cfg := embed.NewConfig()
-	cfg.Name = o.name
-	cfg.Dir = o.dataDir
-	cfg.LogLevel = o.logLevel
-	cfg.QuotaBackendBytes = o.quotaBytes
-	cfg.AutoCompactionMode = "periodic"
-	cfg.AutoCompactionRetention = o.autoCompactionRetention
-	var err error
-	if cfg.ListenClientUrls, err = parseURLs("listen-client-urls", o.listenClient); err != nil {
+	if err := f.Chmod(0o700); err != nil {
+		f.Close()
 		return nil, err
 	}
-	cfg.AdvertiseClientUrls = cfg.ListenClientUrls
-	if o.advertiseClient != "" {
-		if cfg.AdvertiseClientUrls, err = parseURLs("advertise-client-urls", o.advertiseClient); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.ListenPeerUrls, err = parseURLs("listen-peer-urls", o.listenPeer); err != nil {
-		return nil, err
-	}
-	cfg.AdvertisePeerUrls = cfg.ListenPeerUrls
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.ListenMetricsUrls = nil
-	return cfg, nil
+	os.Remove(f.Name())
+	return f, nil
 }

@@ -6,11 +6,13 @@ import (
 	"io"
 	"os"
 
+	"github.com/onecalico/calico/internal/startup"
 	v "github.com/onecalico/calico/internal/version"
 )
 
 // Main prints the version, commit and Go version; it takes no arguments.
 func Main(args []string) int {
+	startup.Restore()
 	if len(args) > 0 {
 		fmt.Fprintln(os.Stderr, "usage: calico version")
 		return 2
