@@ -398,8 +398,15 @@ func TeardownWorkload(containerNetNS, containerIf string) error {
 // HostMTU returns the smallest MTU among oper-up links whose name matches
 // ifacePattern, or DefaultHostMTU (1460) if none match (Felix's rule).
 func HostMTU(h *netlink.Handle, ifacePattern *regexp.Regexp) (int, error) {
-	links, err := h.LinkList()
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+	var links []netlink.Link
+	var err error
+	// A dump the kernel interrupted (links changed meanwhile) is retried.
+	for range 5 {
+		if links, err = h.LinkList(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
 		return 0, fmt.Errorf("list links: %w", err)
 	}
 	mtu := 0
