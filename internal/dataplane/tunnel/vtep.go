@@ -1,0 +1,152 @@
+package tunnel
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// VTEP is a remote node's VXLAN endpoint, taken from its Node resource.
+type VTEP struct {
+	TunnelIP netip.Addr       // the remote vxlan device's address
+	MAC      net.HardwareAddr // the remote vxlan device's MAC
+	NodeIP   netip.Addr       // the remote node's underlay address
+}
+
+// neighbour/FDB state we program: permanent, so it never ages out and is
+// never resolved by ARP (the device has learning off).
+const permanent = unix.NUD_PERMANENT
+
+type syncStats struct{ setNeigh, delNeigh, setFDB, delFDB int }
+
+func (s syncStats) zero() bool { return s == syncStats{} }
+
+// SyncVTEPs makes the static neighbours and FDB entries of linkName exactly
+// those of vteps: per VTEP a permanent neighbour "TunnelIP lladdr MAC" and a
+// permanent FDB entry "MAC dst NodeIP self". Permanent entries on the link
+// that belong to no VTEP are removed; entries the kernel manages (not
+// permanent) are left alone. Entries that are already right are not
+// rewritten, so a repeated call makes no changes.
+func SyncVTEPs(h *netlink.Handle, linkName string, vteps []VTEP) error {
+	_, err := syncVTEPs(h, linkName, vteps)
+	return err
+}
+
+func syncVTEPs(h *netlink.Handle, linkName string, vteps []VTEP) (syncStats, error) {
+	var st syncStats
+	wantNeigh := make(map[netip.Addr]net.HardwareAddr, len(vteps))
+	wantFDB := make(map[string]netip.Addr, len(vteps))
+	for _, v := range vteps {
+		if !v.TunnelIP.IsValid() || !v.NodeIP.IsValid() || len(v.MAC) != 6 {
+			return st, fmt.Errorf("vtep %s (mac %s, node %s): %w", v.TunnelIP, v.MAC, v.NodeIP, ErrInvalid)
+		}
+		if _, dup := wantNeigh[v.TunnelIP]; dup {
+			return st, fmt.Errorf("vtep %s listed twice: %w", v.TunnelIP, ErrInvalid)
+		}
+		if n, dup := wantFDB[v.MAC.String()]; dup && n != v.NodeIP {
+			return st, fmt.Errorf("vtep mac %s on nodes %s and %s: %w", v.MAC, n, v.NodeIP, ErrInvalid)
+		}
+		wantNeigh[v.TunnelIP.Unmap()] = v.MAC
+		wantFDB[v.MAC.String()] = v.NodeIP.Unmap()
+	}
+	l, err := h.LinkByName(linkName)
+	if err != nil {
+		return st, fmt.Errorf("look up link %s: %w", linkName, err)
+	}
+	idx := l.Attrs().Index
+	var errs []error
+
+	// ARP/ND entries, both families in one dump.
+	neighs, err := listNeigh(h, idx, unix.AF_UNSPEC)
+	if err != nil {
+		return st, fmt.Errorf("list neighbours of %s: %w", linkName, err)
+	}
+	haveNeigh := map[netip.Addr]bool{}
+	for _, n := range neighs {
+		if n.Family != unix.AF_INET && n.Family != unix.AF_INET6 {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		mac, wanted := wantNeigh[ip]
+		switch {
+		case wanted && n.State&permanent != 0 && bytes.Equal(n.HardwareAddr, mac):
+			haveNeigh[ip] = true
+		case !wanted && n.State&permanent != 0:
+			if err := h.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("delete neighbour %s on %s: %w", ip, linkName, err))
+				continue
+			}
+			st.delNeigh++
+		}
+	}
+	for ip, mac := range wantNeigh {
+		if haveNeigh[ip] {
+			continue
+		}
+		n := &netlink.Neigh{LinkIndex: idx, State: permanent, IP: ip.AsSlice(), HardwareAddr: mac}
+		if err := h.NeighSet(n); err != nil {
+			errs = append(errs, fmt.Errorf("set neighbour %s lladdr %s on %s: %w", ip, mac, linkName, err))
+			continue
+		}
+		st.setNeigh++
+	}
+
+	// FDB entries of the VXLAN device itself ("self").
+	fdb, err := listNeigh(h, idx, unix.AF_BRIDGE)
+	if err != nil {
+		return st, errors.Join(append(errs, fmt.Errorf("list fdb of %s: %w", linkName, err))...)
+	}
+	haveFDB := map[string]bool{}
+	for _, e := range fdb {
+		if e.State&permanent == 0 || len(e.HardwareAddr) != 6 || bytes.Equal(e.HardwareAddr, make([]byte, 6)) {
+			continue // kernel-managed, or the all-zeros default destination
+		}
+		dst, _ := netip.AddrFromSlice(e.IP)
+		dst = dst.Unmap()
+		mac := e.HardwareAddr.String()
+		if want, ok := wantFDB[mac]; ok {
+			// Right: keep. Wrong destination: NeighSet below replaces it
+			// in place, so the MAC is never without a destination.
+			haveFDB[mac] = haveFDB[mac] || want == dst
+			continue
+		}
+		if err := h.NeighDel(&e); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("delete fdb %s dst %s on %s: %w", mac, dst, linkName, err))
+			continue
+		}
+		st.delFDB++
+	}
+	for mac, dst := range wantFDB {
+		if haveFDB[mac] {
+			continue
+		}
+		hw, _ := net.ParseMAC(mac)
+		e := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, State: permanent, IP: dst.AsSlice(), HardwareAddr: hw}
+		if err := h.NeighSet(e); err != nil {
+			errs = append(errs, fmt.Errorf("set fdb %s dst %s on %s: %w", mac, dst, linkName, err))
+			continue
+		}
+		st.setFDB++
+	}
+	return st, errors.Join(errs...)
+}
+
+func listNeigh(h *netlink.Handle, idx, family int) ([]netlink.Neigh, error) {
+	var ns []netlink.Neigh
+	var err error
+	for range 5 {
+		if ns, err = h.NeighList(idx, family); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return ns, err
+}
