@@ -18,8 +18,21 @@ type Etcd struct {
 	// Endpoint is the client URL (a unix socket, so no network port is used).
 	Endpoint string
 	Dir      string
-	server   *embed.Etcd
+	// With TLS: the CA that signed the server, and a client certificate.
+	CACertFile, CertFile, KeyFile string
+	// With auth: the root user's password (user "root").
+	RootPassword string
+	server       *embed.Etcd
 }
+
+// EtcdOptions choose TLS (client certificates required) and password auth.
+type EtcdOptions struct {
+	TLS  bool
+	Auth bool
+}
+
+// Server exposes the embedded server (e.g. to compact its history).
+func (e *Etcd) Server() *embed.Etcd { return e.server }
 
 // StartEtcd starts an embedded etcd whose client and peer listeners are unix
 // sockets in a temporary directory: nothing listens on the network, and
@@ -27,12 +40,18 @@ type Etcd struct {
 // t.Cleanup.
 func StartEtcd(t testing.TB) *Etcd {
 	t.Helper()
+	return StartEtcdWith(t, EtcdOptions{})
+}
+
+// StartEtcdWith is StartEtcd with TLS and/or password authentication.
+func StartEtcdWith(t testing.TB, opts EtcdOptions) *Etcd {
+	t.Helper()
 	// Unix socket paths are limited to 108 bytes: keep the directory short.
 	dir, err := os.MkdirTemp("", "cet")
 	if err != nil {
 		t.Fatalf("temp dir: %v", err)
 	}
-	e, err := startEtcd(dir)
+	e, err := startEtcd(dir, opts)
 	if err != nil {
 		os.RemoveAll(dir)
 		t.Fatalf("start embedded etcd: %v", err)
@@ -47,7 +66,7 @@ func StartEtcd(t testing.TB) *Etcd {
 // chdirMu serialises the brief working-directory change in startEtcd.
 var chdirMu sync.Mutex
 
-func startEtcd(dir string) (*Etcd, error) {
+func startEtcd(dir string, opts EtcdOptions) (*Etcd, error) {
 	// etcd wants unix socket URLs in host:port form, which cannot carry an
 	// absolute path. So the sockets are bound with relative names while the
 	// process's working directory is briefly dir; clients then dial the
@@ -75,6 +94,21 @@ func startEtcd(dir string) (*Etcd, error) {
 	cfg.AdvertisePeerUrls = []url.URL{peer}
 	cfg.InitialCluster = cfg.Name + "=" + peer.String()
 	cfg.ListenMetricsUrls = nil
+	out := &Etcd{Dir: dir}
+	if opts.TLS {
+		certs, err := writeTestCerts(dir)
+		if err != nil {
+			return nil, err
+		}
+		client.Scheme = "unixs"
+		cfg.ListenClientUrls = []url.URL{client}
+		cfg.AdvertiseClientUrls = []url.URL{client}
+		cfg.ClientTLSInfo.CertFile = certs.serverCert
+		cfg.ClientTLSInfo.KeyFile = certs.serverKey
+		cfg.ClientTLSInfo.TrustedCAFile = certs.ca
+		cfg.ClientTLSInfo.ClientCertAuth = true
+		out.CACertFile, out.CertFile, out.KeyFile = certs.ca, certs.clientCert, certs.clientKey
+	}
 	s, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, err
@@ -85,5 +119,14 @@ func startEtcd(dir string) (*Etcd, error) {
 		s.Close()
 		return nil, fmt.Errorf("etcd not ready after 30s")
 	}
-	return &Etcd{Endpoint: "unix://" + filepath.Join(dir, "client.sock:0"), Dir: dir, server: s}, nil
+	out.server = s
+	out.Endpoint = client.Scheme + "://" + filepath.Join(dir, "client.sock:0")
+	if opts.Auth {
+		out.RootPassword = "test-root-password"
+		if err := enableAuth(s, out.RootPassword); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return out, nil
 }

@@ -130,10 +130,9 @@ func (s *Store) Client() *clientv3.Client { return s.cli }
 // Close closes the client.
 func (s *Store) Close() error { return s.cli.Close() }
 
+// ctx bounds one request by the store's request timeout (or the caller's
+// deadline, if that is sooner).
 func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
 	return context.WithTimeout(ctx, s.timeout)
 }
 
