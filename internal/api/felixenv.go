@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // FelixEnvPrefix starts every environment variable that overrides a
@@ -83,6 +84,9 @@ func (s *FelixConfigurationSpec) Set(key, value string) error {
 	i, ok := byName[name]
 	if !ok {
 		return fmt.Errorf("unknown Felix setting %s", FelixEnvPrefix+name)
+	}
+	if !utf8.ValidString(value) {
+		return fmt.Errorf("set %s: the value is not valid UTF-8", FelixEnvPrefix+name)
 	}
 	p := params[i]
 	fv := reflect.ValueOf(s).Elem().Field(p.index)
@@ -188,7 +192,7 @@ func setFromString(v reflect.Value, s string, ms bool) error {
 		*x = RouteTableRange{Min: lo, Max: hi}
 		return err
 	case *RouteTableRanges:
-		var out RouteTableRanges
+		out := RouteTableRanges{}
 		for _, item := range splitList(s) {
 			lo, hi, err := parseRange(item)
 			if err != nil {

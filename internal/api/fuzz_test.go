@@ -66,3 +66,37 @@ func FuzzDecodeValidate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFelixSet feeds arbitrary FELIX_* keys and values to Set: it must never
+// panic, and whatever it accepts must encode and decode back unchanged.
+func FuzzFelixSet(f *testing.F) {
+	for k, v := range map[string]string{
+		"FELIX_IPINIPMTU": "1400", "FELIX_ROUTEREFRESHINTERVAL": "30s", "FELIX_FAILSAFEINBOUNDHOSTPORTS": "tcp:[fd00::/8]:22",
+		"FELIX_ROUTETABLERANGES": "1-250", "FELIX_BPFLOGFILTERS": "all=x", "FELIX_HEALTHTIMEOUTOVERRIDES": "a=1s",
+		"FELIX_BPFCONNTRACKTIMEOUTS": "tcpSynSent=Auto", "FELIX_KUBENODEPORTRANGES": "1:2,3", "FELIX_ISTIODSCPMARK": "46",
+		"FELIX_IPTABLESMARKMASK": "0xffff0000", "FELIX_REPORTINGINTERVALSECS": "1.5", "FELIX_NATPORTRANGE": `{"x":1}`,
+	} {
+		f.Add(k, v)
+	}
+	f.Fuzz(func(t *testing.T, key, value string) {
+		var s FelixConfigurationSpec
+		if s.Set(key, value) != nil {
+			return
+		}
+		fc := NewFelixConfiguration()
+		fc.Name = "default"
+		fc.Spec = s
+		_ = fc.Validate()
+		once, err := json.Marshal(fc)
+		if err != nil {
+			t.Fatalf("encode: %v", err)
+		}
+		back := NewFelixConfiguration()
+		if err := json.Unmarshal(once, back); err != nil {
+			t.Fatalf("%s=%q encodes to %s, which does not decode: %v", key, value, once, err)
+		}
+		if again, _ := json.Marshal(back); !bytes.Equal(once, again) {
+			t.Fatalf("%s=%q: not a fixed point\n%s\n%s", key, value, once, again)
+		}
+	})
+}
