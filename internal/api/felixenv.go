@@ -128,11 +128,26 @@ func (s *FelixConfigurationSpec) ApplyOverrides(get func(name string) (string, b
 	return nil
 }
 
+// FelixBootstrapParams are Felix parameters that are not FelixConfiguration
+// fields (datastore and Typha connection, host name, test hooks): Felix reads
+// them from its environment before it can read any configuration resource.
+// ApplyEnviron leaves them to the caller instead of calling them unknown.
+var FelixBootstrapParams = []string{
+	"DATASTORETYPE", "ETCDADDR", "ETCDSCHEME", "ETCDENDPOINTS", "ETCDDISCOVERYSRV",
+	"ETCDUSERNAME", "ETCDPASSWORD", "ETCDKEYFILE", "ETCDCERTFILE", "ETCDCAFILE",
+	"FELIXHOSTNAME", "TYPHAADDR", "TYPHAK8SSERVICENAME", "TYPHAK8SNAMESPACE",
+	"TYPHAKEYFILE", "TYPHACERTFILE", "TYPHACAFILE", "TYPHACN", "TYPHAURISAN",
+	"TYPHAREADTIMEOUT", "TYPHAWRITETIMEOUT", "DEBUGSKIPCTLBCLEANUP",
+}
+
 // ApplyEnviron applies every FELIX_* entry of environ ("KEY=value", as
-// os.Environ returns) and reports the FELIX_* keys that name no field. On
-// any error nothing is changed.
+// os.Environ returns) and reports the FELIX_* keys that name neither a
+// field nor one of FelixBootstrapParams. On any error nothing is changed.
 func (s *FelixConfigurationSpec) ApplyEnviron(environ []string) error {
 	_, byName := felixParams()
+	for _, b := range FelixBootstrapParams {
+		byName[b] = -1
+	}
 	env := map[string]string{}
 	var unknown []string
 	for _, kv := range environ {
@@ -142,11 +157,14 @@ func (s *FelixConfigurationSpec) ApplyEnviron(environ []string) error {
 		if !ok {
 			continue
 		}
-		if _, known := byName[name]; !known {
+		i, known := byName[name]
+		if !known {
 			unknown = append(unknown, k)
 			continue
 		}
-		env[uk] = v
+		if i >= 0 {
+			env[uk] = v
+		}
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)

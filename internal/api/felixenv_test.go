@@ -100,8 +100,15 @@ func TestFelixEnviron(t *testing.T) {
 	if s.VXLANEnabled != nil {
 		t.Fatal("applied settings despite unknown keys")
 	}
-	if err := s.ApplyEnviron([]string{"felix_vxlanEnabled=true", "FELIX_DefaultEndpointToHostAction=Return"}); err != nil {
+	// As felix-observed.md ran Felix: bootstrap parameters are not errors.
+	if err := s.ApplyEnviron([]string{"felix_vxlanEnabled=true", "FELIX_DefaultEndpointToHostAction=Return",
+		"FELIX_DATASTORETYPE=etcdv3", "FELIX_ETCDENDPOINTS=http://10.97.0.1:2379", "FELIX_FELIXHOSTNAME=fx-n1",
+		"FELIX_IPTABLESBACKEND=nft", "FELIX_LOGSEVERITYSYS=none", "FELIX_DebugSkipCTLBCleanup=true"}); err != nil {
 		t.Fatal(err)
+	}
+	fc := &FelixConfiguration{ObjectMeta: ObjectMeta{Name: "default"}, Spec: s}
+	if err := fc.Validate(); err != nil {
+		t.Errorf("observed Felix environment does not validate: %v", err)
 	}
 	if !*s.VXLANEnabled || s.DefaultEndpointToHostAction != "Return" {
 		t.Errorf("case-insensitive keys not applied: %+v", s)
