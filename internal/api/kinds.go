@@ -18,11 +18,16 @@ type KindInfo struct {
 // kinds is the registry of every kind this project reads and writes, in
 // calicoctl's order. It is a plain literal: no init-time work.
 var kinds = []KindInfo{
+	{Kind: KindBGPConfiguration, Plural: "bgpconfigurations", Aliases: []string{"bgpconfig", "bgpconfigs"}, New: func() Resource { return NewBGPConfiguration() }},
+	{Kind: KindBGPPeer, Plural: "bgppeers", Aliases: []string{"bgpp", "bgpps", "bp", "bps"}, New: func() Resource { return NewBGPPeer() }},
 	{Kind: KindClusterInformation, Plural: "clusterinformations", Aliases: []string{"clusterinfo", "clusterinfos"}, New: func() Resource { return NewClusterInformation() }},
+	{Kind: KindFelixConfiguration, Plural: "felixconfigurations", Aliases: []string{"felixconfig", "felixconfigs"}, New: func() Resource { return NewFelixConfiguration() }},
+	{Kind: KindGlobalNetworkPolicy, Plural: "globalnetworkpolicies", Aliases: []string{"gnp", "gnps", "globalpolicy", "globalpolicies"}, New: func() Resource { return NewGlobalNetworkPolicy() }},
 	{Kind: KindGlobalNetworkSet, Plural: "globalnetworksets", Aliases: []string{"globalnetset", "globalnetsets"}, New: func() Resource { return NewGlobalNetworkSet() }},
 	{Kind: KindHostEndpoint, Plural: "hostendpoints", Aliases: []string{"hep", "heps"}, New: func() Resource { return NewHostEndpoint() }},
 	{Kind: KindIPPool, Plural: "ippools", Aliases: []string{"ipp", "ipps", "pool", "pools"}, New: func() Resource { return NewIPPool() }},
 	{Kind: KindIPReservation, Plural: "ipreservations", Aliases: []string{"ipr", "iprs"}, New: func() Resource { return NewIPReservation() }},
+	{Kind: KindNetworkPolicy, Plural: "networkpolicies", Namespaced: true, Aliases: []string{"policy", "policies", "pol", "pols", "np", "nps"}, New: func() Resource { return NewNetworkPolicy() }},
 	{Kind: KindNetworkSet, Plural: "networksets", Namespaced: true, Aliases: []string{"netset", "netsets"}, New: func() Resource { return NewNetworkSet() }},
 	{Kind: KindNode, Plural: "nodes", Aliases: []string{"no", "nos"}, New: func() Resource { return NewNode() }},
 	{Kind: KindProfile, Plural: "profiles", Aliases: []string{"pro", "pros"}, New: func() Resource { return NewProfile() }},

@@ -2,14 +2,37 @@ package datastore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/kv"
 )
 
 // storeValidators are the per-kind checks that need to read the datastore.
 var storeValidators = map[string]func(ctx context.Context, c *Client, r api.Resource) error{
-	api.KindIPPool: checkIPPool,
+	api.KindIPPool:              checkIPPool,
+	api.KindNetworkPolicy:       checkPolicyTier,
+	api.KindGlobalNetworkPolicy: checkPolicyTier,
+}
+
+// checkPolicyTier refuses a (Global)NetworkPolicy whose tier does not exist,
+// as upstream does: tiers are created explicitly, policies then join them.
+func checkPolicyTier(ctx context.Context, c *Client, r api.Resource) error {
+	var tier string
+	switch p := r.(type) {
+	case *api.NetworkPolicy:
+		tier = p.Spec.Tier
+	case *api.GlobalNetworkPolicy:
+		tier = p.Spec.Tier
+	}
+	tier = api.PolicyTier(tier)
+	_, err := c.KV.Get(ctx, api.ResourcePrefix+"tiers/"+tier)
+	if errors.Is(err, kv.ErrNotFound) {
+		return &api.FieldError{Field: "spec.tier", Value: tier,
+			Reason: fmt.Sprintf("tier %q does not exist: create it first", tier)}
+	}
+	return err
 }
 
 // checkIPPool refuses a pool that overlaps another pool, or that would cover

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/onecalico/calico/internal/api"
@@ -87,7 +88,16 @@ func Encode(r api.Resource) ([]byte, error) {
 }
 
 // Get reads one resource. Kind may be any name LookupKind accepts.
+//
+// A default-tier (Global)NetworkPolicy asked for by its plain name is also
+// found under the "default.<name>" key releases up to v3.29 wrote.
 func (c *Client) Get(ctx context.Context, kind, namespace, name string) (api.Resource, error) {
+	return c.get(ctx, kind, namespace, name, true)
+}
+
+// get reads one resource; legacy enables the "default.<name>" fallback,
+// which writes must not use (they compare-and-swap on the exact key).
+func (c *Client) get(ctx context.Context, kind, namespace, name string, legacy bool) (api.Resource, error) {
 	k, err := lookup(kind)
 	if err != nil {
 		return nil, err
@@ -99,10 +109,28 @@ func (c *Client) Get(ctx context.Context, kind, namespace, name string) (api.Res
 		return api.NewDefaultAllowProfile(), nil
 	}
 	item, err := c.KV.Get(ctx, k.Key(namespace, name))
+	if lname, ok := legacyPolicyName(k, name); ok && legacy && errors.Is(err, kv.ErrNotFound) {
+		if litem, lerr := c.KV.Get(ctx, k.Key(namespace, lname)); lerr == nil {
+			item, err = litem, nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	return Decode(k, item)
+}
+
+// legacyPolicyName returns the key name releases up to v3.29 used for a
+// default-tier policy ("default.<name>"), which v3.30 and later read under
+// the plain name.
+func legacyPolicyName(k api.KindInfo, name string) (string, bool) {
+	if k.Kind != api.KindNetworkPolicy && k.Kind != api.KindGlobalNetworkPolicy {
+		return "", false
+	}
+	if name == "" || strings.Contains(name, ".") {
+		return "", false
+	}
+	return api.DefaultTierName + "." + name, true
 }
 
 // List reads every resource of a kind (in one namespace, or all with ""),
@@ -177,7 +205,7 @@ func (c *Client) prepare(ctx context.Context, r api.Resource, readOld bool) (old
 	}
 	if readOld {
 		m := r.GetObjectMeta()
-		old, err = c.Get(ctx, k.Kind, m.Namespace, m.Name)
+		old, err = c.get(ctx, k.Kind, m.Namespace, m.Name, false)
 		switch {
 		case errors.Is(err, kv.ErrNotFound):
 			old = nil
@@ -308,6 +336,11 @@ func (c *Client) Delete(ctx context.Context, kind, namespace, name, resourceVers
 		return nil, fmt.Errorf("delete %s: the built-in profile cannot be deleted", name)
 	}
 	item, err := c.KV.Get(ctx, key)
+	if legacy, ok := legacyPolicyName(k, name); ok && errors.Is(err, kv.ErrNotFound) {
+		if litem, lerr := c.KV.Get(ctx, k.Key(namespace, legacy)); lerr == nil {
+			key, item, err = k.Key(namespace, legacy), litem, nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
