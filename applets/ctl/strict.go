@@ -176,7 +176,11 @@ func unknownField(path, key string, fields map[string]reflect.Type) error {
 }
 
 func typeError(path string, v any, want string) error {
-	return &api.FieldError{Field: path, Value: echo(v), Reason: "must be " + want + ", not " + jsonTypeName(v)}
+	reason := "must be " + want + ", not " + jsonTypeName(v)
+	if _, ok := v.(bool); ok && want == "a string" {
+		reason += " (YAML reads unquoted yes, no, on, off, y and n as booleans: quote the value)"
+	}
+	return &api.FieldError{Field: path, Value: echo(v), Reason: reason}
 }
 
 // echo returns v when it is short enough to quote in a message.
