@@ -545,3 +545,28 @@ func TestConfigFileAndValidate(t *testing.T) {
 		t.Errorf("validate wrote to etcd")
 	}
 }
+
+// TestEmptyInput: a file with no resources is an error unless --skip-empty.
+func TestEmptyInput(t *testing.T) {
+	c := newCtlEnv(t)
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.yaml")
+	os.WriteFile(empty, []byte("# nothing here\n---\n"), 0o644)
+	if r := c.run("apply", "-f", empty); r.rc != 1 || r.stderr != "No resources specified in file "+empty+"\n" {
+		t.Errorf("empty file:\n%s", r)
+	}
+	if r := c.run("apply", "-f", empty, "--skip-empty"); r.rc != 0 || r.stdout != "No resources specified\n" {
+		t.Errorf("empty file with --skip-empty:\n%s", r)
+	}
+	sub := filepath.Join(dir, "sub")
+	os.Mkdir(sub, 0o755)
+	if r := c.run("apply", "-f", sub); r.rc != 1 || r.stderr != "No resources specified in directory "+sub+"\n" {
+		t.Errorf("empty directory:\n%s", r)
+	}
+	if r := c.run("apply", "-f", filepath.Join(dir, "missing.yaml")); r.rc != 1 || r.stderr != "Failed to execute command: open "+filepath.Join(dir, "missing.yaml")+": no such file or directory\n" {
+		t.Errorf("missing file:\n%s", r)
+	}
+	if s := c.snapshot(); len(s.keys) != 0 {
+		t.Errorf("wrote %v", s.keys)
+	}
+}

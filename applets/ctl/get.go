@@ -65,9 +65,8 @@ func runGet(ctx context.Context, e *Env, args []string) error {
 	if o.filename != "" {
 		items, errs, err := e.loadInput(o.filename, o.recursive, o.skipEmpty)
 		switch {
-		case errors.Is(err, errEmptyInput):
-			msg, _, _ := strings.Cut(err.Error(), ": "+errEmptyInput.Error())
-			return errors.New(msg)
+		case isEmptyInput(err):
+			return err
 		case err != nil:
 			return fmt.Errorf("Failed to execute command: %v", err)
 		case len(errs) > 0:

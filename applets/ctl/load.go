@@ -81,14 +81,19 @@ func oneLine(err error) string {
 	return strings.Join(parts, "; ")
 }
 
-// errEmptyInput marks input with no resources in it.
-var errEmptyInput = errors.New("no resources specified")
+// emptyInputError is input with no resources in it; it prints as upstream's message.
+type emptyInputError struct{ where string }
+
+func (e emptyInputError) Error() string { return "No resources specified in " + e.where }
+
+// isEmptyInput reports whether err is an emptyInputError.
+func isEmptyInput(err error) bool { return errors.As(err, new(emptyInputError)) }
 
 // loadInput reads every resource from name: a file, "-" for stdin, or a
 // directory (its .yaml, .yml and .json files; subdirectories too with
 // recursive). It returns the resources in input order and one error per bad
 // document; the error return is for input that cannot be read at all, or is
-// empty (errEmptyInput wrapped, unless skipEmpty).
+// empty (an emptyInputError, unless skipEmpty).
 func (e *Env) loadInput(name string, recursive, skipEmpty bool) ([]*loaded, []error, error) {
 	if name == "-" {
 		b, err := io.ReadAll(e.Stdin)
@@ -97,12 +102,16 @@ func (e *Env) loadInput(name string, recursive, skipEmpty bool) ([]*loaded, []er
 		}
 		out, errs := decodeFile("stdin", b)
 		if len(out) == 0 && len(errs) == 0 && !skipEmpty {
-			return nil, nil, fmt.Errorf("No resources specified in file %s: %w", "stdin", errEmptyInput)
+			return nil, nil, emptyInputError{"file stdin"}
 		}
 		return out, errs, nil
 	}
 	st, err := os.Stat(name)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			pe.Op = "open" // as upstream words it
+		}
 		return nil, nil, err
 	}
 	var files []string
@@ -138,13 +147,13 @@ func (e *Env) loadInput(name string, recursive, skipEmpty bool) ([]*loaded, []er
 		}
 		o, es := decodeFile(f, b)
 		if len(o) == 0 && len(es) == 0 && !skipEmpty {
-			return nil, nil, fmt.Errorf("No resources specified in file %s: %w", f, errEmptyInput)
+			return nil, nil, emptyInputError{"file " + f}
 		}
 		out = append(out, o...)
 		errs = append(errs, es...)
 	}
 	if len(out) == 0 && len(errs) == 0 && st.IsDir() && !skipEmpty {
-		return nil, nil, fmt.Errorf("No resources specified in directory %s: %w", name, errEmptyInput)
+		return nil, nil, emptyInputError{"directory " + name}
 	}
 	return out, errs, nil
 }

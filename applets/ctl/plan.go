@@ -175,9 +175,8 @@ func runCRUD(ctx context.Context, e *Env, o crudOptions, items []*loaded) error 
 		var err error
 		items, errs, err = e.loadInput(o.filename, o.recursive, o.skipEmpty)
 		switch {
-		case errors.Is(err, errEmptyInput):
-			msg, _, _ := strings.Cut(err.Error(), ": "+errEmptyInput.Error())
-			return errors.New(msg)
+		case isEmptyInput(err):
+			return err
 		case err != nil:
 			return fmt.Errorf("%s%v", execFail, err)
 		case len(errs) > 0:
