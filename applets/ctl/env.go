@@ -18,6 +18,14 @@ import (
 // DefaultConfigPath is where calicoctl looks for its config file.
 const DefaultConfigPath = "/etc/calico/calicoctl.cfg"
 
+// probeTimeout bounds the check that a configured datastore answers, for
+// commands that can do without one (validate).
+const probeTimeout = 3 * time.Second
+
+// errNoDatastore is returned when neither a config file nor the environment
+// names a datastore.
+var errNoDatastore = errors.New("no datastore configured: set ETCD_ENDPOINTS (and DATASTORE_TYPE=etcdv3), or write " + DefaultConfigPath)
+
 // Env is what a verb works with: its streams, the environment, and the
 // datastore, connected on first use.
 type Env struct {
@@ -117,7 +125,7 @@ func (e *Env) datastoreConfig() (etcd.Config, error) {
 		return cfg, fmt.Errorf("unknown datastore type %q: use etcdv3", dsType)
 	}
 	if len(cfg.Endpoints) == 0 {
-		return cfg, errors.New("no datastore configured: set ETCD_ENDPOINTS (and DATASTORE_TYPE=etcdv3), or write " + DefaultConfigPath)
+		return cfg, errNoDatastore
 	}
 	cfg.DialTimeout = 5 * time.Second
 	return cfg, nil
