@@ -35,6 +35,7 @@ type verb struct {
 // verbs is the command table. Files add their verb here, one line each.
 var verbs = map[string]verb{
 	"version": {runVersion, "Display the version of this binary and of the cluster."},
+	"node":    {runNode, "Calico node management."},
 }
 
 // usageError marks a mistake in how the command was called (exit code 2).
