@@ -180,8 +180,8 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 			case errors.Is(err, tunnel.ErrNotSupported):
 				dp.host.IPIPUnsupported = true
 				res.recalc = true
-				a.log.Warn("IPIP is not supported by this kernel: routes for IPIP pools are not programmed; use vxlanMode",
-					"component", "dataplane", "err", err)
+				// The degradation it causes is logged (once) as such.
+				a.log.Debug("tunl0 cannot be created", "component", "dataplane", "err", err)
 			case err != nil:
 				res.fail("ipip", err, dp)
 			default:
