@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -357,5 +358,142 @@ func TestPrivilegedIPIPUnsupported(t *testing.T) {
 	_, body, _ = httpIn(n1.NS, "http://127.0.0.1:9091/metrics")
 	if strings.Contains(body, "calico_node_apply_errors_total") {
 		t.Errorf("apply errors counted:\n%s", body)
+	}
+}
+
+// TestPrivilegedTwoNodeVXLAN runs two real calico-node processes (ip netns
+// exec) on one subnet with a VXLAN pool, pings pod to pod across them,
+// checks calicoctl node status, and restarts one daemon under a running
+// ping without losing a packet.
+func TestPrivilegedTwoNodeVXLAN(t *testing.T) {
+	lab := newLab(t)
+	bin := labtest.Binary(t)
+	n1, n2 := lab.AddNode("n1", 99, 11), lab.AddNode("n2", 99, 12)
+	lab.Pool("pool1", "10.244.0.0/16", api.VXLANModeAlways, api.IPIPModeNever, true)
+	lab.TunnelAddress("n1", addr("10.244.1.0"))
+	lab.TunnelAddress("n2", addr("10.244.2.0"))
+	p1, p2 := n1.StartProcess(bin, n1.Env()), n2.StartProcess(bin, n2.Env())
+	for _, p := range []*labtest.Process{p1, p2} {
+		if _, err := p.WaitReady(20 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := n1.AddPod("a", addr("10.244.1.2"))
+	b := n2.AddPod("b", addr("10.244.2.2"))
+	waitRoutes(t, n1,
+		"blackhole 10.244.1.0/26 proto 80",
+		"10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink proto 80")
+	waitRoutes(t, n2,
+		"10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink proto 80",
+		"blackhole 10.244.2.0/26 proto 80")
+	if err := labtest.Ping(a.NS, b.IP, 3); err != nil {
+		t.Fatalf("ping a -> b: %v\nn1:\n%s\nn2:\n%s", err, dataplaneState(t, n1), dataplaneState(t, n2))
+	}
+	if err := labtest.Ping(b.NS, a.IP, 3); err != nil {
+		t.Fatalf("ping b -> a: %v", err)
+	}
+	if out := run(t, n1.NS, "ip", "route", "get", b.IP.String()); !strings.Contains(out, "dev vxlan.calico") {
+		t.Errorf("n1 does not route to b over VXLAN: %s", out)
+	}
+	if l, err := n1.Handle().LinkByName("vxlan.calico"); err != nil || l.Attrs().Statistics == nil || l.Attrs().Statistics.TxPackets == 0 {
+		t.Errorf("nothing was sent through vxlan.calico: %v", err)
+	}
+
+	// calicoctl node status talks to the daemon through its control socket.
+	calico := filepath.Join(filepath.Dir(bin), "calico")
+	out, err := runCmd(t, calico, []string{"CALICO_RUN_DIR=" + n1.RunDir()}, "ctl", "node", "status")
+	if err != nil || !strings.HasPrefix(out, "Calico process is running.\n") || !strings.Contains(out, "10.99.0.11/24") ||
+		!strings.Contains(out, "No BGP peers (BGP speaker not enabled)") || !strings.Contains(out, "VXLAN peers:      1") {
+		t.Errorf("calicoctl node status: %v\n%s", err, out)
+	}
+
+	// Restart n1's daemon while a 10 ms ping runs across it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pingDone := make(chan string, 1)
+	go func() {
+		out, _ := labtest.Exec(ctx, a.NS, "ping", "-c", "300", "-i", "0.01", "-W", "1", "-n", "-q", b.IP.String())
+		pingDone <- out
+	}()
+	code, err := p1.Stop(10 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("SIGTERM: exit %d %v\n%s", code, err, p1.Stderr)
+	}
+	waitRoutes(t, n1, // left in place
+		"blackhole 10.244.1.0/26 proto 80",
+		"10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink proto 80")
+	out, err = runCmd(t, calico, []string{"CALICO_RUN_DIR=" + n1.RunDir()}, "ctl", "node", "status")
+	if err == nil || out != "Calico process is not running.\n" {
+		t.Errorf("calicoctl node status with no daemon: %v %q", err, out)
+	}
+	p1b := n1.StartProcess(bin, n1.Env())
+	if _, err := p1b.WaitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	pingOut := <-pingDone
+	if !strings.Contains(pingOut, "300 packets transmitted, 300 received") {
+		t.Errorf("ping across the restart lost packets:\n%s", pingOut)
+	}
+	if s, err := p1b.Status(); err != nil || s.RouteChanges != 0 {
+		t.Errorf("restarted daemon: %+v %v (want no route changes)", s, err)
+	}
+}
+
+// runCmd runs a program with extra environment and returns its stdout.
+func runCmd(t *testing.T, bin string, env []string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, stderr.String())
+	}
+	return string(out), err
+}
+
+// TestPrivilegedCrossSubnet: three in-process daemons, n1 and n2 on one
+// subnet, n3 behind the router. A CrossSubnet VXLAN pool routes n1<->n2
+// directly and everything to or from n3 over VXLAN; pods ping each other.
+func TestPrivilegedCrossSubnet(t *testing.T) {
+	lab := newLab(t)
+	n1, n2, n3 := lab.AddNode("n1", 99, 11), lab.AddNode("n2", 99, 12), lab.AddNode("n3", 98, 13)
+	lab.Pool("pool1", "10.244.0.0/16", api.VXLANModeCrossSubnet, api.IPIPModeNever, true)
+	for i, n := range []*labtest.Node{n1, n2, n3} {
+		lab.TunnelAddress(n.Name, addr(fmt.Sprintf("10.244.%d.0", i+1)))
+	}
+	for _, n := range []*labtest.Node{n1, n2, n3} {
+		a := n.StartAgent(n.AgentConfig())
+		if err := a.WaitReady(20 * time.Second); err != nil {
+			t.Fatalf("%s: %v\n%s", n.Name, err, a.Log)
+		}
+	}
+	pa := n1.AddPod("a", addr("10.244.1.2"))
+	pb := n2.AddPod("b", addr("10.244.2.2"))
+	pc := n3.AddPod("c", addr("10.244.3.2"))
+	waitRoutes(t, n1,
+		"blackhole 10.244.1.0/26 proto 80",
+		"10.244.2.0/26 via 10.99.0.12 dev eth0 proto 80",
+		"10.244.3.0/26 via 10.244.3.0 dev vxlan.calico onlink proto 80")
+	waitRoutes(t, n3,
+		"10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink proto 80",
+		"10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink proto 80",
+		"blackhole 10.244.3.0/26 proto 80")
+	for _, c := range []struct {
+		from *labtest.Pod
+		to   *labtest.Pod
+	}{{pa, pb}, {pb, pa}, {pa, pc}, {pc, pb}} {
+		if err := labtest.Ping(c.from.NS, c.to.IP, 2); err != nil {
+			t.Errorf("ping %s -> %s: %v", c.from.Name, c.to.Name, err)
+		}
+	}
+	if out := run(t, n1.NS, "ip", "route", "get", pb.IP.String()); !strings.Contains(out, "via 10.99.0.12 dev eth0") {
+		t.Errorf("n1 -> b is not direct: %s", out)
+	}
+	if out := run(t, n1.NS, "ip", "route", "get", pc.IP.String()); !strings.Contains(out, "dev vxlan.calico") {
+		t.Errorf("n1 -> c is not over VXLAN: %s", out)
 	}
 }
