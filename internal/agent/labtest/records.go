@@ -104,6 +104,30 @@ func (l *Lab) DeleteNode(name string) {
 	}
 }
 
+// newBlock is an empty block affine to host, as IPAM creates it.
+func newBlock(host string, cidr netip.Prefix) api.Block {
+	aff := api.HostAffinity(host)
+	n := 1 << (32 - cidr.Bits())
+	b := api.Block{CIDR: cidr.String(), Affinity: &aff, Allocations: make([]*int, n), Attributes: []api.AllocationAttribute{},
+		SequenceNumber: uint64(time.Now().UnixNano()), SequenceNumberForAllocation: map[string]uint64{},
+		AffinityClaimTime: time.Now().UTC().Format(time.RFC3339)}
+	for i := range n {
+		b.Unallocated = append(b.Unallocated, i)
+	}
+	return b
+}
+
+// ClaimWrites are the writes of one atomic Commit that claims an empty
+// block for host (the block, created only if absent, and the affinity),
+// for callers that want to time the write itself.
+func ClaimWrites(host string, cidr netip.Prefix) []kv.Write {
+	v, _ := json.Marshal(newBlock(host, cidr))
+	return []kv.Write{
+		{Key: api.BlockKey(cidr), Value: v, Rev: 0},
+		{Key: api.AffinityKey(host, cidr), Value: []byte(`{"state":"confirmed","deleted":false}`), Rev: kv.Unconditional},
+	}
+}
+
 // updateBlock applies mutate to the block for cidr with compare-and-swap,
 // creating an empty block affine to host first if it does not exist.
 func (l *Lab) updateBlock(ctx context.Context, host string, cidr netip.Prefix, mutate func(b *api.Block) error) error {
@@ -114,14 +138,7 @@ func (l *Lab) updateBlock(ctx context.Context, host string, cidr netip.Prefix, m
 		var rev int64
 		switch {
 		case errors.Is(err, kv.ErrNotFound):
-			aff := api.HostAffinity(host)
-			n := 1 << (32 - cidr.Bits())
-			b = api.Block{CIDR: cidr.String(), Affinity: &aff, Allocations: make([]*int, n), Attributes: []api.AllocationAttribute{},
-				SequenceNumber: uint64(time.Now().UnixNano()), SequenceNumberForAllocation: map[string]uint64{},
-				AffinityClaimTime: time.Now().UTC().Format(time.RFC3339)}
-			for i := range n {
-				b.Unallocated = append(b.Unallocated, i)
-			}
+			b = newBlock(host, cidr)
 		case err != nil:
 			return err
 		default:
@@ -139,10 +156,8 @@ func (l *Lab) updateBlock(ctx context.Context, host string, cidr netip.Prefix, m
 			return err
 		}
 		if rev == 0 {
-			writes := []kv.Write{
-				{Key: key, Value: v, Rev: 0},
-				{Key: api.AffinityKey(host, cidr), Value: []byte(`{"state":"confirmed","deleted":false}`), Rev: kv.Unconditional},
-			}
+			writes := ClaimWrites(host, cidr)
+			writes[0].Value = v
 			_, err = l.Store.Commit(ctx, writes)
 		} else {
 			_, err = l.Store.Update(ctx, key, v, rev)
