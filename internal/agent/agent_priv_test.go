@@ -497,3 +497,39 @@ func TestPrivilegedCrossSubnet(t *testing.T) {
 		t.Errorf("n1 -> c is not over VXLAN: %s", out)
 	}
 }
+
+// TestPrivilegedResyncAndOwnChanges: the periodic full resync repairs
+// drift (a deleted route, a stray proto-80 route, a removed neighbour), and
+// changes to this node's own Node resource (tunnel address) are applied in
+// place without a restart.
+func TestPrivilegedResyncAndOwnChanges(t *testing.T) {
+	lab := newLab(t)
+	n1 := lab.AddNode("n1", 99, 11)
+	lab.Pool("pool1", "10.244.0.0/16", api.VXLANModeAlways, api.IPIPModeNever, true)
+	lab.TunnelAddress("n1", addr("10.244.1.0"))
+	lab.PutNode("n2", netip.MustParsePrefix("10.99.0.12/24"), addr("10.244.2.0"))
+	lab.ClaimBlock("n2", addr("10.244.2.0"))
+	cfg := n1.AgentConfig()
+	cfg.FelixOverrides = map[string]string{"routerefreshinterval": "0.3s"}
+	a := n1.StartAgent(cfg)
+	if err := a.WaitReady(20 * time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, a.Log)
+	}
+	want := []string{"blackhole 10.244.1.0/26 proto 80", "10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink proto 80"}
+	waitRoutes(t, n1, want...)
+	run(t, n1.NS, "ip", "route", "del", "10.244.2.0/26")
+	run(t, n1.NS, "ip", "route", "add", "10.77.0.0/24", "via", "10.99.0.1", "proto", "80")
+	run(t, n1.NS, "ip", "neigh", "del", "10.244.2.0", "dev", "vxlan.calico")
+	waitRoutes(t, n1, want...)
+	waitOutput(t, n1.NS, "10.244.2.0 lladdr", "ip", "neigh", "show", "dev", "vxlan.calico")
+
+	// Our own tunnel address moves: the device follows, no restart.
+	lab.UpdateNode("n1", func(n *api.Node) { n.Spec.IPv4VXLANTunnelAddr = "10.244.1.1" })
+	waitOutput(t, n1.NS, "inet 10.244.1.1/32", "ip", "addr", "show", "dev", "vxlan.calico")
+	if out := run(t, n1.NS, "ip", "addr", "show", "dev", "vxlan.calico"); strings.Contains(out, "10.244.1.0/32") {
+		t.Errorf("old tunnel address still on the device:\n%s", out)
+	}
+	if err := a.Stop(); err != nil {
+		t.Errorf("agent ended with %v", err)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics are the daemon's Prometheus metrics, in a registry of its own
@@ -56,8 +55,10 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.registry.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		// These are what the collectors package wraps; importing that
+		// package would also link database/sql into every applet.
+		prometheus.NewGoCollector(),
+		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
 		m.reconcile, m.routes, m.vteps, m.routeChanges, m.datastoreErrs, m.applyErrs, m.localWorkloads,
 	)
 	return m
