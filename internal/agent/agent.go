@@ -52,6 +52,7 @@ type Agent struct {
 type statusState struct {
 	mu        sync.Mutex
 	live      bool
+	beat      time.Time // last report of the reconcile loop; zero before it starts
 	ready     bool
 	lastApply time.Time
 	degraded  []string
@@ -148,7 +149,7 @@ func (a *Agent) Status() Status {
 		NodeName:       a.cfg.NodeName,
 		IPv4Address:    s.ipv4,
 		IPv6Address:    s.ipv6,
-		Live:           s.live,
+		Live:           s.live && (s.beat.IsZero() || time.Since(s.beat) < livenessTimeout),
 		Ready:          s.ready,
 		LastApply:      s.lastApply,
 		Degraded:       append([]string(nil), s.degraded...),

@@ -372,6 +372,17 @@ func TestPrivilegedTwoNodeVXLAN(t *testing.T) {
 	lab.Pool("pool1", "10.244.0.0/16", api.VXLANModeAlways, api.IPIPModeNever, true)
 	lab.TunnelAddress("n1", addr("10.244.1.0"))
 	lab.TunnelAddress("n2", addr("10.244.2.0"))
+	// Upstream's "calico-node -startup" mode registers the node and exits.
+	if out, err := runCmd(t, "ip", append(n1.Env(), "LANG=C"), "netns", "exec", filepath.Base(n1.NS), bin, "-startup"); err != nil {
+		t.Fatalf("calico-node -startup: %v %s", err, out)
+	}
+	if b, err := os.ReadFile(n1.NodenameFile()); err != nil || string(b) != "n1" {
+		t.Fatalf("nodename file after -startup: %q %v", b, err)
+	}
+	node, err := datastore.GetOf[*api.Node](context.Background(), lab.Client, api.KindNode, "", "n1")
+	if err != nil || node.Spec.BGP == nil || node.Spec.BGP.IPv4Address != "10.99.0.11/24" || node.Spec.VXLANTunnelMACAddr != agent.VTEPMAC("n1").String() {
+		t.Fatalf("node after -startup: %+v %v", node, err)
+	}
 	p1, p2 := n1.StartProcess(bin, n1.Env()), n2.StartProcess(bin, n2.Env())
 	for _, p := range []*labtest.Process{p1, p2} {
 		if _, err := p.WaitReady(20 * time.Second); err != nil {

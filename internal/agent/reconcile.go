@@ -22,15 +22,22 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	var retry <-chan time.Time
 	backoff := 100 * time.Millisecond
 	full := true
+	heartbeat := time.NewTicker(heartbeatInterval)
+	defer heartbeat.Stop()
+	a.beat()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-heartbeat.C:
+			a.beat()
+			continue
 		case <-a.trigger:
 		case <-resync.C:
 			full = true
 		case <-retry:
 		}
+		a.beat()
 		retry = nil
 		if !a.allSynced() {
 			continue
@@ -50,6 +57,19 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// heartbeatInterval is how often the idle reconcile loop reports in; the
+// daemon is not live when it has not reported for livenessTimeout.
+const (
+	heartbeatInterval = 10 * time.Second
+	livenessTimeout   = 90 * time.Second
+)
+
+func (a *Agent) beat() {
+	a.st.mu.Lock()
+	a.st.beat = time.Now()
+	a.st.mu.Unlock()
 }
 
 // reconcileOnce computes and applies the desired state once (twice when
@@ -90,8 +110,12 @@ func (a *Agent) reconcileOnce(full bool) (bool, time.Duration) {
 	if err := errors.Join(res.errs...); err != nil {
 		log.Error("dataplane apply failed", "err", err)
 	}
-	a.met.routes.Set(float64(len(d.Routes)))
-	a.met.vteps.Set(float64(len(d.VTEPs)))
+	if dp.last.routesOK {
+		a.met.routes.Set(float64(len(dp.last.routes)))
+	}
+	if dp.last.vtepsOK || d.VXLANState != DevicePresent {
+		a.met.vteps.Set(float64(len(dp.last.vteps)))
+	}
 	a.met.localWorkloads.Set(float64(d.LocalWorkloads))
 
 	s := &a.st

@@ -45,8 +45,22 @@ type syncHandler struct {
 	// put and del apply one key; they run under a.mu.
 	put func(m *Model, key string, item *kv.KV) error
 	del func(m *Model, key string)
-	// tunnels: changes here can change this node's tunnel addresses.
-	tunnels bool
+	// tunnels says whether a change to key can change this node's tunnel
+	// addresses (nil: never).
+	tunnels func(key string) bool
+}
+
+// touchesTunnels reports whether any of keys matters to the tunnel manager.
+func (h *syncHandler) touchesTunnels(keys ...string) bool {
+	if h.tunnels == nil {
+		return false
+	}
+	for _, k := range keys {
+		if h.tunnels(k) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *syncHandler) OnSnapshot(kvs []*kv.KV, rev int64) {
@@ -59,17 +73,19 @@ func (h *syncHandler) OnSnapshot(kvs []*kv.KV, rev int64) {
 	a.synced[h.prefix] = true
 	a.mu.Unlock()
 	a.log.Debug("snapshot", "component", "sync", "prefix", h.prefix, "keys", len(kvs), "revision", rev)
-	a.signal(h.tunnels)
+	a.signal(h.tunnels != nil)
 }
 
 func (h *syncHandler) OnEvents(events []kv.Event) {
 	a := h.a
+	tunnels := false
 	a.mu.Lock()
 	for _, ev := range events {
 		h.apply(ev.Key, &kv.KV{Key: ev.Key, Value: ev.Value, Revision: ev.Revision}, ev.Type == kv.EventDelete)
+		tunnels = tunnels || h.touchesTunnels(ev.Key)
 	}
 	a.mu.Unlock()
-	a.signal(h.tunnels)
+	a.signal(tunnels)
 }
 
 // apply runs under a.mu.
@@ -90,8 +106,9 @@ func (a *Agent) handlers() []*syncHandler {
 	name := func(key, prefix string) string { return strings.TrimPrefix(key, prefix) }
 	return []*syncHandler{
 		{
-			a: a, prefix: prefixNodes, tunnels: true,
-			reset: func(m *Model) { m.Nodes = map[string]Node{} },
+			a: a, prefix: prefixNodes,
+			tunnels: func(key string) bool { return key == prefixNodes+a.cfg.NodeName },
+			reset:   func(m *Model) { m.Nodes = map[string]Node{} },
 			put: func(m *Model, key string, item *kv.KV) error {
 				r, err := datastore.Decode(nodeKind, item)
 				if err != nil {
@@ -105,8 +122,9 @@ func (a *Agent) handlers() []*syncHandler {
 			del: func(m *Model, key string) { delete(m.Nodes, name(key, prefixNodes)) },
 		},
 		{
-			a: a, prefix: prefixPools, tunnels: true,
-			reset: func(m *Model) { m.Pools = map[string]Pool{} },
+			a: a, prefix: prefixPools,
+			tunnels: func(string) bool { return true },
+			reset:   func(m *Model) { m.Pools = map[string]Pool{} },
 			put: func(m *Model, key string, item *kv.KV) error {
 				r, err := datastore.Decode(poolKind, item)
 				if err != nil {
