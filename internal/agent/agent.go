@@ -40,7 +40,7 @@ type Agent struct {
 
 	st      statusState
 	readyCh chan struct{}
-	started time.Time
+	started time.Time // when New ran
 
 	// dp is owned by the reconcile goroutine.
 	dp *dataplane
@@ -62,7 +62,7 @@ type statusState struct {
 	local     int
 	routes    int
 	vteps     int
-	changes   int64 // route, VTEP-free count of dataplane changes since start
+	changes   int64 // routes added, replaced or deleted since start
 }
 
 // Status is the daemon's state as the control socket reports it.
@@ -118,6 +118,7 @@ func New(cfg Config) (*Agent, error) {
 		trigger:       make(chan struct{}, 1),
 		tunnelTrigger: make(chan struct{}, 1),
 		readyCh:       make(chan struct{}),
+		started:       time.Now(),
 	}
 	a.store = countingStore{Store: cfg.Store, count: a.met.datastoreErrs.Inc}
 	a.client = datastore.NewClient(a.store)
@@ -185,7 +186,6 @@ func (a *Agent) signal(tunnels bool) {
 // returned at once (errors.Is(err, ErrConfig)); datastore outages during
 // startup are retried.
 func (a *Agent) Run(ctx context.Context) error {
-	a.started = time.Now()
 	log := a.log.With("component", "agent")
 	log.Info("starting", "node", a.cfg.NodeName, "version", version.Version, "netns", a.cfg.NetNS)
 

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/onecalico/calico/internal/api"
@@ -232,8 +231,9 @@ func sortedKeys[K interface{ ~string }, V any](m map[K]V) []K {
 	return ks
 }
 
-// nodePoolNames lists, sorted, the CIDRs of enabled IPv4 pools that select
-// node n for the given use ("vxlan" or "ipip") and allow tunnel addresses.
+// tunnelPools lists, in pool name order, the CIDRs of the enabled IPv4
+// pools that use kind's encapsulation, select node n and allow tunnel
+// addresses.
 func tunnelPools(m *Model, n Node, kind TunnelKind) []string {
 	var out []string
 	for _, name := range sortedKeys(m.Pools) {
@@ -247,9 +247,6 @@ func tunnelPools(m *Model, n Node, kind TunnelKind) []string {
 	}
 	return out
 }
-
-// itoa is strconv.Itoa, short for log attributes.
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // joinOr joins names, or returns "none".
 func joinOr(ss []string) string {

@@ -172,7 +172,10 @@ func (a *Agent) handlers() []*syncHandler {
 		},
 		{
 			a: a, prefix: prefixFelix,
-			reset: func(m *Model) { a.felix = felixLayers{} },
+			reset: func(m *Model) {
+				a.felix = felixLayers{}
+				a.resolveFelixLocked()
+			},
 			put: func(m *Model, key string, item *kv.KV) error {
 				n := name(key, prefixFelix)
 				if n != FelixConfigGlobal && n != FelixConfigNodePrefix+a.cfg.NodeName {
