@@ -73,7 +73,9 @@ func (h *syncHandler) OnSnapshot(kvs []*kv.KV, rev int64) {
 	a.synced[h.prefix] = true
 	a.mu.Unlock()
 	a.log.Debug("snapshot", "component", "sync", "prefix", h.prefix, "keys", len(kvs), "revision", rev)
-	a.signal(h.tunnels != nil)
+	// Every snapshot wakes the tunnel manager too: it waits for all of them
+	// before it acts, so the last one must reach it.
+	a.signal(true)
 }
 
 func (h *syncHandler) OnEvents(events []kv.Event) {
