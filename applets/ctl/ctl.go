@@ -39,6 +39,7 @@ var verbs = map[string]verb{
 	"delete":   {runDelete, "Delete a resource identified by file, directory, stdin or resource type and name."},
 	"get":      {runGet, "Get a resource identified by file, directory, stdin or resource type and name."},
 	"label":    {runLabel, "Add or update labels of resources."},
+	"node":     {runNode, "Calico node management."},
 	"patch":    {runPatch, "Patch a preexisting resource in place."},
 	"replace":  {runReplace, "Replace a resource by file, directory or stdin."},
 	"validate": {runValidate, "Validate a resource by file, directory or stdin without applying it."},

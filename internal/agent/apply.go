@@ -1,0 +1,285 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"reflect"
+	"strconv"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+
+	"github.com/onecalico/calico/internal/dataplane/ifaces"
+	"github.com/onecalico/calico/internal/dataplane/link"
+	"github.com/onecalico/calico/internal/dataplane/netns"
+	"github.com/onecalico/calico/internal/dataplane/nft"
+	"github.com/onecalico/calico/internal/dataplane/route"
+	"github.com/onecalico/calico/internal/dataplane/tunnel"
+)
+
+// dataplane applies Desired states to the kernel. It is used only by the
+// reconcile goroutine. It remembers what it last applied successfully, per
+// part, so that an incremental apply touches only what changed.
+type dataplane struct {
+	a        *Agent
+	ns       string
+	h        *netlink.Handle
+	nft      *nftables.Conn
+	nftClose func() error
+
+	host        HostFacts
+	hostFor     netip.Prefix // the node address host facts were read for
+	hostPattern string       // the mtuIfacePattern they were read with
+	hostRead    bool
+
+	last    applied
+	wepDone map[string]bool // workload interfaces whose sysctls are set (or that were missing)
+}
+
+// applied is what the last successful apply of each part installed.
+type applied struct {
+	sysctls    []netns.Sysctl
+	sysctlsOK  bool
+	vxlanState DeviceState
+	vxlan      tunnel.VXLAN
+	vxlanOK    bool
+	vteps      []tunnel.VTEP
+	vtepsOK    bool
+	ipip       tunnel.IPIP
+	ipipOK     bool
+	routes     []route.Route
+	routesOK   bool
+	nat        nft.Table
+	natOK      bool
+	mtu        int
+	mtuOK      bool
+}
+
+func newDataplane(a *Agent) (*dataplane, error) {
+	h, err := netns.NewHandle(a.cfg.NetNS)
+	if err != nil {
+		return nil, fmt.Errorf("open netlink in %q: %w", a.cfg.NetNS, err)
+	}
+	c, closer, err := netns.NewNftConn(a.cfg.NetNS)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("open nftables in %q: %w", a.cfg.NetNS, err)
+	}
+	return &dataplane{a: a, ns: a.cfg.NetNS, h: h, nft: c, nftClose: closer, wepDone: map[string]bool{}}, nil
+}
+
+func (dp *dataplane) close() {
+	dp.h.Close()
+	_ = dp.nftClose()
+}
+
+// refreshHost reads the kernel facts calc needs (the interface holding the
+// node address, the host MTU) when they may have changed: on the first
+// pass, on a full resync, when the node address or the MTU pattern changed,
+// or while the address is on no interface.
+func (dp *dataplane) refreshHost(m *Model, full bool) error {
+	me := m.Nodes[m.NodeName]
+	pattern := ""
+	if m.Felix.MTUIfacePattern != nil {
+		pattern = m.Felix.MTUIfacePattern.String()
+	}
+	if dp.hostRead && !full && me.IPv4 == dp.hostFor && pattern == dp.hostPattern &&
+		(dp.host.ParentIf != "" || !me.IPv4.IsValid()) {
+		return nil
+	}
+	ifs, err := ifaces.List(dp.h)
+	if err != nil {
+		return err
+	}
+	facts := HostFacts{IPIPUnsupported: dp.host.IPIPUnsupported}
+	if me.IPv4.IsValid() {
+		for _, i := range ifs {
+			for _, a := range i.Addrs {
+				if a.Addr() == me.IPv4.Addr() {
+					facts.ParentIf, facts.ParentIndex = i.Name, i.Index
+				}
+			}
+		}
+	}
+	if m.Felix.MTUIfacePattern != nil {
+		if facts.HostMTU, err = link.HostMTU(dp.h, m.Felix.MTUIfacePattern); err != nil {
+			return err
+		}
+	}
+	dp.host, dp.hostFor, dp.hostPattern, dp.hostRead = facts, me.IPv4, pattern, true
+	return nil
+}
+
+// applyResult is what one apply did.
+type applyResult struct {
+	errs         []error
+	routeChanges int
+	// recalc asks for another Calc: the apply learned a kernel fact
+	// (IPIP is unsupported) that changes the desired state.
+	recalc bool
+}
+
+func (r *applyResult) fail(part string, err error, dp *dataplane) {
+	r.errs = append(r.errs, fmt.Errorf("%s: %w", part, err))
+	dp.a.met.applyErrs.WithLabelValues(part).Inc()
+}
+
+// apply makes the kernel match d. With full, every part is re-applied;
+// otherwise only parts whose desired state differs from the last
+// successful apply. Order: settings, devices, neighbours, routes (replace
+// before delete), device removal, NAT, MTU file.
+func (dp *dataplane) apply(d Desired, full bool) applyResult {
+	var res applyResult
+	a, l := dp.a, &dp.last
+	timed := func(part string, f func()) {
+		t := time.Now()
+		f()
+		a.met.reconcile.WithLabelValues(part).Observe(time.Since(t).Seconds())
+	}
+	if full || !l.sysctlsOK || !reflect.DeepEqual(d.Sysctls, l.sysctls) {
+		timed("sysctl", func() {
+			l.sysctlsOK = false
+			if err := netns.SetSysctls(dp.ns, d.Sysctls...); err != nil {
+				res.fail("sysctl", err, dp)
+				return
+			}
+			l.sysctls, l.sysctlsOK = d.Sysctls, true
+		})
+	}
+	dp.workloads(d, full, &res, timed)
+
+	vxlanApplied := false
+	if d.VXLANState == DevicePresent && (full || !l.vxlanOK || l.vxlanState != DevicePresent || !reflect.DeepEqual(d.VXLAN, l.vxlan)) {
+		timed("vxlan", func() {
+			l.vxlanOK = false
+			if err := tunnel.EnsureVXLAN(dp.h, d.VXLAN); err != nil {
+				res.fail("vxlan", err, dp)
+				return
+			}
+			l.vxlan, l.vxlanState, l.vxlanOK, vxlanApplied = d.VXLAN, DevicePresent, true, true
+		})
+	}
+	if d.VXLANState == DevicePresent && l.vxlanOK && (full || vxlanApplied || !l.vtepsOK || !reflect.DeepEqual(d.VTEPs, l.vteps)) {
+		timed("vteps", func() {
+			l.vtepsOK = false
+			if err := tunnel.SyncVTEPs(dp.h, VXLANDevice, d.VTEPs); err != nil {
+				res.fail("vteps", err, dp)
+				return
+			}
+			l.vteps, l.vtepsOK = d.VTEPs, true
+		})
+	}
+	if d.IPIPState == DevicePresent && (full || !l.ipipOK || !reflect.DeepEqual(d.IPIP, l.ipip)) {
+		timed("ipip", func() {
+			l.ipipOK = false
+			err := tunnel.EnsureIPIP(dp.h, d.IPIP)
+			switch {
+			case errors.Is(err, tunnel.ErrNotSupported):
+				dp.host.IPIPUnsupported = true
+				res.recalc = true
+				// The degradation it causes is logged (once) as such.
+				a.log.Debug("tunl0 cannot be created", "component", "dataplane", "err", err)
+			case err != nil:
+				res.fail("ipip", err, dp)
+			default:
+				l.ipip, l.ipipOK = d.IPIP, true
+			}
+		})
+		if res.recalc {
+			return res
+		}
+	}
+	if full || vxlanApplied || !l.routesOK || !reflect.DeepEqual(d.Routes, l.routes) {
+		timed("routes", func() {
+			l.routesOK = false
+			r, err := route.Apply(dp.h, RouteOwner, d.Routes)
+			res.routeChanges = r.Added + r.Replaced + r.Deleted
+			if res.routeChanges > 0 {
+				a.met.routeChanges.Add(float64(res.routeChanges))
+				a.log.Debug("routes changed", "component", "dataplane", "added", r.Added, "replaced", r.Replaced, "deleted", r.Deleted)
+			}
+			if err != nil {
+				res.fail("routes", err, dp)
+				return
+			}
+			l.routes, l.routesOK = d.Routes, true
+		})
+	}
+	if d.VXLANState == DeviceAbsent && (full || !l.vxlanOK || l.vxlanState != DeviceAbsent) {
+		timed("vxlan", func() {
+			l.vxlanOK = false
+			if err := tunnel.DeleteLink(dp.h, VXLANDevice); err != nil {
+				res.fail("vxlan", err, dp)
+				return
+			}
+			l.vxlanState, l.vxlan, l.vxlanOK = DeviceAbsent, tunnel.VXLAN{}, true
+			l.vteps, l.vtepsOK = nil, false
+		})
+	}
+	if full || !l.natOK || !reflect.DeepEqual(d.NAT, l.nat) {
+		timed("nat", func() {
+			l.natOK = false
+			if err := nft.Apply(dp.nft, d.NAT); err != nil {
+				res.fail("nat", err, dp)
+				return
+			}
+			l.nat, l.natOK = d.NAT, true
+		})
+	}
+	if full || !l.mtuOK || d.MTU != l.mtu {
+		timed("mtu", func() {
+			l.mtuOK = false
+			changed, err := writeFileAtomic(a.cfg.MTUFile, []byte(strconv.Itoa(d.MTU)))
+			if err != nil {
+				res.fail("mtu", err, dp)
+				return
+			}
+			if changed {
+				a.log.Info("wrote pod MTU", "component", "dataplane", "file", a.cfg.MTUFile, "mtu", d.MTU)
+			}
+			l.mtu, l.mtuOK = d.MTU, true
+		})
+	}
+	return res
+}
+
+// workloads sets the workload sysctls once per local interface. An
+// interface that does not exist (yet, or any more) is tried again at the
+// next full resync: the CNI plugin sets the same values when it creates
+// the veth, so nothing waits on this.
+func (dp *dataplane) workloads(d Desired, full bool, res *applyResult, timed func(string, func())) {
+	want := make(map[string]bool, len(d.WorkloadIfaces))
+	for _, i := range d.WorkloadIfaces {
+		want[i] = true
+	}
+	for i := range dp.wepDone {
+		if !want[i] || full {
+			delete(dp.wepDone, i)
+		}
+	}
+	var todo []string
+	for _, i := range d.WorkloadIfaces {
+		if !dp.wepDone[i] {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	timed("workload", func() {
+		for _, i := range todo {
+			err := netns.SetSysctls(dp.ns, WorkloadSysctls(i)...)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				dp.a.log.Debug("workload interface not present; its sysctls are retried at the next resync", "component", "dataplane", "iface", i)
+			case err != nil:
+				res.fail("workload", fmt.Errorf("interface %s: %w", i, err), dp)
+				continue
+			}
+			dp.wepDone[i] = true
+		}
+	})
+}

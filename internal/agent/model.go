@@ -1,0 +1,257 @@
+package agent
+
+import (
+	"crypto/sha1"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/selector"
+)
+
+// Node is what the dataplane needs from one Node resource.
+type Node struct {
+	Name            string
+	Labels          map[string]string
+	IPv4            netip.Prefix // address with its subnet (host bits kept); invalid: none
+	VXLANTunnelAddr netip.Addr
+	VXLANMAC        net.HardwareAddr // nil: derived from the name (VTEPMAC)
+	IPIPTunnelAddr  netip.Addr
+}
+
+// Pool is what the dataplane needs from one IPPool.
+type Pool struct {
+	Name         string
+	CIDR         netip.Prefix
+	VXLANMode    api.VXLANMode
+	IPIPMode     api.IPIPMode
+	NATOutgoing  bool
+	Disabled     bool
+	NodeSelector string
+	Tunnel       bool // allowedUses includes Tunnel
+}
+
+// vxlan reports whether the pool uses VXLAN in some form.
+func (p Pool) vxlan() bool {
+	return p.VXLANMode == api.VXLANModeAlways || p.VXLANMode == api.VXLANModeCrossSubnet
+}
+
+// ipip reports whether the pool uses IPIP in some form.
+func (p Pool) ipip() bool {
+	return p.IPIPMode == api.IPIPModeAlways || p.IPIPMode == api.IPIPModeCrossSubnet
+}
+
+// selects reports whether the pool's nodeSelector matches n.
+func (p Pool) selects(n Node) bool {
+	sel := p.NodeSelector
+	if sel == "" || sel == "all()" {
+		return true
+	}
+	s, err := selector.Parse(sel)
+	if err != nil {
+		return false
+	}
+	return s.Evaluate(n.Labels)
+}
+
+// Block is what the dataplane needs from one IPAM block.
+type Block struct {
+	CIDR     netip.Prefix
+	Affinity string // host the block is affine to; "" for none
+	// Borrowed maps addresses of this block that are held by a node other
+	// than Affinity (from the allocation's "node" attribute) to that node.
+	Borrowed map[netip.Addr]string
+}
+
+// WEP is what the dataplane needs from one WorkloadEndpoint.
+type WEP struct {
+	Node      string
+	Interface string
+	IPs       []netip.Prefix
+}
+
+// VTEPMAC is the VXLAN device MAC upstream derives for a node that has no
+// vxlanTunnelMACAddr: 0x66 ('f') followed by the first five bytes of
+// sha1(nodename). Every node computes the same value for every other node.
+func VTEPMAC(nodeName string) net.HardwareAddr {
+	sum := sha1.Sum([]byte(nodeName))
+	return net.HardwareAddr{0x66, sum[0], sum[1], sum[2], sum[3], sum[4]}
+}
+
+// mac returns the node's VXLAN MAC, derived when the resource has none.
+func (n Node) mac() net.HardwareAddr {
+	if len(n.VXLANMAC) == 6 {
+		return n.VXLANMAC
+	}
+	return VTEPMAC(n.Name)
+}
+
+func nodeFromAPI(r *api.Node) Node {
+	n := Node{Name: r.Name, Labels: r.Labels}
+	if p, ok := r.IPv4(); ok {
+		n.IPv4 = p
+	}
+	if a, err := netip.ParseAddr(r.Spec.IPv4VXLANTunnelAddr); err == nil && a.Is4() {
+		n.VXLANTunnelAddr = a
+	}
+	if m, err := net.ParseMAC(r.Spec.VXLANTunnelMACAddr); err == nil && len(m) == 6 {
+		n.VXLANMAC = m
+	}
+	if r.Spec.BGP != nil {
+		if a, err := netip.ParseAddr(r.Spec.BGP.IPv4IPIPTunnelAddr); err == nil && a.Is4() {
+			n.IPIPTunnelAddr = a
+		}
+	}
+	return n
+}
+
+func poolFromAPI(r *api.IPPool) (Pool, bool) {
+	c := r.Prefix()
+	if !c.IsValid() {
+		return Pool{}, false
+	}
+	return Pool{
+		Name:         r.Name,
+		CIDR:         c,
+		VXLANMode:    r.Spec.VXLANMode,
+		IPIPMode:     r.Spec.IPIPMode,
+		NATOutgoing:  r.Spec.NATOutgoing,
+		Disabled:     r.Spec.Disabled,
+		NodeSelector: r.Spec.NodeSelector,
+		Tunnel:       r.Allows(api.AllowedUseTunnel),
+	}, true
+}
+
+// blockFromJSON decodes a stored AllocationBlock.
+func blockFromJSON(key string, value []byte) (Block, error) {
+	cidr, err := api.ParseBlockKey(key)
+	if err != nil {
+		return Block{}, err
+	}
+	var b api.Block
+	if err := json.Unmarshal(value, &b); err != nil {
+		return Block{}, fmt.Errorf("decode block %s: %w", key, err)
+	}
+	out := Block{CIDR: cidr}
+	if h, ok := b.AffineHost(); ok {
+		out.Affinity = h
+	}
+	for ord, idx := range b.Allocations {
+		if idx == nil || *idx < 0 || *idx >= len(b.Attributes) {
+			continue
+		}
+		node := b.Attributes[*idx].ActiveOwnerAttrs[api.AttrNode]
+		if node == "" || node == out.Affinity {
+			continue
+		}
+		ip, ok := addrAdd(cidr.Masked().Addr(), ord)
+		if !ok || !cidr.Contains(ip) {
+			continue
+		}
+		if out.Borrowed == nil {
+			out.Borrowed = map[netip.Addr]string{}
+		}
+		out.Borrowed[ip] = node
+	}
+	return out, nil
+}
+
+// addrAdd returns base + n (n >= 0), or false on overflow.
+func addrAdd(base netip.Addr, n int) (netip.Addr, bool) {
+	b := base.AsSlice()
+	carry := uint64(n)
+	for i := len(b) - 1; i >= 0 && carry > 0; i-- {
+		sum := uint64(b[i]) + carry&0xff
+		b[i] = byte(sum)
+		carry = carry>>8 + sum>>8
+	}
+	if carry > 0 {
+		return netip.Addr{}, false
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a, true
+}
+
+func wepFromAPI(r *api.WorkloadEndpoint) WEP {
+	w := WEP{Node: r.Spec.Node, Interface: r.Spec.InterfaceName}
+	for _, s := range r.Spec.IPNetworks {
+		if p, err := api.ParseAddrOrCIDR(s); err == nil {
+			w.IPs = append(w.IPs, p)
+		}
+	}
+	return w
+}
+
+// Model is everything the calculation reads: the datastore view, the
+// resolved Felix configuration and a few facts about the host's kernel.
+// Calc never changes it.
+type Model struct {
+	NodeName string
+	Nodes    map[string]Node
+	Pools    map[string]Pool
+	Blocks   map[netip.Prefix]Block
+	WEPs     map[string]WEP // by etcd key
+	Felix    FelixConfig
+	Host     HostFacts
+}
+
+// HostFacts are kernel facts calc needs as inputs.
+type HostFacts struct {
+	// ParentIf and ParentIndex name the interface that holds this node's
+	// IPv4 address ("" when it is on no interface).
+	ParentIf    string
+	ParentIndex int
+	// HostMTU is the smallest MTU of the up links matching mtuIfacePattern
+	// (1460 when none match).
+	HostMTU int
+	// IPIPUnsupported is set once the kernel refused to create tunl0.
+	IPIPUnsupported bool
+}
+
+// clone returns a copy whose maps can be read while the original changes.
+// Map values are immutable once stored, so a shallow copy of each map is
+// enough.
+func (m *Model) clone() *Model {
+	c := *m
+	c.Nodes = maps.Clone(m.Nodes)
+	c.Pools = maps.Clone(m.Pools)
+	c.Blocks = maps.Clone(m.Blocks)
+	c.WEPs = maps.Clone(m.WEPs)
+	return &c
+}
+
+func sortedKeys[K interface{ ~string }, V any](m map[K]V) []K {
+	ks := slices.Collect(maps.Keys(m))
+	slices.Sort(ks)
+	return ks
+}
+
+// tunnelPools lists, in pool name order, the CIDRs of the enabled IPv4
+// pools that use kind's encapsulation, select node n and allow tunnel
+// addresses.
+func tunnelPools(m *Model, n Node, kind TunnelKind) []string {
+	var out []string
+	for _, name := range sortedKeys(m.Pools) {
+		p := m.Pools[name]
+		if p.Disabled || !p.Tunnel || !p.CIDR.Addr().Is4() || !p.selects(n) {
+			continue
+		}
+		if (kind == TunnelVXLAN && p.vxlan()) || (kind == TunnelIPIP && p.ipip()) {
+			out = append(out, p.CIDR.String())
+		}
+	}
+	return out
+}
+
+// joinOr joins names, or returns "none".
+func joinOr(ss []string) string {
+	if len(ss) == 0 {
+		return "none"
+	}
+	return strings.Join(ss, ", ")
+}

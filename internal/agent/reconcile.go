@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+)
+
+// reconcileLoop is the only goroutine that touches the kernel. It waits
+// for a signal (a datastore change), the periodic full resync or a retry
+// after a failure; it does nothing until every watched prefix has
+// delivered its first snapshot, and its first apply is a full one.
+//
+// Signals that arrive while it works coalesce into one pending signal, so
+// a burst of datastore events costs one extra pass, not one per event.
+func (a *Agent) reconcileLoop(ctx context.Context) {
+	log := a.log.With("component", "dataplane")
+	resync := time.NewTimer(time.Hour)
+	resync.Stop()
+	defer resync.Stop()
+	var retry <-chan time.Time
+	backoff := 100 * time.Millisecond
+	full := true
+	heartbeat := time.NewTicker(heartbeatInterval)
+	defer heartbeat.Stop()
+	a.beat()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-heartbeat.C:
+			a.beat()
+			continue
+		case <-a.trigger:
+		case <-resync.C:
+			full = true
+		case <-retry:
+		}
+		a.beat()
+		retry = nil
+		if !a.allSynced() {
+			continue
+		}
+		ok, interval := a.reconcileOnce(full)
+		if !ok {
+			log.Debug("apply incomplete; retrying", "retry_in", backoff)
+			retry = time.After(backoff)
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if full {
+			full = false
+			if interval > 0 {
+				resync.Reset(interval)
+			}
+		}
+	}
+}
+
+// heartbeatInterval is how often the idle reconcile loop reports in; the
+// daemon is not live when it has not reported for livenessTimeout.
+const (
+	heartbeatInterval = 10 * time.Second
+	livenessTimeout   = 90 * time.Second
+)
+
+func (a *Agent) beat() {
+	a.st.mu.Lock()
+	a.st.beat = time.Now()
+	a.st.mu.Unlock()
+}
+
+// reconcileOnce computes and applies the desired state once (twice when
+// the apply learns a kernel fact that changes it). It reports whether every
+// part applied, and the resync interval in force.
+func (a *Agent) reconcileOnce(full bool) (bool, time.Duration) {
+	log := a.log.With("component", "dataplane")
+	start := time.Now()
+	dp := a.dp
+	var d Desired
+	var res applyResult
+	var interval time.Duration
+	var me Node
+	for pass := 0; pass < 3; pass++ {
+		a.mu.Lock()
+		m := a.model.clone()
+		a.mu.Unlock()
+		me = m.Nodes[m.NodeName]
+		interval = m.Felix.RouteRefreshInterval
+		if err := dp.refreshHost(m, full); err != nil {
+			log.Error("read host interfaces", "err", err)
+		}
+		m.Host = dp.host
+		t := time.Now()
+		d = Calc(m)
+		a.met.reconcile.WithLabelValues("calc").Observe(time.Since(t).Seconds())
+		res = dp.apply(d, full || pass > 0)
+		if !res.recalc {
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	a.met.reconcile.WithLabelValues("total").Observe(elapsed.Seconds())
+	errs := make([]string, 0, len(res.errs))
+	for _, e := range res.errs {
+		errs = append(errs, e.Error())
+	}
+	if err := errors.Join(res.errs...); err != nil {
+		log.Error("dataplane apply failed", "err", err)
+	}
+	if dp.last.routesOK {
+		a.met.routes.Set(float64(len(dp.last.routes)))
+	}
+	if dp.last.vtepsOK || d.VXLANState != DevicePresent {
+		a.met.vteps.Set(float64(len(dp.last.vteps)))
+	}
+	a.met.localWorkloads.Set(float64(d.LocalWorkloads))
+
+	s := &a.st
+	s.mu.Lock()
+	if !slices.Equal(s.degraded, d.Degraded) {
+		for _, x := range d.Degraded {
+			if !slices.Contains(s.degraded, x) {
+				log.Warn("degraded", "detail", x)
+			}
+		}
+	}
+	s.degraded, s.errors = d.Degraded, errs
+	if me.IPv4.IsValid() {
+		s.ipv4 = me.IPv4.String()
+	}
+	s.lastApply = time.Now()
+	s.local, s.routes, s.vteps = d.LocalWorkloads, len(d.Routes), len(d.VTEPs)
+	s.changes += int64(res.routeChanges)
+	becameReady := false
+	if len(errs) == 0 && full && !s.ready {
+		s.ready, becameReady = true, true
+	}
+	s.mu.Unlock()
+	if becameReady {
+		close(a.readyCh)
+		log.Info("first dataplane apply complete; ready", "elapsed", elapsed, "since_start", time.Since(a.started),
+			"routes", len(d.Routes), "vteps", len(d.VTEPs), "local_workloads", d.LocalWorkloads)
+	} else {
+		log.Debug("applied", "full", full, "elapsed", elapsed, "route_changes", res.routeChanges)
+	}
+	return len(errs) == 0, interval
+}

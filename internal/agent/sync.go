@@ -1,0 +1,307 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+
+	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/datastore"
+	"github.com/onecalico/calico/internal/kv"
+)
+
+// The prefixes the daemon watches.
+var (
+	prefixNodes = mustKind(api.KindNode).ListPrefix("")
+	prefixPools = mustKind(api.KindIPPool).ListPrefix("")
+	prefixWEPs  = mustKind(api.KindWorkloadEndpoint).ListPrefix("")
+	prefixFelix = api.ResourcePrefix + "felixconfigurations/"
+)
+
+const prefixBlocks = api.IPAMBlockPrefix
+
+func mustKind(k string) api.KindInfo {
+	ki, ok := api.LookupKind(k)
+	if !ok {
+		panic("agent: unknown kind " + k)
+	}
+	return ki
+}
+
+// watchedPrefixes are every prefix that must deliver a snapshot before the
+// first dataplane write.
+func watchedPrefixes() []string {
+	return []string{prefixNodes, prefixPools, prefixBlocks, prefixWEPs, prefixFelix}
+}
+
+// syncHandler feeds one watched prefix into the Model. Its callbacks only
+// record (decode, store under the lock) and signal; they never do I/O.
+type syncHandler struct {
+	a      *Agent
+	prefix string
+	// reset empties this prefix's part of the model (for a snapshot).
+	reset func(m *Model)
+	// put and del apply one key; they run under a.mu.
+	put func(m *Model, key string, item *kv.KV) error
+	del func(m *Model, key string)
+	// tunnels says whether a change to key can change this node's tunnel
+	// addresses (nil: never).
+	tunnels func(key string) bool
+}
+
+// touchesTunnels reports whether any of keys matters to the tunnel manager.
+func (h *syncHandler) touchesTunnels(keys ...string) bool {
+	if h.tunnels == nil {
+		return false
+	}
+	for _, k := range keys {
+		if h.tunnels(k) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *syncHandler) OnSnapshot(kvs []*kv.KV, rev int64) {
+	a := h.a
+	a.mu.Lock()
+	h.reset(a.model)
+	for _, item := range kvs {
+		h.apply(item.Key, item, false)
+	}
+	a.synced[h.prefix] = true
+	a.mu.Unlock()
+	a.log.Debug("snapshot", "component", "sync", "prefix", h.prefix, "keys", len(kvs), "revision", rev)
+	// Every snapshot wakes the tunnel manager too: it waits for all of them
+	// before it acts, so the last one must reach it.
+	a.signal(true)
+}
+
+func (h *syncHandler) OnEvents(events []kv.Event) {
+	a := h.a
+	tunnels := false
+	a.mu.Lock()
+	for _, ev := range events {
+		h.apply(ev.Key, &kv.KV{Key: ev.Key, Value: ev.Value, Revision: ev.Revision}, ev.Type == kv.EventDelete)
+		tunnels = tunnels || h.touchesTunnels(ev.Key)
+	}
+	a.mu.Unlock()
+	a.signal(tunnels)
+}
+
+// apply runs under a.mu.
+func (h *syncHandler) apply(key string, item *kv.KV, deleted bool) {
+	if deleted {
+		h.del(h.a.model, key)
+		return
+	}
+	if err := h.put(h.a.model, key, item); err != nil {
+		// Upstream skips values it cannot parse; so do we, once per key.
+		h.a.log.Warn("ignoring a value that does not parse", "component", "sync", "key", key, "err", err)
+		h.del(h.a.model, key)
+	}
+}
+
+func (a *Agent) handlers() []*syncHandler {
+	nodeKind, poolKind, wepKind := mustKind(api.KindNode), mustKind(api.KindIPPool), mustKind(api.KindWorkloadEndpoint)
+	name := func(key, prefix string) string { return strings.TrimPrefix(key, prefix) }
+	return []*syncHandler{
+		{
+			a: a, prefix: prefixNodes,
+			tunnels: func(key string) bool { return key == prefixNodes+a.cfg.NodeName },
+			reset:   func(m *Model) { m.Nodes = map[string]Node{} },
+			put: func(m *Model, key string, item *kv.KV) error {
+				r, err := datastore.Decode(nodeKind, item)
+				if err != nil {
+					return err
+				}
+				n := nodeFromAPI(r.(*api.Node))
+				n.Name = name(key, prefixNodes)
+				m.Nodes[n.Name] = n
+				return nil
+			},
+			del: func(m *Model, key string) { delete(m.Nodes, name(key, prefixNodes)) },
+		},
+		{
+			a: a, prefix: prefixPools,
+			tunnels: func(string) bool { return true },
+			reset:   func(m *Model) { m.Pools = map[string]Pool{} },
+			put: func(m *Model, key string, item *kv.KV) error {
+				r, err := datastore.Decode(poolKind, item)
+				if err != nil {
+					return err
+				}
+				p, ok := poolFromAPI(r.(*api.IPPool))
+				if !ok {
+					return errors.New("invalid cidr")
+				}
+				p.Name = name(key, prefixPools)
+				m.Pools[p.Name] = p
+				return nil
+			},
+			del: func(m *Model, key string) { delete(m.Pools, name(key, prefixPools)) },
+		},
+		{
+			a: a, prefix: prefixBlocks,
+			reset: func(m *Model) { m.Blocks = map[netip.Prefix]Block{} },
+			put: func(m *Model, key string, item *kv.KV) error {
+				b, err := blockFromJSON(key, item.Value)
+				if err != nil {
+					return err
+				}
+				m.Blocks[b.CIDR] = b
+				return nil
+			},
+			del: func(m *Model, key string) {
+				if c, err := api.ParseBlockKey(key); err == nil {
+					delete(m.Blocks, c)
+				}
+			},
+		},
+		{
+			a: a, prefix: prefixWEPs,
+			reset: func(m *Model) { m.WEPs = map[string]WEP{} },
+			put: func(m *Model, key string, item *kv.KV) error {
+				r, err := datastore.Decode(wepKind, item)
+				if err != nil {
+					return err
+				}
+				m.WEPs[key] = wepFromAPI(r.(*api.WorkloadEndpoint))
+				return nil
+			},
+			del: func(m *Model, key string) { delete(m.WEPs, key) },
+		},
+		{
+			a: a, prefix: prefixFelix,
+			reset: func(m *Model) {
+				a.felix = felixLayers{}
+				a.resolveFelixLocked()
+			},
+			put: func(m *Model, key string, item *kv.KV) error {
+				n := name(key, prefixFelix)
+				if n != FelixConfigGlobal && n != FelixConfigNodePrefix+a.cfg.NodeName {
+					return nil
+				}
+				s, err := decodeFelixSpec(n, item.Value)
+				if err != nil {
+					return err
+				}
+				if n == FelixConfigGlobal {
+					a.felix.global = s
+				} else {
+					a.felix.node = s
+				}
+				a.resolveFelixLocked()
+				return nil
+			},
+			del: func(m *Model, key string) {
+				switch name(key, prefixFelix) {
+				case FelixConfigGlobal:
+					a.felix.global = felixSpec{}
+				case FelixConfigNodePrefix + a.cfg.NodeName:
+					a.felix.node = felixSpec{}
+				default:
+					return
+				}
+				a.resolveFelixLocked()
+			},
+		},
+	}
+}
+
+// felixLayers are the FelixConfiguration layers below the environment.
+type felixLayers struct{ global, node felixSpec }
+
+// resolveFelixLocked recomputes m.Felix from the layers; a.mu is held. A
+// bad value keeps the last good configuration.
+func (a *Agent) resolveFelixLocked() {
+	s := overlay(overlay(a.felix.global, a.felix.node), a.felixEnv)
+	fc, err := resolveFelix(s)
+	if err != nil {
+		a.log.Error("keeping the previous Felix configuration", "component", "sync", "err", err)
+		return
+	}
+	if !equalFelix(fc, a.model.Felix) {
+		a.model.Felix = fc
+		a.applyLogLevel(fc.LogSeverityScreen)
+	}
+}
+
+// countingStore counts datastore failures for the metrics. Conditions
+// callers branch on (not found, exists, conflict) are not failures.
+type countingStore struct {
+	kv.Store
+	count func()
+}
+
+func (s countingStore) note(err error) error {
+	if err != nil && !errors.Is(err, kv.ErrNotFound) && !errors.Is(err, kv.ErrExists) &&
+		!errors.Is(err, kv.ErrConflict) && !errors.Is(err, context.Canceled) {
+		s.count()
+	}
+	return err
+}
+
+func (s countingStore) Get(ctx context.Context, key string) (*kv.KV, error) {
+	v, err := s.Store.Get(ctx, key)
+	return v, s.note(err)
+}
+
+func (s countingStore) List(ctx context.Context, prefix string) ([]*kv.KV, int64, error) {
+	v, r, err := s.Store.List(ctx, prefix)
+	return v, r, s.note(err)
+}
+
+func (s countingStore) Create(ctx context.Context, key string, value []byte) (int64, error) {
+	r, err := s.Store.Create(ctx, key, value)
+	return r, s.note(err)
+}
+
+func (s countingStore) Update(ctx context.Context, key string, value []byte, rev int64) (int64, error) {
+	r, err := s.Store.Update(ctx, key, value, rev)
+	return r, s.note(err)
+}
+
+func (s countingStore) Put(ctx context.Context, key string, value []byte) (int64, error) {
+	r, err := s.Store.Put(ctx, key, value)
+	return r, s.note(err)
+}
+
+func (s countingStore) Delete(ctx context.Context, key string, rev int64) error {
+	return s.note(s.Store.Delete(ctx, key, rev))
+}
+
+func (s countingStore) Read(ctx context.Context, keys, prefixes []string) (*kv.ReadResult, error) {
+	r, err := s.Store.Read(ctx, keys, prefixes)
+	return r, s.note(err)
+}
+
+func (s countingStore) Commit(ctx context.Context, writes []kv.Write) (int64, error) {
+	r, err := s.Store.Commit(ctx, writes)
+	return r, s.note(err)
+}
+
+// Watch forwards the backend's responses, counting failed ones (a
+// compaction included: it forces a relist).
+func (s countingStore) Watch(ctx context.Context, prefix string, after int64) <-chan kv.WatchResponse {
+	in := s.Store.Watch(ctx, prefix, after)
+	out := make(chan kv.WatchResponse)
+	go func() {
+		defer close(out)
+		for r := range in {
+			if r.Err != nil && ctx.Err() == nil {
+				s.count()
+			}
+			select {
+			case out <- r:
+			case <-ctx.Done():
+				// Drain so the backend's goroutine can finish.
+				for range in {
+				}
+				return
+			}
+		}
+	}()
+	return out
+}

@@ -1,0 +1,187 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/datastore"
+)
+
+// tunnelLoop keeps this node's tunnel addresses in step with the pools:
+// when a VXLAN (IPIP) pool selects the node it ensures an address through
+// the TunnelAddresser and records it on the Node (with a stable VXLAN MAC);
+// when none remains it releases the address and clears the fields. It runs
+// apart from the reconcile goroutine because it writes to the datastore.
+func (a *Agent) tunnelLoop(ctx context.Context) {
+	var retry <-chan time.Time
+	backoff := 500 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.tunnelTrigger:
+		case <-retry:
+		}
+		retry = nil
+		if !a.allSynced() {
+			continue
+		}
+		a.mu.Lock()
+		m := a.model.clone()
+		a.mu.Unlock()
+		if err := a.syncTunnels(ctx, m); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.log.Error("tunnel address update failed; retrying", "component", "tunnels", "err", err, "retry_in", backoff)
+			retry = time.After(backoff)
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = 500 * time.Millisecond
+	}
+}
+
+// syncTunnelsOnce is syncTunnels over a fresh read of the pools and the
+// node (for -startup, which runs no watches).
+func (a *Agent) syncTunnelsOnce(ctx context.Context) error {
+	pools, _, err := datastore.ListOf[*api.IPPool](ctx, a.client, api.KindIPPool, "")
+	if err != nil {
+		return fmt.Errorf("list IP pools: %w", err)
+	}
+	m := &Model{NodeName: a.cfg.NodeName, Nodes: map[string]Node{}, Pools: map[string]Pool{}}
+	for _, p := range pools {
+		if pp, ok := poolFromAPI(p); ok {
+			m.Pools[p.Name] = pp
+		}
+	}
+	n, err := datastore.GetOf[*api.Node](ctx, a.client, api.KindNode, "", a.cfg.NodeName)
+	if err != nil {
+		return fmt.Errorf("read node %s: %w", a.cfg.NodeName, err)
+	}
+	m.Nodes[n.Name] = nodeFromAPI(n)
+	return a.syncTunnels(ctx, m)
+}
+
+// syncTunnels makes this node's tunnel fields match the pools in m.
+func (a *Agent) syncTunnels(ctx context.Context, m *Model) error {
+	me, ok := m.Nodes[a.cfg.NodeName]
+	if !ok {
+		return nil // the node watch has not seen our Node yet
+	}
+	var errs []error
+	for _, kind := range []TunnelKind{TunnelVXLAN, TunnelIPIP} {
+		if err := a.syncTunnel(ctx, m, me, kind); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Agent) syncTunnel(ctx context.Context, m *Model, me Node, kind TunnelKind) error {
+	log := a.log.With("component", "tunnels", "kind", kind.String())
+	pools := tunnelPools(m, me, kind)
+	current := me.VXLANTunnelAddr
+	if kind == TunnelIPIP {
+		current = me.IPIPTunnelAddr
+	}
+	want := current
+	if len(pools) > 0 {
+		if a.cfg.Tunnels != nil {
+			addr, err := a.cfg.Tunnels.EnsureTunnelAddress(ctx, a.cfg.NodeName, kind, pools)
+			if err != nil {
+				return fmt.Errorf("ensure %s tunnel address for node %s in pools %v: %w", kind, a.cfg.NodeName, pools, err)
+			}
+			want = addr
+		} else if !current.IsValid() {
+			a.warnNoAllocator(kind)
+		}
+	} else if current.IsValid() {
+		if a.cfg.Tunnels == nil {
+			// Someone else manages the address; leave it.
+			return nil
+		}
+		if err := a.cfg.Tunnels.ReleaseTunnelAddress(ctx, a.cfg.NodeName, kind); err != nil {
+			return fmt.Errorf("release %s tunnel address of node %s: %w", kind, a.cfg.NodeName, err)
+		}
+		want = netip.Addr{}
+	}
+	wantMAC := ""
+	if kind == TunnelVXLAN && want.IsValid() {
+		wantMAC = VTEPMAC(a.cfg.NodeName).String()
+	}
+	_, err := updateNode(ctx, a.client, a.cfg.NodeName, func(n *api.Node) (bool, error) {
+		if n.ResourceVersion == "" {
+			return false, nil // deleted meanwhile; do not recreate it here
+		}
+		s := ""
+		if want.IsValid() {
+			s = want.String()
+		}
+		switch kind {
+		case TunnelVXLAN:
+			changed := n.Spec.IPv4VXLANTunnelAddr != s
+			n.Spec.IPv4VXLANTunnelAddr = s
+			switch {
+			case wantMAC == "" && n.Spec.VXLANTunnelMACAddr != "" && s == "" && current.IsValid():
+				n.Spec.VXLANTunnelMACAddr = "" // we cleared the address: clear the MAC we set
+				changed = true
+			case wantMAC != "" && n.Spec.VXLANTunnelMACAddr == "":
+				n.Spec.VXLANTunnelMACAddr = wantMAC
+				changed = true
+			}
+			if changed {
+				log.Info("recording VXLAN tunnel address", "addr", s, "mac", n.Spec.VXLANTunnelMACAddr)
+			}
+			return changed, nil
+		default:
+			bgp := api.NodeBGPSpec{}
+			if n.Spec.BGP != nil {
+				bgp = *n.Spec.BGP
+			}
+			if bgp.IPv4IPIPTunnelAddr == s {
+				return false, nil
+			}
+			bgp.IPv4IPIPTunnelAddr = s
+			n.Spec.BGP = nil
+			if bgp != (api.NodeBGPSpec{}) {
+				n.Spec.BGP = &bgp
+			}
+			log.Info("recording IPIP tunnel address", "addr", s)
+			return true, nil
+		}
+	})
+	return err
+}
+
+// warnNoAllocator logs once per kind that the node needs a tunnel address
+// nobody allocates.
+func (a *Agent) warnNoAllocator(kind TunnelKind) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.warnedTunnel == nil {
+		a.warnedTunnel = map[TunnelKind]bool{}
+	}
+	if a.warnedTunnel[kind] {
+		return
+	}
+	a.warnedTunnel[kind] = true
+	a.log.Warn("a pool needs a tunnel address on this node but no IPAM allocator is configured; set it on the Node resource",
+		"component", "tunnels", "kind", kind.String(), "node", a.cfg.NodeName)
+}
+
+// allSynced reports whether every watched prefix has delivered a snapshot.
+func (a *Agent) allSynced() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range watchedPrefixes() {
+		if !a.synced[p] {
+			return false
+		}
+	}
+	return true
+}
