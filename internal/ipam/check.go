@@ -468,4 +468,3 @@ func asMismatch(err error, mm **MismatchError) bool {
 	}
 	return false
 }
-
