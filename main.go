@@ -22,6 +22,7 @@ import (
 
 	"github.com/onecalico/calico/applets/ctl"
 	"github.com/onecalico/calico/applets/etcd"
+	"github.com/onecalico/calico/applets/ipam"
 	"github.com/onecalico/calico/applets/version"
 )
 
@@ -29,12 +30,14 @@ import (
 var applets = map[string]func(args []string) int{
 	"ctl":     ctl.Main,
 	"etcd":    etcd.Main,
+	"ipam":    ipam.Main,
 	"version": version.Main,
 }
 
 // argv0Names maps the names the binary is installed under to applets.
 var argv0Names = map[string]string{
-	"calicoctl": "ctl",
+	"calico-ipam": "ipam",
+	"calicoctl":   "ctl",
 }
 
 func main() {

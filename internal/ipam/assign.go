@@ -764,3 +764,28 @@ func (a *Allocator) AssignIP(ctx context.Context, args AssignIPArgs) (netip.Pref
 	}
 	return netip.Prefix{}, a.tooMany(what)
 }
+
+// CheckPools reports whether an allocation for host could be served by
+// some pool (the CNI STATUS check): the datastore answers, the node
+// exists, and for each family asked for a pool is selected as AutoAssign
+// would select it. It writes nothing.
+func (a *Allocator) CheckPools(ctx context.Context, host string, v4, v6 bool, v4Pools, v6Pools []string, use api.IPPoolAllowedUse) error {
+	st, _, err := a.readAssignState(ctx, host, "")
+	if err != nil {
+		return err
+	}
+	if st.node == nil {
+		return fmt.Errorf("host %s: %w", host, ErrNodeNotFound)
+	}
+	if v4 {
+		if _, err := selectPools(st.pools, 4, v4Pools, host, st.node.Labels, use); err != nil {
+			return err
+		}
+	}
+	if v6 {
+		if _, err := selectPools(st.pools, 6, v6Pools, host, st.node.Labels, use); err != nil {
+			return err
+		}
+	}
+	return nil
+}
