@@ -33,6 +33,7 @@ type verb struct {
 
 // verbs is the command table. Files add their verb here, one line each.
 var verbs = map[string]verb{
+	"ipam":    {runIPAM, "IP address management."},
 	"version": {runVersion, "Display the version of this binary and of the cluster."},
 }
 
