@@ -2,12 +2,27 @@ package ctl
 
 import (
 	"io"
-	"regexp"
 	"strings"
 )
 
-// numericCell matches the cells tablewriter right-aligns: plain numbers.
-var numericCell = regexp.MustCompile(`^-?(?:\d{1,3}(?:,\d{3})*|\d+)(?:\.\d+)?$`)
+// numericCell reports whether tablewriter would right-align the cell:
+// a plain number such as 65536, -1 or 3.5.
+func numericCell(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	intPart, frac, hasFrac := strings.Cut(s, ".")
+	digits := func(x string) bool {
+		if x == "" {
+			return false
+		}
+		for _, r := range x {
+			if r < '0' || r > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	return digits(intPart) && (!hasFrac || digits(frac))
+}
 
 // renderBoxTable prints a table in the boxed style of upstream calicoctl's
 // `ipam` commands (olekukonko/tablewriter defaults): centred upper-case
@@ -52,7 +67,7 @@ func renderBoxTable(w io.Writer, header []string, rows [][]string) {
 				c = r[i]
 			}
 			pad := strings.Repeat(" ", widths[i]-len(c))
-			if numericCell.MatchString(strings.TrimSpace(c)) {
+			if numericCell(strings.TrimSpace(c)) {
 				b.WriteString(" " + pad + c + " |")
 			} else {
 				b.WriteString(" " + c + pad + " |")

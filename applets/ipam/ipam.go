@@ -76,6 +76,7 @@ type plugin struct {
 	log     *slog.Logger
 	logFile *os.File
 	store   *etcd.Store
+	calls   []time.Duration // datastore request durations, at debug level
 }
 
 func (p *plugin) close() {
@@ -108,7 +109,11 @@ func (p *plugin) setup(args *skel.CmdArgs) (*cniconf.NetConf, *calicoipam.Alloca
 	if p.store, err = etcd.New(cfg); err != nil {
 		return nil, nil, types.NewError(types.ErrTryAgainLater, fmt.Sprintf("connect to the datastore: %v", err), "")
 	}
-	return conf, calicoipam.New(timeoutStore{p.store}, calicoipam.Options{Logger: p.logger()}), nil
+	ts := timeoutStore{s: p.store}
+	if p.logger().Enabled(context.Background(), slog.LevelDebug) {
+		ts.calls = &p.calls
+	}
+	return conf, calicoipam.New(ts, calicoipam.Options{Logger: p.logger()}), nil
 }
 
 func (p *plugin) setupLogging(conf *cniconf.NetConf) {
@@ -200,6 +205,7 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 	if cargs.K8sPodName != "" {
 		attrs[api.AttrPod], attrs[api.AttrNamespace] = cargs.K8sPodName, cargs.K8sPodNamespace
 	}
+	tSetup := time.Since(p.start)
 	unlock := p.lock(conf.IPAMLockFile)
 	defer unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
@@ -232,7 +238,7 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 		}
 		addrs = append(v4, v6...)
 	}
-	p.logger().Debug("ADD done", "handle", handle, "addresses", addrs, "ipam", time.Since(t), "since start", time.Since(p.start))
+	p.logger().Debug("ADD done", "handle", handle, "addresses", addrs, "setup", tSetup, "ipam", time.Since(t), "since start", time.Since(p.start), "requests", p.calls)
 	return types.PrintResult(cniconf.IPAMResult(addrs), conf.CNIVersion)
 }
 

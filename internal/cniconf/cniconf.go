@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -99,7 +98,21 @@ type Attachment struct {
 	IfName      string `json:"ifname"`
 }
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_.\-]+$`)
+// validName reports whether s matches ^[a-zA-Z0-9_.\-]+$ (upstream's rule
+// for network names), without a package-level regexp.
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Parse decodes and checks a netconf. It applies upstream's defaults.
 func Parse(data []byte) (*NetConf, error) {
@@ -169,7 +182,7 @@ func Parse(data []byte) (*NetConf, error) {
 	if c.Name == "" {
 		return nil, errors.New(`netconf field "name": missing (the network name is required)`)
 	}
-	if !nameRE.MatchString(c.Name) {
+	if !validName(c.Name) {
 		return nil, fmt.Errorf(`netconf field "name": %q is not a valid network name (use letters, digits, "_", "." and "-")`, c.Name)
 	}
 	if c.MTU < 0 {
