@@ -305,6 +305,16 @@ func (op *assignOp) autoAssign(ctx context.Context, st *assignState, fam, num in
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
+	// Stale affinities (the block belongs to another host, or to none)
+	// are deleted now that all the blocks are read, and do not count.
+	for i, ref := range refs {
+		if ref != nil && ref.b != nil && !isAffineTo(ref.b, op.host) && op.planned[ref.cidr] == nil {
+			if _, err := op.useAffine(ctx, &affs[i], ref); errors.Is(err, errBlockGone) {
+				refs[i] = nil
+				owned--
+			}
+		}
+	}
 	for i := 0; i < len(refs) && need() > 0; i++ {
 		if refs[i] == nil {
 			continue

@@ -37,7 +37,11 @@
 //     etcd transaction (kv.Store.Commit), each write conditioned on the
 //     revision it was computed from: both change or neither does. (Upstream
 //     writes the handle first and the block second, so a crash in between
-//     leaves a handle that over-counts.)
+//     leaves a handle that over-counts.) AutoAssign goes further: it plans
+//     every address of a request (both families, any number of blocks) in
+//     private copies and commits them all with the handle in one
+//     transaction, so a request that fails, or a process that dies,
+//     allocates nothing.
 //  4. A block claim writes the affinity "pending" first, then creates the
 //     block and confirms the affinity in one transaction; releasing an
 //     affinity deletes (or un-affines) the block and deletes the affinity in

@@ -565,3 +565,115 @@ func TestConcurrentAllocatorsInProcess(t *testing.T) {
 		t.Fatal(bad)
 	}
 }
+
+// TestRecoveryFromInterruptedClaims sets up what a process killed in the
+// middle of a claim (by us or by upstream) leaves behind, and checks the
+// next allocation repairs it.
+func TestRecoveryFromInterruptedClaims(t *testing.T) {
+	s := etcdStore(t)
+	ctx := context.Background()
+	a := New(s, Options{})
+	putNode(t, s, "n1", nil)
+	putNode(t, s, "n2", nil)
+	putPool(t, s, "p", "10.90.0.0/24", nil)
+	first := newBlockOrder(netip.MustParsePrefix("10.90.0.0/24"), 26, "n1", time.Now).at(bigZero())
+
+	// 1. A pending affinity without its block (killed after step one of
+	// the claim): the next allocation on n1 finishes the claim.
+	if _, err := s.Create(ctx, api.AffinityKey("n1", first), encodeAffinity(api.AffinityPending)); err != nil {
+		t.Fatal(err)
+	}
+	v4, _, err := a.AutoAssign(ctx, AutoAssignArgs{Num4: 1, HandleID: "a", Hostname: "n1"})
+	if err != nil || !first.Contains(v4[0].Addr()) {
+		t.Fatalf("after a pending claim: %v %v, want an address of %s", v4, err, first)
+	}
+	if got := string(mustGet(t, s, api.AffinityKey("n1", first))); got != `{"state":"confirmed","deleted":false}` {
+		t.Fatalf("affinity %s", got)
+	}
+
+	// 2. An upstream-style half claim: block written, affinity still
+	// pending (killed before the confirm). Confirmed on next use.
+	second := newBlockOrder(netip.MustParsePrefix("10.90.0.0/24"), 26, "n2", time.Now).at(bigZero())
+	b := newBlock(second, api.HostAffinity("n2"), time.Now())
+	if _, err := s.Create(ctx, api.BlockKey(second), encodeBlock(b)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, api.AffinityKey("n2", second), encodeAffinity(api.AffinityPending)); err != nil {
+		t.Fatal(err)
+	}
+	if v4, _, err := a.AutoAssign(ctx, AutoAssignArgs{Num4: 1, HandleID: "b", Hostname: "n2"}); err != nil || !second.Contains(v4[0].Addr()) {
+		t.Fatalf("after a half claim: %v %v", v4, err)
+	}
+	if got := string(mustGet(t, s, api.AffinityKey("n2", second))); got != `{"state":"confirmed","deleted":false}` {
+		t.Fatalf("affinity %s", got)
+	}
+
+	// 3. A stale affinity: n1 has a key for n2's block. It is deleted and
+	// n1 does not allocate from that block as its own.
+	if _, err := s.Create(ctx, api.AffinityKey("n1", second), encodeAffinity(api.AffinityConfirmed)); err != nil {
+		t.Fatal(err)
+	}
+	if bad := invariants(t, s); len(bad) == 0 {
+		t.Fatal("the check did not notice the stale affinity")
+	}
+	if _, _, err := a.AutoAssign(ctx, AutoAssignArgs{Num4: 1, HandleID: "c", Hostname: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, api.AffinityKey("n1", second)); err == nil {
+		t.Fatal("stale affinity not deleted")
+	}
+	if bad := invariants(t, s); len(bad) > 0 {
+		t.Fatal(bad)
+	}
+
+	// 4. An upstream crash between its handle increment and its block
+	// write leaves a handle that over-counts: release fixes the count.
+	if _, err := s.Create(ctx, api.HandleKey("ghost"), []byte(`{"block":{"`+first.String()+`":2},"deleted":false}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ReleaseByHandle(ctx, "ghost"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, api.HandleKey("ghost")); err == nil {
+		t.Fatal("over-counting handle survived its release")
+	}
+	if bad := invariants(t, s); len(bad) > 0 {
+		t.Fatal(bad)
+	}
+}
+
+// TestMultiAddressRequestSpansBlocks: one request for more addresses than
+// a block holds is committed as one transaction across blocks.
+func TestMultiAddressRequestSpansBlocks(t *testing.T) {
+	s := etcdStore(t)
+	ctx := context.Background()
+	a := New(s, Options{})
+	putNode(t, s, "n1", nil)
+	putPool(t, s, "p", "10.91.0.0/24", func(p *api.IPPool) { p.Spec.BlockSize = 28 })
+	v4, _, err := a.AutoAssign(ctx, AutoAssignArgs{Num4: 40, HandleID: "many", Hostname: "n1"})
+	if err != nil || len(v4) != 40 {
+		t.Fatalf("got %d addresses, %v", len(v4), err)
+	}
+	h := string(mustGet(t, s, api.HandleKey("many")))
+	if strings.Count(h, "/28") != 3 {
+		t.Fatalf("handle %s, want counts in 3 blocks", h)
+	}
+	ips, err := a.IPsByHandle(ctx, "many")
+	if err != nil || len(ips) != 40 {
+		t.Fatalf("IPsByHandle: %d %v", len(ips), err)
+	}
+	// A request the pool cannot satisfy writes no allocation.
+	before := len(allAllocated(t, s))
+	if _, _, err := a.AutoAssign(ctx, AutoAssignArgs{Num4: 300, HandleID: "toomany", Hostname: "n1", MaxBlocksPerHost: 100}); !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("too many: %v", err)
+	}
+	if after := len(allAllocated(t, s)); after != before {
+		t.Fatalf("a failed request allocated %d addresses", after-before)
+	}
+	if err := a.ReleaseByHandle(ctx, "many"); err != nil {
+		t.Fatal(err)
+	}
+	if bad := invariants(t, s); len(bad) > 0 {
+		t.Fatal(bad)
+	}
+}
