@@ -40,9 +40,6 @@ func newBlockOrder(pool netip.Prefix, blockBits int, host string, now func() tim
 	return &blockOrder{base: pool, blockBits: blockBits, numBlocks: numBlocks, start: start}
 }
 
-// count is the number of blocks in the pool.
-func (g *blockOrder) count() *big.Int { return g.numBlocks }
-
 // at returns the n-th block of the walk (0 <= n < count).
 func (g *blockOrder) at(n *big.Int) netip.Prefix {
 	idx := new(big.Int).Add(g.start, n)

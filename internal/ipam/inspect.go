@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"sort"
 	"strings"
 
 	"github.com/onecalico/calico/internal/api"
@@ -180,9 +179,4 @@ func (a *Allocator) Lookup(ctx context.Context, addr netip.Addr) (*AllocationInf
 		info.HandleID = &h
 	}
 	return info, nil
-}
-
-// sortAddrs sorts addresses in place.
-func sortAddrs(as []netip.Addr) {
-	sort.Slice(as, func(i, j int) bool { return as[i].Less(as[j]) })
 }

@@ -155,7 +155,7 @@ func (a *Allocator) releaseFromBlock(ctx context.Context, cidr netip.Prefix, opt
 		}
 		rev, nexts, err := a.commitRelease(ctx, ref, b, handles, perHandle)
 		if err == nil {
-			a.afterRelease(ctx, ref.cidr, b, rev)
+			a.afterRelease(ctx, ref.cidr, b)
 			for id, n := range nexts {
 				handles[id].applied(n, rev)
 			}
@@ -235,7 +235,7 @@ func (a *Allocator) commitRelease(ctx context.Context, ref *blockRef, b *api.Blo
 
 // afterRelease runs upstream's ensureConsistentAffinity on a block that
 // became empty: if its pool no longer selects its host, the affinity goes.
-func (a *Allocator) afterRelease(ctx context.Context, cidr netip.Prefix, b *api.Block, _ int64) {
+func (a *Allocator) afterRelease(ctx context.Context, cidr netip.Prefix, b *api.Block) {
 	host, ok := b.AffineHost()
 	if !ok || !blockEmpty(b) {
 		return
@@ -381,7 +381,7 @@ func (a *Allocator) releaseHandleInBlock(ctx context.Context, h *handleRef, ref 
 				} else {
 					ref.set(b, rev)
 				}
-				a.afterRelease(ctx, ref.cidr, b, rev)
+				a.afterRelease(ctx, ref.cidr, b)
 			}
 			if wroteHandle {
 				h.applied(next, rev)
