@@ -22,6 +22,7 @@ import (
 
 	"github.com/onecalico/calico/applets/ctl"
 	"github.com/onecalico/calico/applets/etcd"
+	"github.com/onecalico/calico/applets/ipam"
 	"github.com/onecalico/calico/applets/node"
 	"github.com/onecalico/calico/applets/version"
 )
@@ -31,12 +32,14 @@ var applets = map[string]func(args []string) int{
 	"ctl":     ctl.Main,
 	"etcd":    etcd.Main,
 	"node":    node.Main,
+	"ipam":    ipam.Main,
 	"version": version.Main,
 }
 
 // argv0Names maps the names the binary is installed under to applets.
 var argv0Names = map[string]string{
 	"calico-node": "node",
+	"calico-ipam": "ipam",
 	"calicoctl":   "ctl",
 }
 

@@ -38,6 +38,7 @@ var verbs = map[string]verb{
 	"create":   {runCreate, "Create a resource by file, directory or stdin."},
 	"delete":   {runDelete, "Delete a resource identified by file, directory, stdin or resource type and name."},
 	"get":      {runGet, "Get a resource identified by file, directory, stdin or resource type and name."},
+	"ipam":     {runIPAM, "IP address management."},
 	"label":    {runLabel, "Add or update labels of resources."},
 	"node":     {runNode, "Calico node management."},
 	"patch":    {runPatch, "Patch a preexisting resource in place."},
