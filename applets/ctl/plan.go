@@ -9,6 +9,7 @@ import (
 
 	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/datastore"
+	"github.com/onecalico/calico/internal/ipam"
 	"github.com/onecalico/calico/internal/kv"
 )
 
@@ -478,10 +479,14 @@ func deletePool(ctx context.Context, e *Env, c *datastore.Client, p *api.IPPool,
 // releasePoolAffinities releases every node's affinity to the blocks of pool,
 // the second step of deleting a pool (after disabling it, before deleting
 // it), so no node keeps allocating from blocks of a pool that is going away.
-// The release itself lands with the IPAM work (internal/ipam); until it is
-// wired here this does nothing.
+// Empty blocks are deleted; blocks still holding addresses lose their
+// affinity and stay until those addresses are released.
 func releasePoolAffinities(ctx context.Context, e *Env, pool *api.IPPool) error {
-	return nil
+	store, err := e.KV()
+	if err != nil {
+		return err
+	}
+	return ipam.New(store, ipam.Options{}).ReleasePoolAffinities(ctx, pool.Prefix())
 }
 
 // copyResource returns a deep copy of r.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/onecalico/calico/internal/agent"
 	"github.com/onecalico/calico/internal/datastore/etcd"
+	"github.com/onecalico/calico/internal/ipam"
 	"github.com/onecalico/calico/internal/startup"
 	"github.com/onecalico/calico/internal/version"
 )
@@ -278,6 +279,7 @@ func buildConfig(o options, getenv func(string) string, environ func() []string,
 		return cfg, nil, err
 	}
 	cfg.Store = st
+	cfg.Tunnels = tunnelAddresser{ipam.New(st, ipam.Options{Logger: logger.With("component", "ipam")})}
 	return cfg, func() { st.Close() }, nil
 }
 
