@@ -3,7 +3,6 @@ package api
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -154,9 +153,9 @@ func (s *BGPConfigurationSpec) EffectiveLogSeverity() string {
 }
 
 var (
-	communityValue = regexp.MustCompile(`^(\d+):(\d+)$|^(\d+):(\d+):(\d+)$`)
+	communityValue = lazyRegexp(`^(\d+):(\d+)$|^(\d+):(\d+):(\d+)$`)
 	// Interface names or patterns in ignoredInterfaces ("eth*", "docker0").
-	ifacePattern = regexp.MustCompile(`^[a-zA-Z0-9_.*\-]{1,15}$`)
+	ifacePattern = lazyRegexp(`^[a-zA-Z0-9_.*\-]{1,15}$`)
 )
 
 // validateConfigName checks a name is "default" or "node.<nodename>".
@@ -185,7 +184,7 @@ func validateLogSeverity(field, v string, extra ...string) error {
 
 // validateCommunityValue checks "aa:nn" (16-bit parts) or "aa:nn:mm" (32-bit parts).
 func validateCommunityValue(field, v string) error {
-	m := communityValue.FindStringSubmatch(v)
+	m := communityValue().FindStringSubmatch(v)
 	if m == nil {
 		return fieldErr(field, v, "must be a community value aa:nn or aa:nn:mm")
 	}
@@ -289,7 +288,7 @@ func (b *BGPConfiguration) Validate() error {
 	}
 	es.add(validateEnumPtr("spec.bindMode", s.BindMode, BindModeNone, BindModeNodeIP))
 	for i, n := range s.IgnoredInterfaces {
-		if !ifacePattern.MatchString(n) {
+		if !ifacePattern().MatchString(n) {
 			es.add(fieldErr(fmt.Sprintf("spec.ignoredInterfaces[%d]", i), n, "not an interface name or pattern"))
 		}
 	}

@@ -268,11 +268,11 @@ func NewFelixConfiguration() *FelixConfiguration {
 }
 
 var (
-	felixKVList      = regexp.MustCompile(`^([a-zA-Z0-9-_]+=([^=,]*),)*([a-zA-Z0-9-_]+=([^=,]*))?$`)
-	felixLogPrefix   = regexp.MustCompile(`^([a-zA-Z0-9%: /_-])*$`)
-	felixRateLimit   = regexp.MustCompile(`^[1-9]\d{0,3}/(?:second|minute|hour|day)$`)
-	felixIfaceFilter = regexp.MustCompile(`^[a-zA-Z0-9:._+-]{1,15}$`)
-	felixCTTimeout   = regexp.MustCompile(`^(([0-9]*(\.[0-9]*)?(ms|s|h|m|us)+)+|Auto)$`)
+	felixKVList      = lazyRegexp(`^([a-zA-Z0-9-_]+=([^=,]*),)*([a-zA-Z0-9-_]+=([^=,]*))?$`)
+	felixLogPrefix   = lazyRegexp(`^([a-zA-Z0-9%: /_-])*$`)
+	felixRateLimit   = lazyRegexp(`^[1-9]\d{0,3}/(?:second|minute|hour|day)$`)
+	felixIfaceFilter = lazyRegexp(`^[a-zA-Z0-9:._+-]{1,15}$`)
+	felixCTTimeout   = lazyRegexp(`^(([0-9]*(\.[0-9]*)?(ms|s|h|m|us)+)+|Auto)$`)
 )
 
 // Validate checks the name, every field's rule (enums, ranges, addresses,
@@ -333,7 +333,7 @@ func (f *FelixConfiguration) Validate() error {
 		v := reflect.ValueOf(t).Elem()
 		for i := 0; i < v.NumField(); i++ {
 			p := v.Field(i).Interface().(*string)
-			if p != nil && !felixCTTimeout.MatchString(*p) {
+			if p != nil && !felixCTTimeout().MatchString(*p) {
 				es.add(fieldErr("spec.bpfConntrackTimeouts."+jsonName(v.Type().Field(i)), *p, "must be a duration such as 30s, or Auto"))
 			}
 		}
@@ -481,21 +481,21 @@ func checkStringRule(field, name, arg, s string) error {
 	case "iface":
 		return ValidateInterfaceName(field, s)
 	case "ifaceFilter":
-		if !felixIfaceFilter.MatchString(s) {
+		if !felixIfaceFilter().MatchString(s) {
 			return fieldErr(field, s, "not an interface name or name+ pattern")
 		}
 	case "kvlist":
-		if !felixKVList.MatchString(s) {
+		if !felixKVList().MatchString(s) {
 			return fieldErr(field, s, "must be a comma-separated list of key=value")
 		}
 	case "selector":
 		return ValidateSelector(field, s)
 	case "logPrefix":
-		if !felixLogPrefix.MatchString(s) {
+		if !felixLogPrefix().MatchString(s) {
 			return fieldErr(field, s, "may contain only letters, digits and %%: /_-")
 		}
 	case "rateLimit":
-		if !felixRateLimit.MatchString(s) {
+		if !felixRateLimit().MatchString(s) {
 			return fieldErr(field, s, "must be N/second, N/minute, N/hour or N/day with N from 1 to 9999")
 		}
 	}

@@ -157,7 +157,7 @@ type policyCommon struct {
 
 func (c *policyCommon) validate() error {
 	var es errs
-	if c.tier != "" && (len(c.tier) > 63 || !tierName.MatchString(c.tier)) {
+	if c.tier != "" && (len(c.tier) > 63 || !tierName().MatchString(c.tier)) {
 		es.add(fieldErr("spec.tier", c.tier, "not a valid tier name"))
 	} else {
 		es.add(ValidatePolicyName(c.name, c.tier))

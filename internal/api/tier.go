@@ -1,7 +1,5 @@
 package api
 
-import "regexp"
-
 // KindTier is the Tier kind.
 const KindTier = "Tier"
 
@@ -53,7 +51,7 @@ func DefaultTiers() []*Tier {
 	}
 }
 
-var tierName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+var tierName = lazyRegexp(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 // Default sets the default action to Deny, as upstream does.
 func (t *Tier) Default() {
@@ -66,7 +64,7 @@ func (t *Tier) Default() {
 // Validate checks the tier name (no dots: tier names prefix policy names) and action.
 func (t *Tier) Validate() error {
 	var es errs
-	if len(t.Name) > 63 || !tierName.MatchString(t.Name) {
+	if len(t.Name) > 63 || !tierName().MatchString(t.Name) {
 		es.add(fieldErr("metadata.name", t.Name, "tier names are lower case alphanumeric or '-', at most 63 characters, without dots"))
 	}
 	if t.Spec.DefaultAction != nil {

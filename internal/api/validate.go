@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"regexp"
 	"strings"
 
 	"github.com/onecalico/calico/internal/selector"
@@ -46,13 +45,13 @@ func (e errs) err() error { return errors.Join(e...) }
 
 var (
 	// DNS-1123 subdomain: what upstream requires of most resource names.
-	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	dns1123Subdomain = lazyRegexp(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	// DNS-1123 label: namespaces.
-	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dns1123Label = lazyRegexp(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	// Label values (may be empty) and the name part of label keys.
-	labelValue = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
+	labelValue = lazyRegexp(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
 	// Interface names as Linux accepts them.
-	ifaceName = regexp.MustCompile(`^[a-zA-Z0-9_.\-]{1,15}$`)
+	ifaceName = lazyRegexp(`^[a-zA-Z0-9_.\-]{1,15}$`)
 )
 
 // ValidateName checks a resource name is a DNS-1123 subdomain of at most 253 characters.
@@ -62,7 +61,7 @@ func ValidateName(field, name string) error {
 		return fieldErr(field, nil, "a name is required")
 	case len(name) > 253:
 		return fieldErr(field, name, "must be at most 253 characters")
-	case !dns1123Subdomain.MatchString(name):
+	case !dns1123Subdomain().MatchString(name):
 		return fieldErr(field, name, "must consist of lower case alphanumeric characters, '-' or '.', and start and end with an alphanumeric character")
 	}
 	return nil
@@ -70,7 +69,7 @@ func ValidateName(field, name string) error {
 
 // ValidateNamespace checks a namespace name is a DNS-1123 label.
 func ValidateNamespace(field, ns string) error {
-	if len(ns) > 63 || !dns1123Label.MatchString(ns) {
+	if len(ns) > 63 || !dns1123Label().MatchString(ns) {
 		return fieldErr(field, ns, "must be a DNS-1123 label: lower case alphanumeric characters or '-', at most 63 characters")
 	}
 	return nil
@@ -85,15 +84,15 @@ func ValidateLabels(field string, labels map[string]string) error {
 		if i := strings.LastIndexByte(k, '/'); i >= 0 {
 			prefix := k[:i]
 			name = k[i+1:]
-			if len(prefix) > 253 || !dns1123Subdomain.MatchString(prefix) {
+			if len(prefix) > 253 || !dns1123Subdomain().MatchString(prefix) {
 				es.add(fieldErr(field, k, "label key prefix must be a DNS subdomain"))
 				continue
 			}
 		}
-		if name == "" || len(name) > 63 || !labelValue.MatchString(name) {
+		if name == "" || len(name) > 63 || !labelValue().MatchString(name) {
 			es.add(fieldErr(field, k, "invalid label key: alphanumeric, '-', '_' or '.', at most 63 characters, starting and ending with an alphanumeric"))
 		}
-		if len(v) > 63 || !labelValue.MatchString(v) {
+		if len(v) > 63 || !labelValue().MatchString(v) {
 			es.add(fieldErr(field+"."+k, v, "invalid label value: alphanumeric, '-', '_' or '.', at most 63 characters, starting and ending with an alphanumeric"))
 		}
 	}
@@ -110,7 +109,7 @@ func ValidateSelector(field, s string) error {
 
 // ValidateInterfaceName checks a Linux interface name.
 func ValidateInterfaceName(field, name string) error {
-	if !ifaceName.MatchString(name) {
+	if !ifaceName().MatchString(name) {
 		return fieldErr(field, name, "invalid interface name")
 	}
 	return nil
