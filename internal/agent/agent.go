@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/datastore"
 	"github.com/onecalico/calico/internal/kv"
 	"github.com/onecalico/calico/internal/version"
@@ -31,7 +32,7 @@ type Agent struct {
 	model    *Model
 	synced   map[string]bool
 	felix    felixLayers
-	felixEnv felixSpec
+	felixEnv api.FelixConfigurationSpec
 
 	// trigger and tunnelTrigger coalesce "something changed" signals:
 	// buffer 1, non-blocking send.
@@ -105,7 +106,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.RunDir == "" {
 		cfg.RunDir = DefaultRunDir
 	}
-	env, unknown, err := parseFelixOverrides(cfg.FelixOverrides)
+	env, unknown, err := felixEnvLayer(cfg.FelixOverrides)
 	if err != nil {
 		return nil, cfgErr("%v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/kv"
 )
 
 // Fixtures: n1 (this node) and n2 on 10.99.0.0/24, n3 on 10.98.0.0/24.
@@ -16,7 +17,7 @@ func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
 
 func testFelix() FelixConfig {
-	fc, err := resolveFelix(felixSpec{})
+	fc, err := resolveFelix(api.FelixConfigurationSpec{})
 	if err != nil {
 		panic(err)
 	}
@@ -282,7 +283,7 @@ func TestCalcOwnTunnelAddress(t *testing.T) {
 func TestCalcFelixSettings(t *testing.T) {
 	m := model(vxlanPool(api.VXLANModeAlways))
 	vni, port, mtu := 5000, 8472, 1400
-	fc, err := resolveFelix(felixSpec{VXLANVNI: &vni, VXLANPort: &port, VXLANMTU: &mtu, IPForwarding: strp("Disabled")})
+	fc, err := resolveFelix(api.FelixConfigurationSpec{VXLANVNI: &vni, VXLANPort: &port, VXLANMTU: &mtu, IPForwarding: "Disabled"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,22 +373,22 @@ func TestBlockFromJSON(t *testing.T) {
 }
 
 func TestFelixLayersAndEnv(t *testing.T) {
-	global, err := decodeFelixSpec("default", []byte(`{"kind":"FelixConfiguration","spec":{"vxlanVNI":5000,"logSeverityScreen":"Info","natPortRange":"32768:65535","routeRefreshInterval":"30s","somethingElse":true}}`))
+	global, err := decodeFelix("default", &kv.KV{Key: felixKey("default"), Value: []byte(`{"kind":"FelixConfiguration","spec":{"vxlanVNI":5000,"logSeverityScreen":"Info","natPortRange":"32768:65535","routeRefreshInterval":"30s","somethingElse":true}}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	node, err := decodeFelixSpec("node.n1", []byte(`{"spec":{"vxlanVNI":6000,"healthPort":9199,"natPortRange":1024}}`))
+	node, err := decodeFelix("node.n1", &kv.KV{Key: felixKey("node.n1"), Value: []byte(`{"spec":{"vxlanVNI":6000,"healthPort":9199,"natPortRange":1024}}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, unknown, err := parseFelixOverrides(map[string]string{"vxlanvni": "7000", "IPINIPMTU": "1400", "bpfenabled": "false"})
+	env, unknown, err := felixEnvLayer(map[string]string{"vxlanvni": "7000", "IPINIPMTU": "1400", "notafelixsetting": "false"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(unknown, []string{"bpfenabled"}) {
-		t.Errorf("unknown = %q, want [bpfenabled]", unknown)
+	if !reflect.DeepEqual(unknown, []string{"notafelixsetting"}) {
+		t.Errorf("unknown = %q, want [notafelixsetting]", unknown)
 	}
-	fc, err := resolveFelix(overlay(overlay(global, node), env))
+	fc, err := resolveFelix(overlayFelix(overlayFelix(global, node), env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +396,7 @@ func TestFelixLayersAndEnv(t *testing.T) {
 		t.Errorf("resolved %+v", fc)
 	}
 	// Without the env layer, the node layer wins over the global one.
-	fc, _ = resolveFelix(overlay(global, node))
+	fc, _ = resolveFelix(overlayFelix(global, node))
 	if fc.VXLANVNI != 6000 {
 		t.Errorf("vxlanVNI = %d, want 6000 from node.n1", fc.VXLANVNI)
 	}
@@ -414,29 +415,33 @@ func TestFelixBadValues(t *testing.T) {
 	}{
 		{map[string]string{"VXLANVNI": "lots"}, `FELIX_VXLANVNI="lots": want an integer`},
 		{map[string]string{"vxlanenabled": "maybe"}, `FELIX_VXLANENABLED="maybe": want true or false`},
+		{map[string]string{"routeRefreshInterval": "soon"}, `FELIX_ROUTEREFRESHINTERVAL="soon": want a duration such as 90s`},
+		{map[string]string{"natportrange": "1:2:3"}, `FELIX_NATPORTRANGE="1:2:3": invalid port range "1:2:3": want min:max with min <= max`},
+		{map[string]string{"ipipmtu": "1400", "ipinipmtu": "1300"}, `FELIX_IPINIPMTU="1300" and FELIX_IPIPMTU="1400" set the same field differently`},
 	} {
-		_, _, err := parseFelixOverrides(tc.env)
+		_, _, err := felixEnvLayer(tc.env)
 		if err == nil || err.Error() != tc.want {
-			t.Errorf("parseFelixOverrides(%v) = %v, want %q", tc.env, err, tc.want)
+			t.Errorf("felixEnvLayer(%v) = %v, want %q", tc.env, err, tc.want)
 		}
 	}
 	for _, tc := range []struct {
-		spec felixSpec
+		spec api.FelixConfigurationSpec
 		want string
 	}{
-		{felixSpec{VXLANVNI: intp(0)}, "vxlanVNI 0 is out of range 1-16777215"},
-		{felixSpec{MTUIfacePattern: strp("(")}, `mtuIfacePattern "(" is not a valid regular expression`},
-		{felixSpec{IPForwarding: strp("Yes")}, `ipForwarding "Yes": want Enabled or Disabled`},
-		{felixSpec{RouteRefreshInterval: strp("soon")}, `routeRefreshInterval "soon": want a duration such as 90s`},
-		{felixSpec{NATOutgoingAddress: strp("fe80::1")}, `natOutgoingAddress "fe80::1" is not an IPv4 address`},
-		{felixSpec{LogSeverityScreen: strp("Loud")}, `logSeverityScreen "Loud"`},
+		{api.FelixConfigurationSpec{VXLANVNI: intp(0)}, "vxlanVNI 0 is out of range 1-16777215"},
+		{api.FelixConfigurationSpec{MTUIfacePattern: "("}, `mtuIfacePattern "(" is not a valid regular expression`},
+		{api.FelixConfigurationSpec{IPForwarding: "Yes"}, `ipForwarding "Yes": want Enabled or Disabled`},
+		{api.FelixConfigurationSpec{RouteRefreshInterval: api.Dur(-time.Second)}, `routeRefreshInterval "-1s": want a duration such as 90s`},
+		{api.FelixConfigurationSpec{NATOutgoingAddress: "fe80::1"}, `natOutgoingAddress "fe80::1" is not an IPv4 address`},
+		{api.FelixConfigurationSpec{LogSeverityScreen: "Loud"}, `logSeverityScreen "Loud"`},
+		{api.FelixConfigurationSpec{NATPortRange: &api.Port{PortName: "http"}}, `natPortRange "http": want min:max within 1-65535`},
 	} {
 		_, err := resolveFelix(tc.spec)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("resolveFelix: %v, want it to contain %q", err, tc.want)
 		}
 	}
-	if _, err := decodeFelixSpec("default", []byte(`{"spec":{"vxlanVNI":"many"}}`)); err == nil ||
+	if _, err := decodeFelix("default", &kv.KV{Key: felixKey("default"), Value: []byte(`{"spec":{"vxlanVNI":"many"}}`)}); err == nil ||
 		!strings.Contains(err.Error(), "FelixConfiguration default: spec.vxlanVNI") {
 		t.Errorf("decode wrong type: %v", err)
 	}

@@ -151,7 +151,7 @@ func (c *Config) Validate() error {
 			add(err)
 		}
 	}
-	if s, _, err := parseFelixOverrides(c.FelixOverrides); err != nil {
+	if s, _, err := felixEnvLayer(c.FelixOverrides); err != nil {
 		add(cfgErr("%v", err))
 	} else if _, err := resolveFelix(s); err != nil {
 		add(cfgErr("FELIX_* environment: %v", err))
@@ -258,6 +258,18 @@ func ParseBool(name, v string) (bool, error) {
 		return false, cfgErr("%s=%q: want true or false", name, v)
 	}
 	return b, nil
+}
+
+// parseBool reads the boolean forms upstream's startup accepts in CALICO_*
+// variables (FELIX_* values are read by api's parser).
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "true", "1", "yes", "y", "t", "on", "enabled":
+		return true, nil
+	case "false", "0", "no", "n", "f", "off", "disabled":
+		return false, nil
+	}
+	return false, fmt.Errorf("not a boolean: %q", s)
 }
 
 // ParseBlockSize reads CALICO_IPV4POOL_BLOCK_SIZE.

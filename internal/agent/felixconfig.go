@@ -2,185 +2,145 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"reflect"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/datastore"
+	"github.com/onecalico/calico/internal/kv"
 )
 
 // FelixConfiguration resource names: the global object and the per-node one.
 const (
-	FelixConfigGlobal     = "default"
-	FelixConfigNodePrefix = "node."
+	FelixConfigGlobal     = api.GlobalConfigName
+	FelixConfigNodePrefix = api.NodeConfigPrefix
 )
 
-// felixSpec is the subset of FelixConfiguration.spec the daemon uses, in
-// upstream's JSON names. Every field is a pointer so that a layer (global,
-// per node, environment) only overrides what it sets. It is read from raw
-// JSON: the full FelixConfiguration kind lives in internal/api.
-type felixSpec struct {
-	VXLANEnabled                *bool   `json:"vxlanEnabled,omitempty"`
-	VXLANVNI                    *int    `json:"vxlanVNI,omitempty"`
-	VXLANPort                   *int    `json:"vxlanPort,omitempty"`
-	VXLANMTU                    *int    `json:"vxlanMTU,omitempty"`
-	IPIPEnabled                 *bool   `json:"ipipEnabled,omitempty"`
-	IPIPMTU                     *int    `json:"ipipMTU,omitempty"`
-	MTUIfacePattern             *string `json:"mtuIfacePattern,omitempty"`
-	NATOutgoingAddress          *string `json:"natOutgoingAddress,omitempty"`
-	NATPortRange                *string `json:"natPortRange,omitempty"`
-	IPForwarding                *string `json:"ipForwarding,omitempty"`
-	InterfacePrefix             *string `json:"interfacePrefix,omitempty"`
-	RouteRefreshInterval        *string `json:"routeRefreshInterval,omitempty"`
-	HealthEnabled               *bool   `json:"healthEnabled,omitempty"`
-	HealthHost                  *string `json:"healthHost,omitempty"`
-	HealthPort                  *int    `json:"healthPort,omitempty"`
-	PrometheusMetricsEnabled    *bool   `json:"prometheusMetricsEnabled,omitempty"`
-	PrometheusMetricsHost       *string `json:"prometheusMetricsHost,omitempty"`
-	PrometheusMetricsPort       *int    `json:"prometheusMetricsPort,omitempty"`
-	LogSeverityScreen           *string `json:"logSeverityScreen,omitempty"`
-	DefaultEndpointToHostAction *string `json:"defaultEndpointToHostAction,omitempty"`
-	ReportingInterval           *string `json:"reportingInterval,omitempty"`
-}
+// felixLayers are the FelixConfiguration layers below the environment.
+type felixLayers struct{ global, node api.FelixConfigurationSpec }
 
-// felixAliases maps upstream Felix environment names that differ from the
-// upper-cased JSON field name to the JSON field name.
-var felixAliases = map[string]string{
-	"ipinipenabled": "ipipEnabled",
-	"ipinipmtu":     "ipipMTU",
-}
-
-// felixField finds the felixSpec field for a lower-cased name (the JSON
-// name lower-cased, or an alias). ok is false for unknown names.
-func felixField(lower string) (reflect.StructField, bool) {
-	if a, ok := felixAliases[lower]; ok {
-		lower = strings.ToLower(a)
-	}
-	t := reflect.TypeFor[felixSpec]()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if strings.ToLower(jsonName(f)) == lower {
-			return f, true
+// decodeFelix reads the spec of a stored FelixConfiguration. A field of the
+// wrong JSON type is an error naming the resource and the field.
+func decodeFelix(name string, item *kv.KV) (api.FelixConfigurationSpec, error) {
+	r, err := datastore.Decode(mustKind(api.KindFelixConfiguration), item)
+	if err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return api.FelixConfigurationSpec{}, fmt.Errorf("FelixConfiguration %s: %s: a JSON %s is not a %s", name, te.Field, te.Value, te.Type)
 		}
+		return api.FelixConfigurationSpec{}, fmt.Errorf("FelixConfiguration %s: %w", name, err)
 	}
-	return reflect.StructField{}, false
+	return r.(*api.FelixConfiguration).Spec, nil
 }
 
-func jsonName(f reflect.StructField) string {
-	n, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-	return n
-}
-
-// decodeFelixSpec reads the spec of a stored FelixConfiguration. Fields that
-// have the wrong JSON type are an error naming the resource.
-func decodeFelixSpec(name string, value []byte) (felixSpec, error) {
-	var raw struct {
-		Spec json.RawMessage `json:"spec"`
-	}
-	if err := json.Unmarshal(value, &raw); err != nil {
-		return felixSpec{}, fmt.Errorf("decode FelixConfiguration %s: %w", name, err)
-	}
-	if len(raw.Spec) == 0 {
-		return felixSpec{}, nil
-	}
-	// Fields are decoded one by one so that natPortRange (a number or a
-	// string) and durations written as strings are accepted in either form.
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw.Spec, &fields); err != nil {
-		return felixSpec{}, fmt.Errorf("decode FelixConfiguration %s spec: %w", name, err)
-	}
-	var s felixSpec
-	v := reflect.ValueOf(&s).Elem()
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		f, ok := felixField(strings.ToLower(k))
-		if !ok || jsonName(f) != k {
-			continue // a field this daemon does not use
-		}
-		fv := v.FieldByIndex(f.Index)
-		val := reflect.New(f.Type.Elem())
-		b := fields[k]
-		if f.Type.Elem().Kind() == reflect.String && len(b) > 0 && b[0] != '"' {
-			// numorstring fields such as natPortRange may be numbers.
-			val.Elem().SetString(string(b))
-		} else if err := json.Unmarshal(b, val.Interface()); err != nil {
-			return felixSpec{}, fmt.Errorf("FelixConfiguration %s: spec.%s: %s is not a %s", name, k, b, f.Type.Elem().Kind())
-		}
-		fv.Set(val)
-	}
-	return s, nil
-}
-
-// overlay returns base with every field set in top replacing base's.
-func overlay(base, top felixSpec) felixSpec {
+// overlayFelix returns base with every field that top sets replacing
+// base's. A field is set when it is a non-nil pointer, a non-empty string,
+// slice or map, or any other non-zero value.
+func overlayFelix(base, top api.FelixConfigurationSpec) api.FelixConfigurationSpec {
 	out := base
 	ov, tv := reflect.ValueOf(&out).Elem(), reflect.ValueOf(top)
 	for i := range tv.NumField() {
-		if !tv.Field(i).IsNil() {
-			ov.Field(i).Set(tv.Field(i))
+		f := tv.Field(i)
+		var set bool
+		switch f.Kind() {
+		case reflect.Pointer, reflect.Interface:
+			set = !f.IsNil()
+		case reflect.String, reflect.Slice, reflect.Map:
+			set = f.Len() > 0
+		default:
+			set = !f.IsZero()
+		}
+		if set {
+			ov.Field(i).Set(f)
 		}
 	}
 	return out
 }
 
-// parseFelixOverrides turns FELIX_<FIELD> settings (keys already without
-// the prefix, any case) into a felixSpec layer. Unknown names are returned
-// separately so the caller can warn about them: Felix has many settings this
-// daemon does not implement. Values of known names must parse.
-func parseFelixOverrides(env map[string]string) (felixSpec, []string, error) {
-	var s felixSpec
-	var unknown []string
-	v := reflect.ValueOf(&s).Elem()
+// felixEnvLayer turns FELIX_<NAME> settings (keys without the prefix, any
+// case) into a spec layer with api's parser: NAME is a field's JSON name,
+// Go name or Felix parameter name (FELIX_IPINIPMTU). Names api does not
+// know are returned sorted for the caller to report, not failed: Felix has
+// many settings (its bootstrap parameters among them) this daemon does not
+// implement. A bad value of a known name is an error naming the variable.
+func felixEnvLayer(env map[string]string) (api.FelixConfigurationSpec, []string, error) {
+	var s api.FelixConfigurationSpec
+	field := map[string]string{} // FELIX_<NAME> -> JSON field name
+	for f, names := range api.FelixEnvNames() {
+		for _, n := range names {
+			field[n] = f
+		}
+	}
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	known := map[string]string{} // FELIX_<NAME> -> value
+	var unknown []string
+	var errs []error
 	for _, k := range keys {
-		raw := strings.TrimSpace(env[k])
-		f, ok := felixField(strings.ToLower(k))
+		name := api.FelixEnvPrefix + strings.ToUpper(k)
+		f, ok := field[name]
 		if !ok {
 			unknown = append(unknown, k)
 			continue
 		}
-		envName := "FELIX_" + strings.ToUpper(k)
-		val := reflect.New(f.Type.Elem())
-		switch f.Type.Elem().Kind() {
-		case reflect.Bool:
-			b, err := parseBool(raw)
-			if err != nil {
-				return s, nil, fmt.Errorf("%s=%q: want true or false", envName, raw)
-			}
-			val.Elem().SetBool(b)
-		case reflect.Int:
-			n, err := strconv.Atoi(raw)
-			if err != nil {
-				return s, nil, fmt.Errorf("%s=%q: want an integer", envName, raw)
-			}
-			val.Elem().SetInt(int64(n))
-		default:
-			val.Elem().SetString(raw)
+		known[name] = env[k]
+		// Each value is parsed alone first so that a bad one is reported
+		// in terms of what the field wants.
+		var probe api.FelixConfigurationSpec
+		if err := probe.Set(name, env[k]); err != nil {
+			errs = append(errs, felixValueError(name, env[k], f, err))
 		}
-		v.FieldByIndex(f.Index).Set(val)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s, unknown, err
+	}
+	// ApplyOverrides also refuses two names of one field set differently
+	// (FELIX_IPIPMTU and FELIX_IPINIPMTU).
+	if err := s.ApplyOverrides(func(n string) (string, bool) { v, ok := known[n]; return v, ok }); err != nil {
+		return s, unknown, err
 	}
 	return s, unknown, nil
 }
 
-func parseBool(s string) (bool, error) {
-	switch strings.ToLower(s) {
-	case "true", "1", "yes", "y", "t", "on", "enabled":
-		return true, nil
-	case "false", "0", "no", "n", "f", "off", "disabled":
-		return false, nil
+// felixValueError words a bad FELIX_* value by what the field wants.
+func felixValueError(name, value, jsonField string, err error) error {
+	want := ""
+	t := reflect.TypeFor[api.FelixConfigurationSpec]()
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if n, _, _ := strings.Cut(sf.Tag.Get("json"), ","); n != jsonField {
+			continue
+		}
+		ft := sf.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		switch {
+		case ft == reflect.TypeFor[api.Duration]():
+			want = "want a duration such as 90s"
+		case ft.Kind() == reflect.Bool:
+			want = "want true or false"
+		case ft.Kind() >= reflect.Int && ft.Kind() <= reflect.Uint64:
+			want = "want an integer"
+		}
+		break
 	}
-	return false, fmt.Errorf("not a boolean: %q", s)
+	if want == "" {
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner
+		}
+		want = err.Error()
+	}
+	return fmt.Errorf("%s=%q: %s", name, strings.TrimSpace(value), want)
 }
 
 // DefaultMTUIfacePattern is Felix's default MTUIfacePattern.
@@ -222,7 +182,7 @@ func equalFelix(a, b FelixConfig) bool {
 
 // resolveFelix applies Felix's defaults and checks values. Errors name the
 // field; the caller reports them and keeps the last good config.
-func resolveFelix(s felixSpec) (FelixConfig, error) {
+func resolveFelix(s api.FelixConfigurationSpec) (FelixConfig, error) {
 	c := FelixConfig{
 		VXLANEnabled:         s.VXLANEnabled,
 		VXLANVNI:             4096,
@@ -235,6 +195,7 @@ func resolveFelix(s felixSpec) (FelixConfig, error) {
 		HealthHost:           "localhost",
 		HealthPort:           9099,
 		MetricsEnabled:       true,
+		MetricsHost:          s.PrometheusMetricsHost,
 		MetricsPort:          9091,
 		LogSeverityScreen:    "Info",
 	}
@@ -257,8 +218,8 @@ func resolveFelix(s felixSpec) (FelixConfig, error) {
 	setInt(&c.HealthPort, s.HealthPort, "healthPort", 0, 65535)
 	setInt(&c.MetricsPort, s.PrometheusMetricsPort, "prometheusMetricsPort", 0, 65535)
 	pattern := DefaultMTUIfacePattern
-	if s.MTUIfacePattern != nil && *s.MTUIfacePattern != "" {
-		pattern = *s.MTUIfacePattern
+	if s.MTUIfacePattern != "" {
+		pattern = s.MTUIfacePattern
 	}
 	re, err := regexp.Compile(pattern)
 	if err != nil {
@@ -266,50 +227,39 @@ func resolveFelix(s felixSpec) (FelixConfig, error) {
 		re = regexp.MustCompile(DefaultMTUIfacePattern)
 	}
 	c.MTUIfacePattern = re
-	if s.NATOutgoingAddress != nil && *s.NATOutgoingAddress != "" {
-		a, err := netip.ParseAddr(*s.NATOutgoingAddress)
+	if s.NATOutgoingAddress != "" {
+		a, err := netip.ParseAddr(s.NATOutgoingAddress)
 		if err != nil || !a.Is4() {
-			bad("natOutgoingAddress %q is not an IPv4 address", *s.NATOutgoingAddress)
+			bad("natOutgoingAddress %q is not an IPv4 address", s.NATOutgoingAddress)
 		} else {
 			c.NATOutgoingAddress = a
 		}
 	}
-	if s.NATPortRange != nil && *s.NATPortRange != "" {
-		lo, hi, ok := strings.Cut(*s.NATPortRange, ":")
-		if !ok {
-			hi = lo
-		}
-		l, err1 := strconv.Atoi(lo)
-		h, err2 := strconv.Atoi(hi)
-		if err1 != nil || err2 != nil || l < 1 || h > 65535 || l > h {
-			bad("natPortRange %q: want min:max within 1-65535", *s.NATPortRange)
+	if p := s.NATPortRange; p != nil {
+		if p.PortName != "" || p.MinPort < 1 || p.MinPort > p.MaxPort {
+			bad("natPortRange %q: want min:max within 1-65535", p.String())
 		} else {
-			c.NATPortRange = *s.NATPortRange
+			c.NATPortRange = p.String()
 		}
 	}
-	if s.IPForwarding != nil {
-		switch *s.IPForwarding {
-		case "Enabled", "":
-			c.IPForwarding = true
-		case "Disabled":
-			c.IPForwarding = false
-		default:
-			bad("ipForwarding %q: want Enabled or Disabled", *s.IPForwarding)
-		}
+	switch s.IPForwarding {
+	case "Enabled", "":
+		c.IPForwarding = true
+	case "Disabled":
+		c.IPForwarding = false
+	default:
+		bad("ipForwarding %q: want Enabled or Disabled", s.IPForwarding)
 	}
-	if s.InterfacePrefix != nil && *s.InterfacePrefix != "" {
+	if s.InterfacePrefix != "" {
 		// Upstream allows a comma-separated list; the first is the one
 		// the CNI plugin uses.
-		c.InterfacePrefix = *s.InterfacePrefix
+		c.InterfacePrefix = s.InterfacePrefix
 	}
-	if s.RouteRefreshInterval != nil && *s.RouteRefreshInterval != "" {
-		d, err := parseDuration(*s.RouteRefreshInterval)
-		if err != nil || d < 0 {
-			bad("routeRefreshInterval %q: want a duration such as 90s", *s.RouteRefreshInterval)
-		} else if d > 0 {
-			c.RouteRefreshInterval = d
+	if d := s.RouteRefreshInterval; d != nil {
+		if d.Duration < 0 {
+			bad("routeRefreshInterval %q: want a duration such as 90s", d.Duration.String())
 		} else {
-			c.RouteRefreshInterval = 0 // 0 disables the periodic resync
+			c.RouteRefreshInterval = d.Duration // 0 disables the periodic resync
 		}
 	}
 	if s.HealthEnabled != nil {
@@ -321,27 +271,15 @@ func resolveFelix(s felixSpec) (FelixConfig, error) {
 	if s.PrometheusMetricsEnabled != nil {
 		c.MetricsEnabled = *s.PrometheusMetricsEnabled
 	}
-	if s.PrometheusMetricsHost != nil {
-		c.MetricsHost = *s.PrometheusMetricsHost
-	}
-	if s.LogSeverityScreen != nil && *s.LogSeverityScreen != "" {
-		if _, err := parseLevel(*s.LogSeverityScreen); err != nil {
-			bad("logSeverityScreen %q: %v", *s.LogSeverityScreen, err)
+	if s.LogSeverityScreen != "" {
+		if _, err := parseLevel(s.LogSeverityScreen); err != nil {
+			bad("logSeverityScreen %q: %v", s.LogSeverityScreen, err)
 		} else {
-			c.LogSeverityScreen = *s.LogSeverityScreen
+			c.LogSeverityScreen = s.LogSeverityScreen
 		}
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("felix configuration: %s", strings.Join(errs, "; "))
 	}
 	return c, nil
-}
-
-// parseDuration accepts Go durations ("90s") and bare seconds ("90"), as
-// Felix's environment does.
-func parseDuration(s string) (time.Duration, error) {
-	if n, err := strconv.ParseFloat(s, 64); err == nil {
-		return time.Duration(n * float64(time.Second)), nil
-	}
-	return time.ParseDuration(s)
 }

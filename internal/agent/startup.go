@@ -2,13 +2,9 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/dataplane/ifaces"
@@ -228,77 +224,77 @@ func (a *Agent) ensureDefaultPool(ctx context.Context) error {
 }
 
 // felixKey is the etcd key of a FelixConfiguration.
-func felixKey(name string) string { return prefixFelix + name }
-
-// storedFelix is a FelixConfiguration as stored, with spec fields kept raw
-// so that fields this daemon does not know survive an update.
-type storedFelix struct {
-	Kind       string                     `json:"kind"`
-	APIVersion string                     `json:"apiVersion"`
-	Metadata   json.RawMessage            `json:"metadata"`
-	Spec       map[string]json.RawMessage `json:"spec"`
-}
+func felixKey(name string) string { return mustKind(api.KindFelixConfiguration).Key("", name) }
 
 // ensureFelixConfigs creates FelixConfiguration "default" (reportingInterval
 // 0s, logSeverityScreen Info) and "node.<name>" (defaultEndpointToHostAction
 // Return), or fills those fields in when the objects exist without them.
 func (a *Agent) ensureFelixConfigs(ctx context.Context) error {
-	if err := a.ensureFelix(ctx, FelixConfigGlobal, map[string]string{"reportingInterval": "0s", "logSeverityScreen": "Info"}); err != nil {
+	err := a.ensureFelix(ctx, FelixConfigGlobal, func(s *api.FelixConfigurationSpec) (changed bool) {
+		if s.ReportingInterval == nil {
+			s.ReportingInterval, changed = api.Dur(0), true
+		}
+		if s.LogSeverityScreen == "" {
+			s.LogSeverityScreen, changed = "Info", true
+		}
+		return changed
+	})
+	if err != nil {
 		return err
 	}
-	return a.ensureFelix(ctx, FelixConfigNodePrefix+a.cfg.NodeName, map[string]string{"defaultEndpointToHostAction": "Return"})
+	return a.ensureFelix(ctx, FelixConfigNodePrefix+a.cfg.NodeName, func(s *api.FelixConfigurationSpec) bool {
+		if s.DefaultEndpointToHostAction != "" {
+			return false
+		}
+		s.DefaultEndpointToHostAction = "Return"
+		return true
+	})
 }
 
-func (a *Agent) ensureFelix(ctx context.Context, name string, defaults map[string]string) error {
-	key := felixKey(name)
-	item, err := a.store.Get(ctx, key)
-	if errors.Is(err, kv.ErrNotFound) {
-		spec := map[string]json.RawMessage{}
-		for k, v := range defaults {
-			spec[k], _ = json.Marshal(v)
+// ensureFelix creates FelixConfiguration name with the fields fill sets,
+// or, when it exists, lets fill set the fields it leaves unset and writes
+// it back with a compare-and-swap update, re-reading on conflicts. fill
+// reports whether it changed anything. An object that does not decode or
+// does not validate is left alone with a warning.
+func (a *Agent) ensureFelix(ctx context.Context, name string, fill func(*api.FelixConfigurationSpec) bool) error {
+	log := a.log.With("component", "startup", "name", name)
+	for attempt := 0; ; attempt++ {
+		var f *api.FelixConfiguration
+		item, err := a.store.Get(ctx, felixKey(name))
+		switch {
+		case errors.Is(err, kv.ErrNotFound):
+			f = api.NewFelixConfiguration()
+			f.Name = name
+			fill(&f.Spec)
+			_, err = a.client.Create(ctx, f)
+		case err != nil:
+			return fmt.Errorf("read FelixConfiguration %s: %w", name, err)
+		default:
+			r, derr := datastore.Decode(mustKind(api.KindFelixConfiguration), item)
+			if derr != nil {
+				log.Warn("FelixConfiguration does not parse; leaving it alone", "err", derr)
+				return nil
+			}
+			f = r.(*api.FelixConfiguration)
+			if !fill(&f.Spec) {
+				return nil
+			}
+			// f carries the revision read: Update is a compare-and-swap on it.
+			_, err = a.client.Update(ctx, f)
 		}
-		meta, _ := json.Marshal(struct {
-			Name              string `json:"name"`
-			UID               string `json:"uid"`
-			CreationTimestamp string `json:"creationTimestamp"`
-		}{name, newUID(), time.Now().UTC().Format(time.RFC3339)})
-		b, _ := json.Marshal(storedFelix{Kind: "FelixConfiguration", APIVersion: api.APIVersion, Metadata: meta, Spec: spec})
-		if _, err := a.store.Create(ctx, key, b); err != nil && !errors.Is(err, kv.ErrExists) {
-			return fmt.Errorf("create FelixConfiguration %s: %w", name, err)
+		if err == nil {
+			return nil
 		}
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read FelixConfiguration %s: %w", name, err)
-	}
-	var f storedFelix
-	if err := json.Unmarshal(item.Value, &f); err != nil {
-		a.log.Warn("FelixConfiguration does not parse; leaving it alone", "component", "startup", "name", name, "err", err)
-		return nil
-	}
-	if f.Spec == nil {
-		f.Spec = map[string]json.RawMessage{}
-	}
-	changed := false
-	for k, v := range defaults {
-		cur, ok := f.Spec[k]
-		if ok && string(cur) != `""` && string(cur) != "null" {
+		if (errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrExists) || errors.Is(err, kv.ErrNotFound)) && attempt < 10 {
 			continue
 		}
-		f.Spec[k], _ = json.Marshal(v)
-		changed = true
+		var fe *api.FieldError
+		if errors.As(err, &fe) && f.ResourceVersion != "" {
+			log.Warn("FelixConfiguration is not valid; leaving it alone", "err", err)
+			return nil
+		}
+		return fmt.Errorf("write FelixConfiguration %s: %w", name, err)
 	}
-	if !changed {
-		return nil
-	}
-	b, err := json.Marshal(f)
-	if err != nil {
-		return fmt.Errorf("encode FelixConfiguration %s: %w", name, err)
-	}
-	if _, err := a.store.Update(ctx, key, b, item.Revision); err != nil && !errors.Is(err, kv.ErrConflict) {
-		return fmt.Errorf("update FelixConfiguration %s: %w", name, err)
-	}
-	return nil
 }
 
 // loadFelixConfigs reads the FelixConfiguration layers once, so that the
@@ -313,7 +309,7 @@ func (a *Agent) loadFelixConfigs(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("read FelixConfiguration %s: %w", n, err)
 		}
-		s, err := decodeFelixSpec(n, item.Value)
+		s, err := decodeFelix(n, item)
 		if err != nil {
 			a.log.Error("ignoring FelixConfiguration", "component", "startup", "err", err)
 			continue
@@ -329,14 +325,4 @@ func (a *Agent) loadFelixConfigs(ctx context.Context) error {
 	a.resolveFelixLocked()
 	a.mu.Unlock()
 	return nil
-}
-
-// newUID returns a random RFC 4122 version 4 UUID, the form of metadata.uid.
-func newUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }

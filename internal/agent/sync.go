@@ -16,7 +16,7 @@ var (
 	prefixNodes = mustKind(api.KindNode).ListPrefix("")
 	prefixPools = mustKind(api.KindIPPool).ListPrefix("")
 	prefixWEPs  = mustKind(api.KindWorkloadEndpoint).ListPrefix("")
-	prefixFelix = api.ResourcePrefix + "felixconfigurations/"
+	prefixFelix = mustKind(api.KindFelixConfiguration).ListPrefix("")
 )
 
 const prefixBlocks = api.IPAMBlockPrefix
@@ -183,7 +183,7 @@ func (a *Agent) handlers() []*syncHandler {
 				if n != FelixConfigGlobal && n != FelixConfigNodePrefix+a.cfg.NodeName {
 					return nil
 				}
-				s, err := decodeFelixSpec(n, item.Value)
+				s, err := decodeFelix(n, item)
 				if err != nil {
 					return err
 				}
@@ -198,9 +198,9 @@ func (a *Agent) handlers() []*syncHandler {
 			del: func(m *Model, key string) {
 				switch name(key, prefixFelix) {
 				case FelixConfigGlobal:
-					a.felix.global = felixSpec{}
+					a.felix.global = api.FelixConfigurationSpec{}
 				case FelixConfigNodePrefix + a.cfg.NodeName:
-					a.felix.node = felixSpec{}
+					a.felix.node = api.FelixConfigurationSpec{}
 				default:
 					return
 				}
@@ -210,13 +210,10 @@ func (a *Agent) handlers() []*syncHandler {
 	}
 }
 
-// felixLayers are the FelixConfiguration layers below the environment.
-type felixLayers struct{ global, node felixSpec }
-
 // resolveFelixLocked recomputes m.Felix from the layers; a.mu is held. A
 // bad value keeps the last good configuration.
 func (a *Agent) resolveFelixLocked() {
-	s := overlay(overlay(a.felix.global, a.felix.node), a.felixEnv)
+	s := overlayFelix(overlayFelix(a.felix.global, a.felix.node), a.felixEnv)
 	fc, err := resolveFelix(s)
 	if err != nil {
 		a.log.Error("keeping the previous Felix configuration", "component", "sync", "err", err)
