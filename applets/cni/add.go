@@ -103,7 +103,7 @@ func (p *plugin) addNew(ctx context.Context, r *request, st *state, mtu int, ph 
 	}
 	defer func() {
 		if err != nil {
-			if uerr := link.RemoveWorkload(p.hostNS, a.Netns, a.IfName, r.hostIf, nil); uerr != nil {
+			if uerr := link.RemoveWorkload(r.removal(p.hostNS)); uerr != nil {
 				r.s.Log.Error("undo a failed ADD: remove its interfaces", "interface", r.hostIf, "err", uerr)
 				err = withUndoError(err, "remove the interfaces", uerr)
 			}
@@ -129,7 +129,7 @@ func (p *plugin) addNew(ctx context.Context, r *request, st *state, mtu int, ph 
 	if err != nil {
 		return nil, cniipam.CNIError(fmt.Errorf("record workload endpoint %s/%s: %w", r.wepNS, r.wepName(), err))
 	}
-	ph.mark("endpoint")
+	ph.mark("record")
 	return r.result(addrs, ir.routes, ir.dns, mac), nil
 }
 
@@ -231,7 +231,7 @@ func (p *plugin) readd(ctx context.Context, r *request, st *state, mtu int, ph *
 	check := r.workload(p.hostNS, 0, addrs) // a changed MTU file is no reason to re-plumb
 	if cerr := link.CheckWorkload(check); cerr != nil {
 		r.s.Log.Info("repeated ADD: the interface is not as it was set up; plumbing it again with the same addresses", "endpoint", r.wepKey, "problem", cerr)
-		if err := link.RemoveWorkload(p.hostNS, a.Netns, a.IfName, r.hostIf, nil); err != nil {
+		if err := link.RemoveWorkload(r.removal(p.hostNS)); err != nil {
 			return nil, types.NewError(types.ErrInternal, fmt.Sprintf("remove the broken interface %s of container %s: %v", a.IfName, a.ContainerID, err), "")
 		}
 		lres, err := link.SetupWorkload(r.workload(p.hostNS, mtu, addrs))
@@ -257,7 +257,7 @@ func (p *plugin) readd(ctx context.Context, r *request, st *state, mtu int, ph *
 	if err := r.ensureProfile(ctx, c, st); err != nil {
 		return nil, cniipam.CNIError(err)
 	}
-	ph.mark("endpoint")
+	ph.mark("record")
 	return r.result(addrs, routes, types.DNS{}, mac), nil
 }
 
@@ -280,6 +280,11 @@ func (r *request) reclaim(ctx context.Context, addrs []netip.Prefix) (*api.Handl
 		h.Block[got.Masked().String()]++
 	}
 	return h, nil
+}
+
+// removal is the teardown of the request's container.
+func (r *request) removal(hostNS string) link.Removal {
+	return link.Removal{HostNetNS: hostNS, ContainerNetNS: r.args.Netns, ContainerIf: r.args.IfName, HostIf: r.hostIf}
 }
 
 // workload is the plumbing of the request's container.

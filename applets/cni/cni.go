@@ -229,10 +229,14 @@ func (p *plugin) logDone(r *request, cmd string, ph *phases, extra ...any) {
 	}
 	attrs := append([]any{"container", r.args.ContainerID}, extra...)
 	attrs = append(attrs, ph.list...)
-	attrs = append(attrs, "in main", time.Since(p.start))
+	attrs = append(attrs, "main", time.Since(p.start))
 	if r.s.Store != nil {
 		trips, calls := r.s.Store.Trips()
-		attrs = append(attrs, "trips", trips, "requests", calls)
+		var sum time.Duration
+		for _, c := range calls {
+			sum += c
+		}
+		attrs = append(attrs, "trips", trips, "datastore", sum, "requests", calls)
 	}
 	r.s.Log.Debug(cmd+" done", attrs...)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
@@ -19,12 +20,17 @@ import (
 // del handles CNI DEL. It succeeds when the namespace, the interface, the
 // addresses or the endpoint are already gone.
 //
-// The kernel teardown and the datastore work run concurrently: deleting a
-// veth waits for an RCU grace period in the kernel (10-20 ms), while the
-// endpoint delete and the address release take a few round trips. The
-// addresses are released only once the host routes to them are gone (the
-// first, quick step of the teardown), so a new pod given one of them can
-// always add its route (calico#3940); DEL returns when everything is done.
+// The kernel teardown starts at once and runs concurrently with the
+// datastore work: deleting a veth waits for an RCU grace period in the
+// kernel (10-20 ms), while reading, deleting the endpoint and releasing
+// the addresses take a few round trips. The addresses are released only
+// once the host routes to them are gone (the first, quick step of the
+// teardown), so a new pod given one of them can always add its route
+// (calico#3940). DEL returns when both are done.
+//
+// When the datastore says it is not ready (or does not answer), DEL fails
+// and leaves the records and addresses alone; the pod's interface is
+// still taken down, since the runtime is removing the pod anyway.
 func (p *plugin) del(args *skel.CmdArgs) error {
 	ph := newPhases(p.start)
 	r, err := p.prepare(args)
@@ -35,43 +41,57 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 		return err
 	}
 	ph.mark("parse")
+
+	// The host link is looked up by name only if the container end is
+	// gone, and only once the read has shown that the name is still this
+	// container's: a Kubernetes pod's veth name is shared by every sandbox
+	// of the pod, and a newer one may own it now.
+	hostIf := make(chan string, 1)
+	routesGone := make(chan struct{})
+	kernel := make(chan error, 1)
+	var tRoutes, tTeardown time.Duration // written before the channels are, read after
+	go func() {
+		t0 := time.Now()
+		err := link.RemoveWorkload(link.Removal{
+			HostNetNS: p.hostNS, ContainerNetNS: args.Netns, ContainerIf: args.IfName,
+			HostIfLater: func() string { return <-hostIf },
+			RoutesGone: func() {
+				tRoutes = time.Since(t0)
+				close(routesGone)
+			},
+		})
+		tTeardown = time.Since(t0)
+		kernel <- err
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), cniipam.OpTimeout)
 	defer cancel()
 	st, err := r.readState(ctx)
+	if err == nil && !st.ready {
+		err = types.NewError(types.ErrTryAgainLater, notReady, "")
+	}
 	if err != nil {
-		// The datastore is unreachable: still take the pod's interface
-		// down (the runtime is removing it), then ask to be called again
-		// for the records and the addresses.
-		if kerr := link.RemoveWorkload(p.hostNS, args.Netns, args.IfName, "", nil); kerr != nil {
-			r.s.Log.Warn("DEL: remove the interface while the datastore is unreachable", "err", kerr)
+		hostIf <- ""
+		if kerr := <-kernel; kerr != nil {
+			r.s.Log.Warn("DEL: remove the interface", "err", kerr)
 		}
 		return cniipam.CNIError(err)
 	}
 	ph.mark("read")
-	if !st.ready {
-		return types.NewError(types.ErrTryAgainLater, notReady, "")
-	}
-	// A Kubernetes pod's endpoint (and host veth name) may already belong
-	// to a newer sandbox of the same pod: then leave both alone.
 	ours := st.wep == nil || st.wep.Spec.ContainerID == args.ContainerID
-	hostIf := r.hostIf
-	if !ours {
-		hostIf = ""
+	if ours {
+		hostIf <- r.hostIf
+	} else {
+		hostIf <- ""
 		r.s.Log.Info("DEL: the endpoint belongs to a newer sandbox of this pod; leaving it", "endpoint", r.wepKey, "its container", st.wep.Spec.ContainerID)
 	}
 
-	routesGone := make(chan struct{})
-	kernel := make(chan error, 1)
-	go func() {
-		kernel <- link.RemoveWorkload(p.hostNS, args.Netns, args.IfName, hostIf, func() { close(routesGone) })
-	}()
 	var errs []error
 	if st.wep != nil && ours {
 		if err := r.deleteWEP(ctx, st.wep); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	ph.mark("endpoint")
+	ph.mark("record")
 	var kerr error
 	kernelDone := false
 	select {
@@ -79,9 +99,11 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 	case kerr = <-kernel:
 		kernelDone = true
 	}
-	if kernelDone && kerr != nil {
-		// The host routes may still exist: keep the addresses until a
-		// later DEL has removed them.
+	select {
+	case <-routesGone:
+	default:
+		// The teardown ended before the routes were gone: keep the
+		// addresses until a later DEL has removed them.
 		errs = append(errs, types.NewError(types.ErrInternal, fmt.Sprintf("remove interface %s of container %s: %v (its addresses stay allocated until DEL succeeds)", args.IfName, args.ContainerID, kerr), ""))
 		return joinCNI(errs)
 	}
@@ -92,12 +114,12 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 	if !kernelDone {
 		kerr = <-kernel
 	}
-	ph.mark("netlink wait")
+	ph.mark("wait")
 	if kerr != nil {
 		errs = append(errs, types.NewError(types.ErrInternal, fmt.Sprintf("remove interface %s of container %s: %v", args.IfName, args.ContainerID, kerr), ""))
 	}
 	if len(errs) == 0 {
-		p.logDone(r, "DEL", ph, "endpoint", r.wepKey)
+		p.logDone(r, "DEL", ph, "endpoint", r.wepKey, "routes", tRoutes, "teardown", tTeardown)
 	}
 	return joinCNI(errs)
 }

@@ -70,7 +70,7 @@ func (p *plugin) gc(args *skel.CmdArgs) error {
 		}
 		s.Log.Info("GC: removing an attachment the runtime no longer has", "endpoint", w.Namespace+"/"+w.Name, "container", w.Spec.ContainerID, "interface", w.Spec.InterfaceName)
 		if w.Spec.InterfaceName != "" {
-			if err := link.RemoveWorkload(p.hostNS, "", w.Spec.Endpoint, w.Spec.InterfaceName, nil); err != nil {
+			if err := link.RemoveWorkload(link.Removal{HostNetNS: p.hostNS, ContainerIf: w.Spec.Endpoint, HostIf: w.Spec.InterfaceName}); err != nil {
 				errs = append(errs, fmt.Errorf("remove host interface %s: %w", w.Spec.InterfaceName, err))
 				continue // keep the record (and its addresses) for the next GC
 			}

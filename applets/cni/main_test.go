@@ -23,6 +23,8 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	cniversion "github.com/containernetworking/cni/pkg/version"
 	"github.com/vishvananda/netlink"
+	"go.etcd.io/etcd/api/v3/authpb"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/dataplane/netns"
@@ -496,7 +498,7 @@ func (e *env) nodeState() []string {
 		e.t.Fatal(err)
 	}
 	for _, r := range routes {
-		if r.Dst != nil && (strings.HasPrefix(r.Dst.String(), "10.244.") || strings.HasPrefix(r.Dst.String(), "fd00:")) {
+		if r.Dst != nil && (strings.HasPrefix(r.Dst.String(), "10.24") || strings.HasPrefix(r.Dst.String(), "fd00:")) {
 			out = append(out, "route "+r.Dst.String())
 		}
 	}
@@ -545,4 +547,45 @@ func (e *env) requireClean(t testing.TB) {
 	if len(left) > 0 {
 		t.Fatalf("left behind:\n%s", strings.Join(left, "\n"))
 	}
+}
+
+// prefixEnd is the end of the etcd key range of everything under prefix.
+func prefixEnd(prefix string) string {
+	return prefix[:len(prefix)-1] + string(prefix[len(prefix)-1]+1)
+}
+
+// restrictWEPWrites turns etcd authentication on with a user "cni" that
+// may read everything and write IPAM data and profiles, but not workload
+// endpoints; the test's own client reconnects as root. It returns the
+// environment that makes the plugin connect as "cni".
+func (e *env) restrictWEPWrites() []string {
+	e.t.Helper()
+	srv := e.etcd.Server().Server
+	ctx := context.Background()
+	must := func(_ any, err error) {
+		e.t.Helper()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	must(srv.RoleAdd(ctx, &pb.AuthRoleAddRequest{Name: "cni"}))
+	grant := func(typ authpb.Permission_Type, prefix string) {
+		must(srv.RoleGrantPermission(ctx, &pb.AuthRoleGrantPermissionRequest{Name: "cni",
+			Perm: &authpb.Permission{PermType: typ, Key: []byte(prefix), RangeEnd: []byte(prefixEnd(prefix))}}))
+	}
+	grant(authpb.READ, "/calico/")
+	grant(authpb.READWRITE, api.IPAMPrefix)
+	grant(authpb.READWRITE, api.ResourcePrefix+"profiles/")
+	for _, u := range [][2]string{{"cni", "cni-password"}, {"root", "root-password"}} {
+		must(srv.UserAdd(ctx, &pb.AuthUserAddRequest{Name: u[0], Password: u[1]}))
+		must(srv.UserGrantRole(ctx, &pb.AuthUserGrantRoleRequest{User: u[0], Role: u[0]}))
+	}
+	must(srv.AuthEnable(ctx, &pb.AuthEnableRequest{}))
+	s, err := etcd.New(etcd.Config{Endpoints: []string{e.etcd.Endpoint}, Username: "root", Password: "root-password"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { s.Close() })
+	e.store, e.c = s, datastore.NewClient(s)
+	return []string{"ETCD_USERNAME=cni", "ETCD_PASSWORD=cni-password"}
 }

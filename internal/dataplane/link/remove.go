@@ -10,14 +10,30 @@ import (
 	"github.com/onecalico/calico/internal/dataplane/netns"
 )
 
+// Removal is what RemoveWorkload removes and how it reports progress.
+type Removal struct {
+	HostNetNS      string // "" = the calling thread's namespace
+	ContainerNetNS string // "" = not known (the runtime may give none on DEL)
+	ContainerIf    string // e.g. "eth0"
+	// HostIf is the host link to remove when the container end is gone
+	// (its namespace was deleted): a workload veth of that name. "" = none.
+	HostIf string
+	// HostIfLater, when set, is called instead of reading HostIf, and only
+	// when the name is needed; it may block until the caller knows whether
+	// the name still belongs to this workload.
+	HostIfLater func() string
+	// RoutesGone, when set, is called once the host routes are gone.
+	RoutesGone func()
+}
+
 // RemoveWorkload tears down the plumbing of one workload for a CNI DEL, in
 // the order that lets the caller release the workload's addresses early:
 //
-//  1. find the host end of the pair: the peer of containerIf in the
+//  1. find the host end of the pair: the peer of ContainerIf in the
 //     container namespace or, when that namespace or link is gone, the
-//     host link named hostIf ("" = do not look by name);
-//  2. delete the host routes (/32, /128) through it, then call routesGone;
-//  3. delete containerIf, which also removes its host peer, or else the
+//     host link named HostIf;
+//  2. delete the host routes (/32, /128) through it, then call RoutesGone;
+//  3. delete ContainerIf, which also removes its host peer, or else the
 //     host link found by name.
 //
 // Why: an address may only go back to IPAM once no host route points at
@@ -28,53 +44,58 @@ import (
 // and delete the endpoint record while step 3 runs. RemoveWorkload itself
 // returns only when the links are gone.
 //
-// routesGone is called at most once, when step 2 succeeded (also when
+// RoutesGone is called at most once, when step 2 succeeded (also when
 // there was nothing to delete); if RemoveWorkload fails before that, it is
 // not called and the caller must not release the addresses. A caller that
 // waits for it must also wait for RemoveWorkload's result.
 //
-// containerNetNS "" means the runtime gave none (allowed on DEL). A missing
-// namespace or link counts as success. A host link named hostIf that is
-// not a veth is not a workload's and is left alone.
-func RemoveWorkload(hostNetNS, containerNetNS, containerIf, hostIf string, routesGone func()) error {
-	if containerNetNS == "" && hostIf == "" {
-		return fmt.Errorf("remove workload %s: neither a container netns nor a host interface: %w", containerIf, ErrInvalid)
+// A missing namespace or link counts as success. A host link named HostIf
+// that is not a veth is not a workload's and is left alone.
+func RemoveWorkload(rm Removal) error {
+	if rm.ContainerNetNS == "" && rm.HostIf == "" && rm.HostIfLater == nil {
+		return fmt.Errorf("remove workload %s: neither a container netns nor a host interface: %w", rm.ContainerIf, ErrInvalid)
 	}
-	hostH, err := netns.NewHandle(hostNetNS)
+	hostH, err := netns.NewHandle(rm.HostNetNS)
 	if err != nil {
-		return fmt.Errorf("remove workload %s: %w", hostIf, err)
+		return fmt.Errorf("remove workload %s: %w", rm.ContainerIf, err)
 	}
 	defer hostH.Close()
 
 	var contH *netlink.Handle
 	var contLink, hostLink netlink.Link
-	if containerNetNS != "" {
-		h, err := netns.NewHandle(containerNetNS)
+	if rm.ContainerNetNS != "" {
+		h, err := netns.NewHandle(rm.ContainerNetNS)
 		switch {
 		case errors.Is(err, netns.ErrNotNetNS) || errors.Is(err, unix.ENOENT):
 			// The namespace is gone; its end of the veth went with it.
 		case err != nil:
-			return fmt.Errorf("remove workload %s: %w", containerIf, err)
+			return fmt.Errorf("remove workload %s: %w", rm.ContainerIf, err)
 		default:
 			contH = h
 			defer contH.Close()
-			l, err := contH.LinkByName(containerIf)
+			l, err := contH.LinkByName(rm.ContainerIf)
 			switch {
 			case err == nil:
 				contLink = l
 				hostLink = hostPeer(hostH, l)
 			case !isLinkNotFound(err):
-				return fmt.Errorf("look up container link %s: %w", containerIf, err)
+				return fmt.Errorf("look up container link %s: %w", rm.ContainerIf, err)
 			}
 		}
 	}
-	if contLink == nil && hostIf != "" {
-		l, err := hostH.LinkByName(hostIf)
-		switch {
-		case err == nil && l.Type() == "veth":
-			hostLink = l
-		case err != nil && !isLinkNotFound(err):
-			return fmt.Errorf("look up host link %s: %w", hostIf, err)
+	if contLink == nil {
+		name := rm.HostIf
+		if rm.HostIfLater != nil {
+			name = rm.HostIfLater()
+		}
+		if name != "" {
+			l, err := hostH.LinkByName(name)
+			switch {
+			case err == nil && l.Type() == "veth":
+				hostLink = l
+			case err != nil && !isLinkNotFound(err):
+				return fmt.Errorf("look up host link %s: %w", name, err)
+			}
 		}
 	}
 	if hostLink != nil {
@@ -82,14 +103,14 @@ func RemoveWorkload(hostNetNS, containerNetNS, containerIf, hostIf string, route
 			return err
 		}
 	}
-	if routesGone != nil {
-		routesGone()
+	if rm.RoutesGone != nil {
+		rm.RoutesGone()
 	}
 
 	switch {
 	case contLink != nil:
 		if err := contH.LinkDel(contLink); err != nil && !errors.Is(err, unix.ENODEV) {
-			return fmt.Errorf("delete container link %s: %w", containerIf, err)
+			return fmt.Errorf("delete container link %s: %w", rm.ContainerIf, err)
 		}
 	case hostLink != nil:
 		// The container end is gone but the host end is still there (its

@@ -33,7 +33,7 @@ func TestPrivilegedRemoveWorkloadRoutesFirst(t *testing.T) {
 	w := l.pod(t, "calirm0000001", "10.65.5.2/32", "fd00:65:5::2/128")
 	calls := 0
 	// No host name given: the host end is found as the container link's peer.
-	err := RemoveWorkload(l.host, w.ContainerNetNS, "eth0", "", func() {
+	err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: w.ContainerNetNS, ContainerIf: "eth0", RoutesGone: func() {
 		calls++
 		// When the callback runs, the routes are gone but the veth is not
 		// yet: the addresses can be released while the kernel deletes it.
@@ -43,7 +43,7 @@ func TestPrivilegedRemoveWorkloadRoutesFirst(t *testing.T) {
 		if _, err := l.hostH.LinkByName(w.HostIf); err != nil {
 			t.Errorf("host link already gone when routesGone runs: %v", err)
 		}
-	})
+	}})
 	if err != nil || calls != 1 {
 		t.Fatalf("RemoveWorkload = %v, routesGone called %d times", err, calls)
 	}
@@ -55,7 +55,7 @@ func TestPrivilegedRemoveWorkloadRoutesFirst(t *testing.T) {
 	}
 	// Again: nothing left to do, still success, still one callback.
 	calls = 0
-	if err := RemoveWorkload(l.host, w.ContainerNetNS, "eth0", w.HostIf, func() { calls++ }); err != nil || calls != 1 {
+	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: w.ContainerNetNS, ContainerIf: "eth0", HostIf: w.HostIf, RoutesGone: func() { calls++ }}); err != nil || calls != 1 {
 		t.Fatalf("second RemoveWorkload = %v, %d callbacks", err, calls)
 	}
 }
@@ -68,7 +68,7 @@ func TestPrivilegedRemoveWorkloadOrphanHostLink(t *testing.T) {
 	if err := l.hostH.RouteAdd(&netlink.Route{LinkIndex: orphan.Attrs().Index, Dst: ipNet(netip.MustParsePrefix("10.65.6.2/32")), Scope: netlink.SCOPE_LINK}); err != nil {
 		t.Fatal(err)
 	}
-	if err := RemoveWorkload(l.host, "/var/run/netns/cdp-never-existed", "eth0", "calirmorphan1", nil); err != nil {
+	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: "/var/run/netns/cdp-never-existed", ContainerIf: "eth0", HostIf: "calirmorphan1"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.hostH.LinkByName("calirmorphan1"); !isLinkNotFound(err) {
@@ -79,7 +79,7 @@ func TestPrivilegedRemoveWorkloadOrphanHostLink(t *testing.T) {
 	}
 	// The container namespace exists but has no such link.
 	addVeth(t, l.hostH, "calirmorphan2", "orphanpeer2")
-	if err := RemoveWorkload(l.host, testutil.NewNetNS(t), "eth0", "calirmorphan2", nil); err != nil {
+	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: testutil.NewNetNS(t), ContainerIf: "eth0", HostIfLater: func() string { return "calirmorphan2" }}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.hostH.LinkByName("calirmorphan2"); !isLinkNotFound(err) {
@@ -90,7 +90,7 @@ func TestPrivilegedRemoveWorkloadOrphanHostLink(t *testing.T) {
 	if err := l.hostH.LinkAdd(br); err != nil {
 		t.Fatal(err)
 	}
-	if err := RemoveWorkload(l.host, "", "eth0", "calirmbridge1", nil); err != nil {
+	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerIf: "eth0", HostIf: "calirmbridge1"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.hostH.LinkByName("calirmbridge1"); err != nil {
@@ -101,7 +101,7 @@ func TestPrivilegedRemoveWorkloadOrphanHostLink(t *testing.T) {
 	// it) is left alone.
 	a := l.pod(t, "calirmpodA0001", "10.65.7.2/32")
 	b := l.pod(t, "calirmpodB0001", "10.65.7.3/32")
-	if err := RemoveWorkload(l.host, b.ContainerNetNS, "eth0", a.HostIf, nil); err != nil {
+	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: b.ContainerNetNS, ContainerIf: "eth0", HostIf: a.HostIf, HostIfLater: func() string { t.Error("HostIfLater called while the container link exists"); return a.HostIf }}); err != nil {
 		t.Fatal(err)
 	}
 	if err := CheckWorkload(a); err != nil {
@@ -110,7 +110,7 @@ func TestPrivilegedRemoveWorkloadOrphanHostLink(t *testing.T) {
 	if _, err := l.hostH.LinkByName(b.HostIf); !isLinkNotFound(err) {
 		t.Errorf("B's host link not removed through its peer: %v", err)
 	}
-	if err := RemoveWorkload(l.host, "", "eth0", "", nil); !errors.Is(err, ErrInvalid) {
+	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerIf: "eth0"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("RemoveWorkload with nothing to name the workload = %v", err)
 	}
 }
