@@ -589,3 +589,5 @@ func (e *env) restrictWEPWrites() []string {
 	e.store, e.c = s, datastore.NewClient(s)
 	return []string{"ETCD_USERNAME=cni", "ETCD_PASSWORD=cni-password"}
 }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
