@@ -32,10 +32,10 @@ func TestCheckFindsEachBreakage(t *testing.T) {
 		}
 	}
 	for i, c := range []struct {
-		name  string
-		break_ func(p *pod, cid, addr string)
-		code  uint
-		want  string
+		name    string
+		breakIt func(p *pod, cid, addr string)
+		code    uint
+		want    string
 	}{
 		{"pod address removed", func(p *pod, cid, addr string) {
 			testutil.RunIn(t, p.ns, "ip", "addr", "del", addr+"/32", "dev", "eth0")
@@ -90,7 +90,7 @@ func TestCheckFindsEachBreakage(t *testing.T) {
 		if err := e.check(conf, p); err != nil {
 			t.Fatalf("%s: CHECK of the healthy pod: %v", c.name, err)
 		}
-		c.break_(p, cid, addr)
+		c.breakIt(p, cid, addr)
 		err = e.check(conf, p)
 		want := strings.NewReplacer("ADDR", addr, "CID", cid).Replace(c.want)
 		if err == nil {
