@@ -62,7 +62,13 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	p.logDone(r, "ADD", ph, "endpoint", r.wepKey, "addresses", res.IPs)
+	if r.s.Debug() {
+		addrs := make([]string, len(res.IPs))
+		for i, ip := range res.IPs {
+			addrs[i] = ip.Address.String()
+		}
+		p.logDone(r, "ADD", ph, "endpoint", r.wepKey, "addresses", addrs)
+	}
 	return types.PrintResult(res, r.conf.CNIVersion)
 }
 

@@ -128,6 +128,25 @@ func TestAddStdoutLikeUpstream(t *testing.T) {
 		t.Errorf("profiles %v", e.keys(api.ResourcePrefix+"profiles/"))
 	}
 
+	// The stored values are upstream's byte for byte (calico-etcd-dump.txt,
+	// with uid, creation time and MAC masked).
+	upstreamWEP := `{"kind":"WorkloadEndpoint","apiVersion":"projectcalico.org/v3","metadata":{"name":"node1-cni-anchorp1-eth0","namespace":"default","uid":"UID","creationTimestamp":"TS","labels":{"projectcalico.org/namespace":"default","projectcalico.org/orchestrator":"cni"}},"spec":{"orchestrator":"cni","node":"node1","containerID":"anchorp1","endpoint":"eth0","ipNetworks":["10.244.166.128/32"],"profiles":["k8s-pod-network"],"interfaceName":"calianchorp1","mac":"MAC"}}`
+	upstreamProfile := `{"kind":"Profile","apiVersion":"projectcalico.org/v3","metadata":{"name":"k8s-pod-network","uid":"UID","creationTimestamp":"TS"},"spec":{"ingress":[{"action":"Allow","source":{"selector":"has(k8s-pod-network)"},"destination":{}}],"egress":[{"action":"Allow","source":{},"destination":{}}],"labelsToApply":{"k8s-pod-network":""}}}`
+	for key, want := range map[string]string{
+		api.ResourcePrefix + "workloadendpoints/default/node1-cni-anchorp1-eth0": upstreamWEP,
+		api.ResourcePrefix + "profiles/k8s-pod-network":                          upstreamProfile,
+	} {
+		it, err := e.store.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := regexp.MustCompile(`"uid":"[0-9a-f-]{36}","creationTimestamp":"[0-9TZ:-]{20}"`).ReplaceAllString(string(it.Value), `"uid":"UID","creationTimestamp":"TS"`)
+		got = regexp.MustCompile(`"mac":"[0-9a-f:]{17}"`).ReplaceAllString(got, `"mac":"MAC"`)
+		if got != want {
+			t.Errorf("stored %s:\n%s\nupstream:\n%s", key, got, want)
+		}
+	}
+
 	// What users see with ip: the host side and the pod side.
 	hostLink := testutil.RunIn(t, e.node, "ip", "-d", "link", "show", "calianchorp1")
 	for _, want := range []string{"link/ether ee:ee:ee:ee:ee:ee", "state UP", "veth"} {

@@ -93,8 +93,9 @@ func Main(args []string) int {
 type plugin struct {
 	env   cniipam.Env
 	start time.Time
-	// hostNS is the node's network namespace path; "" (always, outside
-	// tests) is the namespace the plugin runs in, as the spec says.
+	// hostNS is the node's network namespace path: "", the namespace the
+	// plugin runs in, as the CNI spec has it. (A field so that the
+	// plumbing calls say which namespace they act on.)
 	hostNS string
 	s      *cniipam.Session
 }
