@@ -80,10 +80,38 @@ type ipamResult struct {
 }
 
 // addNew plumbs a container that has no endpoint yet.
+//
+// With Calico IPAM the address families are known before the addresses
+// are, so the veth pair is created (with its sysctls, both ends up) while
+// IPAM allocates; the addresses and routes follow. With another IPAM
+// plugin the steps run one after the other.
 func (p *plugin) addNew(ctx context.Context, r *request, st *state, mtu int, ph *phases) (res *types100.Result, err error) {
 	a := r.args
+	var veth *link.Veth
+	var vethErr error
+	vethDone := make(chan struct{})
+	if v4, v6 := r.families(); r.inproc {
+		go func() {
+			defer close(vethDone)
+			veth, vethErr = link.CreateVeth(r.workload(p.hostNS, mtu, nil), v4, v6)
+		}()
+	} else {
+		close(vethDone)
+	}
+	// dropVeth undoes CreateVeth when a later step fails.
+	dropVeth := func() {
+		<-vethDone
+		if veth != nil {
+			if derr := veth.Remove(); derr != nil {
+				r.s.Log.Error("undo a failed ADD: remove its veth", "interface", r.hostIf, "err", derr)
+			}
+			veth.Close()
+			veth = nil
+		}
+	}
 	ir, err := r.allocate(ctx, st)
 	if err != nil {
+		dropVeth()
 		return nil, err
 	}
 	defer func() {
@@ -102,8 +130,21 @@ func (p *plugin) addNew(ctx context.Context, r *request, st *state, mtu int, ph 
 		addrs[i] = netip.PrefixFrom(x.Addr(), x.Addr().BitLen())
 	}
 
-	w := r.workload(p.hostNS, mtu, addrs)
-	lres, err := link.SetupWorkload(w)
+	var lres link.WorkloadResult
+	<-vethDone
+	switch {
+	case vethErr != nil:
+		err = vethErr
+	case veth != nil:
+		lres, err = veth.Configure(addrs)
+		if err != nil {
+			dropVeth()
+		} else {
+			veth.Close()
+		}
+	default:
+		lres, err = link.SetupWorkload(r.workload(p.hostNS, mtu, addrs))
+	}
 	if err != nil {
 		return nil, types.NewError(types.ErrInternal, fmt.Sprintf("set up interface %s of container %s (host side %s): %v", a.IfName, a.ContainerID, r.hostIf, err), "")
 	}
@@ -286,6 +327,14 @@ func (r *request) reclaim(ctx context.Context, addrs []netip.Prefix) (*api.Handl
 		h.Block[got.Masked().String()]++
 	}
 	return h, nil
+}
+
+// families are the address families Calico IPAM will assign.
+func (r *request) families() (v4, v6 bool) {
+	if ip := r.cargs.IP; ip.IsValid() {
+		return ip.Is4(), ip.Is6()
+	}
+	return r.conf.IPAM.AssignIPv4, r.conf.IPAM.AssignIPv6
 }
 
 // removal is the teardown of the request's container.

@@ -10,8 +10,9 @@
 // of errors to CNI error codes.
 //
 // It turns a netconf into allocator calls; the allocator (internal/ipam)
-// owns the algorithm and the data. It never touches the kernel and never
-// writes to stdout (the applets print results).
+// owns the algorithm and the data. It never imports the dataplane or an
+// applet, never touches the kernel and never writes to stdout (the applets
+// print results).
 package cniipam
 
 import (

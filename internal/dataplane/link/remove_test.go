@@ -114,3 +114,43 @@ func TestPrivilegedRemoveWorkloadOrphanHostLink(t *testing.T) {
 		t.Errorf("RemoveWorkload with nothing to name the workload = %v", err)
 	}
 }
+
+// TestPrivilegedCreateThenConfigure: the two halves of SetupWorkload run
+// apart give the same plumbing; addresses of a family the veth was not made
+// for are refused; Remove undoes CreateVeth.
+func TestPrivilegedCreateThenConfigure(t *testing.T) {
+	l := newLab(t)
+	w := Workload{HostNetNS: l.host, ContainerNetNS: testutil.NewNetNS(t), ContainerIf: "eth0", HostIf: "calisplit0001", MTU: 1450}
+	v, err := CreateVeth(w, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if len(v.ContainerMAC()) != 6 {
+		t.Errorf("container MAC %v", v.ContainerMAC())
+	}
+	if _, err := v.Configure([]netip.Prefix{netip.MustParsePrefix("fd00:65:8::2/128")}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("IPv6 address on an IPv4-only veth: %v", err)
+	}
+	w.Addrs = []netip.Prefix{netip.MustParsePrefix("10.65.8.2/32")}
+	res, err := v.Configure(w.Addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ContainerMAC.String() != v.ContainerMAC().String() {
+		t.Errorf("result MAC %s, veth %s", res.ContainerMAC, v.ContainerMAC())
+	}
+	if err := CheckWorkload(w); err != nil {
+		t.Fatal(err)
+	}
+	l.ping(t, l.host, "10.65.8.2")
+	if err := v.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.hostH.LinkByName(w.HostIf); !isLinkNotFound(err) {
+		t.Errorf("host link left after Remove: %v", err)
+	}
+	if _, err := CreateVeth(w, false, false); !errors.Is(err, ErrInvalid) {
+		t.Errorf("CreateVeth without a family: %v", err)
+	}
+}
