@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/onecalico/calico/applets/cni"
 	"github.com/onecalico/calico/applets/ctl"
 	"github.com/onecalico/calico/applets/etcd"
 	"github.com/onecalico/calico/applets/ipam"
@@ -29,6 +30,7 @@ import (
 
 // applets maps an applet name to its entry point.
 var applets = map[string]func(args []string) int{
+	"cni":     cni.Main,
 	"ctl":     ctl.Main,
 	"etcd":    etcd.Main,
 	"node":    node.Main,

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -52,6 +53,7 @@ type NetConf struct {
 
 	// Interface.
 	MTU       int
+	MTUFile   string // mtu_file (our extension): default DefaultMTUFile
 	NumQueues int
 
 	// Logging.
@@ -139,6 +141,7 @@ func Parse(data []byte) (*NetConf, error) {
 	d.str(raw, "nodename_file", &c.NodenameFile)
 	d.boolean(raw, "nodename_file_optional", &c.NodenameFileOptional)
 	d.integer(raw, "mtu", &c.MTU)
+	d.str(raw, "mtu_file", &c.MTUFile)
 	d.integer(raw, "num_queues", &c.NumQueues)
 	d.str(raw, "log_level", &c.LogLevel)
 	d.str(raw, "log_file_path", &c.LogFilePath)
@@ -200,6 +203,9 @@ func Parse(data []byte) (*NetConf, error) {
 	}
 	if c.IPAMLockFile == "" {
 		c.IPAMLockFile = DefaultIPAMLockFile
+	}
+	if c.MTUFile == "" {
+		c.MTUFile = DefaultMTUFile
 	}
 	return c, nil
 }
@@ -330,6 +336,28 @@ func (c *NetConf) NodeName(readFile func(string) ([]byte, error), hostname func(
 		return "", fmt.Errorf("determine node name: no \"nodename\" in the netconf, no nodename file (%v), and no OS host name (%v)", err, herr)
 	}
 	return strings.ToLower(strings.TrimSpace(n)), nil
+}
+
+// PodMTU resolves the MTU of a pod interface as upstream does: the
+// netconf's "mtu"; else the number in the MTU file the node daemon writes
+// (mtu_file); else 0, which means the kernel's default. A missing file is
+// not an error; an unreadable or malformed one is.
+func (c *NetConf) PodMTU(readFile func(string) ([]byte, error)) (int, error) {
+	if c.MTU > 0 {
+		return c.MTU, nil
+	}
+	b, err := readFile(c.MTUFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read pod MTU from %s: %w", c.MTUFile, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 68 || n > 65535 {
+		return 0, fmt.Errorf("pod MTU file %s holds %q, not an MTU between 68 and 65535: fix or remove it, or set \"mtu\" in the netconf", c.MTUFile, strings.TrimSpace(string(b)))
+	}
+	return n, nil
 }
 
 // EtcdConfig is the datastore configuration: the netconf's etcd fields,

@@ -186,3 +186,46 @@ func captureStdout(t *testing.T, fn func() error) string {
 	}
 	return string(b[:n])
 }
+
+func TestPodMTU(t *testing.T) {
+	files := map[string]string{"/good": "1410\n", "/bad": "jumbo", "/tiny": "12"}
+	read := func(p string) ([]byte, error) {
+		if s, ok := files[p]; ok {
+			return []byte(s), nil
+		}
+		return nil, os.ErrNotExist
+	}
+	for _, tc := range []struct {
+		conf, err string
+		want      int
+	}{
+		{`{"name":"n","mtu":1400,"mtu_file":"/good"}`, "", 1400}, // the netconf wins
+		{`{"name":"n","mtu_file":"/good"}`, "", 1410},
+		{`{"name":"n","mtu_file":"/none"}`, "", 0}, // kernel default
+		{`{"name":"n"}`, "", 0},                    // default file absent here
+		{`{"name":"n","mtu_file":"/bad"}`, `pod MTU file /bad holds "jumbo"`, 0},
+		{`{"name":"n","mtu_file":"/tiny"}`, `not an MTU between 68 and 65535`, 0},
+	} {
+		c, err := Parse([]byte(tc.conf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.PodMTU(read)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: PodMTU = %d, %v; want error %q", tc.conf, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: PodMTU = %d, %v; want %d", tc.conf, got, err, tc.want)
+		}
+	}
+	c, _ := Parse([]byte(`{"name":"n"}`))
+	if c.MTUFile != DefaultMTUFile {
+		t.Errorf("default mtu_file %q", c.MTUFile)
+	}
+	if _, err := Parse([]byte(`{"name":"n","mtu_file":5}`)); err == nil || !strings.Contains(err.Error(), `"mtu_file"`) {
+		t.Errorf("mtu_file of the wrong type: %v", err)
+	}
+}

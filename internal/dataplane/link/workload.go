@@ -122,42 +122,90 @@ func onOff(b bool) string {
 // existing host link named w.HostIf is deleted first. On any failure
 // everything done so far is undone (deleting the container end removes the
 // host peer and its routes) and the error is returned.
+//
+// It is CreateVeth followed by Veth.Configure; callers that learn the
+// addresses late (a CNI ADD waiting for IPAM) can run the two halves
+// apart.
 func SetupWorkload(w Workload) (res WorkloadResult, err error) {
 	if err := w.validate(); err != nil {
 		return res, err
 	}
-	wantV4, wantV6 := w.families()
+	v4, v6 := w.families()
+	v, err := CreateVeth(w, v4, v6)
+	if err != nil {
+		return res, err
+	}
+	defer v.Close()
+	res, err = v.Configure(w.Addrs)
+	if err != nil {
+		if derr := v.Remove(); derr != nil {
+			err = errors.Join(err, fmt.Errorf("undo: %w", derr))
+		}
+	}
+	return res, err
+}
 
+// Veth is a workload's veth pair made by CreateVeth: both ends exist, are
+// up and carry their sysctls, but the container end has no address and
+// neither side has routes yet. Configure finishes it; Remove undoes it;
+// Close releases the netlink handles (not the links).
+type Veth struct {
+	w            Workload
+	v4, v6       bool
+	hostH, contH *netlink.Handle
+	contLink     netlink.Link
+	hostLink     *netlink.Veth
+	hostIdx      int
+}
+
+// CreateVeth does the first half of SetupWorkload for a workload that
+// will have IPv4 and/or IPv6 addresses (w.Addrs is not used): it deletes a
+// stale host link named w.HostIf, creates the pair (host end with MAC
+// ee:ee:ee:ee:ee:ee), writes the host and container sysctls and sets both
+// ends up. On failure it undoes what it did.
+func CreateVeth(w Workload, v4, v6 bool) (_ *Veth, err error) {
+	addrs := w.Addrs
+	w.Addrs = nil
+	if err := w.validate(); err != nil {
+		return nil, err
+	}
+	w.Addrs = addrs
+	if !v4 && !v6 {
+		return nil, fmt.Errorf("workload %s: no address family: %w", w.HostIf, ErrInvalid)
+	}
+	v := &Veth{w: w, v4: v4, v6: v6}
+	defer func() {
+		if err != nil {
+			v.Close()
+		}
+	}()
 	hostNS, err := netns.Open(w.HostNetNS)
 	if err != nil {
-		return res, fmt.Errorf("setup workload %s: %w", w.HostIf, err)
+		return nil, fmt.Errorf("setup workload %s: %w", w.HostIf, err)
 	}
 	defer hostNS.Close()
-	hostH, err := netns.NewHandle(w.HostNetNS)
-	if err != nil {
-		return res, fmt.Errorf("setup workload %s: %w", w.HostIf, err)
+	if v.hostH, err = netns.NewHandle(w.HostNetNS); err != nil {
+		return nil, fmt.Errorf("setup workload %s: %w", w.HostIf, err)
 	}
-	defer hostH.Close()
-	contH, err := netns.NewHandle(w.ContainerNetNS)
-	if err != nil {
-		return res, fmt.Errorf("setup workload %s: %w", w.HostIf, err)
+	if v.contH, err = netns.NewHandle(w.ContainerNetNS); err != nil {
+		return nil, fmt.Errorf("setup workload %s: %w", w.HostIf, err)
 	}
-	defer contH.Close()
+	hostH, contH := v.hostH, v.contH
 
 	// An old host link with our name (e.g. from a crashed earlier ADD) would
 	// make the peer creation fail; upstream deletes it first.
 	if old, err := hostH.LinkByName(w.HostIf); err == nil {
 		if err := hostH.LinkDel(old); err != nil {
-			return res, fmt.Errorf("delete existing host link %s: %w", w.HostIf, err)
+			return nil, fmt.Errorf("delete existing host link %s: %w", w.HostIf, err)
 		}
 	} else if !isLinkNotFound(err) {
-		return res, fmt.Errorf("look up host link %s: %w", w.HostIf, err)
+		return nil, fmt.Errorf("look up host link %s: %w", w.HostIf, err)
 	}
 
 	la := netlink.NewLinkAttrs()
 	la.Name = w.ContainerIf
 	la.MTU = w.MTU
-	if !wantV6 {
+	if !v6 {
 		// IPv6 needs accept_dad=0 on the container end before it goes up;
 		// without IPv6 it can be created up, saving a round trip.
 		la.Flags = net.FlagUp
@@ -169,87 +217,132 @@ func SetupWorkload(w Workload) (res WorkloadResult, err error) {
 		PeerNamespace:    netlink.NsFd(hostNS.Fd()),
 	}
 	if err := contH.LinkAdd(veth); err != nil {
-		return res, fmt.Errorf("create veth %s in %s with peer %s: %w", w.ContainerIf, w.ContainerNetNS, w.HostIf, err)
+		return nil, fmt.Errorf("create veth %s in %s with peer %s: %w", w.ContainerIf, w.ContainerNetNS, w.HostIf, err)
 	}
-	contLink, err := contH.LinkByName(w.ContainerIf)
-	if err != nil {
+	if v.contLink, err = contH.LinkByName(w.ContainerIf); err != nil {
 		// We cannot undo by index; delete by name, which we just created.
 		_ = contH.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: w.ContainerIf}})
-		return res, fmt.Errorf("look up new container link %s: %w", w.ContainerIf, err)
+		return nil, fmt.Errorf("look up new container link %s: %w", w.ContainerIf, err)
 	}
 	defer func() {
 		if err != nil {
-			if derr := contH.LinkDel(contLink); derr != nil && !errors.Is(derr, unix.ENODEV) {
-				err = errors.Join(err, fmt.Errorf("undo: delete container link %s: %w", w.ContainerIf, derr))
+			if derr := v.Remove(); derr != nil {
+				err = errors.Join(err, fmt.Errorf("undo: %w", derr))
 			}
 		}
 	}()
 	// For a veth, IFLA_LINK is the peer's ifindex in the peer's namespace.
-	hostIdx := contLink.Attrs().ParentIndex
-	if hostIdx == 0 {
-		return res, fmt.Errorf("container link %s reports no peer index", w.ContainerIf)
+	v.hostIdx = v.contLink.Attrs().ParentIndex
+	if v.hostIdx == 0 {
+		return nil, fmt.Errorf("container link %s reports no peer index", w.ContainerIf)
 	}
-	hostLink := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: hostIdx, Name: w.HostIf}}
+	v.hostLink = &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: v.hostIdx, Name: w.HostIf}}
 
-	if err := netns.SetSysctls(w.HostNetNS, hostSysctls(w.HostIf, wantV6)...); err != nil {
-		return res, fmt.Errorf("configure host link %s: %w", w.HostIf, err)
+	if err := netns.SetSysctls(w.HostNetNS, hostSysctls(w.HostIf, v6)...); err != nil {
+		return nil, fmt.Errorf("configure host link %s: %w", w.HostIf, err)
 	}
-	if err := hostH.LinkSetUp(hostLink); err != nil {
-		return res, fmt.Errorf("set host link %s up: %w", w.HostIf, err)
+	if err := hostH.LinkSetUp(v.hostLink); err != nil {
+		return nil, fmt.Errorf("set host link %s up: %w", w.HostIf, err)
 	}
-	if err := netns.SetSysctls(w.ContainerNetNS, containerSysctls(w.ContainerIf, wantV6, w.AllowIPForwarding)...); err != nil {
-		return res, fmt.Errorf("configure container %s: %w", w.ContainerNetNS, err)
+	if err := netns.SetSysctls(w.ContainerNetNS, containerSysctls(w.ContainerIf, v6, w.AllowIPForwarding)...); err != nil {
+		return nil, fmt.Errorf("configure container %s: %w", w.ContainerNetNS, err)
 	}
-	if wantV6 {
-		if err := contH.LinkSetUp(contLink); err != nil {
-			return res, fmt.Errorf("set container link %s up: %w", w.ContainerIf, err)
+	if v6 {
+		if err := contH.LinkSetUp(v.contLink); err != nil {
+			return nil, fmt.Errorf("set container link %s up: %w", w.ContainerIf, err)
 		}
 	}
-	contIdx := contLink.Attrs().Index
-	for _, a := range w.Addrs {
+	return v, nil
+}
+
+// Configure does the second half of SetupWorkload: the addresses (/32,
+// /128) on the container end, the container's routes (169.254.1.1 and the
+// default routes; IPv6 via the host end's link-local address) and the host
+// routes. addrs must be of the families CreateVeth was told. On failure the
+// caller removes the pair (Remove).
+func (v *Veth) Configure(addrs []netip.Prefix) (WorkloadResult, error) {
+	w := v.w
+	w.Addrs = addrs
+	if err := w.validate(); err != nil {
+		return WorkloadResult{}, err
+	}
+	v4, v6 := w.families()
+	if (v4 && !v.v4) || (v6 && !v.v6) {
+		return WorkloadResult{}, fmt.Errorf("workload %s: addresses %v are of a family the veth was not made for: %w", w.HostIf, addrs, ErrInvalid)
+	}
+	hostH, contH := v.hostH, v.contH
+	contIdx := v.contLink.Attrs().Index
+	for _, a := range addrs {
 		addr := &netlink.Addr{IPNet: ipNet(a)}
 		if a.Addr().Is6() {
 			addr.Flags = unix.IFA_F_NODAD
 		}
-		if err := contH.AddrAdd(contLink, addr); err != nil {
-			return res, fmt.Errorf("add address %s to container link %s: %w", a, w.ContainerIf, err)
+		if err := contH.AddrAdd(v.contLink, addr); err != nil {
+			return WorkloadResult{}, fmt.Errorf("add address %s to container link %s: %w", a, w.ContainerIf, err)
 		}
 	}
-	if wantV4 {
+	if v4 {
 		gw := netip.MustParseAddr(GatewayV4)
 		if err := contH.RouteAdd(&netlink.Route{
 			LinkIndex: contIdx, Dst: ipNet(netip.PrefixFrom(gw, 32)), Scope: netlink.SCOPE_LINK,
 		}); err != nil {
-			return res, fmt.Errorf("add route %s/32 dev %s in container: %w", GatewayV4, w.ContainerIf, err)
+			return WorkloadResult{}, fmt.Errorf("add route %s/32 dev %s in container: %w", GatewayV4, w.ContainerIf, err)
 		}
 		if err := contH.RouteAdd(&netlink.Route{
 			LinkIndex: contIdx, Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: gw.AsSlice(),
 		}); err != nil {
-			return res, fmt.Errorf("add route default via %s dev %s in container: %w", GatewayV4, w.ContainerIf, err)
+			return WorkloadResult{}, fmt.Errorf("add route default via %s dev %s in container: %w", GatewayV4, w.ContainerIf, err)
 		}
 	}
-	if wantV6 {
-		ll, err := waitLinkLocal(hostH, hostLink, llWaitTimeout)
+	if v6 {
+		ll, err := waitLinkLocal(hostH, v.hostLink, llWaitTimeout)
 		if err != nil {
-			return res, fmt.Errorf("host link %s: %w", w.HostIf, err)
+			return WorkloadResult{}, fmt.Errorf("host link %s: %w", w.HostIf, err)
 		}
 		if err := contH.RouteAdd(&netlink.Route{
 			LinkIndex: contIdx, Dst: ipNet(netip.MustParsePrefix("::/0")), Gw: ll.AsSlice(),
 		}); err != nil {
-			return res, fmt.Errorf("add route default via %s dev %s in container: %w", ll, w.ContainerIf, err)
+			return WorkloadResult{}, fmt.Errorf("add route default via %s dev %s in container: %w", ll, w.ContainerIf, err)
 		}
 	}
-	for _, a := range w.Addrs {
-		if err := addHostRoute(hostH, a, hostIdx, w.HostIf); err != nil {
-			return res, err
+	for _, a := range addrs {
+		if err := addHostRoute(hostH, a, v.hostIdx, w.HostIf); err != nil {
+			return WorkloadResult{}, err
 		}
 	}
 	return WorkloadResult{
 		HostIf:           w.HostIf,
 		HostMAC:          hostMAC(),
-		ContainerMAC:     contLink.Attrs().HardwareAddr,
+		ContainerMAC:     v.contLink.Attrs().HardwareAddr,
 		ContainerIfIndex: contIdx,
 	}, nil
+}
+
+// ContainerMAC is the container end's MAC address.
+func (v *Veth) ContainerMAC() net.HardwareAddr { return v.contLink.Attrs().HardwareAddr }
+
+// Remove deletes the pair (the container end; the host end and its routes
+// go with it). Call it before Close.
+func (v *Veth) Remove() error {
+	if v.contH == nil || v.contLink == nil {
+		return nil
+	}
+	if err := v.contH.LinkDel(v.contLink); err != nil && !errors.Is(err, unix.ENODEV) && !isLinkNotFound(err) {
+		return fmt.Errorf("delete container link %s: %w", v.w.ContainerIf, err)
+	}
+	return nil
+}
+
+// Close releases the netlink handles; the links stay.
+func (v *Veth) Close() {
+	if v.hostH != nil {
+		v.hostH.Close()
+		v.hostH = nil
+	}
+	if v.contH != nil {
+		v.contH.Close()
+		v.contH = nil
+	}
 }
 
 func hostSysctls(ifName string, v6 bool) []netns.Sysctl {
