@@ -11,7 +11,9 @@ import (
 // runDelete deletes resources named by a file, directory or stdin, or by
 // kind and names. Every named resource must exist (unless
 // --skip-not-exists) before anything is deleted. IPPools are disabled and
-// their block affinities released before they are deleted.
+// their block affinities released before they are deleted; Nodes lose
+// their endpoints, addresses, affinities and per-node configuration first
+// (deleteNode).
 func runDelete(ctx context.Context, e *Env, args []string) error {
 	fs := e.newFlagSet("delete", `calicoctl delete ( (<KIND> [<NAME>...]) |
                    --filename=<FILE> [--recursive] [--skip-empty] )

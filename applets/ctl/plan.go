@@ -415,6 +415,9 @@ func writeStep(ctx context.Context, e *Env, c *datastore.Client, o crudOptions, 
 		if p, ok := s.old.(*api.IPPool); ok {
 			return deletePool(ctx, e, c, p, rv)
 		}
+		if n, ok := s.old.(*api.Node); ok {
+			return deleteNode(ctx, e, c, n, rv)
+		}
 		_, err := c.Delete(ctx, s.kind.Kind, m.Namespace, m.Name, rv)
 		return storeError(id, err)
 	case actCreate:
