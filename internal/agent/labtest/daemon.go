@@ -111,39 +111,54 @@ func (s *SyncBuffer) String() string {
 var (
 	buildOnce sync.Once
 	buildDir  string
-	buildBin  string
 	buildErr  error
 )
 
-// Binary returns the path of a calico-node executable: $CALICO_BIN/calico-node
-// when CALICO_BIN is set (make test), else one built from this module once
-// per test process (removed by RunTests).
-func Binary(t testing.TB) string {
+// Applet names BinDir provides, all links to one calico binary.
+var applets = []string{"calico-node", "calico-ipam", "calicoctl"}
+
+// BinDir returns a directory holding calico and its applet links
+// (calico-node, calico-ipam, calicoctl): $CALICO_BIN when it is set (make
+// test), else a static build of this module made once per test process
+// (removed by RunTests).
+func BinDir(t testing.TB) string {
 	t.Helper()
 	if d := os.Getenv("CALICO_BIN"); d != "" {
-		p := filepath.Join(d, "calico-node")
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("CALICO_BIN=%s: %v", d, err)
+		for _, name := range append([]string{"calico"}, applets...) {
+			if _, err := os.Stat(filepath.Join(d, name)); err != nil {
+				t.Fatalf("CALICO_BIN=%s: %v", d, err)
+			}
 		}
-		return p
+		return d
 	}
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "labtest-bin")
 		if buildErr != nil {
 			return
 		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, "calico"), "github.com/onecalico/calico").CombinedOutput()
-		if err != nil {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(buildDir, "calico"), "github.com/onecalico/calico")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v: %s", err, out)
 			return
 		}
-		buildBin = filepath.Join(buildDir, "calico-node")
-		buildErr = os.Symlink("calico", buildBin)
+		for _, name := range applets {
+			if err := os.Symlink("calico", filepath.Join(buildDir, name)); err != nil {
+				buildErr = err
+				return
+			}
+		}
 	})
 	if buildErr != nil {
-		t.Fatalf("build calico-node: %v", buildErr)
+		t.Fatalf("build calico: %v", buildErr)
 	}
-	return buildBin
+	return buildDir
+}
+
+// Binary returns the path of a calico-node executable (see BinDir).
+func Binary(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(BinDir(t), "calico-node")
 }
 
 // RunTests runs m and removes the binary Binary built, for TestMain.

@@ -1,10 +1,14 @@
 // Package labtest builds multi-node Calico labs out of network namespaces
 // for tests and benchmarks: a fabric namespace with one bridge per subnet, a
-// router between the subnets, node namespaces wired to the bridges, pods
-// plumbed into nodes exactly as the CNI plugin does, and the datastore
-// records the CNI plugin and IPAM would write (block, affinity, handle,
-// WorkloadEndpoint). Node daemons run in-process (StartAgent) or as real
-// calico-node processes (StartProcess).
+// router between the subnets, an optional "external" host behind the
+// router (AddExternal), node namespaces wired to the bridges, and pods.
+// Pods come two ways: through the real CNI exec path (AddCNIPod / CNIAdd:
+// the calico plugin binary run inside the node's namespace with calico-ipam,
+// as a container runtime would), or plumbed directly with
+// link.SetupWorkload plus the records the plugin and IPAM would write
+// (AddPod; for daemon tests that want fixed addresses and no plugin). Node
+// daemons run in-process (StartAgent) or as real calico-node processes
+// (StartProcess); calicoctl runs as the real binary (Calicoctl).
 //
 // The topology follows reference/lab.md §2: subnets 10.<s>.0.0/24 with the
 // router at .1; nodes get a default route via their subnet's router so
@@ -39,9 +43,11 @@ import (
 
 // Lab is a set of namespaces on one host sharing one etcd.
 type Lab struct {
-	T        testing.TB
-	Fabric   string // netns path holding the bridges
-	Router   string // netns path routing between the subnets
+	T      testing.TB
+	Fabric string // netns path holding the bridges
+	Router string // netns path routing between the subnets
+	// External is the "external" host's netns path (AddExternal), "" if none.
+	External string
 	Endpoint string // etcd endpoint (unix socket URL)
 	Store    kv.Store
 	Client   *datastore.Client
@@ -100,7 +106,72 @@ func (l *Lab) Subnet(s int) netip.Prefix {
 	routerIP := netip.PrefixFrom(p.Addr().Next(), 24)
 	l.plug(fh, br, fmt.Sprintf("r%d", s), l.Router, fmt.Sprintf("eth%d", s), routerIP, netip.Addr{})
 	l.subnets[s] = true
+	if l.External != "" {
+		l.externalRoute(p)
+	}
 	return p
+}
+
+// ExternalIP is the address of the lab's "external" host, and
+// ExternalRouterIP the router's address on its link.
+var (
+	ExternalIP       = netip.MustParseAddr("203.0.113.10")
+	ExternalRouterIP = netip.MustParseAddr("203.0.113.1")
+)
+
+// AddExternal creates the "external" host (reference/lab.md §2): a
+// namespace with ExternalIP/24 on eth0, linked directly to the router
+// (ExternalRouterIP/24), and routes via the router to the node subnets
+// only. It has no route to any pod pool, and the router has none either,
+// so a pod's packets get an answer only when NAT outgoing rewrote their
+// source to the node's address. It returns the namespace path.
+func (l *Lab) AddExternal() string {
+	t := l.T
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.External != "" {
+		return l.External
+	}
+	ext := l.newNS(t)
+	f, err := netns.Open(ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rh := handle(t, l.Router)
+	if err := rh.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ext0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(f.Fd())}); err != nil {
+		t.Fatalf("create external link: %v", err)
+	}
+	for _, side := range []struct {
+		ns, name string
+		addr     netip.Addr
+	}{{l.Router, "ext0", ExternalRouterIP}, {ext, "eth0", ExternalIP}} {
+		h := handle(t, side.ns)
+		lk, err := h.LinkByName(side.name)
+		if err == nil {
+			err = h.AddrAdd(lk, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(side.addr, 24))})
+		}
+		if err == nil {
+			err = h.LinkSetUp(lk)
+		}
+		if err != nil {
+			t.Fatalf("configure %s: %v", side.name, err)
+		}
+	}
+	l.External = ext
+	for s := range l.subnets {
+		l.externalRoute(netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/24", s)))
+	}
+	return ext
+}
+
+// externalRoute routes subnet p from the external host via the router.
+func (l *Lab) externalRoute(p netip.Prefix) {
+	h := handle(l.T, l.External)
+	if err := h.RouteAdd(&netlink.Route{Dst: ipNet(p), Gw: ExternalRouterIP.AsSlice()}); err != nil {
+		l.T.Fatalf("route %s on the external host: %v", p, err)
+	}
 }
 
 // plug connects namespace ns to bridge br with a veth (fabric end fabName,

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/onecalico/calico/internal/agent"
@@ -280,13 +279,6 @@ type Pod struct {
 	Namespace string
 }
 
-// wepName builds upstream's WorkloadEndpoint name for a plain-CNI
-// endpoint: <node>-cni-<containerID>-<endpoint>, dashes doubled.
-func wepName(node, cid, endpoint string) string {
-	esc := func(s string) string { return strings.ReplaceAll(s, "-", "--") }
-	return esc(node) + "-cni-" + esc(cid) + "-" + esc(endpoint)
-}
-
 // HostIfName is the host-side veth name for a container ID: "cali" plus 11
 // hex characters of a hash.
 func HostIfName(cid string) string {
@@ -320,7 +312,11 @@ func (n *Node) addPod(name string, addr netip.Addr, podNS string, beforeWEP func
 	ctx, cancel := l.ctx()
 	defer cancel()
 	cid := n.Name + "-" + name
-	p := &Pod{Node: n, Name: name, NS: podNS, IP: addr, HostIf: HostIfName(cid), Handle: "labnet." + cid, WEPName: wepName(n.Name, cid, "eth0"), Namespace: "default"}
+	wep, err := api.WorkloadEndpointName(api.WorkloadEndpointIdentifiers{Node: n.Name, Orchestrator: api.OrchestratorCNI, ContainerID: cid, Endpoint: "eth0"})
+	if err != nil {
+		return nil, err
+	}
+	p := &Pod{Node: n, Name: name, NS: podNS, IP: addr, HostIf: HostIfName(cid), Handle: "labnet." + cid, WEPName: wep, Namespace: "default"}
 	if err := l.assign(ctx, n.Name, addr, p.Handle, map[string]string{api.AttrNode: n.Name,
 		api.AttrTimestamp: time.Now().UTC().Format("2006-01-02 15:04:05.000000000 -0700 MST")}); err != nil {
 		return nil, err
