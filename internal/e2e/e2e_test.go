@@ -143,7 +143,7 @@ func (c *cluster) testNATOutgoing(t *testing.T) {
 	ext := c.lab.External
 	tcp := listenTCP(t, ext)
 	udp := listenUDP(t, ext)
-	for _, p := range c.addPods(t, "n1", "always", c.n1, c.n3) {
+	for _, p := range c.addPods(t, "o1", "always", c.n1, c.n3) {
 		var seen string
 		err := testutil.Poll(convergeTimeout, func() error {
 			var err error
@@ -159,7 +159,7 @@ func (c *cluster) testNATOutgoing(t *testing.T) {
 		t.Logf("%s/%s (%s) -> %s: the external host saw %s", p.Node.Name, p.Name, p.IP, tcp, seen)
 	}
 
-	p := c.addPods(t, "nn1", "nonat", c.n1)[0]
+	p := c.addPods(t, "o2", "nonat", c.n1)[0]
 	if src := sendUDP(t, p, udp); src != p.IP.String() {
 		t.Errorf("without natOutgoing the external host saw %s, want the pod's %s", src, p.IP)
 	}
