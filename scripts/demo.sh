@@ -77,11 +77,12 @@ bin/calico version
 
 section "2. Lab: three nodes, a router with etcd, an external host"
 cat <<EOF
-  n1 10.99.0.11 --+                              +-- n3 10.98.0.13
-  n2 10.99.0.12 --+-- 10.99.0.1  router  10.98.0.1 --+
-                          etcd :2379 | 203.0.113.1
-                                     +-- external host $EXTERNAL (no route to any pod)
-Each box is a network namespace ($P-n1, $P-r, ...); each node runs calico-node.
+  n1 10.99.0.11 --+
+                  +--[br99]-- 10.99.0.1 (router) 10.98.0.1 --[br98]-- n3 10.98.0.13
+  n2 10.99.0.12 --+           etcd :2379    |
+                                            +-- 203.0.113.1 -- external host $EXTERNAL
+                                                               (routes only the node subnets)
+Each one is a network namespace ($P-n1, $P-r, ...); each node runs calico-node.
 calicoctl below runs in $P-r: ip netns exec $P-r env ETCD_ENDPOINTS=http://10.99.0.1:2379 bin/calicoctl ...
 EOF
 echo

@@ -24,10 +24,11 @@
 #   lab.sh down                      stop everything the lab started, delete its namespaces and state
 #
 # Namespaces are named $LAB_PREFIX-* (default lab-*), so labs with different
-# prefixes (and the tests) never collide; their state (pid files, logs, per-node
-# nodename/mtu/ipam-lock files and run dirs, CNI netconfs, etcd data) lives in
-# $LAB_DIR (default /tmp/calico-$LAB_PREFIX). Only one lab can run at a time, as
-# every lab uses the same addresses inside its namespaces.
+# prefixes run side by side and never collide with the tests (whose namespaces
+# are cdp*); a lab's state (pid files, logs, per-node nodename/mtu/ipam-lock
+# files and run dirs, CNI netconfs, etcd data) lives in $LAB_DIR (default
+# /tmp/calico-$LAB_PREFIX). Pod NAMEs should be short: the host veth is "cali"
+# plus the first 11 characters of NODE-NAME.
 #
 # Each calico-node registers its node and allocates its VXLAN tunnel address
 # through IPAM. Pool: with LAB_POOL=CIDR (default 10.244.0.0/16) calico-node
