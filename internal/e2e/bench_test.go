@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -297,6 +298,7 @@ func iperf(b *testing.B, cliNS, srvNS string, addr netip.Addr) float64 {
 	srv := exec.Command("ip", "netns", "exec", name(srvNS), "iperf3", "-s", "-1", "-B", addr.String())
 	var srvOut syncBuffer
 	srv.Stdout, srv.Stderr = &srvOut, &srvOut
+	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := srv.Start(); err != nil {
 		b.Fatal(err)
 	}

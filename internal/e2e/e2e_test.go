@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -404,6 +405,7 @@ func startPing(t testing.TB, src *labtest.CNIPod, dst netip.Addr) *pinger {
 	// ip netns exec execs ping, so the process is ping itself.
 	pg.cmd = exec.Command("ip", "netns", "exec", filepath.Base(src.NS), "ping", "-n", "-i", "0.01", "-W", "1", dst.String())
 	pg.cmd.Stdout, pg.cmd.Stderr = pg.out, pg.out
+	pg.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test
 	if err := pg.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -209,6 +209,9 @@ func (n *Node) StartProcess(bin string, env []string) *Process {
 	p := &Process{Node: n, Stderr: &SyncBuffer{}, done: make(chan struct{})}
 	p.Cmd = exec.Command("ip", "netns", "exec", filepath.Base(n.NS), bin)
 	p.Cmd.Env = env
+	// If the test process dies without its cleanups (a timeout panic, a
+	// kill), the daemon must not outlive it.
+	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	p.Cmd.Stdout = io.Discard
 	p.Cmd.Stderr = p.Stderr
 	p.Start = time.Now()
