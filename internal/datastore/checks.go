@@ -18,6 +18,9 @@ var storeValidators = map[string]func(ctx context.Context, c *Client, r api.Reso
 
 // checkPolicyTier refuses a (Global)NetworkPolicy whose tier does not exist,
 // as upstream does: tiers are created explicitly, policies then join them.
+// The built-in tiers count as existing: EnsureInitialized creates them
+// before the first write, and a writer checks a whole input before it
+// writes anything (so on a fresh datastore they may not be there yet).
 func checkPolicyTier(ctx context.Context, c *Client, r api.Resource) error {
 	var tier string
 	switch p := r.(type) {
@@ -27,6 +30,11 @@ func checkPolicyTier(ctx context.Context, c *Client, r api.Resource) error {
 		tier = p.Spec.Tier
 	}
 	tier = api.PolicyTier(tier)
+	for _, t := range api.DefaultTiers() {
+		if t.Name == tier {
+			return nil
+		}
+	}
 	_, err := c.KV.Get(ctx, api.ResourcePrefix+"tiers/"+tier)
 	if errors.Is(err, kv.ErrNotFound) {
 		return &api.FieldError{Field: "spec.tier", Value: tier,
