@@ -10,7 +10,7 @@ import (
 // created by the first write, so the policy's tier check must not refuse it.
 func TestApplyMixedKindsToFreshDatastore(t *testing.T) {
 	c := newCtlEnv(t)
-	r := c.run("apply", "-f", "testdata/resources/issue-example.yaml")
+	r := c.run("apply", "-f", "testdata/ctl/mixed-kinds.yaml")
 	if r.rc != 0 || r.stdout != "Successfully applied 4 resource(s)\n" {
 		t.Fatalf("apply:\n%s", r)
 	}
