@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -40,34 +39,7 @@ var binDir string
 // debianPlugins is where Debian's containernetworking-plugins live.
 const debianPlugins = "/usr/lib/cni"
 
-func TestMain(m *testing.M) {
-	binDir = os.Getenv("CALICO_BIN")
-	cleanup := func() {}
-	if binDir == "" {
-		dir, err := os.MkdirTemp("", "calico-cni-test")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		cleanup = func() { os.RemoveAll(dir) }
-		build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "calico"), "github.com/onecalico/calico")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build calico: %v\n%s", err, out)
-			cleanup()
-			os.Exit(1)
-		}
-		if err := os.Symlink("calico", filepath.Join(dir, "calico-ipam")); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			cleanup()
-			os.Exit(1)
-		}
-		binDir = dir
-	}
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.RunWithBinary(m, &binDir)) }
 
 const (
 	nodeName = "node1"

@@ -21,40 +21,10 @@ import (
 // The CLI tests run the built calicoctl (a symlink to the multi-call binary)
 // against a real embedded etcd, and read etcd back directly.
 
-// calicoctlPath is the binary under test, set in TestMain.
-var calicoctlPath string
+// binDir holds the binary under test (calicoctl is a symlink to it).
+var binDir string
 
-func TestMain(m *testing.M) {
-	code, err := testMain(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
-
-func testMain(m *testing.M) (int, error) {
-	if dir := os.Getenv("CALICO_BIN"); dir != "" {
-		calicoctlPath = filepath.Join(dir, "calicoctl")
-		return m.Run(), nil
-	}
-	dir, err := os.MkdirTemp("", "calicoctl-test")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "calico"), ".")
-	build.Dir = filepath.Join("..", "..")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("build calico: %v\n%s", err, out)
-	}
-	calicoctlPath = filepath.Join(dir, "calicoctl")
-	if err := os.Symlink("calico", calicoctlPath); err != nil {
-		return 0, err
-	}
-	return m.Run(), nil
-}
+func TestMain(m *testing.M) { os.Exit(testutil.RunWithBinary(m, &binDir)) }
 
 // ctlEnv is one test's etcd and a way to run calicoctl against it.
 type ctlEnv struct {
@@ -102,7 +72,7 @@ func (c *ctlEnv) runEnv(env []string, stdin string, args ...string) result {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, calicoctlPath, args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "calicoctl"), args...)
 	cmd.Env = env
 	cmd.Dir = filepath.Join("..", "..") // fixture paths are relative to the repository
 	cmd.Stdin = strings.NewReader(stdin)

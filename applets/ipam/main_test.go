@@ -22,36 +22,7 @@ import (
 // once for this package.
 var binDir string
 
-func TestMain(m *testing.M) {
-	binDir = os.Getenv("CALICO_BIN")
-	cleanup := func() {}
-	if binDir == "" {
-		dir, err := os.MkdirTemp("", "calico-ipam-test")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		cleanup = func() { os.RemoveAll(dir) }
-		build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "calico"), "github.com/onecalico/calico")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build calico: %v\n%s", err, out)
-			cleanup()
-			os.Exit(1)
-		}
-		for _, name := range []string{"calico-ipam", "calicoctl"} {
-			if err := os.Symlink("calico", filepath.Join(dir, name)); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				cleanup()
-				os.Exit(1)
-			}
-		}
-		binDir = dir
-	}
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.RunWithBinary(m, &binDir)) }
 
 // env is a test datastore with the helpers to drive the plugin.
 type env struct {
