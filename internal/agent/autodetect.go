@@ -39,7 +39,14 @@ type AutodetectMethod struct {
 	Dest    string         // can-reach=
 }
 
-var listSep = lazyRegexp(`\s*,\s*`)
+// splitList splits a comma-separated setting, trimming spaces around items.
+func splitList(s string) []string {
+	parts := strings.Split(s, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
+}
 
 // ParseAutodetectMethod parses "first-found" (or ""), "interface=REGEX,...",
 // "skip-interface=REGEX,...", "can-reach=DEST" or "cidr=CIDR,...". Bad
@@ -59,7 +66,7 @@ func ParseAutodetectMethod(s string) (AutodetectMethod, error) {
 	arg = strings.TrimSpace(arg)
 	switch kind {
 	case MethodInterface, MethodSkipInterface:
-		parts := listSep().Split(arg, -1)
+		parts := splitList(arg)
 		for _, p := range parts {
 			if _, err := regexp.Compile(p); err != nil {
 				return AutodetectMethod{}, fmt.Errorf("%s: %q is not a valid regular expression: %v", kind, p, err)
@@ -71,7 +78,7 @@ func ParseAutodetectMethod(s string) (AutodetectMethod, error) {
 		return AutodetectMethod{Kind: kind, Exclude: joinRegexps(append(append([]string(nil), DefaultExcludedInterfaces...), parts...))}, nil
 	case MethodCIDR:
 		var cidrs []netip.Prefix
-		for _, p := range listSep().Split(arg, -1) {
+		for _, p := range splitList(arg) {
 			c, err := netip.ParsePrefix(p)
 			if err != nil {
 				return AutodetectMethod{}, fmt.Errorf("cidr: %q is not a CIDR", p)

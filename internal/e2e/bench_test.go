@@ -296,7 +296,7 @@ func plainPath(b *testing.B) (string, string, netip.Addr) {
 func iperf(b *testing.B, cliNS, srvNS string, addr netip.Addr) float64 {
 	b.Helper()
 	srv := exec.Command("ip", "netns", "exec", name(srvNS), "iperf3", "-s", "-1", "-B", addr.String())
-	var srvOut syncBuffer
+	var srvOut labtest.SyncBuffer
 	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := srv.Start(); err != nil {

@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -378,30 +377,13 @@ func (c *cluster) testRestartUnderPing(t *testing.T) {
 type pinger struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *labtest.SyncBuffer
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startPing(t testing.TB, src *labtest.CNIPod, dst netip.Addr) *pinger {
 	t.Helper()
-	pg := &pinger{name: fmt.Sprintf("ping %s/%s -> %s", src.Node.Name, src.Name, dst), out: &syncBuffer{}, done: make(chan struct{})}
+	pg := &pinger{name: fmt.Sprintf("ping %s/%s -> %s", src.Node.Name, src.Name, dst), out: &labtest.SyncBuffer{}, done: make(chan struct{})}
 	// ip netns exec execs ping, so the process is ping itself.
 	pg.cmd = exec.Command("ip", "netns", "exec", filepath.Base(src.NS), "ping", "-n", "-i", "0.01", "-W", "1", dst.String())
 	pg.cmd.Stdout, pg.cmd.Stderr = pg.out, pg.out
