@@ -33,10 +33,10 @@ while read -r pkg imports; do
         [[ $internal = yes && $irel != internal/selector ]] && violation "$rel imports $irel (api imports only the selector)";;
       internal/kv)
         [[ $internal = yes ]] && violation "$rel imports $irel (kv is a leaf)";;
-      internal/selector|internal/version)
+      internal/selector|internal/version|internal/ruleset)
         [[ $internal = yes ]] && violation "$rel imports $irel (leaf package)";;
       internal/policy*)
-        [[ $internal = yes && ! $irel =~ ^internal/(api|selector) ]] && violation "$rel imports $irel (policy is pure: api and selector only)";;
+        [[ $internal = yes && ! $irel =~ ^internal/(api|selector|ruleset) ]] && violation "$rel imports $irel (policy is pure: api, selector and ruleset only)";;
     esac
     [[ $internal = yes && $irel == internal/testutil* && $rel != internal/testutil* ]] && violation "$rel imports $irel outside tests"
     [[ $rel == . || $rel == "" ]] && [[ $internal = yes && $irel != applets/* ]] && violation "main imports $irel (main imports only applets)"
