@@ -57,16 +57,15 @@ func render(s *spec) string {
 	fmt.Fprintf(&b, "table inet %s\n", s.Table.Name)
 	sets := slices.Clone(s.Sets)
 	slices.SortFunc(sets, func(a, b setSpec) int { return strings.Compare(a.Set.Name, b.Set.Name) })
+	byName := map[string]setSpec{}
 	for _, ss := range sets {
-		flags := ""
-		if ss.Set.Interval {
-			flags = " flags interval;"
+		byName[ss.Set.Name] = ss
+	}
+	for _, ss := range sets {
+		if ss.Set.Anonymous {
+			continue
 		}
-		elems := ""
-		if es := renderElements(ss.Set, ss.Elements); len(es) > 0 {
-			elems = " elements = { " + strings.Join(es, ", ") + " }"
-		}
-		fmt.Fprintf(&b, "  set %s { type %s;%s%s }\n", ss.Set.Name, ss.Set.KeyType.Name, flags, elems)
+		b.WriteString(renderSetDecl(ss))
 	}
 	chains := slices.Clone(s.Chains)
 	slices.SortFunc(chains, func(a, b *nftables.Chain) int { return strings.Compare(a.Name, b.Name) })
@@ -85,7 +84,7 @@ func render(s *spec) string {
 		}
 		b.WriteString("\n")
 		for _, r := range s.Rules[ch.Name] {
-			fmt.Fprintf(&b, "    %s\n", renderExprs(r.Exprs))
+			fmt.Fprintf(&b, "    %s\n", renderRule(r.Exprs, byName))
 		}
 		b.WriteString("  }\n")
 	}
@@ -111,13 +110,8 @@ func hookName(h nftables.ChainHook) string {
 // renderElements turns interval elements back into prefixes (a range that
 // is not a single prefix prints as the prefixes covering it).
 func renderElements(set *nftables.Set, elems []nftables.SetElement) []string {
-	if !set.Interval {
-		var out []string
-		for _, e := range elems {
-			out = append(out, fmt.Sprintf("%x", e.Key))
-		}
-		slices.Sort(out)
-		return out
+	if !set.Interval || (set.KeyType.Name != "" && set.KeyType.Name != "ipv4_addr" && set.KeyType.Name != "ipv6_addr") {
+		return renderPlain(set, elems)
 	}
 	type mark struct {
 		a   netip.Addr
@@ -210,83 +204,6 @@ func rangePrefixes(lo, hi netip.Addr) []netip.Prefix {
 		l.Add(l, new(big.Int).Lsh(one, uint(size)))
 	}
 	return out
-}
-
-// renderExprs prints a rule's expressions in nft-like words. It knows the
-// shapes our builders emit and falls back to Go syntax for anything else,
-// so an unexpected expression is visible in a golden diff.
-func renderExprs(es []expr.Any) string {
-	var words []string
-	var pendingMeta *expr.Meta
-	var pendingPayload *expr.Payload
-	for _, e := range es {
-		switch e := e.(type) {
-		case *expr.Meta:
-			pendingMeta = e
-		case *expr.Payload:
-			pendingPayload = e
-		case *expr.Cmp:
-			op := ""
-			if e.Op == expr.CmpOpNeq {
-				op = "!= "
-			}
-			switch {
-			case pendingMeta != nil && pendingMeta.Key == expr.MetaKeyNFPROTO && len(e.Data) == 1:
-				words = append(words, "meta nfproto "+op+nfprotoName(e.Data[0]))
-			default:
-				words = append(words, fmt.Sprintf("%s%s%x", lhs(pendingMeta, pendingPayload), op, e.Data))
-			}
-			pendingMeta, pendingPayload = nil, nil
-		case *expr.Lookup:
-			op := ""
-			if e.Invert {
-				op = "!= "
-			}
-			words = append(words, fmt.Sprintf("%s%s@%s", lhs(pendingMeta, pendingPayload), op, e.SetName))
-			pendingMeta, pendingPayload = nil, nil
-		case *expr.Counter:
-			words = append(words, "counter")
-		case *expr.Masq:
-			w := "masquerade"
-			if e.Random {
-				w += " random"
-			}
-			if e.FullyRandom {
-				w += " fully-random"
-			}
-			if e.Persistent {
-				w += " persistent"
-			}
-			words = append(words, w)
-		case *expr.Verdict:
-			words = append(words, verdictName(e))
-		default:
-			words = append(words, fmt.Sprintf("%T%+v", e, e))
-		}
-	}
-	return strings.Join(words, " ")
-}
-
-func lhs(m *expr.Meta, p *expr.Payload) string {
-	switch {
-	case p != nil && p.Base == expr.PayloadBaseNetworkHeader:
-		switch [2]uint32{p.Offset, p.Len} {
-		case [2]uint32{12, 4}:
-			return "ip saddr "
-		case [2]uint32{16, 4}:
-			return "ip daddr "
-		case [2]uint32{8, 16}:
-			return "ip6 saddr "
-		case [2]uint32{24, 16}:
-			return "ip6 daddr "
-		}
-		return fmt.Sprintf("@nh,%d,%d ", p.Offset*8, p.Len*8)
-	case p != nil:
-		return fmt.Sprintf("@base%d,%d,%d ", p.Base, p.Offset*8, p.Len*8)
-	case m != nil:
-		return fmt.Sprintf("meta key%d ", m.Key)
-	}
-	return ""
 }
 
 func nfprotoName(b byte) string {

@@ -1,0 +1,189 @@
+package nft
+
+import (
+	"fmt"
+
+	"github.com/onecalico/calico/internal/ruleset"
+)
+
+// Network policy lives in a sibling table, PolicyTableName, that the
+// daemon owns next to the NAT table. The NAT table is small and is
+// replaced whole on every change; the policy table can hold thousands of
+// chains and set members and is updated in place (only changed chains are
+// flushed and refilled, only changed set members are added or deleted), so
+// the two must not share the "replace the table" batch. Two tables at the
+// same hooks compose: a drop in either is final, an accept ends only that
+// table's base chain.
+//
+// Layout of the policy table (every hook sees IPv4 and IPv6: family inet):
+//
+//   - base chain "forward" (forward, priority 0): conntrack (established and
+//     related accepted, invalid dropped), then the sending workload's egress
+//     chain through the verdict map "wl-egress" (iifname -> jump), packets
+//     from an unknown workload interface dropped, then host endpoints'
+//     applyOnForward ingress ("hep-fwd-ingress");
+//   - base chain "forward-to" (forward, priority 1): the receiving workload's
+//     ingress chain ("wl-ingress", oifname -> jump), then host endpoints'
+//     applyOnForward egress. A separate base chain because "accept" ends
+//     only the base chain it happens in: a packet allowed by its source's
+//     egress policy still meets its destination's ingress policy;
+//   - "input" (input, 0): workload -> host goes through the workload's
+//     egress chain; then failsafe inbound ports; then host endpoint ingress
+//     ("hep-ingress", then the "*" endpoint for every other interface but lo);
+//   - "input-to-host" (input, 1), only with defaultEndpointToHostAction
+//     Drop: what a workload's egress policy allowed to the host is dropped
+//     (new flows only; Accept and Return let it through);
+//   - "output" (output, 0): the node always reaches its local workloads (as
+//     upstream); failsafe outbound ports; host endpoint egress;
+//   - "prerouting-dnat" (prerouting, -150, before DNAT): preDNAT policy of
+//     host endpoints (no end-of-tier drop, no profiles: normal policy still
+//     follows); "raw-prerouting"/"raw-output" (priority -300): doNotTrack
+//     policy (allowed packets are marked, not tracked, and accepted by the
+//     filter stages).
+//
+// Endpoint chains ("ingress/<endpoint>", "egress/<endpoint>", ...) run the
+// endpoint's tiers and profiles; policy chains (one per ruleset.Chain)
+// are shared by every endpoint. Allow is "accept", Deny "drop", Pass sets
+// MarkPass and returns (the endpoint chain then skips the rest of the tier),
+// Log logs and continues. Every rule has a counter; policy rules count into
+// named counter objects, one per source rule, read for metrics in one dump.
+
+// PolicyTableName is the nftables table (family inet) holding policy.
+const PolicyTableName = "calico-policy"
+
+// MarkPass is the packet mark bit a Pass rule sets for its endpoint chain
+// (the same bit upstream Felix uses by default). It is cleared before
+// every tier, so no accepted packet leaves with it. MarkAccept marks
+// packets that doNotTrack policy allowed.
+const (
+	MarkPass   uint32 = 0x20000
+	MarkAccept uint32 = 0x10000
+)
+
+// EndpointToHostAction is FelixConfiguration defaultEndpointToHostAction.
+type EndpointToHostAction uint8
+
+// Endpoint-to-host actions; the zero value is upstream's default, Drop.
+const (
+	EndpointToHostDrop EndpointToHostAction = iota
+	EndpointToHostReturn
+	EndpointToHostAccept
+)
+
+// ProtoPort is one failsafe port: IP protocol (6 TCP, 17 UDP) and port.
+type ProtoPort struct {
+	Protocol uint8
+	Port     uint16
+}
+
+func (p ProtoPort) String() string {
+	switch p.Protocol {
+	case 6:
+		return fmt.Sprintf("tcp:%d", p.Port)
+	case 17:
+		return fmt.Sprintf("udp:%d", p.Port)
+	}
+	return fmt.Sprintf("%d:%d", p.Protocol, p.Port)
+}
+
+// DefaultFailsafeInbound is upstream's failsafeInboundHostPorts default:
+// SSH, DHCP, BGP, etcd, Typha and the Kubernetes API.
+func DefaultFailsafeInbound() []ProtoPort {
+	return []ProtoPort{{6, 22}, {17, 68}, {6, 179}, {6, 2379}, {6, 2380}, {6, 5473}, {6, 6443}, {6, 6666}, {6, 6667}}
+}
+
+// DefaultFailsafeOutbound is upstream's failsafeOutboundHostPorts default:
+// DNS, DHCP, BGP, etcd, Typha and the Kubernetes API.
+func DefaultFailsafeOutbound() []ProtoPort {
+	return []ProtoPort{{17, 53}, {17, 67}, {6, 179}, {6, 2379}, {6, 2380}, {6, 5473}, {6, 6443}, {6, 6666}, {6, 6667}}
+}
+
+// PolicyOptions are the node settings the policy table depends on.
+type PolicyOptions struct {
+	EndpointToHost   EndpointToHostAction
+	FailsafeInbound  []ProtoPort
+	FailsafeOutbound []ProtoPort
+	// WorkloadPrefixes are the workload interface name prefixes
+	// (interfacePrefix, default "cali"): traffic on such an interface
+	// that belongs to no endpoint is dropped.
+	WorkloadPrefixes []string
+	// VXLANPort: VXLAN packets from workloads to it are dropped (they
+	// could carry traffic past egress policy). 0: 4789.
+	VXLANPort uint16
+}
+
+// DefaultPolicyOptions are upstream's defaults.
+func DefaultPolicyOptions() PolicyOptions {
+	return PolicyOptions{
+		FailsafeInbound:  DefaultFailsafeInbound(),
+		FailsafeOutbound: DefaultFailsafeOutbound(),
+		WorkloadPrefixes: []string{"cali"},
+		VXLANPort:        4789,
+	}
+}
+
+func (o PolicyOptions) withDefaults() PolicyOptions {
+	if len(o.WorkloadPrefixes) == 0 {
+		o.WorkloadPrefixes = []string{"cali"}
+	}
+	if o.VXLANPort == 0 {
+		o.VXLANPort = 4789
+	}
+	return o
+}
+
+// CounterInfo says what a named counter object counts.
+type CounterInfo struct {
+	// Rule is set for a policy or profile rule counter.
+	Rule *ruleset.RuleRef
+	// Endpoint, Interface and Direction are set for an endpoint's
+	// default-deny counter (end of tier and no profile accepted).
+	Endpoint  string
+	Interface string
+	Direction ruleset.Direction
+}
+
+// validatePolicy checks what the builder relies on.
+func validatePolicy(rs *ruleset.Ruleset) error {
+	if rs == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, ep := range rs.Endpoints {
+		if ep.ID == "" || ep.Interface == "" {
+			return fmt.Errorf("endpoint %q interface %q: %w", ep.ID, ep.Interface, ErrInvalid)
+		}
+		if len(ep.Interface) > 15 {
+			return fmt.Errorf("endpoint %s: interface name %q longer than 15: %w", ep.ID, ep.Interface, ErrInvalid)
+		}
+		if ep.Kind == ruleset.Workload && ep.Interface == "*" {
+			return fmt.Errorf("workload endpoint %s on interface *: %w", ep.ID, ErrInvalid)
+		}
+		key := fmt.Sprint(ep.Kind, ep.Interface)
+		if seen[key] {
+			return fmt.Errorf("two endpoints on interface %s: %w", ep.Interface, ErrInvalid)
+		}
+		seen[key] = true
+		for _, a := range ep.Addrs {
+			if !a.IsValid() {
+				return fmt.Errorf("endpoint %s: invalid address: %w", ep.ID, ErrInvalid)
+			}
+		}
+	}
+	for id, s := range rs.Sets {
+		if s == nil || s.ID != id {
+			return fmt.Errorf("set %q: ID mismatch: %w", id, ErrInvalid)
+		}
+		for _, p := range s.Nets {
+			if !p.IsValid() {
+				return fmt.Errorf("set %s: invalid prefix: %w", id, ErrInvalid)
+			}
+		}
+	}
+	for id, c := range rs.Chains {
+		if c == nil || c.ID != id {
+			return fmt.Errorf("chain %q: ID mismatch: %w", id, ErrInvalid)
+		}
+	}
+	return nil
+}

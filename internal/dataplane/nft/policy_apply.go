@@ -1,0 +1,295 @@
+package nft
+
+import (
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/onecalico/calico/internal/ruleset"
+)
+
+// PolicyApplier keeps the policy table in step with a Ruleset. It
+// remembers what it applied last: the first Apply (and the first after a
+// failure) replaces the whole table in one batch; later ones send only
+// the chains whose content changed (flushed and refilled), the set and
+// map members that changed, and the objects that appeared or went, again
+// in one batch. The kernel commits a batch as one transaction, so a packet
+// sees the old policy or the new one, never a mix, and the table is never
+// missing: a restarted daemon's first Apply swaps the previous run's table
+// for the new one in a single step.
+//
+// Apply is meant for one goroutine; Counters may be called from another.
+type PolicyApplier struct {
+	conn  *nftables.Conn
+	table string
+
+	last *policyState // nil: replace the table at the next Apply
+
+	mu       sync.Mutex
+	counters map[string]CounterInfo
+}
+
+// NewPolicyApplier returns an applier for table (PolicyTableName normally)
+// over c. Open c with BigBuffers: one batch can carry many thousands of
+// messages.
+func NewPolicyApplier(c *nftables.Conn, table string) *PolicyApplier {
+	return &PolicyApplier{conn: c, table: table}
+}
+
+// BigBuffers is a socket option for the Conn of a PolicyApplier: large
+// (forced, root only) send and receive buffers, so that a batch of
+// thousands of rules goes in one message and its acknowledgements fit.
+func BigBuffers(c *netlink.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		for _, opt := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, 64<<20); e != nil {
+				serr = e
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// PolicyStats says what one Apply sent.
+type PolicyStats struct {
+	Full                       bool // the table was replaced
+	ChainsWritten, ChainsGone  int
+	ElemsAdded, ElemsDeleted   int
+	SetsAdded, SetsGone        int
+	Rules, CountersAdded, Msgs int
+}
+
+// Changed reports whether the Apply sent anything.
+func (s PolicyStats) Changed() bool {
+	return s.Full || s.ChainsWritten+s.ChainsGone+s.ElemsAdded+s.ElemsDeleted+s.SetsAdded+s.SetsGone+s.CountersAdded > 0
+}
+
+// Invalidate makes the next Apply replace the whole table (e.g. after a
+// periodic resync found the table changed behind our back).
+func (p *PolicyApplier) Invalidate() { p.last = nil }
+
+// Apply makes the policy table match rs (nil: no endpoints, an empty
+// policy table) under options o, in one batch. A second identical call
+// sends nothing.
+func (p *PolicyApplier) Apply(rs *ruleset.Ruleset, o PolicyOptions) (PolicyStats, error) {
+	want, err := buildPolicy(p.table, rs, o)
+	if err != nil {
+		return PolicyStats{}, err
+	}
+	var st PolicyStats
+	old := p.last
+	c := p.conn
+	if old == nil {
+		st.Full = true
+		old = &policyState{chains: map[string]*pChain{}, sets: map[string]*pSet{}, counters: map[string]CounterInfo{}}
+		c.AddTable(want.table)
+		c.DelTable(want.table)
+		c.AddTable(want.table)
+	}
+	if err := p.queue(old, want, &st); err != nil {
+		p.last = nil
+		return st, fmt.Errorf("queue policy table %s: %w", p.table, discard(c, err))
+	}
+	if !st.Changed() {
+		return st, nil
+	}
+	if err := c.Flush(); err != nil {
+		p.last = nil
+		return st, fmt.Errorf("apply policy table inet %s: %w", p.table, err)
+	}
+	p.last = want
+	p.mu.Lock()
+	p.counters = want.counters
+	p.mu.Unlock()
+	return st, nil
+}
+
+// queue adds to c's batch what turns old into want. Order matters inside
+// a batch: what is referenced is created first (chains, counters, sets),
+// then rules and map entries, then what nothing references any more is
+// removed.
+func (p *PolicyApplier) queue(old, want *policyState, st *PolicyStats) error {
+	c := p.conn
+	for _, name := range sortedKeys(want.chains) {
+		if old.chains[name] == nil {
+			c.AddChain(want.chains[name].chain)
+		}
+	}
+	for _, name := range sortedKeys(want.counters) {
+		if _, ok := old.counters[name]; !ok {
+			c.AddObj(&nftables.NamedObj{Table: want.table, Name: name, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
+			st.CountersAdded++
+		}
+	}
+	for _, name := range sortedKeys(want.sets) {
+		if err := p.queueSet(old.sets[name], want.sets[name], st); err != nil {
+			return err
+		}
+	}
+	for _, name := range sortedKeys(want.chains) {
+		w, o := want.chains[name], old.chains[name]
+		if o != nil && o.fp == w.fp {
+			continue
+		}
+		if o != nil {
+			c.FlushChain(w.chain)
+		}
+		for _, r := range w.rules {
+			for _, a := range r.anon {
+				if err := c.AddSet(a.set, a.elems); err != nil {
+					return fmt.Errorf("anonymous set in chain %s: %w", name, err)
+				}
+				a.lookup.SetName, a.lookup.SetID = a.set.Name, a.set.ID
+			}
+			c.AddRule(&nftables.Rule{Table: want.table, Chain: w.chain, Exprs: r.exprs})
+			st.Rules++
+		}
+		st.ChainsWritten++
+	}
+	gone := func(name string) bool { return want.chains[name] == nil }
+	for _, name := range sortedKeys(old.chains) {
+		if gone(name) {
+			c.FlushChain(old.chains[name].chain)
+		}
+	}
+	for _, name := range sortedKeys(old.chains) {
+		if gone(name) {
+			c.DelChain(old.chains[name].chain)
+			st.ChainsGone++
+		}
+	}
+	for _, name := range sortedKeys(old.counters) {
+		if _, ok := want.counters[name]; !ok {
+			c.DeleteObject(&nftables.NamedObj{Table: want.table, Name: name, Type: nftables.ObjTypeCounter})
+		}
+	}
+	for _, name := range sortedKeys(old.sets) {
+		if want.sets[name] == nil {
+			c.DelSet(old.sets[name].set)
+			st.SetsGone++
+		}
+	}
+	return nil
+}
+
+// elemChunk bounds the elements per netlink message.
+const elemChunk = 1000
+
+// queueSet creates a set with its elements, or sends the difference of
+// its members: deletions first (an interval may be replaced by one that
+// overlaps it), then additions. Interval members are added and deleted
+// as (start, end) pairs.
+func (p *PolicyApplier) queueSet(old, want *pSet, st *PolicyStats) error {
+	c := p.conn
+	var have map[string][]nftables.SetElement
+	if old == nil {
+		if err := c.AddSet(want.set, nil); err != nil {
+			return fmt.Errorf("set %s: %w", want.set.Name, err)
+		}
+		st.SetsAdded++
+	} else {
+		have = elemUnits(old.set, old.elems)
+	}
+	next := elemUnits(want.set, want.elems)
+	var del, add []nftables.SetElement
+	for _, k := range sortedKeys(have) {
+		if _, ok := next[k]; !ok {
+			del = append(del, have[k]...)
+		}
+	}
+	for _, k := range sortedKeys(next) {
+		if _, ok := have[k]; !ok {
+			add = append(add, next[k]...)
+		}
+	}
+	for chunk := range slices.Chunk(del, elemChunk) {
+		if err := c.SetDeleteElements(want.set, chunk); err != nil {
+			return fmt.Errorf("set %s: %w", want.set.Name, err)
+		}
+	}
+	for chunk := range slices.Chunk(add, elemChunk) {
+		if err := c.SetAddElements(want.set, chunk); err != nil {
+			return fmt.Errorf("set %s: %w", want.set.Name, err)
+		}
+	}
+	st.ElemsAdded += len(add)
+	st.ElemsDeleted += len(del)
+	return nil
+}
+
+// elemUnits keys a set's elements by what is added or deleted together:
+// an interval's start and end, or one element (with its verdict).
+func elemUnits(s *nftables.Set, elems []nftables.SetElement) map[string][]nftables.SetElement {
+	out := make(map[string][]nftables.SetElement, len(elems))
+	for i := 0; i < len(elems); i++ {
+		e := elems[i]
+		k := hex.EncodeToString(e.Key)
+		if e.VerdictData != nil {
+			k += fmt.Sprintf(":%d:%s", e.VerdictData.Kind, e.VerdictData.Chain)
+		}
+		unit := []nftables.SetElement{e}
+		if s.Interval && i+1 < len(elems) && elems[i+1].IntervalEnd {
+			k += "-" + hex.EncodeToString(elems[i+1].Key)
+			unit = append(unit, elems[i+1])
+			i++
+		}
+		out[k] = unit
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// Delete removes the policy table (a missing table is not an error).
+func (p *PolicyApplier) Delete() error {
+	p.last = nil
+	return Delete(p.conn, p.table)
+}
+
+// CounterLabels returns what each named counter of the last applied table
+// counts.
+func (p *PolicyApplier) CounterLabels() map[string]CounterInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.counters
+}
+
+// CounterValue is one counter read from the kernel.
+type CounterValue struct {
+	Packets, Bytes uint64
+}
+
+// ReadCounters reads every named counter of table in one dump.
+func ReadCounters(c *nftables.Conn, table string) (map[string]CounterValue, error) {
+	objs, err := c.GetObjects(&nftables.Table{Name: table, Family: nftables.TableFamilyINet})
+	if err != nil {
+		return nil, fmt.Errorf("read counters of inet %s: %w", table, err)
+	}
+	out := make(map[string]CounterValue, len(objs))
+	for _, o := range objs {
+		n, ok := o.(*nftables.NamedObj)
+		if !ok {
+			continue
+		}
+		if ctr, ok := n.Obj.(*expr.Counter); ok {
+			out[n.Name] = CounterValue{Packets: ctr.Packets, Bytes: ctr.Bytes}
+		}
+	}
+	return out, nil
+}
