@@ -182,6 +182,18 @@ func msgType(h netlink.HeaderType) string {
 		return "newchain"
 	case unix.NFT_MSG_NEWRULE:
 		return "newrule"
+	case unix.NFT_MSG_DELRULE:
+		return "delrule"
+	case unix.NFT_MSG_DELSETELEM:
+		return "delsetelem"
+	case unix.NFT_MSG_DELSET:
+		return "delset"
+	case unix.NFT_MSG_DELCHAIN:
+		return "delchain"
+	case unix.NFT_MSG_NEWOBJ:
+		return "newobj"
+	case unix.NFT_MSG_DELOBJ:
+		return "delobj"
 	}
 	return "other"
 }

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/big"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	nlattr "github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,6 +30,9 @@ func Dump(c *nftables.Conn, name string) (string, error) {
 		elems, err := c.GetSetElements(set)
 		if err != nil {
 			return "", fmt.Errorf("list elements of set %s: %w", set.Name, err)
+		}
+		if set.IsMap && set.KeyType.Name == TypeVerdictName {
+			fixVerdictMap(set, elems)
 		}
 		s.Sets = append(s.Sets, setSpec{Set: set, Elements: elems})
 	}
@@ -230,4 +235,34 @@ func verdictName(v *expr.Verdict) string {
 		return "goto " + v.Chain
 	}
 	return fmt.Sprintf("verdict%d", v.Kind)
+}
+
+// TypeVerdictName is the name of nftables' verdict data type.
+const TypeVerdictName = "verdict"
+
+// fixVerdictMap repairs what nftables v0.3.0 reads back for a verdict
+// map: it stores the data type as the key type, and leaves each element's
+// verdict as raw attributes in Val. Our only verdict maps are keyed by
+// interface name.
+func fixVerdictMap(set *nftables.Set, elems []nftables.SetElement) {
+	set.KeyType, set.DataType = nftables.TypeIFName, nftables.TypeVerdict
+	for i := range elems {
+		ad, err := nlattr.NewAttributeDecoder(elems[i].Val)
+		if err != nil {
+			continue
+		}
+		ad.ByteOrder = binary.BigEndian
+		v := &expr.Verdict{}
+		for ad.Next() {
+			switch ad.Type() {
+			case unix.NFTA_VERDICT_CODE:
+				v.Kind = expr.VerdictKind(int32(ad.Uint32()))
+			case unix.NFTA_VERDICT_CHAIN:
+				v.Chain = ad.String()
+			}
+		}
+		if ad.Err() == nil {
+			elems[i].VerdictData = v
+		}
+	}
 }

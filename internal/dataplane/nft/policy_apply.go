@@ -277,7 +277,7 @@ type CounterValue struct {
 
 // ReadCounters reads every named counter of table in one dump.
 func ReadCounters(c *nftables.Conn, table string) (map[string]CounterValue, error) {
-	objs, err := c.GetObjects(&nftables.Table{Name: table, Family: nftables.TableFamilyINet})
+	objs, err := c.GetNamedObjects(&nftables.Table{Name: table, Family: nftables.TableFamilyINet})
 	if err != nil {
 		return nil, fmt.Errorf("read counters of inet %s: %w", table, err)
 	}

@@ -151,7 +151,18 @@ func (b *pbuilder) endpointChain(name string, ep *ruleset.Endpoint, dir ruleset.
 		if len(tiers) > 0 {
 			add(clearMarkBits(MarkPass))
 		}
-		b.jumps(ch, profiles)
+		// A Pass in a profile goes on to the next profile.
+		prevPass := false
+		for _, id := range profiles {
+			if b.rs.Chains[id] == nil {
+				continue
+			}
+			if prevPass {
+				add(clearMarkBits(MarkPass))
+			}
+			ch.rules = append(ch.rules, pRule{exprs: []expr.Any{&expr.Counter{}, jump(policyChainName(id))}})
+			prevPass = b.hasPass(id)
+		}
 	}
 	if kind != epNoDefault {
 		dropRule(false)
