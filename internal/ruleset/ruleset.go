@@ -19,7 +19,9 @@
 //     policy of a tier missed, the tier's EndOfTier action applies (Deny, or
 //     Pass for a tier whose defaultAction is Pass);
 //   - when every tier passed (or there were none), the endpoint's Profiles
-//     run in order, with the same rule semantics (Pass ends the profiles);
+//     run in order, with the same rule semantics, except that Pass (like
+//     no match) leaves that profile and goes on to the next one, as in
+//     upstream Felix (only an accept ends the profiles);
 //   - nothing accepted: Deny.
 //
 // Rule chains are shared: one Chain per policy (or profile) and direction,
