@@ -2,6 +2,9 @@ package nft
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
 
 	"github.com/onecalico/calico/internal/ruleset"
 )
@@ -107,6 +110,11 @@ type PolicyOptions struct {
 	// (interfacePrefix, default "cali"): traffic on such an interface
 	// that belongs to no endpoint is dropped.
 	WorkloadPrefixes []string
+	// HostInterfaces are the node's interfaces and their addresses, used
+	// to place a host endpoint that names no interface (only
+	// expectedIPs): it applies to the first interface, by name, that
+	// holds one of its addresses; with none it applies nowhere.
+	HostInterfaces map[string][]netip.Addr
 	// VXLANPort: VXLAN packets from workloads to it are dropped (they
 	// could carry traffic past egress policy). 0: 4789.
 	VXLANPort uint16
@@ -150,7 +158,7 @@ func validatePolicy(rs *ruleset.Ruleset) error {
 	}
 	seen := map[string]bool{}
 	for _, ep := range rs.Endpoints {
-		if ep.ID == "" || ep.Interface == "" {
+		if ep.ID == "" || (ep.Interface == "" && ep.Kind != ruleset.Host) {
 			return fmt.Errorf("endpoint %q interface %q: %w", ep.ID, ep.Interface, ErrInvalid)
 		}
 		if len(ep.Interface) > 15 {
@@ -160,7 +168,7 @@ func validatePolicy(rs *ruleset.Ruleset) error {
 			return fmt.Errorf("workload endpoint %s on interface *: %w", ep.ID, ErrInvalid)
 		}
 		key := fmt.Sprint(ep.Kind, ep.Interface)
-		if seen[key] {
+		if seen[key] && ep.Interface != "" {
 			return fmt.Errorf("two endpoints on interface %s: %w", ep.Interface, ErrInvalid)
 		}
 		seen[key] = true
@@ -186,4 +194,52 @@ func validatePolicy(rs *ruleset.Ruleset) error {
 		}
 	}
 	return nil
+}
+
+// placeHosts returns rs's endpoints with every host endpoint that names no
+// interface placed on the interface that holds one of its addresses (or
+// left out), and whether any was. rs itself is not modified.
+func placeHosts(eps []ruleset.Endpoint, ifs map[string][]netip.Addr) []ruleset.Endpoint {
+	if !slices.ContainsFunc(eps, func(ep ruleset.Endpoint) bool { return ep.Interface == "" }) {
+		return eps
+	}
+	names := make([]string, 0, len(ifs))
+	for n := range ifs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	taken := map[string]bool{}
+	for _, ep := range eps {
+		if ep.Kind == ruleset.Host {
+			taken[ep.Interface] = true
+		}
+	}
+	out := make([]ruleset.Endpoint, 0, len(eps))
+	for _, ep := range eps {
+		if ep.Interface == "" {
+			ep.Interface = findIface(names, ifs, ep.Addrs, taken)
+			if ep.Interface == "" {
+				continue
+			}
+			taken[ep.Interface] = true
+		}
+		out = append(out, ep)
+	}
+	return out
+}
+
+func findIface(names []string, ifs map[string][]netip.Addr, addrs []netip.Prefix, taken map[string]bool) string {
+	for _, n := range names {
+		if taken[n] {
+			continue
+		}
+		for _, a := range ifs[n] {
+			for _, p := range addrs {
+				if p.Addr() == a {
+					return n
+				}
+			}
+		}
+	}
+	return ""
 }

@@ -88,7 +88,6 @@ type pbuilder struct {
 	// untracked are the chain IDs referenced from doNotTrack tiers: their
 	// Allow also stops connection tracking.
 	untracked map[string]bool
-	chainDir  map[string]ruleset.Direction
 }
 
 // buildPolicy turns a Ruleset into the desired content of the policy
@@ -100,23 +99,22 @@ func buildPolicy(table string, rs *ruleset.Ruleset, o PolicyOptions) (*policySta
 	if rs == nil {
 		rs = &ruleset.Ruleset{}
 	}
-	b := &pbuilder{rs: rs, o: o.withDefaults(), untracked: map[string]bool{}, chainDir: map[string]ruleset.Direction{}, st: &policyState{
+	if eps := placeHosts(rs.Endpoints, o.HostInterfaces); len(eps) != len(rs.Endpoints) || (len(eps) > 0 && &eps[0] != &rs.Endpoints[0]) {
+		placed := *rs
+		placed.Endpoints = eps
+		rs = &placed
+	}
+	b := &pbuilder{rs: rs, o: o.withDefaults(), untracked: map[string]bool{}, st: &policyState{
 		table:    buildTable(table),
 		chains:   map[string]*pChain{},
 		sets:     map[string]*pSet{},
 		counters: map[string]CounterInfo{},
 	}}
 	for _, ep := range rs.Endpoints {
-		for _, t := range ep.Untracked {
+		for _, t := range slices.Concat(ep.Untracked, ep.UntrackedEgress) {
 			for _, c := range t.Chains {
 				b.untracked[c] = true
 			}
-		}
-	}
-	for id, c := range rs.Chains {
-		for _, r := range c.Rules {
-			b.chainDir[id] = r.Ref.Direction
-			break
 		}
 	}
 	b.sets()
@@ -259,7 +257,7 @@ func families(r ruleset.Rule) []family {
 		return true
 	}
 	sets := len(r.Src.InSets)+len(r.Src.NotInSets)+len(r.Dst.InSets)+len(r.Dst.NotInSets) > 0 ||
-		r.Src.NamedPortSet != "" || r.Dst.NamedPortSet != ""
+		r.Src.NamedPortSet != "" || r.Dst.NamedPortSet != "" || len(r.Src.NotNamedPortSets)+len(r.Dst.NotNamedPortSets) > 0
 	if !sets && r.IPVersion == 0 {
 		return []family{0}
 	}
@@ -337,16 +335,25 @@ func (b *pbuilder) entity(pr *pRule, m ruleset.EntityMatch, f family, src bool) 
 	b.ports(pr, m.Ports, portOff, false)
 	b.ports(pr, m.NotPorts, portOff, true)
 	if m.NamedPortSet != "" {
-		// addr . l4proto . port in 32-bit registers from NFT_REG32_00 (8).
-		protoReg := uint32(9)
-		if f == v6 {
-			protoReg = 12
-		}
-		pr.exprs = append(pr.exprs,
-			&expr.Payload{DestRegister: 8, Base: expr.PayloadBaseNetworkHeader, Offset: off(), Len: f.addrLen()},
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: protoReg},
-			&expr.Payload{DestRegister: protoReg + 1, Base: expr.PayloadBaseTransportHeader, Offset: portOff, Len: 2},
-			&expr.Lookup{SourceRegister: 8, SetName: npSetName(m.NamedPortSet, f)})
+		pr.exprs = append(pr.exprs, namedPortLookup(f, off(), portOff, m.NamedPortSet, false)...)
+	}
+	for _, id := range m.NotNamedPortSets {
+		pr.exprs = append(pr.exprs, namedPortLookup(f, off(), portOff, id, true)...)
+	}
+}
+
+// namedPortLookup matches (address . l4proto . port) against a named-port
+// set, in 32-bit registers from NFT_REG32_00 (8).
+func namedPortLookup(f family, addrOff, portOff uint32, id string, invert bool) []expr.Any {
+	protoReg := uint32(9)
+	if f == v6 {
+		protoReg = 12
+	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: 8, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff, Len: f.addrLen()},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: protoReg},
+		&expr.Payload{DestRegister: protoReg + 1, Base: expr.PayloadBaseTransportHeader, Offset: portOff, Len: 2},
+		&expr.Lookup{SourceRegister: 8, SetName: npSetName(id, f), Invert: invert},
 	}
 }
 

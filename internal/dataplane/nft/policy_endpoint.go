@@ -69,32 +69,13 @@ func (b *pbuilder) endpoints() {
 		if len(ep.PreDNAT) > 0 {
 			add(mapHepPreDNAT, pfxPreDNAT, ruleset.Ingress, ep.PreDNAT, nil, epNoDefault)
 		}
-		if in := b.tiersOf(ep.Untracked, ruleset.Ingress); len(in) > 0 {
-			add(mapHepRawIngress, pfxRawIngress, ruleset.Ingress, in, nil, epNoDefault)
+		if len(ep.Untracked) > 0 {
+			add(mapHepRawIngress, pfxRawIngress, ruleset.Ingress, ep.Untracked, nil, epNoDefault)
 		}
-		if out := b.tiersOf(ep.Untracked, ruleset.Egress); len(out) > 0 {
-			add(mapHepRawEgress, pfxRawEgress, ruleset.Egress, out, nil, epNoDefault)
-		}
-	}
-}
-
-// tiersOf keeps, in each tier, the chains of direction d (doNotTrack tiers
-// list both directions' chains together); tiers left empty are dropped.
-func (b *pbuilder) tiersOf(ts []ruleset.TierRef, d ruleset.Direction) []ruleset.TierRef {
-	var out []ruleset.TierRef
-	for _, t := range ts {
-		var cs []string
-		for _, c := range t.Chains {
-			if b.chainDir[c] == d {
-				cs = append(cs, c)
-			}
-		}
-		if len(cs) > 0 {
-			t.Chains = cs
-			out = append(out, t)
+		if len(ep.UntrackedEgress) > 0 {
+			add(mapHepRawEgress, pfxRawEgress, ruleset.Egress, ep.UntrackedEgress, nil, epNoDefault)
 		}
 	}
-	return out
 }
 
 func (b *pbuilder) hasPass(id string) bool {
@@ -361,12 +342,12 @@ func (b *pbuilder) baseChains() {
 		b.workloadIfaces(raw, true, expr.VerdictAccept)
 		b.failsafe(raw, b.o.FailsafeInbound)
 		raw.add(vmapDispatch(true, mapHepRawIngress))
-		b.starJump(raw, true, pfxRawIngress, star != nil && len(b.tiersOf(star.Untracked, ruleset.Ingress)) > 0)
+		b.starJump(raw, true, pfxRawIngress, star != nil && len(star.Untracked) > 0)
 		rawOut := b.baseChain(chainRawOut, nftables.ChainHookOutput, prio(-300))
 		b.workloadIfaces(rawOut, false, expr.VerdictAccept)
 		b.failsafe(rawOut, b.o.FailsafeOutbound)
 		rawOut.add(vmapDispatch(false, mapHepRawEgress))
-		b.starJump(rawOut, false, pfxRawEgress, star != nil && len(b.tiersOf(star.Untracked, ruleset.Egress)) > 0)
+		b.starJump(rawOut, false, pfxRawEgress, star != nil && len(star.UntrackedEgress) > 0)
 	}
 }
 

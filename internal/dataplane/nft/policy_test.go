@@ -86,7 +86,9 @@ func hostRuleset() *ruleset.Ruleset {
 	rs.Endpoints = append(rs.Endpoints,
 		ruleset.Endpoint{ID: "hep/all", Kind: ruleset.Host, Interface: "*", Ingress: deny("pi/default/deny-all"), Egress: deny("pe/default/deny-all")},
 		ruleset.Endpoint{ID: "hep/eth9", Kind: ruleset.Host, Interface: "eth9", Addrs: pfxs("198.51.100.1/32"),
-			ForwardIn: deny("pi/default/deny-all"), PreDNAT: deny("pi/default/deny-all")},
+			ForwardIn: deny("pi/default/deny-all"), PreDNAT: deny("pi/default/deny-all"), UntrackedEgress: deny("pe/default/deny-all")},
+		ruleset.Endpoint{ID: "hep/by-ip", Kind: ruleset.Host, Addrs: pfxs("192.0.2.50/32"), Ingress: deny("pi/default/allow-web")},
+		ruleset.Endpoint{ID: "hep/nowhere", Kind: ruleset.Host, Addrs: pfxs("192.0.2.51/32"), Ingress: deny("pi/default/allow-web")},
 	)
 	return rs
 }
@@ -100,7 +102,8 @@ func TestRenderPolicyGolden(t *testing.T) {
 		{"policy-empty.golden", nil, DefaultPolicyOptions()},
 		{"policy.golden", fixtureRuleset(), DefaultPolicyOptions()},
 		{"policy-hosts.golden", hostRuleset(), PolicyOptions{EndpointToHost: EndpointToHostAccept,
-			FailsafeInbound: []ProtoPort{{6, 22}, {17, 68}}, FailsafeOutbound: []ProtoPort{{17, 53}}}},
+			FailsafeInbound: []ProtoPort{{6, 22}, {17, 68}}, FailsafeOutbound: []ProtoPort{{17, 53}},
+			HostInterfaces: map[string][]netip.Addr{"eth7": {netip.MustParseAddr("192.0.2.50")}}}},
 	} {
 		st, err := buildPolicy(PolicyTableName, c.rs, c.o)
 		if err != nil {
