@@ -44,8 +44,9 @@ type Agent struct {
 	readyCh chan struct{}
 	started time.Time // when New ran
 
-	// dp is owned by the reconcile goroutine.
-	dp *dataplane
+	// dp and pol (policy_apply.go) are owned by the reconcile goroutine.
+	dp  *dataplane
+	pol *policyPlane
 	// warnedTunnel remembers warnings logged once (under mu).
 	warnedTunnel map[TunnelKind]bool
 	// policy is the policy calculator (under mu; see policy.go).
@@ -228,6 +229,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.dp = dp
 	defer dp.close()
+	defer a.closePolicy()
 
 	for _, h := range a.handlers() {
 		wg.Go(func() { _ = kv.Sync(ctx, a.store, h.prefix, h) })

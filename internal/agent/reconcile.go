@@ -101,6 +101,7 @@ func (a *Agent) reconcileOnce(full bool) (bool, time.Duration) {
 			break
 		}
 	}
+	a.applyPolicy(&res, full)
 	elapsed := time.Since(start)
 	a.met.reconcile.WithLabelValues("total").Observe(elapsed.Seconds())
 	errs := make([]string, 0, len(res.errs))

@@ -1,0 +1,194 @@
+package agent
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/dataplane/ifaces"
+	"github.com/onecalico/calico/internal/dataplane/netns"
+	"github.com/onecalico/calico/internal/dataplane/nft"
+	"github.com/onecalico/calico/internal/policy"
+	"github.com/onecalico/calico/internal/ruleset"
+)
+
+// policyPlane applies network policy: the calculator's Ruleset goes into
+// the nft policy table (nft.PolicyTableName) next to the NAT table. It is
+// used by the reconcile goroutine only; its counters are read for
+// metrics on a Conn of their own.
+type policyPlane struct {
+	applier *nft.PolicyApplier
+	conn    *nftables.Conn
+	nsFile  *os.File
+	opts    nft.PolicyOptions
+	ok      bool // the last apply succeeded
+}
+
+// newPolicyPlane opens a Conn with big buffers in the agent's namespace
+// and registers the policy counters' collector.
+func (a *Agent) newPolicyPlane() (*policyPlane, error) {
+	var opts []nftables.ConnOption
+	var f *os.File
+	if a.cfg.NetNS != "" {
+		var err error
+		if f, err = netns.Open(a.cfg.NetNS); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nftables.WithNetNSFd(int(f.Fd())))
+	}
+	c, err := nftables.New(append(opts, nftables.AsLasting(), nftables.WithSockOptions(nft.BigBuffers))...)
+	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		return nil, fmt.Errorf("open nftables for policy: %w", err)
+	}
+	p := &policyPlane{applier: nft.NewPolicyApplier(c, nft.PolicyTableName), conn: c, nsFile: f}
+	a.met.registry.MustRegister(newPolicyCollector(a.cfg.NetNS, p.applier))
+	return p, nil
+}
+
+// policyOptions resolves the FelixConfiguration settings the policy table
+// depends on (defaults, global, node.<name>, FELIX_* as for the rest).
+func (a *Agent) policyOptions() nft.PolicyOptions {
+	a.mu.Lock()
+	s := overlayFelix(overlayFelix(a.felix.global, a.felix.node), a.felixEnv)
+	prefix := a.model.Felix.InterfacePrefix
+	vxlanPort := a.model.Felix.VXLANPort
+	a.mu.Unlock()
+	o := nft.DefaultPolicyOptions()
+	switch s.DefaultEndpointToHostAction {
+	case "Accept":
+		o.EndpointToHost = nft.EndpointToHostAccept
+	case "Return":
+		o.EndpointToHost = nft.EndpointToHostReturn
+	}
+	if s.FailsafeInboundHostPorts != nil {
+		o.FailsafeInbound = failsafePorts(*s.FailsafeInboundHostPorts)
+	}
+	if s.FailsafeOutboundHostPorts != nil {
+		o.FailsafeOutbound = failsafePorts(*s.FailsafeOutboundHostPorts)
+	}
+	if prefix != "" {
+		o.WorkloadPrefixes = strings.Split(prefix, ",")
+	}
+	if vxlanPort > 0 {
+		o.VXLANPort = uint16(vxlanPort)
+	}
+	return o
+}
+
+// failsafePorts converts FelixConfiguration's list (protocol defaults to
+// TCP, as upstream). Entries restricted to a net are kept for every
+// source: the failsafe is meant to keep the node reachable.
+func failsafePorts(ps []api.ProtoPort) []nft.ProtoPort {
+	out := make([]nft.ProtoPort, 0, len(ps))
+	for _, p := range ps {
+		proto := uint8(6)
+		switch strings.ToLower(p.Protocol) {
+		case "udp":
+			proto = 17
+		case "sctp":
+			proto = 132
+		}
+		out = append(out, nft.ProtoPort{Protocol: proto, Port: p.Port})
+	}
+	return out
+}
+
+// changesEmpty reports whether a snapshot changed nothing.
+func changesEmpty(c policy.Changes) bool {
+	return !c.Full && len(c.Endpoints)+len(c.EndpointsRemoved)+len(c.Chains)+len(c.ChainsRemoved)+
+		len(c.Sets)+len(c.SetsRemoved)+len(c.Members) == 0
+}
+
+// applyPolicy is the reconcile step's policy part: it applies the
+// calculator's current Ruleset (only what changed since the last
+// successful apply goes to the kernel). On a full resync it also checks
+// that the table is still there and replaces it if not.
+func (a *Agent) applyPolicy(res *applyResult, full bool) {
+	t := time.Now()
+	defer func() { a.met.reconcile.WithLabelValues("policy").Observe(time.Since(t).Seconds()) }()
+	if a.pol == nil {
+		p, err := a.newPolicyPlane()
+		if err != nil {
+			res.fail("policy", err, a.dp)
+			return
+		}
+		a.pol = p
+	}
+	p := a.pol
+	rs, changes := a.policySnapshot()
+	opts := a.policyOptions()
+	if needsHostIfaces(rs) {
+		opts.HostInterfaces = a.hostInterfaces()
+	}
+	if p.ok && !full && changesEmpty(changes) && equalPolicyOptions(opts, p.opts) {
+		return
+	}
+	if full && p.ok {
+		if _, err := p.conn.ListTableOfFamily(nft.PolicyTableName, nftables.TableFamilyINet); err != nil {
+			a.log.Warn("policy table missing; replacing it", "component", "dataplane", "err", err)
+			p.applier.Invalidate()
+		}
+	}
+	p.ok = false
+	st, err := p.applier.Apply(rs, opts)
+	if err != nil {
+		res.fail("policy", err, a.dp)
+		return
+	}
+	p.ok, p.opts = true, opts
+	if st.Changed() {
+		a.log.Debug("policy applied", "component", "dataplane", "full", st.Full, "chains", st.ChainsWritten,
+			"chains_gone", st.ChainsGone, "elems_added", st.ElemsAdded, "elems_deleted", st.ElemsDeleted, "rules", st.Rules)
+	}
+}
+
+func needsHostIfaces(rs *ruleset.Ruleset) bool {
+	if rs == nil {
+		return false
+	}
+	for _, ep := range rs.Endpoints {
+		if ep.Kind == ruleset.Host && ep.Interface == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// hostInterfaces lists the node's interfaces with their addresses.
+func (a *Agent) hostInterfaces() map[string][]netip.Addr {
+	ifs, err := ifaces.List(a.dp.h)
+	if err != nil {
+		a.log.Error("list interfaces for host endpoints", "component", "dataplane", "err", err)
+		return nil
+	}
+	out := make(map[string][]netip.Addr, len(ifs))
+	for _, i := range ifs {
+		for _, p := range i.Addrs {
+			out[i.Name] = append(out[i.Name], p.Addr())
+		}
+	}
+	return out
+}
+
+func equalPolicyOptions(x, y nft.PolicyOptions) bool {
+	return fmt.Sprint(x) == fmt.Sprint(y)
+}
+
+// closePolicy releases the policy plane's Conn (the table stays).
+func (a *Agent) closePolicy() {
+	if a.pol == nil {
+		return
+	}
+	_ = a.pol.conn.CloseLasting()
+	if a.pol.nsFile != nil {
+		a.pol.nsFile.Close()
+	}
+}
