@@ -334,6 +334,9 @@ func (n *Node) addPod(name string, addr netip.Addr, podNS string, beforeWEP func
 	if beforeWEP != nil {
 		beforeWEP(p)
 	}
+	if err := l.EnsureNetworkProfile(ctx, "labnet"); err != nil {
+		return nil, err
+	}
 	w := api.NewWorkloadEndpoint()
 	w.Name, w.Namespace = p.WEPName, p.Namespace
 	w.Spec = api.WorkloadEndpointSpec{Orchestrator: "cni", Node: n.Name, ContainerID: cid, Endpoint: "eth0",
