@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,7 +61,14 @@ func (a *Agent) policyOptions() nft.PolicyOptions {
 	s := overlayFelix(overlayFelix(a.felix.global, a.felix.node), a.felixEnv)
 	prefix := a.model.Felix.InterfacePrefix
 	vxlanPort := a.model.Felix.VXLANPort
+	var peers []netip.Addr
+	for name, n := range a.model.Nodes {
+		if name != a.model.NodeName && n.IPv4.IsValid() {
+			peers = append(peers, n.IPv4.Addr())
+		}
+	}
 	a.mu.Unlock()
+	slices.SortFunc(peers, netip.Addr.Compare)
 	o := nft.DefaultPolicyOptions()
 	switch s.DefaultEndpointToHostAction {
 	case "Accept":
@@ -77,6 +85,7 @@ func (a *Agent) policyOptions() nft.PolicyOptions {
 	if prefix != "" {
 		o.WorkloadPrefixes = strings.Split(prefix, ",")
 	}
+	o.VXLANPeers = peers
 	if vxlanPort > 0 {
 		o.VXLANPort = uint16(vxlanPort)
 	}

@@ -115,6 +115,11 @@ type PolicyOptions struct {
 	// expectedIPs): it applies to the first interface, by name, that
 	// holds one of its addresses; with none it applies nowhere.
 	HostInterfaces map[string][]netip.Addr
+	// VXLANPeers are the other nodes' addresses: VXLAN between them and
+	// this node passes before host endpoint policy (as upstream's
+	// all-vxlan-net set), so a host endpoint never cuts pod traffic
+	// between nodes.
+	VXLANPeers []netip.Addr
 	// VXLANPort: VXLAN packets from workloads to it are dropped (they
 	// could carry traffic past egress policy). 0: 4789.
 	VXLANPort uint16

@@ -309,6 +309,7 @@ func (b *pbuilder) baseChains() {
 	b.workloadIfaces(in, true, expr.VerdictDrop)
 	if hosts {
 		b.failsafe(in, b.o.FailsafeInbound)
+		b.vxlanPeers(in, true)
 	}
 	in.add(vmapDispatch(true, mapHepIngress))
 	b.starJump(in, true, pfxIngress, true)
@@ -325,6 +326,7 @@ func (b *pbuilder) baseChains() {
 	b.workloadIfaces(out, false, expr.VerdictAccept)
 	if hosts {
 		b.failsafe(out, b.o.FailsafeOutbound)
+		b.vxlanPeers(out, false)
 	}
 	out.add(vmapDispatch(false, mapHepEgress))
 	b.starJump(out, false, pfxEgress, true)
@@ -358,4 +360,30 @@ func (b *pbuilder) some(f func(*ruleset.Endpoint) bool) bool {
 		}
 	}
 	return false
+}
+
+// vxlanPeers accepts VXLAN from (in) or to the other nodes.
+func (b *pbuilder) vxlanPeers(ch *pChain, in bool) {
+	var peers []netip.Prefix
+	for _, a := range b.o.VXLANPeers {
+		if a.Unmap().Is4() {
+			peers = append(peers, netip.PrefixFrom(a.Unmap(), 32))
+		}
+	}
+	if len(peers) == 0 {
+		return
+	}
+	off := v4.dstOffset()
+	if in {
+		off = v4.srcOffset()
+	}
+	a, l := b.newAnon(v4.keyType(), true, prefixElements(peers, v4), 1, false)
+	pr := pRule{anon: []*anonSet{a}, exprs: nfproto(v4)}
+	pr.exprs = append(pr.exprs, l4proto(expr.CmpOpEq, 17)...)
+	pr.exprs = append(pr.exprs,
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: be16(b.o.VXLANPort)},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4}, l,
+		&expr.Counter{}, verdict(expr.VerdictAccept))
+	ch.rules = append(ch.rules, pr)
 }

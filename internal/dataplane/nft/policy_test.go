@@ -103,6 +103,7 @@ func TestRenderPolicyGolden(t *testing.T) {
 		{"policy.golden", fixtureRuleset(), DefaultPolicyOptions()},
 		{"policy-hosts.golden", hostRuleset(), PolicyOptions{EndpointToHost: EndpointToHostAccept,
 			FailsafeInbound: []ProtoPort{{6, 22}, {17, 68}}, FailsafeOutbound: []ProtoPort{{17, 53}},
+			VXLANPeers:     []netip.Addr{netip.MustParseAddr("10.99.0.12"), netip.MustParseAddr("10.99.0.13")},
 			HostInterfaces: map[string][]netip.Addr{"eth7": {netip.MustParseAddr("192.0.2.50")}}}},
 	} {
 		st, err := buildPolicy(PolicyTableName, c.rs, c.o)
