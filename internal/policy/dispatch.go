@@ -70,13 +70,20 @@ func (c *Calculator) tier(name string) tierInfo {
 	if t, ok := c.tiers[name]; ok {
 		return t
 	}
-	for _, t := range api.DefaultTiers() {
-		if t.Name == name {
-			return tierInfo{order: t.Spec.Order, pass: *t.Spec.DefaultAction == api.Pass}
-		}
+	switch name {
+	case api.DefaultTierName:
+		return tierInfo{order: &builtinOrders[0]}
+	case api.KubeAdminTierName:
+		return tierInfo{order: &builtinOrders[1], pass: true}
+	case api.KubeBaselineTierName:
+		return tierInfo{order: &builtinOrders[2], pass: true}
 	}
 	return tierInfo{}
 }
+
+// builtinOrders are the orders of the default, kube-admin and kube-baseline
+// tiers (api.DefaultTiers).
+var builtinOrders = [3]float64{api.DefaultTierOrder, api.KubeAdminTierOrder, api.KubeBaselineOrder}
 
 func (c *Calculator) endOfTier(name string) ruleset.Action {
 	if c.tier(name).pass {

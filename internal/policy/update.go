@@ -97,10 +97,19 @@ func (c *Calculator) updatePolicy(key string, p *policy) {
 		} else {
 			delete(l.matched, key)
 		}
-		if was || is {
+		if was != is || (was && !sameShape(old, p)) {
 			c.redispatch(l)
 		}
 	}
+}
+
+// sameShape reports whether two versions of a policy place their chains
+// identically in every endpoint's dispatch (only their rules may differ).
+func sameShape(a, b *policy) bool {
+	return a != nil && b != nil && a.tier == b.tier && compareOrder(a.order, b.order) == 0 &&
+		(a.order == nil) == (b.order == nil) && a.ingress == b.ingress && a.egress == b.egress &&
+		a.preDNAT == b.preDNAT && a.untrack == b.untrack && a.forward == b.forward &&
+		a.in.chain.ID == b.in.chain.ID && a.out.chain.ID == b.out.chain.ID
 }
 
 func (c *Calculator) setProfile(p *api.Profile) {
