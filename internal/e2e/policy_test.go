@@ -281,6 +281,7 @@ spec:
       selector: friend == 'yes'
 `, pc.tunnelAddr(t, "n2")), "apply", "-f", "-")
 	pc.expect(t, allow("n2 host -> a1 (NetworkSet friends)", func() error { return pingTo(n2.NS, a1.IP) }))
+	t.Run("ExplainAgrees", pc.explainAgrees)
 	for _, r := range [][]string{{"networkpolicy", "friends", "-n", "default"}, {"networkset", "friends", "-n", "default"},
 		{"networkpolicy", "pods", "-n", "default"}, {"networkpolicy", "no9090", "-n", "default"},
 		{"globalnetworkpolicy", "security.sec"}, {"globalnetworkset", "trusted"}, {"tier", "security"}} {
@@ -421,4 +422,55 @@ spec:
 	if out := testutil.RunIn(t, n1.NS, "nft", "list", "table", "inet", "calico-policy"); !strings.Contains(out, "ingress/hep/") {
 		t.Errorf("no host endpoint chain in n1's policy table:\n%s", out)
 	}
+}
+
+// explainAgrees asks calicoctl policy explain for a matrix of flows
+// (three pods and the other node's host as sources, the pods as
+// destinations, TCP 8080, TCP 9090 and ICMP) and checks that the kernel
+// does what it says.
+func (pc *policyCase) explainAgrees(t *testing.T) {
+	type src struct {
+		name, ns string
+		addr     netip.Addr
+	}
+	srcs := []src{{"a1", pc.a1.NS, pc.a1.IP}, {"a2", pc.a2.NS, pc.a2.IP}, {"b1", pc.b1.NS, pc.b1.IP},
+		{"n2-host", pc.n2.NS, pc.tunnelAddr(t, "n2")}}
+	var checks []check
+	var allowed, denied int
+	for _, s := range srcs {
+		for _, d := range []*labtest.CNIPod{pc.a1, pc.a2, pc.b1} {
+			if s.addr == d.IP {
+				continue
+			}
+			for _, f := range []struct {
+				proto string
+				port  int
+			}{{"TCP", 8080}, {"TCP", 9090}, {"ICMP", 0}} {
+				args := []string{"policy", "explain", "--from", s.addr.String(), "--to", d.IP.String(), "--protocol", f.proto}
+				if f.port != 0 {
+					args = append(args, "--port", fmt.Sprint(f.port))
+				}
+				out := pc.calicoctl(t, "", args...)
+				ok := strings.Contains(out, "Verdict: Allow")
+				if !ok && !strings.Contains(out, "Verdict: Deny") {
+					t.Fatalf("explain %v: no verdict:\n%s", args, out)
+				}
+				probe := func() error { return pingTo(s.ns, d.IP) }
+				if f.port != 0 {
+					probe = func() error { return tcpTo(s.ns, d.IP, f.port) }
+				}
+				name := fmt.Sprintf("%s -> %s %s %d (explain: %s)", s.name, d.Name, f.proto, f.port, strings.TrimSpace(out))
+				checks = append(checks, check{name, probe, ok})
+				if ok {
+					allowed++
+				} else {
+					denied++
+				}
+			}
+		}
+	}
+	if allowed == 0 || denied == 0 {
+		t.Errorf("the matrix should hold both verdicts: %d allowed, %d denied", allowed, denied)
+	}
+	pc.expect(t, checks...)
 }
