@@ -1,9 +1,13 @@
 package e2e_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"regexp"
 	"net/netip"
 	"strings"
 	"sync"
@@ -182,6 +186,7 @@ spec:
 		deny("b1 -> a1 tcp 9090 (end of tier)", func() error { return tcpTo(b1.NS, a1.IP, 9090) }),
 		allow("n1 host -> a1 still (host to local pod)", func() error { return pingTo(n1.NS, a1.IP) }),
 	)
+	pc.checkMetrics(t)
 	pc.calicoctl(t, "", "delete", "networkpolicy", "np1", "-n", "default")
 	pc.expect(t, allow("b1 -> a1 icmp after the delete", func() error { return pingTo(b1.NS, a1.IP) }))
 }
@@ -473,4 +478,52 @@ func (pc *policyCase) explainAgrees(t *testing.T) {
 		t.Errorf("the matrix should hold both verdicts: %d allowed, %d denied", allowed, denied)
 	}
 	pc.expect(t, checks...)
+}
+
+// checkMetrics scrapes n1's metrics endpoint: np1's rules (ICMP denied by
+// rule 0, TCP 8080 allowed by rule 1) and a1's default deny (TCP 9090)
+// have counted packets.
+func (pc *policyCase) checkMetrics(t *testing.T) {
+	// The transport dials inside n1's namespace (a plain http.Get would
+	// dial from whatever namespace its goroutine's thread is in).
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+			var conn net.Conn
+			err := netns.Do(pc.n1.NS, func() (err error) {
+				conn, err = (&net.Dialer{}).DialContext(ctx, network, a)
+				return err
+			})
+			return conn, err
+		},
+	}}
+	resp, err := client.Get("http://" + net.JoinHostPort(pc.n1.IP.Addr().String(), "9091") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape n1: %s %v", resp.Status, err)
+	}
+	body := string(b)
+	for _, re := range []string{
+		`calico_node_policy_rule_packets_total\{direction="ingress",kind="NetworkPolicy",policy="default/np1",rule="0",tier="default"\} [1-9]`,
+		`calico_node_policy_rule_packets_total\{direction="ingress",kind="NetworkPolicy",policy="default/np1",rule="1",tier="default"\} [1-9]`,
+		`calico_node_policy_rule_bytes_total\{direction="ingress",kind="NetworkPolicy",policy="default/np1",rule="1",tier="default"\} [1-9]`,
+		`calico_node_policy_default_deny_packets_total\{direction="ingress",endpoint="wep/default/[^"]+",interface="` + pc.a1.HostIf + `"\} [1-9]`,
+	} {
+		if !regexp.MustCompile(re).MatchString(body) {
+			t.Errorf("metrics lack %s; policy lines:\n%s\n(%d bytes)", re, grepLines(body, "calico_node_policy"), len(body))
+		}
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
