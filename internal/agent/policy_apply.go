@@ -147,13 +147,17 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 		}
 	}
 	p.ok = false
+	snap := time.Since(t)
 	st, err := p.applier.Apply(rs, opts)
 	if err != nil {
 		res.fail("policy", err, a.dp)
 		return
 	}
 	p.ok, p.opts = true, opts
-	if st.Changed() {
+	if st.Full {
+		a.log.Info("policy table written", "component", "dataplane", "snapshot", snap, "elapsed", time.Since(t),
+			"endpoints", len(rs.Endpoints), "chains", len(rs.Chains), "sets", len(rs.Sets), "rules", st.Rules)
+	} else if st.Changed() {
 		a.log.Debug("policy applied", "component", "dataplane", "full", st.Full, "chains", st.ChainsWritten,
 			"chains_gone", st.ChainsGone, "elems_added", st.ElemsAdded, "elems_deleted", st.ElemsDeleted, "rules", st.Rules)
 	}

@@ -335,6 +335,11 @@ func BenchmarkPolicyScale(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StopTimer()
+		for _, l := range strings.Split(p.Stderr.String(), "\n") {
+			if strings.Contains(l, "policy table written") || strings.Contains(l, "ready") {
+				b.Log(l)
+			}
+		}
 		out := testutil.RunIn(b, c.n1.NS, "nft", "list", "table", "inet", "calico-policy")
 		chains, rules := strings.Count(out, "\tchain "), strings.Count(out, "counter")
 		if chains < 1100 {

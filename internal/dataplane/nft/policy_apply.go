@@ -30,7 +30,8 @@ type PolicyApplier struct {
 	conn  *nftables.Conn
 	table string
 
-	last *policyState // nil: replace the table at the next Apply
+	last  *policyState // nil: replace the table at the next Apply
+	cache chainCache   // built policy chains, for the next build
 
 	mu       sync.Mutex
 	counters map[string]CounterInfo
@@ -86,10 +87,11 @@ func (p *PolicyApplier) Invalidate() { p.last = nil }
 // policy table) under options o, in one batch. A second identical call
 // sends nothing.
 func (p *PolicyApplier) Apply(rs *ruleset.Ruleset, o PolicyOptions) (PolicyStats, error) {
-	want, err := buildPolicy(p.table, rs, o)
+	want, cache, err := buildPolicyCached(p.table, rs, o, p.cache)
 	if err != nil {
 		return PolicyStats{}, err
 	}
+	p.cache = cache
 	var st PolicyStats
 	old := p.last
 	c := p.conn

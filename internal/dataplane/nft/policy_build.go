@@ -5,11 +5,13 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -41,6 +43,10 @@ const (
 
 	logPrefix = "calico-packet: "
 )
+
+// anonSeq numbers anonymous sets' placeholder names (unique in a process,
+// as cached chains keep theirs across builds).
+var anonSeq atomic.Uint64
 
 // anonSet is a constant set that belongs to one rule (a port list, the
 // failsafe ports, an endpoint's addresses). Its lookup names it by a
@@ -81,20 +87,45 @@ type policyState struct {
 
 // pbuilder holds the state of one build.
 type pbuilder struct {
-	rs    *ruleset.Ruleset
-	o     PolicyOptions
-	st    *policyState
-	anonN int
+	rs *ruleset.Ruleset
+	o  PolicyOptions
+	st *policyState
 	// untracked are the chain IDs referenced from doNotTrack tiers: their
 	// Allow also stops connection tracking.
 	untracked map[string]bool
+	// cache holds the chains built by the previous build, by the identity
+	// of the ruleset chain they came from (the calculator never modifies a
+	// Chain it handed out: a changed chain is a new one); next collects
+	// the ones this build uses.
+	cache, next chainCache
+}
+
+// chainCache remembers built policy chains across builds.
+type chainCache map[chainKey]*cachedChain
+
+type chainKey struct {
+	c         *ruleset.Chain
+	id        string
+	untracked bool
+}
+
+type cachedChain struct {
+	pc       *pChain
+	counters map[string]CounterInfo
 }
 
 // buildPolicy turns a Ruleset into the desired content of the policy
 // table. It is pure: no kernel, deterministic output.
 func buildPolicy(table string, rs *ruleset.Ruleset, o PolicyOptions) (*policyState, error) {
+	st, _, err := buildPolicyCached(table, rs, o, nil)
+	return st, err
+}
+
+// buildPolicyCached is buildPolicy reusing the chains of cache that are
+// still in rs; it returns the cache for the next build.
+func buildPolicyCached(table string, rs *ruleset.Ruleset, o PolicyOptions, cache chainCache) (*policyState, chainCache, error) {
 	if err := validatePolicy(rs); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if rs == nil {
 		rs = &ruleset.Ruleset{}
@@ -104,7 +135,7 @@ func buildPolicy(table string, rs *ruleset.Ruleset, o PolicyOptions) (*policySta
 		placed.Endpoints = eps
 		rs = &placed
 	}
-	b := &pbuilder{rs: rs, o: o.withDefaults(), untracked: map[string]bool{}, st: &policyState{
+	b := &pbuilder{rs: rs, o: o.withDefaults(), untracked: map[string]bool{}, cache: cache, next: chainCache{}, st: &policyState{
 		table:    buildTable(table),
 		chains:   map[string]*pChain{},
 		sets:     map[string]*pSet{},
@@ -122,9 +153,11 @@ func buildPolicy(table string, rs *ruleset.Ruleset, o PolicyOptions) (*policySta
 	b.endpoints()
 	b.baseChains()
 	for _, c := range b.st.chains {
-		c.fp = renderChainFP(c)
+		if c.fp == "" {
+			c.fp = renderChainFP(c)
+		}
 	}
-	return b.st, nil
+	return b.st, b.next, nil
 }
 
 // objName turns an ID into an nft object name: the ID itself when it is
@@ -221,8 +254,7 @@ func prefixElements(ps []netip.Prefix, f family) []nftables.SetElement {
 
 // newAnon makes an anonymous constant set and the lookup that uses it.
 func (b *pbuilder) newAnon(key nftables.SetDatatype, interval bool, elems []nftables.SetElement, reg uint32, invert bool) (*anonSet, *expr.Lookup) {
-	b.anonN++
-	name := fmt.Sprintf("__anon%d", b.anonN)
+	name := fmt.Sprintf("__anon%d", anonSeq.Add(1))
 	l := &expr.Lookup{SourceRegister: reg, SetName: name, Invert: invert}
 	a := &anonSet{set: &nftables.Set{Table: b.st.table, Name: name, Anonymous: true, Constant: true, Interval: interval, KeyType: key}, elems: elems, lookup: l}
 	return a, l
@@ -232,14 +264,22 @@ func (b *pbuilder) newAnon(key nftables.SetDatatype, interval bool, elems []nfta
 func (b *pbuilder) policyChains() {
 	for id, c := range b.rs.Chains {
 		name := policyChainName(id)
-		ch := &pChain{chain: &nftables.Chain{Name: name, Table: b.st.table}}
-		for _, r := range c.Rules {
-			cname := name + "#" + strconv.Itoa(r.Ref.Index)
-			ref := r.Ref
-			b.st.counters[cname] = CounterInfo{Rule: &ref}
-			ch.rules = append(ch.rules, b.rule(r, cname, b.untracked[id])...)
+		key := chainKey{c, id, b.untracked[id]}
+		cc := b.cache[key]
+		if cc == nil || cc.pc.chain.Table.Name != b.st.table.Name {
+			ch := &pChain{chain: &nftables.Chain{Name: name, Table: b.st.table}}
+			cc = &cachedChain{pc: ch, counters: map[string]CounterInfo{}}
+			for _, r := range c.Rules {
+				cname := name + "#" + strconv.Itoa(r.Ref.Index)
+				ref := r.Ref
+				cc.counters[cname] = CounterInfo{Rule: &ref}
+				ch.rules = append(ch.rules, b.rule(r, cname, key.untracked)...)
+			}
+			ch.fp = renderChainFP(ch)
 		}
-		b.st.chains[name] = ch
+		b.next[key] = cc
+		maps.Copy(b.st.counters, cc.counters)
+		b.st.chains[name] = cc.pc
 	}
 }
 

@@ -191,9 +191,13 @@ func TestPolicyApplyIncremental(t *testing.T) {
 		t.Errorf("member change: %+v, batch %s", st, got)
 	}
 
-	// A policy edit rewrites that chain only.
+	// A policy edit (a new Chain: the calculator never modifies one it
+	// handed out) rewrites that chain only.
 	*sends = nil
-	rs.Chains["re/net1"].Rules[0].Action = ruleset.Deny
+	edited := *rs.Chains["re/net1"]
+	edited.Rules = []ruleset.Rule{edited.Rules[0]}
+	edited.Rules[0].Action = ruleset.Deny
+	rs.Chains["re/net1"] = &edited
 	st, err = p.Apply(rs, DefaultPolicyOptions())
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,109 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/google/nftables"
+
+	"github.com/onecalico/calico/internal/dataplane/netns"
+	"github.com/onecalico/calico/internal/ruleset"
+	"github.com/onecalico/calico/internal/testutil"
+)
+
+// scaleRuleset is 1,000 policies (ingress and egress chains), 100 local
+// endpoints each selected by ten of them, and 200 sets of 50 members.
+func scaleRuleset() *ruleset.Ruleset {
+	rs := &ruleset.Ruleset{Chains: map[string]*ruleset.Chain{}, Sets: map[string]*ruleset.Set{}}
+	tcp := u8(6)
+	for i := range 200 {
+		id := fmt.Sprintf("s:%03d", i)
+		s := &ruleset.Set{ID: id, Kind: ruleset.Nets}
+		for j := range 50 {
+			s.Nets = append(s.Nets, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 200, byte(i), byte(j + 1)}), 32))
+		}
+		rs.Sets[id] = s
+	}
+	for i := range 1000 {
+		in, out := fmt.Sprintf("pi/default/p%04d", i), fmt.Sprintf("pe/default/p%04d", i)
+		rs.Chains[in] = &ruleset.Chain{ID: in, Rules: []ruleset.Rule{
+			{Ref: ref("default", fmt.Sprint(i), ruleset.Ingress, 0), Action: ruleset.Allow, Protocol: tcp,
+				Src: ruleset.EntityMatch{InSets: []string{fmt.Sprintf("s:%03d", i%200)}}, Dst: ruleset.EntityMatch{Ports: []ruleset.PortRange{{First: uint16(8000 + i), Last: uint16(8000 + i)}}}},
+			{Ref: ref("default", fmt.Sprint(i), ruleset.Ingress, 1), Action: ruleset.Deny, Src: ruleset.EntityMatch{InSets: []string{fmt.Sprintf("s:%03d", (i+1)%200)}}},
+		}}
+		rs.Chains[out] = &ruleset.Chain{ID: out, Rules: []ruleset.Rule{{Ref: ref("default", fmt.Sprint(i), ruleset.Egress, 0), Action: ruleset.Allow}}}
+	}
+	for e := range 100 {
+		ep := ruleset.Endpoint{ID: fmt.Sprintf("wep/default/e%03d", e), Kind: ruleset.Workload, Interface: fmt.Sprintf("calis%07d", e),
+			Addrs:           []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 201, 0, byte(e + 1)}), 32)},
+			IngressProfiles: []string{}, EgressProfiles: []string{}}
+		ti := ruleset.TierRef{Name: "default", EndOfTier: ruleset.Deny}
+		te := ti
+		for k := 0; k < 1000; k += 100 {
+			ti.Chains = append(ti.Chains, fmt.Sprintf("pi/default/p%04d", k+e))
+			te.Chains = append(te.Chains, fmt.Sprintf("pe/default/p%04d", k+e))
+		}
+		ep.Ingress, ep.Egress = []ruleset.TierRef{ti}, []ruleset.TierRef{te}
+		rs.Endpoints = append(rs.Endpoints, ep)
+	}
+	return rs
+}
+
+func BenchmarkPolicyBuild(b *testing.B) {
+	rs := scaleRuleset()
+	for b.Loop() {
+		if _, err := buildPolicy(PolicyTableName, rs, DefaultPolicyOptions()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPolicyApplyFull replaces the whole scale table in a namespace
+// (what a daemon start does); BenchmarkPolicyApplyMember changes one set
+// member (what a pod ADD elsewhere does).
+func BenchmarkPolicyApplyFull(b *testing.B) {
+	p := benchApplier(b)
+	rs := scaleRuleset()
+	for b.Loop() {
+		p.Invalidate()
+		if _, err := p.Apply(rs, DefaultPolicyOptions()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
+}
+
+func BenchmarkPolicyApplyMember(b *testing.B) {
+	p := benchApplier(b)
+	rs := scaleRuleset()
+	if _, err := p.Apply(rs, DefaultPolicyOptions()); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		s := rs.Sets["s:007"]
+		s.Nets = append(s.Nets[:50:50], netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 202, byte(i >> 8), byte(i)}), 32))
+		i++
+		if _, err := p.Apply(rs, DefaultPolicyOptions()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
+}
+
+func benchApplier(b *testing.B) *PolicyApplier {
+	testutil.RequireRoot(b)
+	ns := testutil.NewNetNS(b)
+	f, err := netns.Open(ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())), nftables.AsLasting(), nftables.WithSockOptions(BigBuffers))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.CloseLasting() })
+	return NewPolicyApplier(c, PolicyTableName)
+}
