@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"maps"
@@ -204,6 +205,9 @@ func (p *PolicyApplier) queueSet(old, want *pSet, st *PolicyStats) error {
 		}
 		st.SetsAdded++
 	} else {
+		if sameElems(old.elems, want.elems) {
+			return nil
+		}
 		have = elemUnits(old.set, old.elems)
 	}
 	next := elemUnits(want.set, want.elems)
@@ -231,6 +235,16 @@ func (p *PolicyApplier) queueSet(old, want *pSet, st *PolicyStats) error {
 	st.ElemsAdded += len(add)
 	st.ElemsDeleted += len(del)
 	return nil
+}
+
+// sameElems reports whether two element lists are identical (the usual
+// case for a set nothing touched: the builder is deterministic).
+func sameElems(a, b []nftables.SetElement) bool {
+	return slices.EqualFunc(a, b, func(x, y nftables.SetElement) bool {
+		return x.IntervalEnd == y.IntervalEnd && bytes.Equal(x.Key, y.Key) &&
+			(x.VerdictData == nil) == (y.VerdictData == nil) &&
+			(x.VerdictData == nil || *x.VerdictData == *y.VerdictData)
+	})
 }
 
 // elemUnits keys a set's elements by what is added or deleted together:
