@@ -1,5 +1,9 @@
-// Package nft owns the node daemon's single nftables table (family inet,
-// normally named "calico") and replaces its whole content atomically.
+// Package nft owns the node daemon's nftables tables (family inet): the
+// NAT table (normally "calico"), whose whole content Apply replaces
+// atomically, and the network policy table (PolicyTableName), which a
+// PolicyApplier keeps in step with a ruleset.Ruleset: replaced whole on
+// its first apply, then updated in place, one batch per change (see
+// policy.go for the layout and why it is a sibling table).
 //
 // Building is pure: build and the buildX functions turn the desired Table
 // into nftables objects without a kernel, so they are unit-tested (and
@@ -9,8 +13,8 @@
 // a single transaction, so other readers see either the old table or the new
 // one, never a missing or half-built table. No other table is touched.
 //
-// Later issues add policy chains to the same table through more builders.
-// The package imports only the standard library and nftables.
+// The package imports only the standard library, nftables (and its
+// netlink) and internal/ruleset; never the datastore, api or agent.
 package nft
 
 import (

@@ -386,3 +386,63 @@ func TestPrivilegedPolicyReplaceUnderTraffic(t *testing.T) {
 		t.Errorf("over %d probe rounds: %d allowed pings lost, %d denied pings answered", probes.Load(), allowedFail.Load(), deniedPass.Load())
 	}
 }
+
+// TestPrivilegedPolicyRuleFields gives pod2 one ingress policy with one
+// Allow rule per case (end of tier: Deny) and sends a flow the field
+// matches (allowed) and one it does not (denied), for each rule field.
+func TestPrivilegedPolicyRuleFields(t *testing.T) {
+	l := newPolicyLab(t)
+	for _, p := range []int{8080, 9090} {
+		serveTCP(t, l.pod2, pod2IP, p)
+	}
+	serveUDP(t, l.pod2, pod2IP, 5353)
+	tcp, icmp := u8(6), u8(1)
+	tcp8080 := func(ns string) func() error { return func() error { return tcpProbe(ns, pod2IP, 8080) } }
+	tcp9090 := func(ns string) func() error { return func() error { return tcpProbe(ns, pod2IP, 9090) } }
+	udp5353 := func(ns string) func() error { return func() error { return udpProbe(ns, pod2IP, 5353) } }
+	ping2 := func(ns string) func() error { return func() error { return pingProbe(ns, pod2IP) } }
+	one := func(n uint16) []ruleset.PortRange { return []ruleset.PortRange{{First: n, Last: n}} }
+	for _, c := range []struct {
+		name         string
+		rule         ruleset.Rule
+		match, other func() error
+	}{
+		{"protocol", ruleset.Rule{Protocol: tcp}, tcp9090(l.pod1), udp5353(l.pod1)},
+		{"notProtocol", ruleset.Rule{NotProtocol: tcp}, udp5353(l.pod1), tcp9090(l.pod1)},
+		{"icmp type", ruleset.Rule{Protocol: icmp, ICMP: &ruleset.ICMPMatch{Type: 8}}, ping2(l.pod1), tcp9090(l.pod1)},
+		{"icmp type and code", ruleset.Rule{Protocol: icmp, ICMP: &ruleset.ICMPMatch{Type: 8, Code: u8(0)}}, ping2(l.pod1), tcp9090(l.pod1)},
+		{"notICMP (other type)", ruleset.Rule{Protocol: icmp, NotICMP: &ruleset.ICMPMatch{Type: 13}}, ping2(l.pod1), tcp9090(l.pod1)},
+		{"notICMP (this type)", ruleset.Rule{Protocol: icmp, NotICMP: &ruleset.ICMPMatch{Type: 8}}, nil, ping2(l.pod1)},
+		{"source nets", ruleset.Rule{Src: ruleset.EntityMatch{InSets: []string{"s:pod1"}}}, ping2(l.pod1), ping2(l.ext)},
+		{"source notNets", ruleset.Rule{Src: ruleset.EntityMatch{NotInSets: []string{"s:pod1"}}}, ping2(l.ext), ping2(l.pod1)},
+		{"destination nets", ruleset.Rule{Dst: ruleset.EntityMatch{InSets: []string{"s:pod2"}}}, ping2(l.pod1), nil},
+		{"destination notNets", ruleset.Rule{Dst: ruleset.EntityMatch{NotInSets: []string{"s:pod2"}}}, nil, ping2(l.pod1)},
+		{"ports", ruleset.Rule{Protocol: tcp, Dst: ruleset.EntityMatch{Ports: one(9090)}}, tcp9090(l.pod1), tcp8080(l.pod1)},
+		{"port range", ruleset.Rule{Protocol: tcp, Dst: ruleset.EntityMatch{Ports: []ruleset.PortRange{{First: 9000, Last: 9100}}}}, tcp9090(l.pod1), tcp8080(l.pod1)},
+		{"notPorts", ruleset.Rule{Protocol: tcp, Dst: ruleset.EntityMatch{NotPorts: one(9090)}}, tcp8080(l.pod1), tcp9090(l.pod1)},
+		{"source ports", ruleset.Rule{Protocol: tcp, Src: ruleset.EntityMatch{Ports: []ruleset.PortRange{{First: 1024, Last: 65535}}}}, tcp9090(l.pod1), udp5353(l.pod1)},
+		{"named port", ruleset.Rule{Protocol: tcp, Dst: ruleset.EntityMatch{NamedPortSet: "np:web"}}, tcp8080(l.pod1), tcp9090(l.pod1)},
+		{"not named port", ruleset.Rule{Protocol: tcp, Dst: ruleset.EntityMatch{NotNamedPortSets: []string{"np:web"}}}, tcp9090(l.pod1), tcp8080(l.pod1)},
+		{"ipVersion 4", ruleset.Rule{IPVersion: 4}, ping2(l.pod1), nil},
+		{"ipVersion 6", ruleset.Rule{IPVersion: 6}, nil, ping2(l.pod1)},
+	} {
+		rs := labRuleset()
+		rule := c.rule
+		rule.Ref, rule.Action = ref("t", "field", ruleset.Ingress, 0), ruleset.Allow
+		rs.Chains["pi/t/field"] = &ruleset.Chain{ID: "pi/t/field", Rules: []ruleset.Rule{rule}}
+		rs.Endpoints[1].Ingress = []ruleset.TierRef{{Name: "t", Chains: []string{"pi/t/field"}, EndOfTier: ruleset.Deny}}
+		rs.Sets["s:pod1"] = &ruleset.Set{ID: "s:pod1", Kind: ruleset.Nets, Nets: pfxs(pod1IP + "/32")}
+		rs.Sets["s:pod2"] = &ruleset.Set{ID: "s:pod2", Kind: ruleset.Nets, Nets: pfxs(pod2IP + "/32")}
+		rs.Sets["np:web"] = &ruleset.Set{ID: "np:web", Kind: ruleset.NamedPorts, Members: []ruleset.NamedPortMember{
+			{Addr: netip.MustParseAddr(pod2IP), Protocol: 6, Port: 8080}}}
+		l.apply(t, rs, DefaultPolicyOptions())
+		var flows []flow
+		if c.match != nil {
+			flows = append(flows, flow{c.name + ": matching flow", c.match, true})
+		}
+		if c.other != nil {
+			flows = append(flows, flow{c.name + ": other flow", c.other, false})
+		}
+		checkFlows(t, flows)
+	}
+}
