@@ -27,7 +27,8 @@ type policyPlane struct {
 	conn    *nftables.Conn
 	nsFile  *os.File
 	opts    nft.PolicyOptions
-	ok      bool // the last apply succeeded
+	ok      bool     // the last apply succeeded
+	skipped []string // endpoints the last apply left out (logged when it changes)
 }
 
 // newPolicyPlane opens a Conn with big buffers in the agent's namespace
@@ -154,6 +155,12 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 		return
 	}
 	p.ok, p.opts = true, opts
+	if !slices.Equal(st.Skipped, p.skipped) {
+		for _, s := range st.Skipped {
+			a.log.Warn("endpoint gets no policy", "component", "dataplane", "detail", s)
+		}
+		p.skipped = st.Skipped
+	}
 	if st.Full {
 		a.log.Info("policy table written", "component", "dataplane", "snapshot", snap, "elapsed", time.Since(t),
 			"endpoints", len(rs.Endpoints), "chains", len(rs.Chains), "sets", len(rs.Sets), "rules", st.Rules)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/onecalico/calico/internal/ruleset"
 )
@@ -156,32 +157,45 @@ type CounterInfo struct {
 	Direction ruleset.Direction
 }
 
+// usableEndpoints returns the endpoints the table can hold and a reason
+// for each one it leaves out (no interface, a name the kernel cannot have,
+// an interface another endpoint of the same kind already has: the first,
+// by ID, keeps it). One bad endpoint never stops policy for the others.
+func usableEndpoints(eps []ruleset.Endpoint) ([]ruleset.Endpoint, []string) {
+	var bad []string
+	seen := map[string]bool{}
+	out := eps[:0:0]
+	for _, ep := range eps {
+		key := fmt.Sprint(ep.Kind, ep.Interface)
+		var why string
+		switch {
+		case ep.ID == "":
+			why = "no ID"
+		case ep.Interface == "" && ep.Kind != ruleset.Host:
+			why = "no interface"
+		case len(ep.Interface) > 15:
+			why = "interface name longer than 15 characters"
+		case ep.Kind == ruleset.Workload && strings.ContainsAny(ep.Interface, "*"):
+			why = "workload on a wildcard interface"
+		case seen[key] && ep.Interface != "":
+			why = "interface " + ep.Interface + " already belongs to another endpoint"
+		case slices.ContainsFunc(ep.Addrs, func(p netip.Prefix) bool { return !p.IsValid() }):
+			why = "invalid address"
+		}
+		if why != "" {
+			bad = append(bad, fmt.Sprintf("endpoint %q (interface %q): %s", ep.ID, ep.Interface, why))
+			continue
+		}
+		seen[key] = true
+		out = append(out, ep)
+	}
+	return out, bad
+}
+
 // validatePolicy checks what the builder relies on.
 func validatePolicy(rs *ruleset.Ruleset) error {
 	if rs == nil {
 		return nil
-	}
-	seen := map[string]bool{}
-	for _, ep := range rs.Endpoints {
-		if ep.ID == "" || (ep.Interface == "" && ep.Kind != ruleset.Host) {
-			return fmt.Errorf("endpoint %q interface %q: %w", ep.ID, ep.Interface, ErrInvalid)
-		}
-		if len(ep.Interface) > 15 {
-			return fmt.Errorf("endpoint %s: interface name %q longer than 15: %w", ep.ID, ep.Interface, ErrInvalid)
-		}
-		if ep.Kind == ruleset.Workload && ep.Interface == "*" {
-			return fmt.Errorf("workload endpoint %s on interface *: %w", ep.ID, ErrInvalid)
-		}
-		key := fmt.Sprint(ep.Kind, ep.Interface)
-		if seen[key] && ep.Interface != "" {
-			return fmt.Errorf("two endpoints on interface %s: %w", ep.Interface, ErrInvalid)
-		}
-		seen[key] = true
-		for _, a := range ep.Addrs {
-			if !a.IsValid() {
-				return fmt.Errorf("endpoint %s: invalid address: %w", ep.ID, ErrInvalid)
-			}
-		}
 	}
 	for id, s := range rs.Sets {
 		if s == nil || s.ID != id {

@@ -73,6 +73,9 @@ type PolicyStats struct {
 	ElemsAdded, ElemsDeleted   int
 	SetsAdded, SetsGone        int
 	Rules, CountersAdded, Msgs int
+	// Skipped are the endpoints the table could not hold, with the
+	// reason (see usableEndpoints); they get no policy dispatch.
+	Skipped []string
 }
 
 // Changed reports whether the Apply sent anything.
@@ -93,7 +96,7 @@ func (p *PolicyApplier) Apply(rs *ruleset.Ruleset, o PolicyOptions) (PolicyStats
 		return PolicyStats{}, err
 	}
 	p.cache = cache
-	var st PolicyStats
+	st := PolicyStats{Skipped: want.skipped}
 	old := p.last
 	c := p.conn
 	if old == nil {

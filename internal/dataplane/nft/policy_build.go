@@ -83,6 +83,7 @@ type policyState struct {
 	chains   map[string]*pChain
 	sets     map[string]*pSet
 	counters map[string]CounterInfo
+	skipped  []string // endpoints left out, with the reason
 }
 
 // pbuilder holds the state of one build.
@@ -130,7 +131,8 @@ func buildPolicyCached(table string, rs *ruleset.Ruleset, o PolicyOptions, cache
 	if rs == nil {
 		rs = &ruleset.Ruleset{}
 	}
-	if eps := placeHosts(rs.Endpoints, o.HostInterfaces); len(eps) != len(rs.Endpoints) || (len(eps) > 0 && &eps[0] != &rs.Endpoints[0]) {
+	usable, skipped := usableEndpoints(rs.Endpoints)
+	if eps := placeHosts(usable, o.HostInterfaces); len(skipped) > 0 || len(eps) != len(rs.Endpoints) || (len(eps) > 0 && &eps[0] != &rs.Endpoints[0]) {
 		placed := *rs
 		placed.Endpoints = eps
 		rs = &placed
@@ -157,6 +159,7 @@ func buildPolicyCached(table string, rs *ruleset.Ruleset, o PolicyOptions, cache
 			c.fp = renderChainFP(c)
 		}
 	}
+	b.st.skipped = skipped
 	return b.st, b.next, nil
 }
 

@@ -116,15 +116,26 @@ func TestRenderPolicyGolden(t *testing.T) {
 
 func TestPolicyValidate(t *testing.T) {
 	for _, rs := range []*ruleset.Ruleset{
-		{Endpoints: []ruleset.Endpoint{{ID: "x", Kind: ruleset.Workload}}},
-		{Endpoints: []ruleset.Endpoint{{ID: "x", Kind: ruleset.Workload, Interface: "*"}}},
-		{Endpoints: []ruleset.Endpoint{{ID: "x", Kind: ruleset.Workload, Interface: "cali0123456789abcdef"}}},
-		{Endpoints: []ruleset.Endpoint{{ID: "x", Kind: ruleset.Workload, Interface: "a"}, {ID: "y", Kind: ruleset.Workload, Interface: "a"}}},
 		{Sets: map[string]*ruleset.Set{"a": {ID: "b"}}},
 		{Sets: map[string]*ruleset.Set{"a": {ID: "a", Nets: []netip.Prefix{{}}}}},
+		{Chains: map[string]*ruleset.Chain{"a": {ID: "b"}}},
 	} {
 		if _, err := NewPolicyApplier(nil, PolicyTableName).Apply(rs, PolicyOptions{}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Apply(%+v) = %v, want ErrInvalid", rs, err)
+		}
+	}
+	// Endpoints the table cannot hold are left out, the others kept.
+	good := ruleset.Endpoint{ID: "good", Kind: ruleset.Workload, Interface: "a"}
+	for _, bad := range []ruleset.Endpoint{
+		{ID: "x", Kind: ruleset.Workload},
+		{ID: "x", Kind: ruleset.Workload, Interface: "*"},
+		{ID: "x", Kind: ruleset.Workload, Interface: "cali0123456789abcdef"},
+		{ID: "x", Kind: ruleset.Workload, Interface: "a"},
+		{ID: "x", Kind: ruleset.Workload, Interface: "b", Addrs: []netip.Prefix{{}}},
+	} {
+		st, err := buildPolicy(PolicyTableName, &ruleset.Ruleset{Endpoints: []ruleset.Endpoint{good, bad}}, PolicyOptions{})
+		if err != nil || len(st.skipped) != 1 || !strings.Contains(st.skipped[0], `"x"`) || st.chains["ingress/good"] == nil {
+			t.Errorf("endpoint %+v: skipped %q, err %v", bad, st.skipped, err)
 		}
 	}
 }
