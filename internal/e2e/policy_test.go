@@ -41,6 +41,7 @@ func TestPrivilegedPolicy(t *testing.T) {
 	}
 	t.Run("Seed003", pc.seed003)
 	t.Run("TiersSetsOrder", pc.tiers)
+	t.Run("AntiSpoofing", pc.antiSpoofing)
 	t.Run("RestartUnderTraffic", pc.restart)
 	t.Run("HostEndpointFailsafe", pc.failsafe)
 }
@@ -526,4 +527,75 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// antiSpoofing: a2 sends UDP datagrams to b1 from its own address and from
+// an address it added to its eth0; only the first kind arrives.
+func (pc *policyCase) antiSpoofing(t *testing.T) {
+	const spoofed = "10.244.250.250"
+	testutil.RunIn(t, pc.a2.NS, "ip", "addr", "add", spoofed+"/32", "dev", "eth0")
+	var pconn net.PacketConn
+	if err := netns.Do(pc.b1.NS, func() (err error) {
+		pconn, err = net.ListenPacket("udp4", net.JoinHostPort(pc.b1.IP.String(), "5454"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer pconn.Close()
+	var mu sync.Mutex
+	from := map[string]int{}
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			_, a, err := pconn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			from[a.(*net.UDPAddr).IP.String()]++
+			mu.Unlock()
+		}
+	}()
+	send := func(src string) {
+		err := netns.Do(pc.a2.NS, func() error {
+			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(src)}, &net.UDPAddr{IP: pc.b1.IP.AsSlice(), Port: 5454})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte("x"))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Until the genuine datagrams arrive (then the spoofed ones, sent
+	// in between, had every chance to arrive as well).
+	err := testutil.Poll(convergeTimeout, func() error {
+		send(spoofed)
+		send(pc.a2.IP.String())
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		if from[pc.a2.IP.String()] < 3 {
+			return fmt.Errorf("received %v", from)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if from[spoofed] != 0 {
+		t.Errorf("b1 received %d datagrams from a2's spoofed source %s", from[spoofed], spoofed)
+	}
+	// And it was the anti-spoofing rule that dropped them (not, say,
+	// reverse-path filtering).
+	out := testutil.RunIn(t, pc.n1.NS, "nft", "list", "table", "inet", "calico-policy")
+	re := regexp.MustCompile(`ip saddr != \{ ` + regexp.QuoteMeta(pc.a2.IP.String()) + ` \} counter packets ([1-9][0-9]*) bytes \d+ drop`)
+	if !re.MatchString(out) {
+		t.Errorf("a2's anti-spoofing rule counted nothing:\n%s", grepLines(out, pc.a2.IP.String()))
+	}
 }
