@@ -74,8 +74,15 @@ func serve(t testing.TB, ns, addr string, port int) {
 }
 
 func tcpTo(ns string, addr netip.Addr, port int) error {
+	return tcpToWithin(ns, addr, port, 700*time.Millisecond)
+}
+
+// tcpToWithin is tcpTo with a timeout: long for a flow that must not be
+// refused (a dropped SYN is never answered, however long one waits, and
+// a loaded machine must not look like a drop).
+func tcpToWithin(ns string, addr netip.Addr, port int, timeout time.Duration) error {
 	return netns.Do(ns, func() error {
-		conn, err := net.DialTimeout("tcp", net.JoinHostPort(addr.String(), fmt.Sprint(port)), 700*time.Millisecond)
+		conn, err := net.DialTimeout("tcp", net.JoinHostPort(addr.String(), fmt.Sprint(port)), timeout)
 		if err != nil {
 			return err
 		}
@@ -331,7 +338,7 @@ spec:
 				return
 			default:
 			}
-			errA := tcpTo(pc.a2.NS, a1.IP, 8080)
+			errA := tcpToWithin(pc.a2.NS, a1.IP, 8080, 5*time.Second)
 			_, errD := testutil.RunInErr(pc.b1.NS, "ping", "-n", "-q", "-c", "1", "-W", "0.2", a1.IP.String())
 			mu.Lock()
 			rounds++
