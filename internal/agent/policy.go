@@ -78,6 +78,11 @@ func (a *Agent) feedPolicy(h *syncHandler, k api.KindInfo) {
 		if err != nil {
 			return err
 		}
+		// The key names the object (a delete only has the key).
+		if _, ns, name, err := api.ParseKey(key); err == nil {
+			m := r.GetObjectMeta()
+			m.Namespace, m.Name = ns, name
+		}
 		setPolicyInput(a.policyCalcLocked(), r)
 		return nil
 	}
