@@ -72,6 +72,7 @@ type policy struct {
 }
 
 type tierInfo struct {
+	valid bool // the tier resource exists
 	order *float64
 	pass  bool // defaultAction Pass
 }
@@ -214,7 +215,7 @@ func (c *Calculator) DeleteGlobalNetworkPolicy(name string) {
 
 // SetTier adds or replaces a tier.
 func (c *Calculator) SetTier(t *api.Tier) {
-	ti := tierInfo{order: t.Spec.Order}
+	ti := tierInfo{valid: true, order: t.Spec.Order}
 	if t.Spec.DefaultAction != nil && *t.Spec.DefaultAction == api.Pass {
 		ti.pass = true
 	}
