@@ -80,10 +80,15 @@ func (a *Agent) feedPolicy(h *syncHandler, k api.KindInfo) {
 		}
 		// The key names the object (a delete only has the key).
 		if _, ns, name, err := api.ParseKey(key); err == nil {
-			m := r.GetObjectMeta()
-			m.Namespace, m.Name = ns, name
+			om := r.GetObjectMeta()
+			om.Namespace, om.Name = ns, name
 		}
-		setPolicyInput(a.policyCalcLocked(), r)
+		c := a.policyCalcLocked()
+		setPolicyInput(c, r)
+		om := r.GetObjectMeta()
+		for _, p := range c.ProblemsOf(k.Kind, om.Namespace, om.Name) {
+			a.log.Warn("policy rule cannot be enforced", "component", "policy", "problem", p)
+		}
 		return nil
 	}
 	h.del = func(m *Model, key string) {

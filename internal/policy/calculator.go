@@ -111,6 +111,15 @@ func (c *Calculator) Node() string { return c.node }
 // here (bad selectors, http or services matches), for logs.
 func (c *Calculator) Problems() map[string][]string { return maps.Clone(c.problems) }
 
+// ProblemsOf returns the problems of one NetworkPolicy, GlobalNetworkPolicy
+// or Profile (namespace only for a NetworkPolicy).
+func (c *Calculator) ProblemsOf(kind, namespace, name string) []string {
+	if kind == api.KindNetworkPolicy {
+		return c.problems[kind+"/"+namespace+"/"+name]
+	}
+	return c.problems[kind+"/"+name]
+}
+
 // ---- Inputs ----
 
 // SetWorkloadEndpoint adds or replaces a workload endpoint of any node.

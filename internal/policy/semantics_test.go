@@ -173,3 +173,15 @@ func TestMissingTierSortsLast(t *testing.T) {
 		t.Fatalf("after creating the tier: %+v", ep.Ingress)
 	}
 }
+
+func TestProblemsAreReported(t *testing.T) {
+	w := newWorld(t)
+	w.np(`{"metadata":{"name":"p","namespace":"ns"},"spec":{"ingress":[{"action":"Allow","http":{"methods":["GET"]}},{"action":"Allow","source":{"selector":"a =="}}]}}`)
+	if got := w.c.ProblemsOf("NetworkPolicy", "ns", "p"); len(got) != 2 {
+		t.Errorf("problems %q", got)
+	}
+	w.np(`{"metadata":{"name":"p","namespace":"ns"},"spec":{"ingress":[{"action":"Allow"}]}}`)
+	if got := w.c.ProblemsOf("NetworkPolicy", "ns", "p"); len(got) != 0 {
+		t.Errorf("problems after the fix %q", got)
+	}
+}
