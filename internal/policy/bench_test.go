@@ -20,7 +20,7 @@ func benchWEP(tb testing.TB, i int, role string) *api.WorkloadEndpoint {
 	return wep(tb, fmt.Sprintf(`{"metadata":{"name":"pod-%d","namespace":"ns%d","labels":{"app":"app%d","role":%q}},
 		"spec":{"node":"node%d","interfaceName":"cali%d","ipNetworks":["10.%d.%d.%d/32"],"profiles":["kns.ns%d"],
 		"ports":[{"name":"http","protocol":"TCP","port":8080}]}}`,
-		i, i%10, i%50, role, i%benchNodes, i, i>>16&255, i>>8&255, i&255, i%10))
+		i, i%10, (i/benchNodes)%50, role, i%benchNodes, i, i>>16&255, i>>8&255, i&255, i%10))
 }
 
 func benchPolicy(tb testing.TB, i int, port int) *api.GlobalNetworkPolicy {
