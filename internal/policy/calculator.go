@@ -59,7 +59,6 @@ type profile struct {
 type policy struct {
 	key     string // "GlobalNetworkPolicy/<name>" or "NetworkPolicy/<ns>/<name>"
 	name    string // RuleRef.Policy: "<name>" or "<ns>/<name>"
-	sortKey string
 	tier    string
 	order   *float64
 	sel     selector.Selector
