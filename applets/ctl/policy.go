@@ -110,6 +110,8 @@ type policyWorld struct {
 	tiers    []*api.Tier
 	sets     []*api.NetworkSet
 	gsets    []*api.GlobalNetworkSet
+	nodes    []*api.Node
+	felix    []*api.FelixConfiguration
 }
 
 func loadPolicyWorld(ctx context.Context, c *datastore.Client) (*policyWorld, error) {
@@ -147,6 +149,11 @@ func loadPolicyWorld(ctx context.Context, c *datastore.Client) (*policyWorld, er
 	})
 	list(func() (e error) {
 		w.gsets, _, e = datastore.ListOf[*api.GlobalNetworkSet](ctx, c, api.KindGlobalNetworkSet, "")
+		return
+	})
+	list(func() (e error) { w.nodes, _, e = datastore.ListOf[*api.Node](ctx, c, api.KindNode, ""); return })
+	list(func() (e error) {
+		w.felix, _, e = datastore.ListOf[*api.FelixConfiguration](ctx, c, api.KindFelixConfiguration, "")
 		return
 	})
 	if err != nil {
@@ -188,10 +195,14 @@ func (w *policyWorld) ruleset(node string) *ruleset.Ruleset {
 // party is one end of the flow.
 type party struct {
 	desc string     // for people: "workload endpoint default/a (node n1)"
-	id   string     // ruleset endpoint ID; "" for an address Calico does not know
-	node string     // the endpoint's node
+	id   string     // ruleset endpoint ID; "" for an address with no endpoint
+	node string     // the endpoint's node, or the node whose host address it is
 	addr netip.Addr // the address the flow uses
+	host bool       // a host: a host endpoint or a node's own address
 }
+
+// workload reports whether the party is a workload endpoint.
+func (p party) workload() bool { return strings.HasPrefix(p.id, "wep/") }
 
 // resolve finds an endpoint by name or address. family, when valid, picks
 // the endpoint address of that family.
@@ -219,7 +230,7 @@ func (w *policyWorld) resolve(s, ns string, family netip.Addr) (party, error) {
 			if !ok {
 				return party{}, fmt.Errorf("host endpoint %s has no expectedIPs: give its address instead", s)
 			}
-			return party{desc: fmt.Sprintf("host endpoint %s (node %s)", s, h.Spec.Node), id: "hep/" + s, node: h.Spec.Node, addr: a}, nil
+			return party{desc: fmt.Sprintf("host endpoint %s (node %s)", s, h.Spec.Node), id: "hep/" + s, node: h.Spec.Node, addr: a, host: true}, nil
 		}
 	}
 	return party{}, fmt.Errorf("no workload endpoint %s/%s and no host endpoint %s: give an endpoint name or an IP", wns, name, s)
@@ -250,11 +261,61 @@ func (w *policyWorld) byAddr(a netip.Addr) party {
 	for _, h := range w.heps {
 		for _, s := range h.Spec.ExpectedIPs {
 			if s == a.String() {
-				return party{desc: fmt.Sprintf("host endpoint %s (node %s)", h.Name, h.Spec.Node), id: "hep/" + h.Name, node: h.Spec.Node, addr: a}
+				return party{desc: fmt.Sprintf("host endpoint %s (node %s)", h.Name, h.Spec.Node), id: "hep/" + h.Name, node: h.Spec.Node, addr: a, host: true}
 			}
 		}
 	}
+	if n := w.nodeOfAddr(a); n != "" {
+		return party{desc: fmt.Sprintf("%s (host of node %s, no host endpoint)", a, n), node: n, addr: a, host: true}
+	}
 	return party{desc: a.String() + " (not a Calico endpoint)", addr: a}
+}
+
+// nodeOfAddr returns the node one of whose addresses (BGP, tunnel, listed
+// addresses) is a, or "".
+func (w *policyWorld) nodeOfAddr(a netip.Addr) string {
+	for _, n := range w.nodes {
+		s := &n.Spec
+		addrs := []string{s.IPv4VXLANTunnelAddr, s.IPv6VXLANTunnelAddr}
+		if s.BGP != nil {
+			addrs = append(addrs, s.BGP.IPv4Address, s.BGP.IPv6Address, s.BGP.IPv4IPIPTunnelAddr)
+		}
+		if s.Wireguard != nil {
+			addrs = append(addrs, s.Wireguard.InterfaceIPv4Address, s.Wireguard.InterfaceIPv6Address)
+		}
+		for _, x := range s.Addresses {
+			addrs = append(addrs, x.Address)
+		}
+		for _, x := range addrs {
+			x, _, _ = strings.Cut(x, "/") // ipv4Address keeps its host bits: "10.0.0.11/24"
+			if b, err := netip.ParseAddr(x); err == nil && b == a {
+				return n.Name
+			}
+		}
+	}
+	return ""
+}
+
+// endpointToHost is node's defaultEndpointToHostAction: node.<name>, then
+// default, then upstream's default Drop. (FELIX_ environment overrides of
+// the daemon are not visible here.)
+func (w *policyWorld) endpointToHost(node string) string {
+	var global, local string
+	for _, f := range w.felix {
+		switch f.Name {
+		case "default":
+			global = f.Spec.DefaultEndpointToHostAction
+		case "node." + node:
+			local = f.Spec.DefaultEndpointToHostAction
+		}
+	}
+	switch {
+	case local != "":
+		return local
+	case global != "":
+		return global
+	}
+	return "Drop"
 }
 
 func (w *policyWorld) explain(out io.Writer, a explainArgs, proto uint8) error {
@@ -274,32 +335,63 @@ func (w *policyWorld) explain(out io.Writer, a explainArgs, proto uint8) error {
 	fmt.Fprintf(out, "Flow:    %s\n", describePacket(pkt))
 	fmt.Fprintf(out, "From:    %s\nTo:      %s\n", src.desc, dst.desc)
 	verdict := ruleset.Allow
-	for _, step := range []struct {
-		p   party
-		dir ruleset.Direction
-	}{{src, ruleset.Egress}, {dst, ruleset.Ingress}} {
-		label := "Egress: "
-		if step.dir == ruleset.Ingress {
-			label = "Ingress:"
-		}
-		if step.p.id == "" {
-			fmt.Fprintf(out, "%s no Calico policy applies: %s is not a Calico endpoint\n", label, step.p.addr)
-			continue
-		}
-		v := policy.Evaluate(w.ruleset(step.p.node), step.p.id, step.dir, pkt)
-		fmt.Fprintf(out, "%s %s\n", label, v.String())
-		for _, t := range v.Passed {
-			fmt.Fprintf(out, "         passed tier %s\n", t)
-		}
-		for _, l := range v.Logged {
-			fmt.Fprintf(out, "         logged by %s %s %s rule %d\n", l.Kind, l.Policy, l.Direction, l.Index)
-		}
-		if v.Action == ruleset.Deny {
+	note := func(label string, act ruleset.Action, text string) {
+		fmt.Fprintf(out, "%s %s\n", label, text)
+		if act == ruleset.Deny {
 			verdict = ruleset.Deny
 		}
 	}
+	// Egress at the source.
+	if src.id == "" {
+		note("Egress: ", ruleset.Allow, "no Calico policy applies: "+src.desc)
+	} else {
+		w.evaluate(out, "Egress: ", src, ruleset.Egress, pkt, note)
+	}
+	// Ingress at the destination.
+	switch {
+	case src.host && dst.workload() && src.node == dst.node:
+		note("Ingress:", ruleset.Allow, "not policed: a node's own host always reaches its local workloads (as upstream Felix)")
+	case src.workload() && dst.host && dst.node == src.node:
+		w.toOwnHost(out, src, dst, pkt, note)
+	case dst.id == "":
+		note("Ingress:", ruleset.Allow, "no Calico policy applies: "+dst.desc)
+	default:
+		w.evaluate(out, "Ingress:", dst, ruleset.Ingress, pkt, note)
+	}
 	fmt.Fprintf(out, "Verdict: %s\n", verdict)
 	return nil
+}
+
+// evaluate prints one direction's verdict at an endpoint, as the daemon on
+// the endpoint's node computes it.
+func (w *policyWorld) evaluate(out io.Writer, label string, p party, dir ruleset.Direction, pkt policy.Packet,
+	note func(string, ruleset.Action, string)) {
+	v := policy.Evaluate(w.ruleset(p.node), p.id, dir, pkt)
+	note(label, v.Action, v.String())
+	for _, t := range v.Passed {
+		fmt.Fprintf(out, "         passed tier %s\n", t)
+	}
+	for _, l := range v.Logged {
+		fmt.Fprintf(out, "         logged by %s %s %s rule %d\n", l.Kind, l.Policy, l.Direction, l.Index)
+	}
+}
+
+// toOwnHost is a workload's traffic to its own node: after the workload's
+// egress policy, the node's defaultEndpointToHostAction decides (Return:
+// the host endpoint's ingress policy, if the address has one).
+func (w *policyWorld) toOwnHost(out io.Writer, src, dst party, pkt policy.Packet, note func(string, ruleset.Action, string)) {
+	switch act := w.endpointToHost(src.node); act {
+	case "Accept":
+		note("Ingress:", ruleset.Allow, "Allow by defaultEndpointToHostAction Accept (a workload to its own host)")
+	case "Return":
+		if dst.id == "" {
+			note("Ingress:", ruleset.Allow, "Allow: defaultEndpointToHostAction Return and no host endpoint for "+dst.addr.String())
+			return
+		}
+		w.evaluate(out, "Ingress:", dst, ruleset.Ingress, pkt, note)
+	default:
+		note("Ingress:", ruleset.Deny, "Deny by defaultEndpointToHostAction "+act+" (a workload to its own host)")
+	}
 }
 
 func describePacket(p policy.Packet) string {

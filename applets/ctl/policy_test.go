@@ -99,7 +99,7 @@ Verdict: Deny
 		{"from outside the cluster", []string{"--from", "192.168.56.12", "--to", "n1-cni-a-eth0", "--protocol", "icmp"}, `Flow:    192.168.56.12 -> 10.65.0.1 protocol 1 type 8 code 0
 From:    192.168.56.12 (not a Calico endpoint)
 To:      workload endpoint default/n1-cni-a-eth0 (node n1)
-Egress:  no Calico policy applies: 192.168.56.12 is not a Calico endpoint
+Egress:  no Calico policy applies: 192.168.56.12 (not a Calico endpoint)
 Ingress: Deny: no profile allowed it (default deny)
          passed tier security
 Verdict: Deny
@@ -112,6 +112,45 @@ Verdict: Deny
 			}
 		})
 	}
+	// A node's own host and its workloads (as upstream Felix: the host is
+	// never policed towards its local workloads; a workload's traffic to its
+	// host is decided by defaultEndpointToHostAction, Drop by default).
+	if out, errs, rc := p.run(`{"kind":"Node","apiVersion":"projectcalico.org/v3","metadata":{"name":"n1"},"spec":{"bgp":{"ipv4Address":"192.168.56.11/24"}}}`, "apply", "-f", "-"); rc != 0 {
+		t.Fatalf("apply node: %s%s", out, errs)
+	}
+	hostCases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--from", "192.168.56.11", "--to", "n1-cni-a-eth0", "--port", "80"}, `Flow:    192.168.56.11:40000 -> 10.65.0.1:80 protocol 6
+From:    192.168.56.11 (host of node n1, no host endpoint)
+To:      workload endpoint default/n1-cni-a-eth0 (node n1)
+Egress:  no Calico policy applies: 192.168.56.11 (host of node n1, no host endpoint)
+Ingress: not policed: a node's own host always reaches its local workloads (as upstream Felix)
+Verdict: Allow
+`},
+		{[]string{"--from", "n1-cni-a-eth0", "--to", "192.168.56.11", "--port", "22"}, `Flow:    10.65.0.1:40000 -> 192.168.56.11:22 protocol 6
+From:    workload endpoint default/n1-cni-a-eth0 (node n1)
+To:      192.168.56.11 (host of node n1, no host endpoint)
+Egress:  Allow by Profile net1 egress rule 0
+Ingress: Deny by defaultEndpointToHostAction Drop (a workload to its own host)
+Verdict: Deny
+`},
+	}
+	for _, c := range hostCases {
+		out, errs, rc := p.run("", append([]string{"policy", "explain"}, c.args...)...)
+		if rc != 0 || out != c.want {
+			t.Errorf("%v: rc %d, stderr %q, stdout:\n%s\nwant:\n%s", c.args, rc, errs, out, c.want)
+		}
+	}
+	if out, errs, rc := p.run(`{"kind":"FelixConfiguration","apiVersion":"projectcalico.org/v3","metadata":{"name":"node.n1"},"spec":{"defaultEndpointToHostAction":"Return"}}`, "apply", "-f", "-"); rc != 0 {
+		t.Fatalf("apply felix: %s%s", out, errs)
+	}
+	out, _, _ := p.run("", "policy", "explain", "--from", "n1-cni-a-eth0", "--to", "192.168.56.11", "--port", "22")
+	if !strings.Contains(out, "Ingress: Allow: defaultEndpointToHostAction Return and no host endpoint for 192.168.56.11\nVerdict: Allow") {
+		t.Errorf("with Return:\n%s", out)
+	}
+
 	// Bad input: one line, non-zero exit.
 	for _, args := range [][]string{
 		{"--from", "nope", "--to", "10.65.0.1"},

@@ -78,7 +78,17 @@ func (a *Agent) feedPolicy(h *syncHandler, k api.KindInfo) {
 		if err != nil {
 			return err
 		}
-		setPolicyInput(a.policyCalcLocked(), r)
+		// The key names the object (a delete only has the key).
+		if _, ns, name, err := api.ParseKey(key); err == nil {
+			om := r.GetObjectMeta()
+			om.Namespace, om.Name = ns, name
+		}
+		c := a.policyCalcLocked()
+		setPolicyInput(c, r)
+		om := r.GetObjectMeta()
+		for _, p := range c.ProblemsOf(k.Kind, om.Namespace, om.Name) {
+			a.log.Warn("policy rule cannot be enforced", "component", "policy", "problem", p)
+		}
 		return nil
 	}
 	h.del = func(m *Model, key string) {

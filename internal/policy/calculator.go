@@ -59,7 +59,6 @@ type profile struct {
 type policy struct {
 	key     string // "GlobalNetworkPolicy/<name>" or "NetworkPolicy/<ns>/<name>"
 	name    string // RuleRef.Policy: "<name>" or "<ns>/<name>"
-	sortKey string
 	tier    string
 	order   *float64
 	sel     selector.Selector
@@ -72,6 +71,7 @@ type policy struct {
 }
 
 type tierInfo struct {
+	valid bool // the tier resource exists
 	order *float64
 	pass  bool // defaultAction Pass
 }
@@ -109,6 +109,15 @@ func (c *Calculator) Node() string { return c.node }
 // Problems lists, per policy or profile, the rules that can never match
 // here (bad selectors, http or services matches), for logs.
 func (c *Calculator) Problems() map[string][]string { return maps.Clone(c.problems) }
+
+// ProblemsOf returns the problems of one NetworkPolicy, GlobalNetworkPolicy
+// or Profile (namespace only for a NetworkPolicy).
+func (c *Calculator) ProblemsOf(kind, namespace, name string) []string {
+	if kind == api.KindNetworkPolicy {
+		return c.problems[kind+"/"+namespace+"/"+name]
+	}
+	return c.problems[kind+"/"+name]
+}
 
 // ---- Inputs ----
 
@@ -214,7 +223,7 @@ func (c *Calculator) DeleteGlobalNetworkPolicy(name string) {
 
 // SetTier adds or replaces a tier.
 func (c *Calculator) SetTier(t *api.Tier) {
-	ti := tierInfo{order: t.Spec.Order}
+	ti := tierInfo{valid: true, order: t.Spec.Order}
 	if t.Spec.DefaultAction != nil && *t.Spec.DefaultAction == api.Pass {
 		ti.pass = true
 	}

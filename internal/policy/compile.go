@@ -104,7 +104,7 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 
 func convertAction(a api.Action) (ruleset.Action, bool) {
 	switch a {
-	case api.Allow:
+	case api.Allow, "": // upstream's renderer treats a missing action as allow
 		return ruleset.Allow, true
 	case api.Deny:
 		return ruleset.Deny, true
@@ -336,7 +336,12 @@ func policySelector(sel, ns string, global bool, nsSel, saSel string) (selector.
 		}
 	}
 	if saSel != "" {
-		if sel, err = prefixAndAppend(sel, saSel, prefixSA, hasSA()); err != nil {
+		// Only a GlobalNetworkPolicy's all() means "has a service account".
+		var allTo selector.Selector
+		if global {
+			allTo = hasSA()
+		}
+		if sel, err = prefixAndAppend(sel, saSel, prefixSA, allTo); err != nil {
 			return nil, err
 		}
 	}
@@ -353,6 +358,9 @@ func prefixAndAppend(sel, extra, prefix string, allTo selector.Selector) (string
 	x := selector.Rewrite(p, prefix, nil, nil).String()
 	if sel != "" {
 		x = "(" + sel + ") && " + x
+	}
+	if allTo == nil {
+		return x, nil
 	}
 	whole, err := selector.Parse(x)
 	if err != nil {

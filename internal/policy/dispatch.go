@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"slices"
 
-	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/ruleset"
 )
 
@@ -64,26 +63,12 @@ func addTier(list *[]ruleset.TierRef, p *policy, applies bool, cp *compiled, end
 	*list = append(*list, ruleset.TierRef{Name: p.tier, Chains: []string{cp.chain.ID}, EndOfTier: end})
 }
 
-// tier returns a tier's settings; a missing built-in tier has its built-in
-// order and action, any other missing tier sorts last and denies.
+// tier returns a tier's settings. A tier with no resource (even a
+// built-in one) is not valid: as upstream, it sorts after every existing
+// tier and denies at its end.
 func (c *Calculator) tier(name string) tierInfo {
-	if t, ok := c.tiers[name]; ok {
-		return t
-	}
-	switch name {
-	case api.DefaultTierName:
-		return tierInfo{order: &builtinOrders[0]}
-	case api.KubeAdminTierName:
-		return tierInfo{order: &builtinOrders[1], pass: true}
-	case api.KubeBaselineTierName:
-		return tierInfo{order: &builtinOrders[2], pass: true}
-	}
-	return tierInfo{}
+	return c.tiers[name]
 }
-
-// builtinOrders are the orders of the default, kube-admin and kube-baseline
-// tiers (api.DefaultTiers).
-var builtinOrders = [3]float64{api.DefaultTierOrder, api.KubeAdminTierOrder, api.KubeBaselineOrder}
 
 func (c *Calculator) endOfTier(name string) ruleset.Action {
 	if c.tier(name).pass {
@@ -105,11 +90,18 @@ func compareOrder(a, b *float64) int {
 	return cmp.Compare(*a, *b)
 }
 
-// comparePolicies orders by tier (order, then name), then by policy order,
-// then by name, as upstream's policy sorter.
+// comparePolicies orders by tier (existing tiers first, then order, then
+// name), then by policy order, then by name, as upstream's policy sorter.
 func (c *Calculator) comparePolicies(a, b *policy) int {
 	if a.tier != b.tier {
-		if r := compareOrder(c.tier(a.tier).order, c.tier(b.tier).order); r != 0 {
+		ta, tb := c.tiers[a.tier], c.tiers[b.tier]
+		if ta.valid != tb.valid {
+			if ta.valid {
+				return -1
+			}
+			return 1
+		}
+		if r := compareOrder(ta.order, tb.order); r != 0 {
 			return r
 		}
 		return cmp.Compare(a.tier, b.tier)

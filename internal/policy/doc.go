@@ -35,8 +35,8 @@
 //     has egress rules (api.DefaultPolicyTypes). A tier applies to an
 //     endpoint in a direction only if one of its policies selects the
 //     endpoint and has that type. A policy in a tier that does not exist is
-//     still applied, its tier ordered last with default action Deny (the
-//     default tier keeps its built-in order when its resource is missing).
+//     still applied, as upstream: its tier sorts after every existing tier
+//     and denies at its end.
 //   - Workload endpoints without addresses are ignored, as upstream's syncer
 //     does.
 //   - A rule upstream cannot enforce here either never matches: `services`

@@ -19,7 +19,32 @@ type inputs map[string]func(c *Calculator)
 func randomOp(t *testing.T, r *rand.Rand, c *Calculator, in inputs) string {
 	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
 	sels := []string{"app == 'a'", "app == 'b'", "has(env)", "env == 'x' && app != 'c'", "all()", "team == 'blue'"}
-	switch r.IntN(9) {
+	switch r.IntN(11) {
+	case 9: // a host endpoint
+		name := pick("h1", "h2")
+		key := "hep/" + name
+		if r.IntN(4) == 0 {
+			delete(in, key)
+			c.DeleteHostEndpoint(name)
+			return "delete " + key
+		}
+		h := hep(t, fmt.Sprintf(`{"metadata":{"name":%q,"labels":{"app":%q}},"spec":{"node":%q,"interfaceName":%q,"expectedIPs":[%q],"profiles":[%q],
+			"ports":[{"name":"http","protocol":"TCP","port":80}]}}`, name, pick("a", "b"), pick("n1", "n2"), pick("eth0", "*"), pick("192.168.0.1", "10.0.1.9"), pick("prof1", "projectcalico-default-allow")))
+		in[key] = func(c *Calculator) { c.SetHostEndpoint(h) }
+		c.SetHostEndpoint(h)
+		return "set " + key
+	case 10: // a host-endpoint policy kind
+		key := "gnp/host"
+		if r.IntN(4) == 0 {
+			delete(in, key)
+			c.DeleteGlobalNetworkPolicy("host")
+			return "delete " + key
+		}
+		flags := pick(`"preDNAT":true,"applyOnForward":true`, `"doNotTrack":true,"applyOnForward":true`, `"applyOnForward":true`, `"applyOnForward":false`)
+		g := gnp(t, fmt.Sprintf(`{"metadata":{"name":"host"},"spec":{"selector":%q,%s,"ingress":[{"action":"Deny","protocol":"TCP","destination":{"ports":["http"]}}]}}`, pick(sels...), flags))
+		in[key] = func(c *Calculator) { c.SetGlobalNetworkPolicy(g) }
+		c.SetGlobalNetworkPolicy(g)
+		return "set " + key
 	case 0, 1, 2: // a pod, local or remote, added, changed or deleted
 		name := pick("p1", "p2", "p3", "p4", "p5", "p6")
 		ns := pick("ns1", "ns2")

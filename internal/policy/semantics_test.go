@@ -152,3 +152,36 @@ func TestProfilePassGoesToNextProfile(t *testing.T) {
 	w.pod("n1", "default", "b", "10.0.0.2/32", "", "projectcalico-default-allow")
 	w.check("wep/default/b", in, tcp("10.0.0.9", "10.0.0.2", 80), "Allow by Profile projectcalico-default-allow ingress rule 0")
 }
+
+// A policy whose tier has no resource still applies, as upstream, its tier
+// after every existing tier (even one without an order) and denying at
+// its end.
+func TestMissingTierSortsLast(t *testing.T) {
+	w := newWorld(t)
+	w.pod("n1", "default", "a", "10.0.0.1/32", `{"app":"a"}`)
+	w.tier(`{"metadata":{"name":"zz"},"spec":{}}`)
+	w.gnp(`{"metadata":{"name":"aa.p"},"spec":{"tier":"aa","selector":"app == 'a'","ingress":[{"action":"Pass","protocol":"UDP"}]}}`)
+	w.gnp(`{"metadata":{"name":"zz.p"},"spec":{"tier":"zz","selector":"app == 'a'","ingress":[{"action":"Pass"}]}}`)
+	ep, _ := FindEndpoint(w.c.Ruleset(), "wep/default/a")
+	if len(ep.Ingress) != 2 || ep.Ingress[0].Name != "zz" || ep.Ingress[1].Name != "aa" || ep.Ingress[1].EndOfTier != ruleset.Deny {
+		t.Fatalf("tiers %+v", ep.Ingress)
+	}
+	w.check("wep/default/a", in, tcp("10.0.0.9", "10.0.0.1", 80), "Deny at the end of tier aa (no policy in it allowed or passed the packet)")
+	w.tier(`{"metadata":{"name":"aa"},"spec":{"order":1,"defaultAction":"Pass"}}`)
+	ep, _ = FindEndpoint(w.c.Ruleset(), "wep/default/a")
+	if ep.Ingress[0].Name != "aa" || ep.Ingress[0].EndOfTier != ruleset.Pass {
+		t.Fatalf("after creating the tier: %+v", ep.Ingress)
+	}
+}
+
+func TestProblemsAreReported(t *testing.T) {
+	w := newWorld(t)
+	w.np(`{"metadata":{"name":"p","namespace":"ns"},"spec":{"ingress":[{"action":"Allow","http":{"methods":["GET"]}},{"action":"Allow","source":{"selector":"a =="}}]}}`)
+	if got := w.c.ProblemsOf("NetworkPolicy", "ns", "p"); len(got) != 2 {
+		t.Errorf("problems %q", got)
+	}
+	w.np(`{"metadata":{"name":"p","namespace":"ns"},"spec":{"ingress":[{"action":"Allow"}]}}`)
+	if got := w.c.ProblemsOf("NetworkPolicy", "ns", "p"); len(got) != 0 {
+		t.Errorf("problems after the fix %q", got)
+	}
+}

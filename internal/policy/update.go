@@ -37,6 +37,7 @@ func (c *Calculator) setPolicy(in policyInput) {
 	if len(types) == 0 {
 		types = api.DefaultPolicyTypes(in.ingress, in.egress)
 	}
+	// Upstream's syncer marks every NetworkPolicy applyOnForward.
 	p := &policy{key: in.key, name: in.name, tier: tier, order: in.order,
 		preDNAT: in.preDNAT, untrack: in.doNotTrack, forward: in.applyOnForward || !in.global}
 	for _, t := range types {
