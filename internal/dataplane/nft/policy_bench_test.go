@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 
