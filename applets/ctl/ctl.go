@@ -72,6 +72,8 @@ func run(ctx context.Context, e *Env, args []string) int {
 		case a == "-h" || a == "--help":
 			printUsage(e.Stdout)
 			return exitOK
+		case a == "--version" || a == "-v":
+			args = append([]string{"version"}, args[1:]...)
 		case a == "--allow-version-mismatch":
 			args = args[1:]
 		case a == "-l" || a == "--log-level" || a == "--context":
@@ -91,6 +93,10 @@ func run(ctx context.Context, e *Env, args []string) int {
 	if len(args) == 0 {
 		printUsage(e.Stderr)
 		return exitUsage
+	}
+	if args[0] == "help" && len(args) == 1 {
+		printUsage(e.Stdout)
+		return exitOK
 	}
 	v, ok := verbs[args[0]]
 	if !ok {
@@ -124,7 +130,7 @@ func printUsage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "    %-12s %s\n", n, verbs[n].summary)
 	}
-	fmt.Fprintln(w, "\nOptions:\n  -h --help                    Show this screen.\n  -l --log-level=<level>       Accepted for compatibility.\n     --allow-version-mismatch  Accepted for compatibility.\n\nSee 'calicoctl <command> --help' to read about a specific subcommand.")
+	fmt.Fprintln(w, "\nOptions:\n  -h --help                    Show this screen.\n  -v --version                 Same as the version command.\n  -l --log-level=<level>       Accepted for compatibility.\n     --allow-version-mismatch  Accepted for compatibility.\n\nSee 'calicoctl <command> --help' to read about a specific subcommand.")
 }
 
 // newFlagSet makes a verb's flag set with the options every verb takes
