@@ -71,3 +71,29 @@ func TestBlackHoledEndpointFailsNamingIt(t *testing.T) {
 		t.Errorf("output does not name the endpoint and the dial bound:\n%s", out)
 	}
 }
+
+// Templates as users write them work besides upstream's own shape, and
+// get --help says what a template sees.
+func TestGoTemplateShapes(t *testing.T) {
+	c := newCtlEnv(t)
+	c.mustRun("create", "-f", "testdata/resources/pools.json")
+	file := filepath.Join(t.TempDir(), "t.tmpl")
+	os.WriteFile(file, []byte(`{{range .Items}}{{.Metadata.Name}}/{{.Spec.BlockSize}};{{end}}`), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "ippool", "-o", `go-template={{range .}}{{range .Items}}{{.ObjectMeta.Name}} {{end}}{{end}}`}, "v6-pool vxlan-pool "},
+		{[]string{"get", "ippool", "-o", `go-template={{range .Items}}{{.Metadata.Name}}={{.Spec.CIDR}} {{end}}`}, "v6-pool=fd00:10:244::/48 vxlan-pool=10.250.0.0/16 "},
+		{[]string{"get", "ippool", "vxlan-pool", "-o", `go-template={{range .Items}}{{.Name}}{{end}}|{{range .}}{{.ObjectMeta.Name}}{{end}}`}, "vxlan-pool|vxlan-pool"},
+		{[]string{"get", "ippool", "-o", "go-template-file=" + file}, "v6-pool/122;vxlan-pool/26;"},
+		{[]string{"get", "ippool", "-o", `go-template={{range .}}{{.Kind}} {{.Metadata.ResourceVersion | printf "%.0s"}}{{len .Items}}{{end}}`}, "IPPoolList 2"},
+	} {
+		if r := c.run(tc.args...); r.rc != 0 || r.stdout != tc.want {
+			t.Errorf("calicoctl %s: want stdout %q\n%s", strings.Join(tc.args, " "), tc.want, r)
+		}
+	}
+	if r := c.run("get", "--help"); r.rc != 0 || !strings.Contains(r.stderr, "{{range .Items}}{{.Metadata.Name}}") {
+		t.Errorf("get --help does not document templates:\n%s", r)
+	}
+}

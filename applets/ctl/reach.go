@@ -40,9 +40,9 @@ func checkReachable(ctx context.Context, endpoints []string) error {
 // (scheme://host:port, or host:port).
 func dialEndpoint(ctx context.Context, ep string) error {
 	hostport := ep
-	if u, err := url.Parse(ep); err == nil && u.Host != "" {
+	if u, err := url.Parse(ep); err == nil && strings.Contains(ep, "://") {
 		if u.Scheme == "unix" || u.Scheme == "unixs" {
-			return nil // a socket path: leave it to the client
+			return nil // a local socket fails fast anyway: leave it to the client
 		}
 		hostport = u.Host
 	}
