@@ -97,3 +97,58 @@ func TestGoTemplateShapes(t *testing.T) {
 		t.Errorf("get --help does not document templates:\n%s", r)
 	}
 }
+
+// BGPFilter, KubeControllersConfiguration and IPAMConfiguration are stored
+// under upstream's keys, read back, listed and validated.
+func TestNewKindsStoredAsUpstream(t *testing.T) {
+	c := newCtlEnv(t)
+	in := `apiVersion: projectcalico.org/v3
+kind: BGPFilter
+metadata: {name: no-private}
+spec:
+  exportV4:
+  - {cidr: 10.0.0.0/8, matchOperator: In, action: Reject}
+---
+apiVersion: projectcalico.org/v3
+kind: KubeControllersConfiguration
+metadata: {name: default}
+spec:
+  healthChecks: Enabled
+  controllers:
+    node: {reconcilerPeriod: 5m}
+---
+apiVersion: projectcalico.org/v3
+kind: IPAMConfiguration
+metadata: {name: default}
+spec: {strictAffinity: true, autoAllocateBlocks: true, maxBlocksPerHost: 3}
+`
+	if r := c.runIn(in, "apply", "-f", "-"); r.rc != 0 || r.stdout != "Successfully applied 3 resource(s)\n" {
+		t.Fatalf("apply:\n%s", r)
+	}
+	for key, want := range map[string]string{
+		resPrefix + "bgpfilters/no-private":                 `"spec":{"exportV4":[{"cidr":"10.0.0.0/8","matchOperator":"In","action":"Reject"}]}`,
+		resPrefix + "kubecontrollersconfigurations/default": `"spec":{"healthChecks":"Enabled","controllers":{"node":{"reconcilerPeriod":"5m0s"}}},"status":{}`,
+		resPrefix + "ipamconfigurations/default":            `"spec":{"strictAffinity":true,"maxBlocksPerHost":3,"autoAllocateBlocks":true}`,
+	} {
+		v := c.value(key)
+		if !strings.Contains(v, want) || !strings.Contains(v, `"apiVersion":"projectcalico.org/v3"`) {
+			t.Errorf("%s = %s\nwant it to contain %s", key, v, want)
+		}
+	}
+	if got := c.mustRun("get", "ipamconfig", "-o", "wide").stdout; got != "NAME      STRICTAFFINITY   AUTOALLOCATEBLOCKS   MAXBLOCKSPERHOST   \ndefault   true             true                 3                  \n\n" {
+		t.Errorf("get ipamconfig -o wide:\n%q", got)
+	}
+	for _, kind := range []string{"bgpfilters", "bgpf", "kcc", "kubecontrollersconfiguration", "ipamconfigurations"} {
+		if r := c.run("get", kind); r.rc != 0 || !strings.HasPrefix(r.stdout, "NAME") {
+			t.Errorf("get %s:\n%s", kind, r)
+		}
+	}
+	before := c.snapshot().rev
+	bad := "apiVersion: projectcalico.org/v3\nkind: IPAMConfiguration\nmetadata: {name: mine}\nspec: {strictAffinity: true}\n"
+	oneErrorLine(t, c.runIn(bad, "apply", "-f", "-"), "metadata.name", `named "default"`)
+	bad = "apiVersion: projectcalico.org/v3\nkind: BGPFilter\nmetadata: {name: f}\nspec:\n  importV4: [{cidr: 10.0.0.0/8, action: Accept}]\n"
+	oneErrorLine(t, c.runIn(bad, "apply", "-f", "-"), "spec.importV4[0]", "matchOperator")
+	if after := c.snapshot().rev; after != before {
+		t.Errorf("refused applies wrote: revision %d -> %d", before, after)
+	}
+}
