@@ -34,17 +34,18 @@ type verb struct {
 
 // verbs is the command table. Files add their verb here, one line each.
 var verbs = map[string]verb{
-	"apply":    {runApply, "Apply a resource by file, directory or stdin.  This creates a resource if it does not exist, and replaces a resource if it does exists."},
-	"create":   {runCreate, "Create a resource by file, directory or stdin."},
-	"delete":   {runDelete, "Delete a resource identified by file, directory, stdin or resource type and name."},
-	"get":      {runGet, "Get a resource identified by file, directory, stdin or resource type and name."},
-	"ipam":     {runIPAM, "IP address management."},
-	"label":    {runLabel, "Add or update labels of resources."},
-	"node":     {runNode, "Calico node management."},
-	"patch":    {runPatch, "Patch a preexisting resource in place."},
-	"replace":  {runReplace, "Replace a resource by file, directory or stdin."},
-	"validate": {runValidate, "Validate a resource by file, directory or stdin without applying it."},
-	"version":  {runVersion, "Display the version of this binary and of the cluster."},
+	"apply":     {runApply, "Apply a resource by file, directory or stdin.  This creates a resource if it does not exist, and replaces a resource if it does exists."},
+	"create":    {runCreate, "Create a resource by file, directory or stdin."},
+	"datastore": {runDatastore, "Calico datastore management (migrate lock and unlock)."},
+	"delete":    {runDelete, "Delete a resource identified by file, directory, stdin or resource type and name."},
+	"get":       {runGet, "Get a resource identified by file, directory, stdin or resource type and name."},
+	"ipam":      {runIPAM, "IP address management."},
+	"label":     {runLabel, "Add or update labels of resources."},
+	"node":      {runNode, "Calico node management."},
+	"patch":     {runPatch, "Patch a preexisting resource in place."},
+	"replace":   {runReplace, "Replace a resource by file, directory or stdin."},
+	"validate":  {runValidate, "Validate a resource by file, directory or stdin without applying it."},
+	"version":   {runVersion, "Display the version of this binary and of the cluster."},
 }
 
 // usageError marks a mistake in how the command was called (exit code 2).
