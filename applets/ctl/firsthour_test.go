@@ -1,10 +1,13 @@
 package ctl
 
 import (
+	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/onecalico/calico/internal/testutil"
@@ -150,5 +153,39 @@ spec: {strictAffinity: true, autoAllocateBlocks: true, maxBlocksPerHost: 3}
 	oneErrorLine(t, c.runIn(bad, "apply", "-f", "-"), "spec.importV4[0]", "matchOperator")
 	if after := c.snapshot().rev; after != before {
 		t.Errorf("refused applies wrote: revision %d -> %d", before, after)
+	}
+}
+
+func TestNodeCheckSystem(t *testing.T) {
+	testutil.RequireRoot(t)
+	c := &ctlEnv{t: t, env: []string{"PATH=" + os.Getenv("PATH")}}
+	r := c.run("node", "checksystem")
+	if r.rc != 0 || !strings.HasSuffix(r.stdout, "System meets minimum system requirements to run Calico!\n") {
+		t.Fatalf("checksystem as root:\n%s", r)
+	}
+	for _, want := range []string{"Checking kernel version...\n", "\t\tveth ", "\t\tnftables ", "\t\tvxlan ", "\t\tipip ", "\t\twireguard "} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("checksystem output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	// Without root nothing can be probed: unknown, said so, exit 1.
+	dir, err := os.MkdirTemp("", "checksystem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	b, err := os.ReadFile(filepath.Join(binDir, "calico"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "calico"), b, 0o755)
+	os.Symlink("calico", filepath.Join(dir, "calicoctl"))
+	cmd := exec.Command(filepath.Join(dir, "calicoctl"), "node", "checksystem")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "not probed") || !strings.Contains(string(out), "run as root") {
+		t.Errorf("checksystem unprivileged: %v\n%s", err, out)
 	}
 }
