@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/onecalico/calico/internal/datastore"
 	"github.com/onecalico/calico/internal/testutil"
 )
 
@@ -187,5 +189,21 @@ func TestNodeCheckSystem(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "not probed") || !strings.Contains(string(out), "run as root") {
 		t.Errorf("checksystem unprivileged: %v\n%s", err, out)
+	}
+}
+
+// calicoctl version shows the cluster version and type calico-node records.
+func TestVersionShowsClusterInformation(t *testing.T) {
+	c := newCtlEnv(t)
+	r := c.mustRun("version")
+	if !strings.Contains(r.stdout, "Cluster Version:   unknown\nCluster Type:      unknown\n") {
+		t.Errorf("version on an empty datastore:\n%s", r)
+	}
+	if err := datastore.NewClient(c.store).RecordClusterVersion(context.Background(), "v3.32.1-test", "k8s,bgp"); err != nil {
+		t.Fatal(err)
+	}
+	r = c.mustRun("version")
+	if !strings.HasPrefix(r.stdout, "Client Version:    ") || !strings.HasSuffix(r.stdout, "Cluster Version:   v3.32.1-test\nCluster Type:      k8s,bgp\n") {
+		t.Errorf("version with ClusterInformation:\n%s", r)
 	}
 }
