@@ -52,7 +52,8 @@ func dialEndpoint(ctx context.Context, ep string) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", hostport)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
 			return fmt.Errorf("etcd endpoint %s did not answer within %v", ep, reachTimeout)
 		}
 		return fmt.Errorf("etcd endpoint %s is not reachable: %v", ep, unwrapOp(err))
