@@ -48,11 +48,17 @@ func dryRunStep(w io.Writer, s step, o Options) {
 	}
 }
 
-func redact(s string, secrets []string) string {
-	for _, x := range secrets {
-		s = strings.ReplaceAll(s, x, "<redacted>")
+// redact replaces what follows each prefix on a line of s.
+func redact(s string, prefixes []string) string {
+	ls := strings.Split(s, "\n")
+	for i, l := range ls {
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				ls[i] = p + "<redacted>"
+			}
+		}
 	}
-	return s
+	return strings.Join(ls, "\n")
 }
 
 func lines(s string) []string {

@@ -88,7 +88,8 @@ type Item struct {
 	Data   []byte // a file's content, or
 	Source string // a host file to copy (the binary)
 	Target string // a symlink's target
-	// Redact are strings (secrets) a dry run prints as <redacted>.
+	// Redact are line prefixes (a secret's key) after which a dry run
+	// prints <redacted>.
 	Redact []string
 }
 
@@ -158,10 +159,6 @@ func (c *Config) Plan() []Item {
 		}
 		return r
 	}
-	secret := []string{}
-	if c.Etcd.Password != "" {
-		secret = append(secret, c.Etcd.Password)
-	}
 	items := []Item{
 		{Path: bin, Kind: KindFile, Mode: 0o755, Source: c.Source},
 		{Path: filepath.Join(c.BinDir, "calico-node"), Kind: KindSymlink, Target: "calico"},
@@ -175,8 +172,8 @@ func (c *Config) Plan() []Item {
 	}
 	items = append(items, []Item{
 		{Path: filepath.Join(c.CNIConfDir, c.CNIConfName), Kind: KindFile, Mode: 0o644, Data: c.Conflist()},
-		{Path: filepath.Join(c.ConfigDir, CalicoctlConfig), Kind: KindFile, Mode: secretMode(c.Etcd.Password), Data: c.CalicoctlConfig(), Redact: secret},
-		{Path: filepath.Join(c.ConfigDir, EnvFileName), Kind: KindFile, Mode: 0o600, Data: c.EnvFile(), Redact: secret},
+		{Path: filepath.Join(c.ConfigDir, CalicoctlConfig), Kind: KindFile, Mode: secretMode(c.Etcd.Password), Data: c.CalicoctlConfig(), Redact: []string{"  etcdPassword: "}},
+		{Path: filepath.Join(c.ConfigDir, EnvFileName), Kind: KindFile, Mode: 0o600, Data: c.EnvFile(), Redact: []string{"ETCD_PASSWORD="}},
 		{Path: filepath.Join(c.UnitDir, UnitName), Kind: KindFile, Mode: 0o644, Data: c.Unit()},
 	}...)
 	return items
