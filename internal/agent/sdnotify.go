@@ -50,7 +50,8 @@ func (a *Agent) NotifyServiceManager(ctx context.Context, n Notifier, watchdog t
 	poll := time.NewTicker(notifyStatusInterval)
 	defer poll.Stop()
 	ready := a.Ready()
-	last := statusLine(a.Status())
+	// Not computed: Run may not have marked the daemon live yet.
+	last := "starting"
 	send("STATUS=" + last)
 	for {
 		select {
