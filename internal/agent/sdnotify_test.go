@@ -44,7 +44,7 @@ func (l *logBuf) count(s string) int {
 	return strings.Count(l.b.String(), s)
 }
 
-func poll(t *testing.T, what string, cond func() bool) {
+func pollNotify(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -55,7 +55,7 @@ func poll(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func countIn(msgs []string, s string) int {
+func countNotes(msgs []string, s string) int {
 	n := 0
 	for _, m := range msgs {
 		if strings.Contains(m, s) {
@@ -80,17 +80,17 @@ func TestNotifyServiceManager(t *testing.T) {
 	go func() { a.NotifyServiceManager(ctx, n, 10*time.Millisecond); close(done) }()
 
 	a.setLive(true)
-	poll(t, "two watchdog pings while live", func() bool { return countIn(n.all(), "WATCHDOG=1") >= 2 })
+	pollNotify(t, "two watchdog pings while live", func() bool { return countNotes(n.all(), "WATCHDOG=1") >= 2 })
 
 	// Not live: after the first withheld ping, no ping goes out.
 	a.setLive(false)
-	poll(t, "a withheld ping", func() bool { return logs.count("withholding the watchdog ping") >= 1 })
-	pings := countIn(n.all(), "WATCHDOG=1")
-	poll(t, "three withheld pings", func() bool { return logs.count("withholding the watchdog ping") >= 4 })
-	if got := countIn(n.all(), "WATCHDOG=1"); got != pings {
+	pollNotify(t, "a withheld ping", func() bool { return logs.count("withholding the watchdog ping") >= 1 })
+	pings := countNotes(n.all(), "WATCHDOG=1")
+	pollNotify(t, "three withheld pings", func() bool { return logs.count("withholding the watchdog ping") >= 4 })
+	if got := countNotes(n.all(), "WATCHDOG=1"); got != pings {
 		t.Errorf("%d watchdog pings while not live", got-pings)
 	}
-	if countIn(n.all(), "READY=1") != 0 {
+	if countNotes(n.all(), "READY=1") != 0 {
 		t.Errorf("READY=1 before ready: %q", n.all())
 	}
 
@@ -99,15 +99,15 @@ func TestNotifyServiceManager(t *testing.T) {
 	a.st.ready, a.st.routes = true, 3
 	a.st.mu.Unlock()
 	close(a.readyCh)
-	poll(t, "READY=1", func() bool {
-		return countIn(n.all(), "READY=1\nSTATUS=ready: 3 routes, 0 VTEPs, 0 local workloads") == 1
+	pollNotify(t, "READY=1", func() bool {
+		return countNotes(n.all(), "READY=1\nSTATUS=ready: 3 routes, 0 VTEPs, 0 local workloads") == 1
 	})
-	poll(t, "pings again", func() bool { return countIn(n.all(), "WATCHDOG=1") >= pings+2 })
+	pollNotify(t, "pings again", func() bool { return countNotes(n.all(), "WATCHDOG=1") >= pings+2 })
 
 	cancel()
 	<-done
 	msgs := n.all()
-	if msgs[0] != "STATUS=starting" || !strings.HasPrefix(msgs[len(msgs)-1], "STOPPING=1\n") || countIn(msgs, "READY=1") != 1 {
+	if msgs[0] != "STATUS=starting" || !strings.HasPrefix(msgs[len(msgs)-1], "STOPPING=1\n") || countNotes(msgs, "READY=1") != 1 {
 		t.Errorf("notifications: %q", msgs)
 	}
 }
