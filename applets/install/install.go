@@ -118,7 +118,7 @@ func run(stdout, stderr io.Writer, getenv func(string) string, args []string) er
 	}
 	fs.StringArrayVar(&o.env, "env", nil, "NAME=VALUE for calico-node's environment file (repeatable; e.g. FELIX_VXLANVNI=4096)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: calico install [flags]\n\nInstalls this binary as a Calico node: %s/calico with the calico-node and calicoctl links,\nthe calico and calico-ipam CNI plugins, the CNI conflist, calicoctl.cfg, calico-node.env and\n%s. Re-runs change nothing; --uninstall removes it all except files changed by hand.\n\nFlags:\n", "/usr/local/bin", inst.UnitName)
+		fmt.Fprintf(stderr, "Usage: calico install [flags]\n\nInstalls this binary as a Calico node: calico with the calico-node and calicoctl links,\nthe calico and calico-ipam CNI plugins, the CNI conflist, calicoctl.cfg, calico-node.env and\n%s. Re-runs change nothing; --uninstall removes it all except files changed by hand.\n\nFlags:\n", inst.UnitName)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -132,6 +132,9 @@ func run(stdout, stderr io.Writer, getenv func(string) string, args []string) er
 	}
 	if !filepath.IsAbs(o.root) || !filepath.IsAbs(o.manifest) {
 		return usageError{fmt.Errorf("--root %q and --manifest %q must be absolute paths", o.root, o.manifest)}
+	}
+	if fi, err := os.Stat(o.root); err != nil || !fi.IsDir() {
+		return usageError{fmt.Errorf("--root %s: not a directory", o.root)}
 	}
 	opts := inst.Options{Root: o.root, Manifest: o.manifest, DryRun: o.dryRun, Force: o.force, Out: stdout}
 	if o.uninstall {
@@ -192,7 +195,10 @@ func configure(c *inst.Config, o options, node []string, getenv func(string) str
 		}
 		c.NodeEnv = append(c.NodeEnv, inst.EnvVar{Name: k, Value: v})
 	}
-	return c.Validate()
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	return checkNodeSettings(c.NodeEnv)
 }
 
 // portmapDirs are where distributions put the standard CNI plugins.
@@ -219,6 +225,11 @@ func findPortmap(root, cniBinDir string) (found bool, link string) {
 
 // warnings prints what will not work as the operator may expect.
 func warnings(stderr io.Writer, c *inst.Config, o options) {
+	if o.portmap == "true" {
+		if found, link := findPortmap(o.root, c.CNIBinDir); !found || link != "" {
+			fmt.Fprintf(stderr, "calico install: warning: --portmap true but no portmap plugin in %s: pod creation fails until it is there (or use --portmap auto)\n", c.CNIBinDir)
+		}
+	}
 	if o.portmap == "auto" && !c.Portmap {
 		fmt.Fprintf(stderr, "calico install: warning: no portmap plugin in %s, so the conflist has no port mappings; install the CNI plugins (Debian: apt-get install containernetworking-plugins) and re-run\n", c.CNIBinDir)
 	}

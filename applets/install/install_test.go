@@ -64,6 +64,11 @@ func TestCLIBadInput(t *testing.T) {
 		{[]string{"ETCD_ENDPOINTS=http://10.0.0.1:2379"}, []string{"--env", "FELIX_X"}, `--env "FELIX_X": want NAME=VALUE`},
 		{[]string{"ETCD_ENDPOINTS=http://10.0.0.1:2379"}, []string{"--etcd-cert-file", "/c.pem"}, "set both ETCD_CERT_FILE and ETCD_KEY_FILE"},
 		{[]string{"ETCD_ENDPOINTS=http://10.0.0.1:2379"}, []string{"--source", "/nonexistent"}, "--source /nonexistent: not a readable file"},
+		{[]string{"ETCD_ENDPOINTS=http://10.0.0.1:2379"}, []string{"--networking-backend", "ipip"}, `CALICO_NETWORKING_BACKEND="ipip": want bird, vxlan or none`},
+		{[]string{"ETCD_ENDPOINTS=http://10.0.0.1:2379"}, []string{"--ip", "10.0.0.300"}, `IP="10.0.0.300"`},
+		{[]string{"ETCD_ENDPOINTS=http://10.0.0.1:2379"}, []string{"--env", "FELIX_VXLANVNI=big"}, "FELIX_"},
+		{[]string{"ETCD_ENDPOINTS=http://10.0.0.1:2379"}, []string{"--no-default-pools", "yes please"}, `NO_DEFAULT_POOLS="yes please"`},
+		{[]string{"ETCD_ENDPOINTS=http://10.0.0.1:2379"}, []string{"--root", filepath.Join(root, "missing")}, "missing: not a directory"},
 		{nil, []string{"extra"}, `unexpected argument "extra"`},
 		{nil, []string{"--bogus"}, "unknown flag: --bogus"},
 	} {

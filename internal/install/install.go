@@ -85,8 +85,21 @@ func Install(items []Item, o Options) error {
 	if err := saveManifest(m, o); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return joinLine(errs)
 }
+
+// joinLine joins errors into one line ("; "), keeping them for errors.Is.
+func joinLine(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return lineError{errors.Join(errs...)}
+}
+
+type lineError struct{ error }
+
+func (e lineError) Error() string { return strings.ReplaceAll(e.error.Error(), "\n", "; ") }
+func (e lineError) Unwrap() error { return e.error }
 
 // plan decides every item without writing anything.
 func plan(items []Item, m *Manifest, o Options) ([]step, error) {
@@ -95,7 +108,11 @@ func plan(items []Item, m *Manifest, o Options) ([]step, error) {
 	for _, it := range items {
 		cur, err := inspect(o.host(it.Path))
 		if err != nil {
-			return nil, err
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return nil, fmt.Errorf("cannot install %s: %v (something is in the way)", it.Path, err)
 		}
 		want, err := it.want()
 		if err != nil {
@@ -258,7 +275,7 @@ func Uninstall(o Options) error {
 		fmt.Fprintf(o.Out, "%-9s %s%s\n", would+verb, e.Path, note)
 	}
 	if o.DryRun || len(errs) > 0 {
-		return errors.Join(errs...)
+		return joinLine(errs)
 	}
 	if err := os.Remove(o.host(o.Manifest)); err != nil {
 		return fmt.Errorf("remove install manifest: %w", err)

@@ -406,3 +406,20 @@ func TestEnvFileQuoting(t *testing.T) {
 		t.Errorf("env file:\n%s", c.EnvFile())
 	}
 }
+
+// TestInstallBlockedPath: a file where a directory must be fails the
+// install in planning, before anything is written, with one line.
+func TestInstallBlockedPath(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/calico"), []byte("not a dir"), 0o644)
+	before := snapshot(t, root)
+	var out bytes.Buffer
+	err := Install(testConfig(t).Plan(), opts(root, &out))
+	if err == nil || !strings.Contains(err.Error(), "cannot install /etc/calico/calicoctl.cfg: not a directory") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("install over a blocked path: %v", err)
+	}
+	if after := snapshot(t, root); after != before || out.Len() != 0 {
+		t.Errorf("a failed install wrote:\n%s\n%s", after, out.String())
+	}
+}
