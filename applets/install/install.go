@@ -138,7 +138,13 @@ func run(stdout, stderr io.Writer, getenv func(string) string, args []string) er
 	}
 	opts := inst.Options{Root: o.root, Manifest: o.manifest, DryRun: o.dryRun, Force: o.force, Out: stdout}
 	if o.uninstall {
-		return inst.Uninstall(opts)
+		if err := inst.Uninstall(opts); err != nil {
+			return err
+		}
+		if !o.dryRun && o.root == "/" {
+			fmt.Fprintln(stdout, "next: systemctl daemon-reload (the routes and rules of a daemon that ran stay in place)")
+		}
+		return nil
 	}
 	if err := configure(&c, o, node, getenv); err != nil {
 		return usageError{err}

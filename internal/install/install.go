@@ -153,7 +153,7 @@ func plan(items []Item, m *Manifest, o Options) ([]step, error) {
 // the report line.
 func apply(s step, m *Manifest, o Options) (string, error) {
 	it := s.item
-	e := Entry{Path: it.Path, Kind: it.Kind, Mode: s.want.mode, SHA256: s.want.sha256, Target: s.want.target}
+	e := Entry{Path: it.Path, Kind: it.Kind, Mode: fileMode(s.want.mode), SHA256: s.want.sha256, Target: s.want.target}
 	if s.entry != nil {
 		e.Backup, e.Adopted = s.entry.Backup, s.entry.Adopted
 	}

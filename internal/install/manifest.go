@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 )
 
 // Manifest records what Install wrote, so that re-runs and Uninstall can
@@ -25,17 +26,35 @@ type Manifest struct {
 
 // Entry is one installed path and the state Install left it in.
 type Entry struct {
-	Path   string `json:"path"`
-	Kind   Kind   `json:"kind"`
-	Mode   uint32 `json:"mode,omitempty"`
-	SHA256 string `json:"sha256,omitempty"`
-	Target string `json:"target,omitempty"`
+	Path   string   `json:"path"`
+	Kind   Kind     `json:"kind"`
+	Mode   fileMode `json:"mode,omitempty"`
+	SHA256 string   `json:"sha256,omitempty"`
+	Target string   `json:"target,omitempty"`
 	// Adopted: the same content was there before the first install; an
 	// uninstall leaves it.
 	Adopted bool `json:"adopted,omitempty"`
 	// Backup is where the different file that was there before is kept
 	// (--force); an uninstall puts it back.
 	Backup string `json:"backup,omitempty"`
+}
+
+// fileMode is a permission mode, written in octal ("0644").
+type fileMode uint32
+
+func (m fileMode) MarshalJSON() ([]byte, error) { return []byte(fmt.Sprintf(`"%04o"`, uint32(m))), nil }
+
+func (m *fileMode) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil {
+		return fmt.Errorf("mode %q: want octal digits", s)
+	}
+	*m = fileMode(v)
+	return nil
 }
 
 func (m *Manifest) entry(path string) *Entry {
@@ -109,7 +128,7 @@ func (s state) equal(o state) bool {
 }
 
 func (e *Entry) state() state {
-	return state{exists: true, kind: e.Kind, mode: e.Mode, sha256: e.SHA256, target: e.Target}
+	return state{exists: true, kind: e.Kind, mode: uint32(e.Mode), sha256: e.SHA256, target: e.Target}
 }
 
 // inspect reads the state of host path p. Anything but a regular file or
