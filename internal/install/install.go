@@ -70,7 +70,7 @@ func Install(items []Item, o Options) error {
 		for _, s := range steps {
 			dryRunStep(o.Out, s, o)
 		}
-		return nil
+		return dropStale(items, m, o)
 	}
 	var errs []error
 	for _, s := range steps {
@@ -80,6 +80,11 @@ func Install(items []Item, o Options) error {
 			break
 		}
 		fmt.Fprintf(o.Out, "%-9s %s%s\n", s.verb, s.item.Path, note)
+	}
+	if len(errs) == 0 {
+		if err := dropStale(items, m, o); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	// Record what was done even after a failure, so --uninstall undoes it.
 	if err := saveManifest(m, o); err != nil {
@@ -100,6 +105,39 @@ type lineError struct{ error }
 
 func (e lineError) Error() string { return strings.ReplaceAll(e.error.Error(), "\n", "; ") }
 func (e lineError) Unwrap() error { return e.error }
+
+// dropStale removes what an earlier install wrote and this one no longer
+// does (another conflist name, no portmap link), as Uninstall would, and
+// forgets it: a stale file changed by hand is kept and no longer managed.
+func dropStale(items []Item, m *Manifest, o Options) error {
+	want := map[string]bool{}
+	for _, it := range items {
+		want[it.Path] = true
+	}
+	would := ""
+	if o.DryRun {
+		would = "would be "
+	}
+	var keep []Entry
+	var errs []error
+	for _, e := range m.Entries {
+		if want[e.Path] {
+			keep = append(keep, e)
+			continue
+		}
+		verb, note, err := uninstallEntry(e, o)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", e.Path, err))
+			keep = append(keep, e)
+			continue
+		}
+		fmt.Fprintf(o.Out, "%-9s %s%s (no longer installed)\n", would+verb, e.Path, note)
+	}
+	if !o.DryRun {
+		m.Entries = keep
+	}
+	return joinLine(errs)
+}
 
 // plan decides every item without writing anything.
 func plan(items []Item, m *Manifest, o Options) ([]step, error) {

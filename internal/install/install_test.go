@@ -423,3 +423,52 @@ func TestInstallBlockedPath(t *testing.T) {
 		t.Errorf("a failed install wrote:\n%s\n%s", after, out.String())
 	}
 }
+
+// TestInstallDropsStale: files an earlier install wrote and the current
+// one does not (a renamed conflist, the portmap link) are removed by the
+// re-run; a stale file changed by hand is kept and left to the operator.
+func TestInstallDropsStale(t *testing.T) {
+	root := t.TempDir()
+	before := snapshot(t, root)
+	c := testConfig(t)
+	c.PortmapLink = "/usr/lib/cni/portmap"
+	var out bytes.Buffer
+	if err := Install(c.Plan(), opts(root, &out)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.Readlink(filepath.Join(root, "opt/cni/bin/portmap")); got != "../../../usr/lib/cni/portmap" {
+		t.Errorf("portmap link -> %q", got)
+	}
+	os.WriteFile(filepath.Join(root, "etc/cni/net.d/10-calico.conflist"), []byte("{}"), 0o644) // a hand edit
+	c.PortmapLink, c.CNIConfName = "", "20-calico.conflist"
+	out.Reset()
+	if err := Install(c.Plan(), opts(root, &out)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"created   /etc/cni/net.d/20-calico.conflist\n",
+		"removed   /opt/cni/bin/portmap (no longer installed)\n",
+		"kept      /etc/cni/net.d/10-calico.conflist (changed by hand since calico install wrote it) (no longer installed)\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("re-run lacks %q:\n%s", want, out.String())
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(root, "opt/cni/bin/portmap")); err == nil {
+		t.Error("stale portmap link left")
+	}
+	out.Reset()
+	if err := Uninstall(opts(root, &out)); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "10-calico.conflist") {
+		t.Errorf("uninstall still manages the stale file:\n%s", out.String())
+	}
+	os.Remove(filepath.Join(root, "etc/cni/net.d/10-calico.conflist"))
+	for _, d := range []string{"etc/cni/net.d", "etc/cni", "etc"} {
+		os.Remove(filepath.Join(root, d))
+	}
+	if after := snapshot(t, root); after != before {
+		t.Errorf("root after uninstall:\n%s", after)
+	}
+}
