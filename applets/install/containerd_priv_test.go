@@ -253,7 +253,7 @@ func installNode(t *testing.T, lab *labtest.Lab, n *labtest.Node) *runtimeNode {
 	for _, v := range vars {
 		env = append(env, v.Name+"="+v.Value)
 	}
-	p := n.StartProcess(filepath.Join(r.root, "usr/local/bin/calico-node"), env)
+	p := n.StartProcess(confined(t, filepath.Join(r.root, "usr/local/bin/calico-node")), env)
 	if _, err := p.WaitReady(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}

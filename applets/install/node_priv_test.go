@@ -81,11 +81,34 @@ func listenNotify(t *testing.T, ns string) (string, *notifications) {
 	return name, n
 }
 
+// unitCaps are the capabilities the unit's CapabilityBoundingSet keeps.
+const unitCaps = "-all,+net_admin,+net_raw,+sys_admin,+net_bind_service"
+
+// confined returns a program that execs bin as the unit would run it, as
+// far as capabilities go: with the unit's bounding set (root then holds
+// only those capabilities) and no new privileges. The exec chain keeps the
+// PID. It fails the test if the unit has no such bounding set.
+func confined(t *testing.T, bin string) string {
+	t.Helper()
+	testutil.RequireCmd(t, "setpriv")
+	c := inst.Config{BinDir: "/usr/local/bin", ConfigDir: "/etc/calico", NodenameFile: "/var/lib/calico/nodename", MTUFile: "/var/lib/calico/mtu", RunDir: "/run/calico"}
+	if !strings.Contains(string(c.Unit()), "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_SYS_ADMIN CAP_NET_BIND_SERVICE\n") ||
+		!strings.Contains(string(c.Unit()), "NoNewPrivileges=yes\n") {
+		t.Fatal("the unit's capabilities changed: update unitCaps")
+	}
+	w := filepath.Join(t.TempDir(), "calico-node-confined")
+	script := fmt.Sprintf("#!/bin/sh\nexec setpriv --no-new-privs --bounding-set %s %s \"$@\"\n", unitCaps, bin)
+	if err := os.WriteFile(w, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 // TestPrivilegedInstalledNode installs the binary into a throwaway root
 // with a lab node's settings, then runs what was installed as a service
 // manager would: the installed calico-node (through its link) with the
 // installed environment file and a NOTIFY_SOCKET, inside the node's
-// namespace. It checks the sd_notify conversation (STATUS, READY=1 once
+// namespace, with only the unit's capabilities. It checks the sd_notify conversation (STATUS, READY=1 once
 // ready, WATCHDOG=1 repeating, STOPPING=1 on SIGTERM), calicoctl with the
 // installed calicoctl.cfg, and a pod added through the installed CNI links
 // and conflist that pings its node. --uninstall then leaves the root empty.
@@ -120,9 +143,12 @@ func TestPrivilegedInstalledNode(t *testing.T) {
 	for _, v := range vars {
 		env = append(env, v.Name+"="+v.Value)
 	}
-	p := n1.StartProcess(filepath.Join(root, "usr/local/bin/calico-node"), env)
+	p := n1.StartProcess(confined(t, filepath.Join(root, "usr/local/bin/calico-node")), env)
 	if _, err := p.WaitReady(30 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID)); err != nil || !strings.Contains(string(st), "CapEff:\t0000000000203400\n") {
+		t.Errorf("calico-node does not run with only the unit's capabilities: %v\n%s", err, st)
 	}
 	// READY=1 comes with the first complete apply; the watchdog keeps
 	// pinging (every 150 ms) while the daemon is live.
