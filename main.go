@@ -24,6 +24,7 @@ import (
 	"github.com/onecalico/calico/applets/cni"
 	"github.com/onecalico/calico/applets/ctl"
 	"github.com/onecalico/calico/applets/etcd"
+	"github.com/onecalico/calico/applets/install"
 	"github.com/onecalico/calico/applets/ipam"
 	"github.com/onecalico/calico/applets/node"
 	"github.com/onecalico/calico/applets/version"
@@ -34,6 +35,7 @@ var applets = map[string]func(args []string) int{
 	"cni":     cni.Main,
 	"ctl":     ctl.Main,
 	"etcd":    etcd.Main,
+	"install": install.Main,
 	"node":    node.Main,
 	"ipam":    ipam.Main,
 	"version": version.Main,

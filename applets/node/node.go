@@ -184,7 +184,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, getenv func(string) stri
 		}
 		return err
 	}
-	return a.Run(ctx)
+	return runNotified(ctx, a, getenv, logger.With("component", "sdnotify").Warn)
 }
 
 func envBool(getenv func(string) string, name string) (bool, error) {
