@@ -43,6 +43,7 @@ var verbs = map[string]verb{
 	"label":     {runLabel, "Add or update labels of resources."},
 	"node":      {runNode, "Calico node management."},
 	"patch":     {runPatch, "Patch a preexisting resource in place."},
+	"policy":    {runPolicy, "Explain which tier, policy and rule decide a flow."},
 	"replace":   {runReplace, "Replace a resource by file, directory or stdin."},
 	"validate":  {runValidate, "Validate a resource by file, directory or stdin without applying it."},
 	"version":   {runVersion, "Display the version of this binary and of the cluster."},

@@ -16,6 +16,7 @@ import (
 	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/datastore"
 	"github.com/onecalico/calico/internal/kv"
+	"github.com/onecalico/calico/internal/policy"
 	"github.com/onecalico/calico/internal/version"
 )
 
@@ -47,6 +48,8 @@ type Agent struct {
 	dp *dataplane
 	// warnedTunnel remembers warnings logged once (under mu).
 	warnedTunnel map[TunnelKind]bool
+	// policy is the policy calculator (under mu; see policy.go).
+	policy *policy.Calculator
 }
 
 // statusState is what health, metrics and the control socket report.

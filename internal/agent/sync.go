@@ -32,7 +32,7 @@ func mustKind(k string) api.KindInfo {
 // watchedPrefixes are every prefix that must deliver a snapshot before the
 // first dataplane write.
 func watchedPrefixes() []string {
-	return []string{prefixNodes, prefixPools, prefixBlocks, prefixWEPs, prefixFelix}
+	return append([]string{prefixNodes, prefixPools, prefixBlocks, prefixWEPs, prefixFelix}, policyPrefixes()...)
 }
 
 // syncHandler feeds one watched prefix into the Model. Its callbacks only
@@ -106,7 +106,7 @@ func (h *syncHandler) apply(key string, item *kv.KV, deleted bool) {
 func (a *Agent) handlers() []*syncHandler {
 	nodeKind, poolKind, wepKind := mustKind(api.KindNode), mustKind(api.KindIPPool), mustKind(api.KindWorkloadEndpoint)
 	name := func(key, prefix string) string { return strings.TrimPrefix(key, prefix) }
-	return []*syncHandler{
+	return a.withPolicy([]*syncHandler{
 		{
 			a: a, prefix: prefixNodes,
 			tunnels: func(key string) bool { return key == prefixNodes+a.cfg.NodeName },
@@ -207,7 +207,7 @@ func (a *Agent) handlers() []*syncHandler {
 				a.resolveFelixLocked()
 			},
 		},
-	}
+	})
 }
 
 // resolveFelixLocked recomputes m.Felix from the layers; a.mu is held. A

@@ -151,6 +151,7 @@ func (r *Rule) validate(f string, egress bool) error {
 		es.add(fieldErr(f+".protocol", nil, "rules with ports need protocol TCP, UDP, SCTP or UDPLite"))
 	}
 	if r.HTTP != nil {
+		es.add(fieldErr(f+".http", nil, "this dataplane cannot enforce HTTP matches (there is no application-layer proxy): remove http from the rule"))
 		if r.Action != Allow {
 			es.add(fieldErr(f+".http", nil, "HTTP matches are only allowed on Allow rules"))
 		}
@@ -224,6 +225,7 @@ func (e *EntityRule) validate(f string, remote bool) error {
 		}
 	}
 	if svc := e.Services; svc != nil {
+		es.add(fieldErr(f+".services", nil, "this dataplane cannot enforce services matches (there are no Kubernetes Services in etcd mode): match nets or selectors instead"))
 		if svc.Name == "" {
 			es.add(fieldErr(f+".services.name", nil, "a service name is required"))
 		} else {

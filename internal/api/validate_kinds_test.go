@@ -213,7 +213,8 @@ func TestPolicyValidation(t *testing.T) {
 		{"services need a name", "np", `{"metadata":{"name":"p"},"spec":{"egress":[{"action":"Allow","destination":{"services":{"namespace":"ns"}}}]}}`, "spec.egress[0].destination.services.name"},
 		{"services on the local side", "np", `{"metadata":{"name":"p"},"spec":{"ingress":[{"action":"Allow","destination":{"services":{"name":"s"}}}]}}`, "spec.ingress[0].destination.services"},
 		{"services with egress ports", "np", `{"metadata":{"name":"p"},"spec":{"egress":[{"action":"Allow","protocol":"TCP","destination":{"services":{"name":"s"},"ports":[80]}}]}}`, "spec.egress[0].destination.ports"},
-		{"services ingress with ports", "np", `{"metadata":{"name":"p"},"spec":{"ingress":[{"action":"Allow","protocol":"TCP","source":{"services":{"name":"s"}},"destination":{"ports":[80]}}]}}`, ""},
+		{"services ingress with ports", "np", `{"metadata":{"name":"p"},"spec":{"ingress":[{"action":"Allow","protocol":"TCP","source":{"services":{"name":"s"}},"destination":{"ports":[80]}}]}}`, "spec.ingress[0].source.services"},
+		{"http is refused", "np", `{"metadata":{"name":"p"},"spec":{"ingress":[{"action":"Allow","http":{"methods":["GET"]}}]}}`, "spec.ingress[0].http"},
 		{"http on deny", "np", `{"metadata":{"name":"p"},"spec":{"ingress":[{"action":"Deny","http":{"methods":["GET"]}}]}}`, "spec.ingress[0].http"},
 		{"http path", "np", `{"metadata":{"name":"p"},"spec":{"ingress":[{"action":"Allow","http":{"paths":[{"exact":"/a","prefix":"/b"}]}}]}}`, "spec.ingress[0].http.paths[0]"},
 	})
@@ -301,6 +302,28 @@ func TestKindRegistry(t *testing.T) {
 				t.Errorf("name %q names both %s and %s", n, other, k.Kind)
 			}
 			aliases[n] = k.Kind
+		}
+	}
+}
+
+// TestUnenforceableRulesRefused: a rule with http or services is refused
+// with a reason that says why, never accepted and silently ignored.
+func TestUnenforceableRulesRefused(t *testing.T) {
+	for _, js := range []string{
+		`{"metadata":{"name":"p"},"spec":{"ingress":[{"action":"Allow","http":{"methods":["GET"]}}]}}`,
+		`{"metadata":{"name":"p"},"spec":{"egress":[{"action":"Allow","destination":{"services":{"name":"s","namespace":"ns"}}}]}}`,
+	} {
+		for _, kind := range []string{KindNetworkPolicy, KindGlobalNetworkPolicy, KindProfile} {
+			k, _ := LookupKind(kind)
+			r := k.New()
+			if err := json.Unmarshal([]byte(js), r); err != nil {
+				t.Fatal(err)
+			}
+			Default(r)
+			err := Validate(r)
+			if err == nil || !strings.Contains(err.Error(), "this dataplane cannot enforce") {
+				t.Errorf("%s %s: %v", kind, js, err)
+			}
 		}
 	}
 }

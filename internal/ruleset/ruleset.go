@@ -19,7 +19,9 @@
 //     policy of a tier missed, the tier's EndOfTier action applies (Deny, or
 //     Pass for a tier whose defaultAction is Pass);
 //   - when every tier passed (or there were none), the endpoint's Profiles
-//     run in order, with the same rule semantics (Pass ends the profiles);
+//     run in order, with the same rule semantics, except that Pass (like
+//     no match) leaves that profile and goes on to the next one, as in
+//     upstream Felix (only an accept ends the profiles);
 //   - nothing accepted: Deny.
 //
 // Rule chains are shared: one Chain per policy (or profile) and direction,
@@ -105,7 +107,8 @@ type Endpoint struct {
 	Kind EndpointKind
 	// Interface is the kernel interface: the host side of a workload's
 	// veth, or a host interface; "*" is a host endpoint for all host
-	// interfaces.
+	// interfaces; "" is a host endpoint given only by expectedIPs (the
+	// applier finds the interface that holds one of Addrs).
 	Interface string
 	// Addrs are the endpoint's addresses. For a workload they are the only
 	// sources it may send from (anti-spoofing); for a host endpoint they are
@@ -121,11 +124,27 @@ type Endpoint struct {
 	IngressProfiles []string
 	EgressProfiles  []string
 	// Host endpoints only: the tiers of policies with preDNAT, with
-	// doNotTrack and with applyOnForward (empty when none).
-	PreDNAT    []TierRef
-	Untracked  []TierRef
-	ForwardIn  []TierRef
-	ForwardOut []TierRef
+	// doNotTrack and with applyOnForward (empty when none), as upstream
+	// splits them: a doNotTrack policy is only in Untracked and
+	// UntrackedEgress, a preDNAT one only in PreDNAT (ingress only), any
+	// other policy in Ingress/Egress and, with applyOnForward, also in
+	// ForwardIn (forwarded traffic arriving through the interface, the
+	// ingress rules) and ForwardOut (forwarded traffic leaving through it,
+	// the egress rules).
+	//
+	// PreDNAT, Untracked and UntrackedEgress tiers have EndOfTier Pass: as
+	// upstream, nothing is dropped at their end and no profile follows, so
+	// a packet no rule decided goes on to the normal (Ingress/Egress)
+	// processing. ForwardIn/ForwardOut run without profiles; when they are
+	// empty, forwarded traffic is allowed (upstream's "allow forwarded
+	// traffic by default").
+	PreDNAT   []TierRef
+	Untracked []TierRef // ingress (towards the host)
+	// UntrackedEgress is the egress half of Untracked (from the host).
+	// Added after the first version of this contract.
+	UntrackedEgress []TierRef
+	ForwardIn       []TierRef
+	ForwardOut      []TierRef
 }
 
 // TierRef is one tier as it applies to one endpoint and direction.
@@ -195,6 +214,10 @@ type EntityMatch struct {
 	// NamedPortSet: the (address, protocol, port) triple is a member of
 	// this set of Kind NamedPorts. Set only on rules split for named ports.
 	NamedPortSet string
+	// NotNamedPortSets: the triple is a member of none of these NamedPorts
+	// sets (named ports in notPorts; ANDed like NotPorts, so never split).
+	// Added after the first version of this contract.
+	NotNamedPortSets []string
 }
 
 // PortRange is an inclusive range of ports; a single port has First == Last.

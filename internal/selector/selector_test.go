@@ -422,3 +422,26 @@ func TestErrorTruncatesLongInput(t *testing.T) {
 		t.Errorf("message %q", msg)
 	}
 }
+
+func TestRewrite(t *testing.T) {
+	hasNS := MustParse("has(projectcalico.org/namespace)")
+	notNS := MustParse("!has(projectcalico.org/namespace)")
+	for _, c := range []struct{ in, want string }{
+		{`a == "b"`, `pcns.a == "b"`},
+		{`has(a) && b in {"x"} || !c != "d"`, `((has(pcns.a) && pcns.b in {"x"}) || !pcns.c != "d")`},
+		{`all()`, `has(projectcalico.org/namespace)`},
+		{`!global()`, `has(projectcalico.org/namespace)`},
+		{`global() || x starts with "all()"`, `(!has(projectcalico.org/namespace) || pcns.x starts with "all()")`},
+	} {
+		got := Rewrite(MustParse(c.in), "pcns.", hasNS, notNS)
+		if got.String() != c.want {
+			t.Errorf("Rewrite(%q) = %q, want %q", c.in, got.String(), c.want)
+		}
+		if re := MustParse(got.String()); re.String() != got.String() {
+			t.Errorf("Rewrite(%q) is not canonical: %q reparses as %q", c.in, got.String(), re.String())
+		}
+	}
+	if s := Rewrite(MustParse("all()"), "p.", nil, nil).String(); s != "all()" {
+		t.Errorf("all() without a replacement = %q", s)
+	}
+}
