@@ -153,7 +153,7 @@ func TestPrivilegedAgentDataplane(t *testing.T) {
 	cfg.IP = "autodetect"
 	cfg.IPAutodetect = "interface=eth0"
 	cfg.DisableListeners = false
-	cfg.FelixOverrides = map[string]string{"healthport": "9099", "prometheusmetricsport": "9091", "prometheusmetricshost": "127.0.0.1"}
+	cfg.FelixOverrides = map[string]string{"healthport": "9099", "prometheusmetricsenabled": "true", "prometheusmetricsport": "9091", "prometheusmetricshost": "127.0.0.1"}
 	a := n1.StartAgent(cfg)
 	if err := a.WaitReady(20 * time.Second); err != nil {
 		t.Fatalf("%v\nlog:\n%s", err, a.Log)
