@@ -29,7 +29,10 @@ import (
 	"github.com/onecalico/calico/internal/testutil"
 )
 
-func TestMain(m *testing.M) { os.Exit(labtest.RunTests(m)) }
+func TestMain(m *testing.M) {
+	testutil.ServeEtcdChild() // for testutil.StartEtcdProcess; returns at once here
+	os.Exit(labtest.RunTests(m))
+}
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
