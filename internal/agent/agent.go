@@ -152,7 +152,7 @@ func (a *Agent) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ds := s.datastoreReason(time.Now())
-	if ds == "" {
+	if ds == "" && s.ds.checked {
 		ds = "connected"
 	}
 	return Status{
@@ -258,6 +258,9 @@ func (a *Agent) startupWithRetry(ctx context.Context) error {
 	for {
 		err := a.startup(ctx)
 		if err == nil || errors.Is(err, ErrConfig) || ctx.Err() != nil {
+			if err == nil {
+				a.noteDatastore(nil)
+			}
 			return err
 		}
 		a.log.Error("startup failed; retrying", "component", "startup", "err", err, "retry_in", backoff)

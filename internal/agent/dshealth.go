@@ -27,6 +27,7 @@ const (
 
 // dsHealth is the monitor's view, kept in statusState (under st.mu).
 type dsHealth struct {
+	checked bool // the startup or a probe has reached it
 	lost    bool
 	since   time.Time // when the current state began
 	lastErr string
@@ -35,7 +36,6 @@ type dsHealth struct {
 // datastoreMonitor probes until ctx ends.
 func (a *Agent) datastoreMonitor(ctx context.Context) {
 	key := prefixNodes + a.cfg.NodeName
-	a.met.dsConnected.Set(1) // startup has just used it
 	t := time.NewTicker(dsProbeInterval)
 	defer t.Stop()
 	for {
@@ -66,15 +66,17 @@ func (a *Agent) noteDatastore(err error) {
 	was := s.ds
 	switch {
 	case err != nil && !was.lost:
-		s.ds = dsHealth{lost: true, since: now, lastErr: err.Error()}
+		s.ds = dsHealth{checked: true, lost: true, since: now, lastErr: err.Error()}
 	case err != nil:
 		s.ds.lastErr = err.Error()
-	case was.lost:
-		s.ds = dsHealth{since: now}
+	case was.lost || !was.checked:
+		s.ds = dsHealth{checked: true, since: now}
 	}
 	s.mu.Unlock()
 	log := a.log.With("component", "datastore")
 	switch {
+	case err == nil && !was.checked:
+		a.met.dsConnected.Set(1)
 	case err != nil && !was.lost:
 		a.met.dsConnected.Set(0)
 		log.Error("datastore unreachable; not ready, keeping the dataplane as it is", "err", err)
