@@ -83,6 +83,9 @@ func printNodeStatus(w io.Writer, s agent.Status) {
 		ready += fmt.Sprintf(" (last dataplane apply %s)", s.LastApply.UTC().Format(time.RFC3339))
 	}
 	row("Ready", ready)
+	if s.Datastore != "" {
+		row("Datastore", s.Datastore)
+	}
 	row("Local endpoints", fmt.Sprint(s.LocalWorkloads))
 	row("Routes", fmt.Sprint(s.Routes))
 	row("VXLAN peers", fmt.Sprint(s.VTEPs))
