@@ -7,7 +7,8 @@
 //	calico-node                    node daemon            also: calico node
 //	calicoctl                      admin CLI              also: calico ctl
 //	                               embedded etcd server   calico etcd
-//	                               build version          calico version
+//	                               build version          calico version (also --version, -v)
+//	                               this help              calico help (also --help, -h)
 //
 // main only dispatches: every applet is a package under applets/ with
 // `func Main(args []string) int`.
@@ -23,6 +24,7 @@ import (
 	"github.com/onecalico/calico/applets/cni"
 	"github.com/onecalico/calico/applets/ctl"
 	"github.com/onecalico/calico/applets/etcd"
+	"github.com/onecalico/calico/applets/install"
 	"github.com/onecalico/calico/applets/ipam"
 	"github.com/onecalico/calico/applets/node"
 	"github.com/onecalico/calico/applets/version"
@@ -33,9 +35,20 @@ var applets = map[string]func(args []string) int{
 	"cni":     cni.Main,
 	"ctl":     ctl.Main,
 	"etcd":    etcd.Main,
+	"install": install.Main,
 	"node":    node.Main,
 	"ipam":    ipam.Main,
 	"version": version.Main,
+}
+
+// answers maps the first arguments users try on `calico` itself to the
+// applet that answers them ("help" is main's own usage text).
+var answers = map[string]string{
+	"--help":    "help",
+	"--version": "version",
+	"-h":        "help",
+	"-v":        "version",
+	"help":      "help",
 }
 
 // argv0Names maps the names the binary is installed under to applets.
@@ -46,12 +59,13 @@ var argv0Names = map[string]string{
 }
 
 func main() {
-	os.Exit(dispatch(os.Args, os.Getenv, os.Stderr))
+	os.Exit(dispatch(os.Args, os.Getenv, os.Stdout, os.Stderr))
 }
 
 // dispatch picks the applet: by argv[0], then CNI_COMMAND for `calico`, then
-// by the first argument; otherwise it lists the applets and returns 2.
-func dispatch(argv []string, getenv func(string) string, stderr io.Writer) int {
+// by the first argument (or a help or version option); otherwise it lists the
+// applets and returns 2.
+func dispatch(argv []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	base := filepath.Base(argv[0])
 	if name, ok := argv0Names[base]; ok {
 		return applets[name](argv[1:])
@@ -64,17 +78,27 @@ func dispatch(argv []string, getenv func(string) string, stderr io.Writer) int {
 	if cni, ok := applets["cni"]; ok && getenv("CNI_COMMAND") != "" {
 		return cni(argv[1:])
 	}
-	usage(stderr, base)
+	if len(argv) == 2 {
+		switch answers[argv[1]] {
+		case "help":
+			usage(stdout, "")
+			return 0
+		case "version":
+			return applets["version"](nil)
+		}
+	}
+	usage(stderr, base+": unknown applet; ")
 	return 2
 }
 
-func usage(w io.Writer, base string) {
+// usage lists the applets behind problem ("" when help was asked for).
+func usage(w io.Writer, problem string) {
 	names := make([]string, 0, len(applets))
 	for n := range applets {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	fmt.Fprintf(w, "%s: unknown applet; usage: calico <applet> [args...]\napplets:\n", base)
+	fmt.Fprintf(w, "%susage: calico <applet> [args...]; calico --help, calico --version\napplets:\n", problem)
 	for _, n := range names {
 		fmt.Fprintf(w, "  %s\n", n)
 	}

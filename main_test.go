@@ -35,15 +35,24 @@ func TestDispatch(t *testing.T) {
 		{[]string{"calico"}, noEnv, "", 2},
 		{[]string{"calico", "frobnicate"}, noEnv, "", 2},
 		{[]string{"something-else"}, noEnv, "", 2},
+		{[]string{"calico", "--version"}, noEnv, "version:", 7},
+		{[]string{"calico", "-v"}, noEnv, "version:", 7},
+		{[]string{"calico", "--help"}, noEnv, "", 0},
+		{[]string{"calico", "-h"}, noEnv, "", 0},
+		{[]string{"calico", "help"}, noEnv, "", 0},
+		{[]string{"calico", "--help", "extra"}, noEnv, "", 2},
 	} {
 		called = ""
-		var stderr bytes.Buffer
-		rc := dispatch(tc.argv, tc.getenv, &stderr)
+		var stdout, stderr bytes.Buffer
+		rc := dispatch(tc.argv, tc.getenv, &stdout, &stderr)
 		if rc != tc.rc || called != tc.want {
 			t.Errorf("dispatch(%q) = %d, called %q; want %d, %q", tc.argv, rc, called, tc.rc, tc.want)
 		}
 		if tc.rc == 2 && !strings.Contains(stderr.String(), "applets:") {
 			t.Errorf("dispatch(%q): no applet list on stderr: %q", tc.argv, stderr.String())
+		}
+		if tc.rc == 0 && (!strings.Contains(stdout.String(), "applets:") || stderr.Len() != 0) {
+			t.Errorf("dispatch(%q): help not on stdout alone: stdout %q, stderr %q", tc.argv, stdout.String(), stderr.String())
 		}
 	}
 }

@@ -70,6 +70,7 @@ on_error() {
 }
 
 section "1. Build"
+echo "(the first build on a fresh machine, with a cold Go build cache, takes a minute or more)"
 show make build
 make -s build
 ls -lh bin/

@@ -24,7 +24,7 @@ import (
 func TestPortmapChain(t *testing.T) {
 	testutil.RequireCmd(t, "iptables", "ip6tables")
 	if _, err := os.Stat(filepath.Join(debianPlugins, "portmap")); err != nil {
-		t.Skipf("Debian's portmap plugin is not installed (apt-get install containernetworking-plugins): %v", err)
+		testutil.Unavailable(t, "Debian's portmap plugin is not installed (apt-get install containernetworking-plugins): %v", err)
 	}
 	e := newEnv(t)
 	v4only := filepath.Join(e.dir, "v4only-bin")
@@ -87,7 +87,7 @@ func TestPortmapChain(t *testing.T) {
 // DEL releases its reservation.
 func TestDelegatedIPAM(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(debianPlugins, "host-local")); err != nil {
-		t.Skipf("Debian's host-local plugin is not installed: %v", err)
+		testutil.Unavailable(t, "Debian's host-local plugin is not installed: %v", err)
 	}
 	e := newEnv(t)
 	dataDir := filepath.Join(e.dir, "host-local")

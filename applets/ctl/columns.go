@@ -113,6 +113,15 @@ func tableSpecFor(kind string) tableSpec {
 				"SELECTOR":         text("spec.nodeSelector"),
 				"ASSIGNMENTMODE":   orNil("spec.assignmentMode"),
 			}}
+	case "IPAMConfiguration":
+		return tableSpec{[]string{"NAME", "STRICTAFFINITY", "AUTOALLOCATEBLOCKS"},
+			[]string{"NAME", "STRICTAFFINITY", "AUTOALLOCATEBLOCKS", "MAXBLOCKSPERHOST"},
+			map[string]colFunc{
+				"NAME":               name,
+				"STRICTAFFINITY":     flag("spec.strictAffinity"),
+				"AUTOALLOCATEBLOCKS": flag("spec.autoAllocateBlocks"),
+				"MAXBLOCKSPERHOST":   orZero("spec.maxBlocksPerHost"),
+			}}
 	case "IPReservation":
 		return tableSpec{[]string{"NAME"}, []string{"NAME", "CIDRS"}, map[string]colFunc{
 			"NAME":  name,

@@ -34,18 +34,19 @@ type verb struct {
 
 // verbs is the command table. Files add their verb here, one line each.
 var verbs = map[string]verb{
-	"apply":    {runApply, "Apply a resource by file, directory or stdin.  This creates a resource if it does not exist, and replaces a resource if it does exists."},
-	"create":   {runCreate, "Create a resource by file, directory or stdin."},
-	"delete":   {runDelete, "Delete a resource identified by file, directory, stdin or resource type and name."},
-	"get":      {runGet, "Get a resource identified by file, directory, stdin or resource type and name."},
-	"ipam":     {runIPAM, "IP address management."},
-	"label":    {runLabel, "Add or update labels of resources."},
-	"node":     {runNode, "Calico node management."},
-	"patch":    {runPatch, "Patch a preexisting resource in place."},
-	"policy":   {runPolicy, "Explain which tier, policy and rule decide a flow."},
-	"replace":  {runReplace, "Replace a resource by file, directory or stdin."},
-	"validate": {runValidate, "Validate a resource by file, directory or stdin without applying it."},
-	"version":  {runVersion, "Display the version of this binary and of the cluster."},
+	"apply":     {runApply, "Apply a resource by file, directory or stdin.  This creates a resource if it does not exist, and replaces a resource if it does exists."},
+	"create":    {runCreate, "Create a resource by file, directory or stdin."},
+	"datastore": {runDatastore, "Calico datastore management (migrate lock and unlock)."},
+	"delete":    {runDelete, "Delete a resource identified by file, directory, stdin or resource type and name."},
+	"get":       {runGet, "Get a resource identified by file, directory, stdin or resource type and name."},
+	"ipam":      {runIPAM, "IP address management."},
+	"label":     {runLabel, "Add or update labels of resources."},
+	"node":      {runNode, "Calico node management."},
+	"patch":     {runPatch, "Patch a preexisting resource in place."},
+	"policy":    {runPolicy, "Explain which tier, policy and rule decide a flow."},
+	"replace":   {runReplace, "Replace a resource by file, directory or stdin."},
+	"validate":  {runValidate, "Validate a resource by file, directory or stdin without applying it."},
+	"version":   {runVersion, "Display the version of this binary and of the cluster."},
 }
 
 // usageError marks a mistake in how the command was called (exit code 2).
@@ -73,6 +74,8 @@ func run(ctx context.Context, e *Env, args []string) int {
 		case a == "-h" || a == "--help":
 			printUsage(e.Stdout)
 			return exitOK
+		case a == "--version" || a == "-v":
+			args = append([]string{"version"}, args[1:]...)
 		case a == "--allow-version-mismatch":
 			args = args[1:]
 		case a == "-l" || a == "--log-level" || a == "--context":
@@ -92,6 +95,10 @@ func run(ctx context.Context, e *Env, args []string) int {
 	if len(args) == 0 {
 		printUsage(e.Stderr)
 		return exitUsage
+	}
+	if args[0] == "help" && len(args) == 1 {
+		printUsage(e.Stdout)
+		return exitOK
 	}
 	v, ok := verbs[args[0]]
 	if !ok {
@@ -125,7 +132,7 @@ func printUsage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "    %-12s %s\n", n, verbs[n].summary)
 	}
-	fmt.Fprintln(w, "\nOptions:\n  -h --help                    Show this screen.\n  -l --log-level=<level>       Accepted for compatibility.\n     --allow-version-mismatch  Accepted for compatibility.\n\nSee 'calicoctl <command> --help' to read about a specific subcommand.")
+	fmt.Fprintln(w, "\nOptions:\n  -h --help                    Show this screen.\n  -v --version                 Same as the version command.\n  -l --log-level=<level>       Accepted for compatibility.\n     --allow-version-mismatch  Accepted for compatibility.\n\nSee 'calicoctl <command> --help' to read about a specific subcommand.")
 }
 
 // newFlagSet makes a verb's flag set with the options every verb takes

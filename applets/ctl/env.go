@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -138,6 +139,9 @@ func (e *Env) Client() (*datastore.Client, error) {
 	}
 	cfg, err := e.datastoreConfig()
 	if err != nil {
+		return nil, err
+	}
+	if err := checkReachable(context.Background(), cfg.Endpoints); err != nil {
 		return nil, err
 	}
 	be, err := etcd.New(cfg)

@@ -23,12 +23,33 @@ type resourceList struct {
 	itemKind api.KindInfo
 }
 
+// Metadata is the list's metadata under its YAML name, for templates.
+func (l *resourceList) Metadata() api.ListMeta { return l.ListMeta }
+
 // query is one thing `get` reads: a named resource, or a list when name is "".
 type query struct {
 	kind      api.KindInfo
 	namespace string // "" with a namespaced kind: every namespace
 	name      string
 }
+
+const getUsage = `calicoctl get ( (<KIND> [<NAME>...]) |
+                --filename=<FILENAME> [--recursive] [--skip-empty] )
+                [--output=<OUTPUT>] [--config=<CONFIG>] [--namespace=<NS>] [--all-namespaces] [--export] [--context=<context>] [--allow-version-mismatch]`
+
+// templateHelp documents what -o go-template sees.
+const templateHelp = `
+Templates (-o go-template=... and go-template-file=...):
+  The template runs over the list of what was read, as upstream's: one
+  resource per NAME given, or one <Kind>List (with .Items) for a whole kind.
+  Fields have their Go names: .ObjectMeta.Name, .ObjectMeta.Labels, .Spec.CIDR,
+  .Spec.NodeSelector. For convenience .Items is also every resource read, and
+  .Metadata is a resource's .ObjectMeta. Functions: join, joinAndTruncate and
+  config "asnumber".
+  Examples:
+    calicoctl get ippools -o go-template='{{range .Items}}{{.Metadata.Name}} {{.Spec.CIDR}}{{"\n"}}{{end}}'
+    calicoctl get ippools -o go-template='{{range .}}{{range .Items}}{{.ObjectMeta.Name}}{{"\n"}}{{end}}{{end}}'
+`
 
 // runGet prints resources named by kind and names (all of the kind when no
 // name is given) or by a file, in one of upstream's output formats.
@@ -38,14 +59,17 @@ func runGet(ctx context.Context, e *Env, args []string) error {
 			args[i] = "-A"
 		}
 	}
-	fs := e.newFlagSet("get", `calicoctl get ( (<KIND> [<NAME>...]) |
-                --filename=<FILENAME> [--recursive] [--skip-empty] )
-                [--output=<OUTPUT>] [--config=<CONFIG>] [--namespace=<NS>] [--all-namespaces] [--export] [--context=<context>] [--allow-version-mismatch]`)
+	fs := e.newFlagSet("get", getUsage)
 	var o crudOptions
 	var output string
 	var export bool
 	addFileFlags(fs, &o, "get")
 	fs.StringVarP(&output, "output", "o", "ps", "Output format. One of: yaml, json, ps, wide, custom-columns=..., go-template=...,\ngo-template-file=...")
+	fs.Usage = func() {
+		fmt.Fprintf(e.Stderr, "Usage:\n  %s\n\nOptions:\n", getUsage)
+		fs.PrintDefaults()
+		fmt.Fprint(e.Stderr, templateHelp)
+	}
 	addNamespaceFlag(fs, &o.namespace)
 	fs.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "If present, list the requested object(s) across all namespaces.")
 	fs.BoolVar(&export, "export", false, "If present, returns the requested object(s) stripped of cluster-specific information.\nIgnored if <NAME> is not specified.")

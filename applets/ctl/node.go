@@ -14,13 +14,15 @@ import (
 
 // runNode dispatches `calicoctl node <command>`.
 func runNode(ctx context.Context, e *Env, args []string) error {
-	const usage = "Usage:\n  calicoctl node status [--run-dir=<DIR>]\n\nCommands:\n    status    Show the status of the calico-node daemon on this host."
+	const usage = "Usage:\n  calicoctl node status [--run-dir=<DIR>]\n  calicoctl node checksystem\n\nCommands:\n    status         Show the status of the calico-node daemon on this host.\n    checksystem    Verify what this kernel can do for Calico (VXLAN, IPIP, nftables, WireGuard)."
 	if len(args) == 0 {
 		return usagef("%s", usage)
 	}
 	switch args[0] {
 	case "status":
 		return runNodeStatus(ctx, e, args[1:])
+	case "checksystem":
+		return runCheckSystem(ctx, e, args[1:])
 	case "-h", "--help":
 		fmt.Fprintln(e.Stdout, usage)
 		return nil
@@ -81,6 +83,9 @@ func printNodeStatus(w io.Writer, s agent.Status) {
 		ready += fmt.Sprintf(" (last dataplane apply %s)", s.LastApply.UTC().Format(time.RFC3339))
 	}
 	row("Ready", ready)
+	if s.Datastore != "" {
+		row("Datastore", s.Datastore)
+	}
 	row("Local endpoints", fmt.Sprint(s.LocalWorkloads))
 	row("Routes", fmt.Sprint(s.Routes))
 	row("VXLAN peers", fmt.Sprint(s.VTEPs))

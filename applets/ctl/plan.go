@@ -342,6 +342,16 @@ func checkOne(ctx context.Context, c *datastore.Client, o crudOptions, it *loade
 		}
 		return nil, errors.New("operation delete is not supported on ClusterInformation")
 	}
+	if o.act != actDelete {
+		// Sizes first: a resource etcd would refuse must fail the whole
+		// input here, before anything of it is written.
+		if err := api.ValidateAnnotations("metadata.annotations", m.Annotations); err != nil {
+			return nil, err
+		}
+		if err := api.ValidateSize(it.res); err != nil {
+			return nil, err
+		}
+	}
 	if c == nil { // validate without a datastore: fields only
 		api.Default(it.res)
 		return s, api.Validate(it.res)

@@ -186,9 +186,8 @@ func toObj(r api.Resource) (obj, error) {
 	return m, nil
 }
 
-// templatePrinter runs a user's Go template over the list of objects, with
-// upstream's extra functions join, joinAndTruncate and config. Field names
-// are the Go ones upstream documents: .ObjectMeta.Name, .Spec.CIDR, .Items.
+// templatePrinter runs a user's Go template with upstream's extra functions
+// join, joinAndTruncate and config, over templateData.
 type templatePrinter struct {
 	text string
 	file string
@@ -216,10 +215,30 @@ func (t templatePrinter) print(w io.Writer, pc *printCtx, objs []any) error {
 	if err != nil {
 		return err
 	}
-	if objs == nil {
-		objs = []any{}
+	return tmpl.Execute(w, templateData(objs))
+}
+
+// templateData is what a template runs over. As upstream's, it is the list of
+// what get read: a resource for each name asked for, or a <Kind>List (with
+// .Items) for a whole kind; fields have their Go names (.ObjectMeta.Name,
+// .Spec.CIDR). So {{range .}}{{range .Items}}{{.ObjectMeta.Name}}{{end}}{{end}}
+// works as upstream. It also has .Items, every resource read in order, and
+// each resource .Metadata, so {{range .Items}}{{.Metadata.Name}}{{end}} works.
+type templateData []any
+
+// Items returns every resource of the data in order: named ones and the
+// items of lists.
+func (d templateData) Items() []api.Resource {
+	out := []api.Resource{}
+	for _, o := range d {
+		switch v := o.(type) {
+		case *resourceList:
+			out = append(out, v.Items...)
+		case api.Resource:
+			out = append(out, v)
+		}
 	}
-	return tmpl.Execute(w, objs)
+	return out
 }
 
 func templateJoin(items any, sep string) string { return joinAndTruncate(items, sep, 0) }

@@ -19,7 +19,7 @@ import (
 func binDir(t *testing.T) string {
 	dir := os.Getenv("CALICO_BIN")
 	if dir == "" {
-		t.Skip("needs the make-built binary: run `make test` (CALICO_BIN unset)")
+		testutil.Unavailable(t, "needs the make-built binary: run `make test` (CALICO_BIN unset)")
 	}
 	return dir
 }

@@ -70,7 +70,7 @@ type options struct {
 	etcdEndpoints, etcdCA, etcdCert, etcdKey, etcdUser  string
 	nodenameFile, mtuFile, runDir, netns                string
 	healthHost, healthPort, metricsHost, metricsPort    string
-	logLevel, logFormat                                 string
+	logLevel, logFormat, clusterType                    string
 	startupOnly, showVersion, checkReady, checkLive     bool
 }
 
@@ -130,10 +130,11 @@ func run(ctx context.Context, stdout, stderr io.Writer, getenv func(string) stri
 	str(&o.netns, "netns", "CALICO_NETNS", "", "network namespace (path) to program instead of the process's own")
 	str(&o.healthHost, "health-host", "FELIX_HEALTHHOST", "", "health server host (FelixConfiguration healthHost; default localhost)")
 	str(&o.healthPort, "health-port", "FELIX_HEALTHPORT", "", "health server port, 0 = off (FelixConfiguration healthPort; default 9099)")
-	str(&o.metricsHost, "metrics-host", "FELIX_PROMETHEUSMETRICSHOST", "", "metrics server host (default all addresses)")
-	str(&o.metricsPort, "metrics-port", "FELIX_PROMETHEUSMETRICSPORT", "", "metrics server port, 0 = off (default 9091)")
+	str(&o.metricsHost, "metrics-host", "FELIX_PROMETHEUSMETRICSHOST", "", "metrics server host, when metrics are on (FELIX_PROMETHEUSMETRICSENABLED=true; default all addresses)")
+	str(&o.metricsPort, "metrics-port", "FELIX_PROMETHEUSMETRICSPORT", "", "metrics server port, when metrics are on (FELIX_PROMETHEUSMETRICSENABLED=true; default 9091)")
 	str(&o.logLevel, "log-level", "FELIX_LOGSEVERITYSCREEN", "", "Debug, Info, Warning, Error or None (FelixConfiguration logSeverityScreen; default Info)")
 	str(&o.logFormat, "log-format", "CALICO_LOG_FORMAT", "text", "text or json")
+	str(&o.clusterType, "cluster-type", "CLUSTER_TYPE", "", "cluster types added to ClusterInformation clusterType, comma-separated (e.g. k8s,bgp)")
 	fs.BoolVar(&o.startupOnly, "startup", false, "register the node (address, pools, FelixConfiguration, tunnel addresses), write the nodename file and exit (upstream -startup)")
 	fs.BoolVarP(&o.showVersion, "version", "v", false, "print the version and exit")
 	fs.BoolVar(&o.checkReady, "check-ready", false, "exit 0 if the running daemon is ready, else 1 (upstream -felix-ready)")
@@ -183,7 +184,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, getenv func(string) stri
 		}
 		return err
 	}
-	return a.Run(ctx)
+	return runNotified(ctx, a, getenv, logger.With("component", "sdnotify").Warn)
 }
 
 func envBool(getenv func(string) string, name string) (bool, error) {
@@ -220,6 +221,7 @@ func buildConfig(o options, getenv func(string) string, environ func() []string,
 		Logger:         logger,
 		LogLevel:       level,
 		StartupOnly:    o.startupOnly,
+		ClusterType:    o.clusterType,
 	}
 	bs, err := agent.ParseBlockSize(o.poolBlockSize)
 	if err != nil {

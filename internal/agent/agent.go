@@ -68,6 +68,7 @@ type statusState struct {
 	routes    int
 	vteps     int
 	changes   int64 // routes added, replaced or deleted since start
+	ds        dsHealth
 }
 
 // Status is the daemon's state as the control socket reports it.
@@ -88,6 +89,9 @@ type Status struct {
 	Version        string    `json:"version"`
 	PID            int       `json:"pid"`
 	StartTime      time.Time `json:"startTime"`
+	// Datastore is "connected", or why the daemon is not ready because of
+	// the datastore (see dshealth.go).
+	Datastore string `json:"datastore,omitempty"`
 }
 
 // New checks cfg and prepares an agent. It does no I/O.
@@ -151,12 +155,16 @@ func (a *Agent) Status() Status {
 	s := &a.st
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	ds := s.datastoreReason(time.Now())
+	if ds == "" && s.ds.checked {
+		ds = "connected"
+	}
 	return Status{
 		NodeName:       a.cfg.NodeName,
 		IPv4Address:    s.ipv4,
 		IPv6Address:    s.ipv6,
 		Live:           s.live && (s.beat.IsZero() || time.Since(s.beat) < livenessTimeout),
-		Ready:          s.ready,
+		Ready:          s.ready && !s.ds.lost,
 		LastApply:      s.lastApply,
 		Degraded:       append([]string(nil), s.degraded...),
 		Errors:         append([]string(nil), s.errors...),
@@ -168,6 +176,7 @@ func (a *Agent) Status() Status {
 		Version:        version.Version,
 		PID:            os.Getpid(),
 		StartTime:      a.started,
+		Datastore:      ds,
 	}
 }
 
@@ -235,6 +244,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Go(func() { _ = kv.Sync(ctx, a.store, h.prefix, h) })
 	}
 	wg.Go(func() { a.tunnelLoop(ctx) })
+	wg.Go(func() { a.datastoreMonitor(ctx) })
 	a.reconcileLoop(ctx)
 	log.Info("stopping; the dataplane stays in place")
 	return nil
@@ -253,6 +263,9 @@ func (a *Agent) startupWithRetry(ctx context.Context) error {
 	for {
 		err := a.startup(ctx)
 		if err == nil || errors.Is(err, ErrConfig) || ctx.Err() != nil {
+			if err == nil {
+				a.noteDatastore(nil)
+			}
 			return err
 		}
 		a.log.Error("startup failed; retrying", "component", "startup", "err", err, "retry_in", backoff)

@@ -403,8 +403,9 @@ func TestFelixLayersAndEnv(t *testing.T) {
 	// Defaults.
 	fc = testFelix()
 	if fc.VXLANVNI != 4096 || fc.VXLANPort != 4789 || fc.HealthPort != 9099 || fc.MetricsPort != 9091 || !fc.IPForwarding ||
-		fc.RouteRefreshInterval != 90*time.Second || fc.MTUIfacePattern.String() != DefaultMTUIfacePattern || fc.HealthHost != "localhost" {
-		t.Errorf("defaults %+v", fc)
+		fc.RouteRefreshInterval != 90*time.Second || fc.MTUIfacePattern.String() != DefaultMTUIfacePattern || fc.HealthHost != "localhost" ||
+		fc.MetricsEnabled || fc.MetricsHost != "" {
+		t.Errorf("defaults %+v (metrics must be off by default, as upstream)", fc)
 	}
 }
 

@@ -194,7 +194,7 @@ func resolveFelix(s api.FelixConfigurationSpec) (FelixConfig, error) {
 		HealthEnabled:        true,
 		HealthHost:           "localhost",
 		HealthPort:           9099,
-		MetricsEnabled:       true,
+		MetricsEnabled:       false, // as upstream: prometheusMetricsEnabled defaults to off
 		MetricsHost:          s.PrometheusMetricsHost,
 		MetricsPort:          9091,
 		LogSeverityScreen:    "Info",

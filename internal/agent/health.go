@@ -25,6 +25,7 @@ type healthBody struct {
 	LastApply time.Time `json:"lastApply,omitzero"`
 	Degraded  []string  `json:"degraded,omitempty"`
 	Errors    []string  `json:"errors,omitempty"`
+	Datastore string    `json:"datastore,omitempty"`
 }
 
 func (a *Agent) healthHandler() http.Handler {
@@ -35,7 +36,7 @@ func (a *Agent) healthHandler() http.Handler {
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		_ = json.NewEncoder(w).Encode(healthBody{Live: s.Live, Ready: s.Ready, LastApply: s.LastApply, Degraded: s.Degraded, Errors: s.Errors})
+		_ = json.NewEncoder(w).Encode(healthBody{Live: s.Live, Ready: s.Ready, LastApply: s.LastApply, Degraded: s.Degraded, Errors: s.Errors, Datastore: s.Datastore})
 	}
 	mux.HandleFunc("/liveness", func(w http.ResponseWriter, r *http.Request) { write(w, a.Status().Live) })
 	mux.HandleFunc("/readiness", func(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ type metrics struct {
 	vteps          prometheus.Gauge
 	routeChanges   prometheus.Counter
 	datastoreErrs  prometheus.Counter
+	dsConnected    prometheus.Gauge
 	applyErrs      *prometheus.CounterVec
 	localWorkloads prometheus.Gauge
 }
@@ -45,6 +46,10 @@ func newMetrics() *metrics {
 			Name: "calico_node_datastore_errors_total",
 			Help: "Failed datastore requests and broken watches.",
 		}),
+		dsConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "calico_node_datastore_connected",
+			Help: "1 while the datastore answers the daemon's probe, 0 while it does not.",
+		}),
 		applyErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "calico_node_apply_errors_total",
 			Help: "Failed dataplane applies, by part.",
@@ -59,7 +64,7 @@ func newMetrics() *metrics {
 		// package would also link database/sql into every applet.
 		prometheus.NewGoCollector(),
 		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
-		m.reconcile, m.routes, m.vteps, m.routeChanges, m.datastoreErrs, m.applyErrs, m.localWorkloads,
+		m.reconcile, m.routes, m.vteps, m.routeChanges, m.datastoreErrs, m.dsConnected, m.applyErrs, m.localWorkloads,
 	)
 	return m
 }

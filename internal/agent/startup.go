@@ -11,6 +11,7 @@ import (
 	"github.com/onecalico/calico/internal/dataplane/netns"
 	"github.com/onecalico/calico/internal/datastore"
 	"github.com/onecalico/calico/internal/kv"
+	"github.com/onecalico/calico/internal/version"
 )
 
 // startup does what upstream's `calico-node -startup` does: datastore
@@ -20,7 +21,7 @@ import (
 // are safe.
 func (a *Agent) startup(ctx context.Context) error {
 	log := a.log.With("component", "startup")
-	if err := a.client.EnsureInitialized(ctx); err != nil {
+	if err := a.client.RecordClusterVersion(ctx, version.Version, a.cfg.ClusterType); err != nil {
 		return fmt.Errorf("initialise datastore: %w", err)
 	}
 	node, err := a.registerNode(ctx)

@@ -19,14 +19,17 @@ type KindInfo struct {
 // calicoctl's order. It is a plain literal: no init-time work.
 var kinds = []KindInfo{
 	{Kind: KindBGPConfiguration, Plural: "bgpconfigurations", Aliases: []string{"bgpconfig", "bgpconfigs"}, New: func() Resource { return NewBGPConfiguration() }},
+	{Kind: KindBGPFilter, Plural: "bgpfilters", Aliases: []string{"bgpf", "bgpfs", "bf", "bfs"}, New: func() Resource { return NewBGPFilter() }},
 	{Kind: KindBGPPeer, Plural: "bgppeers", Aliases: []string{"bgpp", "bgpps", "bp", "bps"}, New: func() Resource { return NewBGPPeer() }},
 	{Kind: KindClusterInformation, Plural: "clusterinformations", Aliases: []string{"clusterinfo", "clusterinfos"}, New: func() Resource { return NewClusterInformation() }},
 	{Kind: KindFelixConfiguration, Plural: "felixconfigurations", Aliases: []string{"felixconfig", "felixconfigs"}, New: func() Resource { return NewFelixConfiguration() }},
 	{Kind: KindGlobalNetworkPolicy, Plural: "globalnetworkpolicies", Aliases: []string{"gnp", "gnps", "globalpolicy", "globalpolicies"}, New: func() Resource { return NewGlobalNetworkPolicy() }},
 	{Kind: KindGlobalNetworkSet, Plural: "globalnetworksets", Aliases: []string{"globalnetset", "globalnetsets", "gnetset", "gnetsets"}, New: func() Resource { return NewGlobalNetworkSet() }},
 	{Kind: KindHostEndpoint, Plural: "hostendpoints", Aliases: []string{"hep", "heps"}, New: func() Resource { return NewHostEndpoint() }},
+	{Kind: KindIPAMConfiguration, Plural: "ipamconfigurations", Aliases: []string{"ipamconfig", "ipamconfigs"}, New: func() Resource { return NewIPAMConfiguration() }},
 	{Kind: KindIPPool, Plural: "ippools", Aliases: []string{"ipp", "ipps", "pool", "pools"}, New: func() Resource { return NewIPPool() }},
 	{Kind: KindIPReservation, Plural: "ipreservations", Aliases: []string{"reservation", "reservations", "ipr", "iprs"}, New: func() Resource { return NewIPReservation() }},
+	{Kind: KindKubeControllersConfiguration, Plural: "kubecontrollersconfigurations", Aliases: []string{"kubecontrollersconfig", "kubecontrollersconfigs", "kcc", "kccs"}, New: func() Resource { return NewKubeControllersConfiguration() }},
 	{Kind: KindNetworkPolicy, Plural: "networkpolicies", Namespaced: true, Aliases: []string{"policy", "policies", "pol", "pols", "np", "nps"}, New: func() Resource { return NewNetworkPolicy() }},
 	{Kind: KindNetworkSet, Plural: "networksets", Namespaced: true, Aliases: []string{"netset", "netsets"}, New: func() Resource { return NewNetworkSet() }},
 	{Kind: KindNode, Plural: "nodes", Aliases: []string{"no", "nos"}, New: func() Resource { return NewNode() }},

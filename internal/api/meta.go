@@ -41,6 +41,10 @@ type ObjectMeta struct {
 // GetObjectMeta gives access to the embedded ObjectMeta; every kind has it by embedding.
 func (m *ObjectMeta) GetObjectMeta() *ObjectMeta { return m }
 
+// Metadata is GetObjectMeta under the name of the YAML field, for the Go
+// templates of `calicoctl get -o go-template` ({{.Metadata.Name}}).
+func (m *ObjectMeta) Metadata() *ObjectMeta { return m }
+
 // Resource is any projectcalico.org/v3 object: a pointer to one of the kind
 // structs of this package, all of which embed TypeMeta and ObjectMeta.
 type Resource interface {

@@ -195,6 +195,7 @@ func ValidateMeta(k KindInfo, m *ObjectMeta) error {
 		es.add(fieldErr("metadata.namespace", m.Namespace, "%s is not namespaced", k.Kind))
 	}
 	es.add(ValidateLabels("metadata.labels", m.Labels))
+	es.add(ValidateAnnotations("metadata.annotations", m.Annotations))
 	return es.err()
 }
 

@@ -6,19 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/onecalico/calico/internal/agent"
@@ -306,25 +299,16 @@ func (c *cluster) testRestartUnderPing(t *testing.T) {
 	before := state(t, c.n1)
 
 	// Watch n1's routes for the whole restart.
-	h, err := vnetns.GetFromPath(c.n1.NS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	updates := make(chan netlink.RouteUpdate, 4096)
-	done := make(chan struct{})
-	defer close(done)
-	if err := netlink.RouteSubscribeWithOptions(updates, done, netlink.RouteSubscribeOptions{Namespace: &h}); err != nil {
-		t.Fatal(err)
-	}
+	routes := labtest.WatchRoutes(t, c.n1.NS)
 
-	var pingers []*pinger
+	var pingers []*labtest.Pinger
 	for _, pr := range [][2]*labtest.CNIPod{{p1, p3}, {p3, p1}, {p2, p1}} {
-		pingers = append(pingers, startPing(t, pr[0], pr[1].IP))
+		name := fmt.Sprintf("ping %s/%s -> %s", pr[0].Node.Name, pr[0].Name, pr[1].IP)
+		pingers = append(pingers, labtest.StartPing(t, name, pr[0].NS, pr[1].IP))
 	}
 	// Let each pinger get going before the restart.
 	for _, pg := range pingers {
-		pg.waitReplies(t, 20)
+		pg.WaitReplies(t, 20, convergeTimeout)
 	}
 	old := c.procs["n1"]
 	stopStart := time.Now()
@@ -341,115 +325,22 @@ func (c *cluster) testRestartUnderPing(t *testing.T) {
 	// Keep the traffic going while the new daemon settles (it applies in
 	// full after its first sync, then watches).
 	for _, pg := range pingers {
-		pg.waitReplies(t, pg.replies()+100)
+		pg.WaitReplies(t, pg.Replies()+100, convergeTimeout)
 	}
 	for _, pg := range pingers {
-		sent, lost := pg.stop(t)
-		t.Logf("%s: %d sent, %d lost", pg.name, sent, len(lost))
+		sent, lost := pg.Stop(t)
+		t.Logf("%s: %d sent, %d lost", pg.Name, sent, len(lost))
 		if len(lost) > 0 {
-			t.Errorf("%s lost %d of %d packets during the restart: icmp_seq %v", pg.name, len(lost), sent, lost)
+			t.Errorf("%s lost %d of %d packets during the restart: icmp_seq %v", pg.Name, len(lost), sent, lost)
 		}
 	}
-	var changes []string
-	for drained := false; !drained; {
-		select {
-		case u := <-updates:
-			if u.Table == unix.RT_TABLE_MAIN || u.Table == unix.RT_TABLE_LOCAL {
-				verb := "added"
-				if u.Type == unix.RTM_DELROUTE {
-					verb = "deleted"
-				}
-				changes = append(changes, fmt.Sprintf("%s %s", verb, u.Route))
-			}
-		default:
-			drained = true
-		}
-	}
+	changes := routes.Changes()
 	if len(changes) > 0 {
 		t.Errorf("the restart changed n1's routes:\n%s", strings.Join(changes, "\n"))
 	}
 	if after := state(t, c.n1); after != before {
 		t.Errorf("n1's dataplane differs after the restart:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-}
-
-// pinger is a ping running every 10 ms from a pod.
-type pinger struct {
-	name string
-	cmd  *exec.Cmd
-	out  *labtest.SyncBuffer
-	done chan struct{}
-}
-
-func startPing(t testing.TB, src *labtest.CNIPod, dst netip.Addr) *pinger {
-	t.Helper()
-	pg := &pinger{name: fmt.Sprintf("ping %s/%s -> %s", src.Node.Name, src.Name, dst), out: &labtest.SyncBuffer{}, done: make(chan struct{})}
-	// ip netns exec execs ping, so the process is ping itself.
-	pg.cmd = exec.Command("ip", "netns", "exec", filepath.Base(src.NS), "ping", "-n", "-i", "0.01", "-W", "1", dst.String())
-	pg.cmd.Stdout, pg.cmd.Stderr = pg.out, pg.out
-	pg.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test
-	if err := pg.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = pg.cmd.Wait(); close(pg.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-pg.done:
-		default:
-			_ = pg.cmd.Process.Kill()
-			<-pg.done
-		}
-	})
-	return pg
-}
-
-var replyRE = regexp.MustCompile(`(?m)^\d+ bytes from [0-9.]+: icmp_seq=(\d+) `)
-
-// replies counts the replies printed so far.
-func (pg *pinger) replies() int { return len(replyRE.FindAllStringIndex(pg.out.String(), -1)) }
-
-func (pg *pinger) waitReplies(t testing.TB, n int) {
-	t.Helper()
-	err := testutil.Poll(convergeTimeout, func() error {
-		if got := pg.replies(); got < n {
-			return fmt.Errorf("%d replies, want %d", got, n)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", pg.name, err, pg.out)
-	}
-}
-
-// stop interrupts the ping and returns how many requests it sent and the
-// sequence numbers that got no reply, leaving out the last few, which may
-// have been in flight at the interrupt.
-func (pg *pinger) stop(t testing.TB) (sent int, lost []int) {
-	t.Helper()
-	_ = pg.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-pg.done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s did not stop", pg.name)
-	}
-	out := pg.out.String()
-	m := regexp.MustCompile(`(\d+) packets transmitted`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("%s: no summary:\n%s", pg.name, out)
-	}
-	sent, _ = strconv.Atoi(m[1])
-	got := map[int]bool{}
-	for _, m := range replyRE.FindAllStringSubmatch(out, -1) {
-		n, _ := strconv.Atoi(m[1])
-		got[n] = true
-	}
-	const inFlight = 5
-	for seq := 1; seq <= sent-inFlight; seq++ {
-		if !got[seq] {
-			lost = append(lost, seq)
-		}
-	}
-	return sent, lost
 }
 
 // Pool deletion: `calicoctl delete ippool` takes the pool's blocks out of

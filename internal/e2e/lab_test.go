@@ -83,11 +83,12 @@ func newLab(t testing.TB) *cluster {
 }
 
 // start runs calico-node on every node and waits until each is ready and,
-// with vteps (a VXLAN pool exists), has a VTEP for every other node.
-func (c *cluster) start(t testing.TB, vteps bool) {
+// with vteps (a VXLAN pool exists), has a VTEP for every other node; env
+// is added to each daemon's environment.
+func (c *cluster) start(t testing.TB, vteps bool, env ...string) {
 	t.Helper()
 	for _, n := range c.nodes {
-		c.procs[n.Name] = n.StartProcess(c.bin, n.Env())
+		c.procs[n.Name] = n.StartProcess(c.bin, n.Env(env...))
 	}
 	for _, n := range c.nodes {
 		if _, err := c.procs[n.Name].WaitReady(readyTimeout); err != nil {

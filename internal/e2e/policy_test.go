@@ -29,7 +29,7 @@ func TestPrivilegedPolicy(t *testing.T) {
 	c.nodes = []*labtest.Node{c.n1, c.n2}
 	c.lab.AddExternal()
 	c.applyPools(t, poolAlways)
-	c.start(t, true)
+	c.start(t, true, metricsOn)
 	pc := &policyCase{cluster: c}
 	pods := c.addPods(t, "a1", "always", c.n1, c.n2)
 	pc.a1, pc.b1 = pods[0], pods[1]
@@ -45,6 +45,10 @@ func TestPrivilegedPolicy(t *testing.T) {
 	t.Run("RestartUnderTraffic", pc.restart)
 	t.Run("HostEndpointFailsafe", pc.failsafe)
 }
+
+// metricsOn turns on the daemons' Prometheus endpoint (off by default, as
+// upstream).
+const metricsOn = "FELIX_PROMETHEUSMETRICSENABLED=true"
 
 type policyCase struct {
 	*cluster
@@ -356,7 +360,7 @@ spec:
 		if code, err := old.Stop(10 * time.Second); err != nil || code != 0 {
 			t.Fatalf("stop calico-node n1: exit %d, %v", code, err)
 		}
-		p := pc.n1.StartProcess(pc.bin, pc.n1.Env())
+		p := pc.n1.StartProcess(pc.bin, pc.n1.Env(metricsOn))
 		pc.procs["n1"] = p
 		if _, err := p.WaitReady(readyTimeout); err != nil {
 			t.Fatal(err)

@@ -335,7 +335,14 @@ func (a *Allocator) Check(ctx context.Context, opts CheckOptions) (*Report, erro
 			if b.Affinity != nil {
 				owner = *b.Affinity
 			}
-			p.Affinities = append(p.Affinities, fmt.Sprintf("host %s has an affinity to block %s, which belongs to %s", af.host, af.cidr, owner))
+			if !af.aff.Confirmed() {
+				// A claim killed (or beaten) before it deleted its pending
+				// key, or a release killed before its last step: the
+				// host's next allocation deletes the key.
+				r.Summary.PendingAffinities = append(r.Summary.PendingAffinities, fmt.Sprintf("host %s has a %s affinity to block %s, which belongs to %s", af.host, af.aff.State, af.cidr, owner))
+				continue
+			}
+			p.Affinities = append(p.Affinities, fmt.Sprintf("host %s has a confirmed affinity to block %s, which belongs to %s", af.host, af.cidr, owner))
 		}
 	}
 	for _, ba := range affineBlocks {

@@ -36,7 +36,10 @@ func Sync(ctx context.Context, be Store, prefix string, h SyncHandler) error {
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			backoff = min(2*backoff, 5*time.Second)
+			// Capped low: while the store is down each List waits for its
+			// own request deadline anyway, and once it is back the relist
+			// must not sit out a long back-off (catch up within a second).
+			backoff = min(2*backoff, maxSyncBackoff)
 		}
 	}
 }
@@ -59,3 +62,7 @@ func watchFrom(ctx context.Context, be Store, prefix string, rev int64, h SyncHa
 }
 
 var errWatchClosed = errors.New("watch closed")
+
+// maxSyncBackoff bounds the pause between a failed watch or list and the
+// next list.
+const maxSyncBackoff = 500 * time.Millisecond

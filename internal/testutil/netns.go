@@ -23,23 +23,42 @@ import (
 // NetNSDir is where NewNetNS bind-mounts namespaces, like `ip netns add`.
 const NetNSDir = "/var/run/netns"
 
-// RequireRoot skips the test, with a visible reason, unless it runs as root.
+// RequireRoot skips the test, with a visible reason, unless it runs as
+// root; under CI=true it fails instead (see Unavailable).
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skipf("privileged test: needs root to create network namespaces (euid %d)", os.Geteuid())
+		Unavailable(t, "privileged test: needs root to create network namespaces (euid %d)", os.Geteuid())
 	}
 }
 
-// RequireCmd skips the test unless every named command is on PATH.
+// RequireCmd skips the test unless every named command is on PATH; under
+// CI=true it fails instead (see Unavailable).
 func RequireCmd(t testing.TB, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("test needs %s on PATH: %v", n, err)
+			Unavailable(t, "test needs %s on PATH: %v", n, err)
 		}
 	}
 }
+
+// Unavailable is how a test says it cannot run here (not root, a tool or
+// a build missing). Normally it skips with the reason; when the
+// environment says CI=true (CI runs as root with every tool installed) it
+// fails the test, so a CI run never passes with privileged tests silently
+// skipped.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("CI=true and this test cannot run: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// InCI reports whether the environment says this is a CI run (CI=true, as
+// CI systems set it).
+func InCI() bool { return strings.EqualFold(os.Getenv("CI"), "true") }
 
 // NewNetNS creates a fresh network namespace named "cdp" plus a random
 // suffix, bind-mounted at /var/run/netns/<name>, brings its loopback up and

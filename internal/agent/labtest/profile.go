@@ -28,3 +28,20 @@ func (l *Lab) EnsureNetworkProfile(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// OpenNetworkProfile applies network name's profile with ingress allowed
+// from anywhere (the seed's edit of the CNI profile): other nodes' hosts
+// and external hosts then reach the network's pods.
+func (l *Lab) OpenNetworkProfile(ctx context.Context, name string) error {
+	p := api.NewProfile()
+	p.Name = name
+	p.Spec = api.ProfileSpec{
+		Ingress:       []api.Rule{{Action: api.Allow}},
+		Egress:        []api.Rule{{Action: api.Allow}},
+		LabelsToApply: map[string]string{name: ""},
+	}
+	if _, err := l.Client.Apply(ctx, p); err != nil {
+		return fmt.Errorf("apply profile %s: %w", name, err)
+	}
+	return nil
+}

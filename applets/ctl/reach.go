@@ -1,0 +1,73 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// reachTimeout bounds the TCP connect to each etcd endpoint before calicoctl
+// uses the datastore: a refused connection fails at once, a black-holed
+// address after this long, and either way the message names the endpoint
+// (the etcd client alone waits for its request timeout and names neither).
+const reachTimeout = 1500 * time.Millisecond
+
+// checkReachable returns nil when at least one endpoint accepts a TCP
+// connection, else one error naming every endpoint and why it failed.
+func checkReachable(ctx context.Context, endpoints []string) error {
+	ctx, cancel := context.WithTimeout(ctx, reachTimeout)
+	defer cancel()
+	errs := make(chan error, len(endpoints))
+	for _, ep := range endpoints {
+		go func() { errs <- dialEndpoint(ctx, ep) }()
+	}
+	var fails []string
+	for range endpoints {
+		err := <-errs
+		if err == nil {
+			return nil
+		}
+		fails = append(fails, err.Error())
+	}
+	return errors.New(strings.Join(fails, "; "))
+}
+
+// dialEndpoint opens and closes one TCP connection to an endpoint URL
+// (scheme://host:port, or host:port).
+func dialEndpoint(ctx context.Context, ep string) error {
+	hostport := ep
+	if u, err := url.Parse(ep); err == nil && strings.Contains(ep, "://") {
+		if u.Scheme == "unix" || u.Scheme == "unixs" {
+			return nil // a local socket fails fast anyway: leave it to the client
+		}
+		hostport = u.Host
+	}
+	if _, _, err := net.SplitHostPort(hostport); err != nil {
+		hostport = net.JoinHostPort(strings.Trim(hostport, "[]"), "2379")
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", hostport)
+	if err != nil {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
+			return fmt.Errorf("etcd endpoint %s did not answer within %v", ep, reachTimeout)
+		}
+		return fmt.Errorf("etcd endpoint %s is not reachable: %v", ep, unwrapOp(err))
+	}
+	c.Close()
+	return nil
+}
+
+// unwrapOp drops net.OpError's "dial tcp a:b:" prefix: the endpoint is
+// already named.
+func unwrapOp(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}

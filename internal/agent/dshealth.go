@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/onecalico/calico/internal/kv"
+)
+
+// Datastore liveness. The etcd watches resume by themselves after an
+// outage, so nothing else in the daemon notices one: a stopped or
+// partitioned etcd just goes quiet. The monitor reads this node's own key
+// every dsProbeInterval with a dsProbeTimeout deadline (a linearizable read,
+// so it needs a working etcd, not just an open socket). One failed read
+// marks the datastore lost: the daemon stops being ready (with the reason
+// in /readiness and the control socket's status), logs one line, and the
+// connected gauge drops to 0; the dataplane stays exactly as it is. The
+// first good read marks it back, logs one line, and asks for a full
+// reconcile, so anything missed is applied as soon as the watches deliver
+// it.
+const (
+	dsProbeInterval = time.Second
+	dsProbeTimeout  = 2 * time.Second
+)
+
+// dsHealth is the monitor's view, kept in statusState (under st.mu).
+type dsHealth struct {
+	checked bool // the startup or a probe has reached it
+	lost    bool
+	since   time.Time // when the current state began
+	lastErr string
+}
+
+// datastoreMonitor probes until ctx ends.
+func (a *Agent) datastoreMonitor(ctx context.Context) {
+	key := prefixNodes + a.cfg.NodeName
+	t := time.NewTicker(dsProbeInterval)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, dsProbeTimeout)
+		_, err := a.store.Get(pctx, key)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, kv.ErrNotFound) {
+			err = nil // the datastore answered
+		}
+		a.noteDatastore(err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// noteDatastore records one probe's outcome, logging and signalling only
+// on a change of state.
+func (a *Agent) noteDatastore(err error) {
+	now := time.Now()
+	s := &a.st
+	s.mu.Lock()
+	was := s.ds
+	switch {
+	case err != nil && !was.lost:
+		s.ds = dsHealth{checked: true, lost: true, since: now, lastErr: err.Error()}
+	case err != nil:
+		s.ds.lastErr = err.Error()
+	case was.lost || !was.checked:
+		s.ds = dsHealth{checked: true, since: now}
+	}
+	s.mu.Unlock()
+	log := a.log.With("component", "datastore")
+	switch {
+	case err == nil && !was.checked:
+		a.met.dsConnected.Set(1)
+	case err != nil && !was.lost:
+		a.met.dsConnected.Set(0)
+		log.Error("datastore unreachable; not ready, keeping the dataplane as it is", "err", err)
+	case err == nil && was.lost:
+		a.met.dsConnected.Set(1)
+		log.Info("datastore reachable again; ready once the dataplane is in step", "outage", now.Sub(was.since).Round(time.Millisecond))
+		a.signal(true)
+	}
+}
+
+// datastoreReason says why the daemon is not ready because of the
+// datastore ("" when it is reachable); st.mu is held.
+func (s *statusState) datastoreReason(now time.Time) string {
+	if !s.ds.lost {
+		return ""
+	}
+	return fmt.Sprintf("datastore unreachable for %s: %s", now.Sub(s.ds.since).Round(time.Second), s.ds.lastErr)
+}
