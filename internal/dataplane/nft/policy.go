@@ -159,14 +159,19 @@ type CounterInfo struct {
 
 // usableEndpoints returns the endpoints the table can hold and a reason
 // for each one it leaves out (no interface, a name the kernel cannot have,
-// an interface another endpoint of the same kind already has: the first,
-// by ID, keeps it). One bad endpoint never stops policy for the others.
+// an interface another endpoint of the same kind also claims). Of two
+// endpoints on one interface the later one (by ID) keeps it: a runtime
+// that reuses a host veth name (the calico plugin names it after the
+// container ID) replaces the older workload's veth. One bad endpoint never
+// stops policy for the others.
 func usableEndpoints(eps []ruleset.Endpoint) ([]ruleset.Endpoint, []string) {
 	var bad []string
-	seen := map[string]bool{}
+	owner := map[string]int{} // kind+interface -> index of the last claimant
+	for i, ep := range eps {
+		owner[fmt.Sprint(ep.Kind, ep.Interface)] = i
+	}
 	out := eps[:0:0]
-	for _, ep := range eps {
-		key := fmt.Sprint(ep.Kind, ep.Interface)
+	for i, ep := range eps {
 		var why string
 		switch {
 		case ep.ID == "":
@@ -177,8 +182,8 @@ func usableEndpoints(eps []ruleset.Endpoint) ([]ruleset.Endpoint, []string) {
 			why = "interface name longer than 15 characters"
 		case ep.Kind == ruleset.Workload && strings.ContainsAny(ep.Interface, "*"):
 			why = "workload on a wildcard interface"
-		case seen[key] && ep.Interface != "":
-			why = "interface " + ep.Interface + " already belongs to another endpoint"
+		case ep.Interface != "" && owner[fmt.Sprint(ep.Kind, ep.Interface)] != i:
+			why = "interface " + ep.Interface + " is claimed by a later endpoint too"
 		case slices.ContainsFunc(ep.Addrs, func(p netip.Prefix) bool { return !p.IsValid() }):
 			why = "invalid address"
 		}
@@ -186,7 +191,6 @@ func usableEndpoints(eps []ruleset.Endpoint) ([]ruleset.Endpoint, []string) {
 			bad = append(bad, fmt.Sprintf("endpoint %q (interface %q): %s", ep.ID, ep.Interface, why))
 			continue
 		}
-		seen[key] = true
 		out = append(out, ep)
 	}
 	return out, bad

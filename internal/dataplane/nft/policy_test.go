@@ -133,7 +133,7 @@ func TestPolicyValidate(t *testing.T) {
 		{ID: "x", Kind: ruleset.Workload, Interface: "a"},
 		{ID: "x", Kind: ruleset.Workload, Interface: "b", Addrs: []netip.Prefix{{}}},
 	} {
-		st, err := buildPolicy(PolicyTableName, &ruleset.Ruleset{Endpoints: []ruleset.Endpoint{good, bad}}, PolicyOptions{})
+		st, err := buildPolicy(PolicyTableName, &ruleset.Ruleset{Endpoints: []ruleset.Endpoint{bad, good}}, PolicyOptions{})
 		if err != nil || len(st.skipped) != 1 || !strings.Contains(st.skipped[0], `"x"`) || st.chains["ingress/good"] == nil {
 			t.Errorf("endpoint %+v: skipped %q, err %v", bad, st.skipped, err)
 		}
