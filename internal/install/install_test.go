@@ -1,6 +1,8 @@
 package install
 
 import (
+	"github.com/onecalico/calico/internal/testutil"
+
 	"bytes"
 	"encoding/json"
 	"io/fs"
@@ -358,7 +360,7 @@ func TestValidate(t *testing.T) {
 func TestUnitVerifies(t *testing.T) {
 	sa, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skipf("systemd-analyze is not installed (Debian: systemd): %v", err)
+		testutil.Unavailable(t, "systemd-analyze is not installed (Debian: systemd): %v", err)
 	}
 	dir := t.TempDir()
 	exe, err := os.Executable()
