@@ -1,8 +1,6 @@
 package install
 
 import (
-	"github.com/onecalico/calico/internal/testutil"
-
 	"bytes"
 	"encoding/json"
 	"io/fs"
@@ -16,6 +14,8 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/onecalico/calico/internal/cniconf"
+
+	"github.com/onecalico/calico/internal/testutil"
 )
 
 // testConfig is a full configuration with TLS, a password, node settings
