@@ -14,7 +14,6 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/onecalico/calico/internal/cniconf"
-
 	"github.com/onecalico/calico/internal/testutil"
 )
 
