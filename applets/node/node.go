@@ -220,6 +220,7 @@ func buildConfig(o options, getenv func(string) string, environ func() []string,
 		Logger:         logger,
 		LogLevel:       level,
 		StartupOnly:    o.startupOnly,
+		BGPSecretDir:   getenv("CALICO_BGP_SECRET_DIR"),
 	}
 	bs, err := agent.ParseBlockSize(o.poolBlockSize)
 	if err != nil {

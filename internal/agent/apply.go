@@ -195,7 +195,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 	if full || vxlanApplied || !l.routesOK || !reflect.DeepEqual(d.Routes, l.routes) {
 		timed("routes", func() {
 			l.routesOK = false
-			r, err := route.Apply(dp.h, RouteOwner, d.Routes)
+			r, err := route.Apply(dp.h, d.routeOwner(), d.Routes)
 			res.routeChanges = r.Added + r.Replaced + r.Deleted
 			if res.routeChanges > 0 {
 				a.met.routeChanges.Add(float64(res.routeChanges))

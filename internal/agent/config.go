@@ -101,6 +101,7 @@ type Config struct {
 	LogLevel         *slog.LevelVar    // set from logSeverityScreen; may be nil
 	StartupOnly      bool              // register the node and exit
 	DisableListeners bool              // no health/metrics TCP listeners (control socket only)
+	BGPSecretDir     string            // "" = DefaultBGPSecretDir; BGP passwords as <dir>/<secret>/<key>
 }
 
 // ErrConfig is wrapped by every configuration error.
