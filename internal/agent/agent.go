@@ -87,9 +87,9 @@ type Status struct {
 	// BGPPeers and BGPProblems come from the BGP speaker (bgp.go).
 	BGPPeers    []bgp.PeerStatus `json:"bgpPeers,omitempty"`
 	BGPProblems []string         `json:"bgpProblems,omitempty"`
-	Version        string    `json:"version"`
-	PID            int       `json:"pid"`
-	StartTime      time.Time `json:"startTime"`
+	Version     string           `json:"version"`
+	PID         int              `json:"pid"`
+	StartTime   time.Time        `json:"startTime"`
 }
 
 // New checks cfg and prepares an agent. It does no I/O.

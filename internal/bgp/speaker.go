@@ -210,8 +210,8 @@ func apiPeer(p Peer) *gobgpapi.Peer {
 	out := &gobgpapi.Peer{
 		Conf: &gobgpapi.PeerConf{NeighborAddress: p.Addr.String(), PeerAsn: p.ASNumber, LocalAsn: p.LocalAS,
 			AuthPassword: p.Password, AllowOwnAsn: p.AllowOwnAS, AdminDown: p.Down, Description: string(p.Type)},
-		Transport: &gobgpapi.Transport{LocalAddress: p.LocalAddr, PassiveMode: p.Passive, RemotePort: uint32(p.Port)},
-		Timers:    &gobgpapi.Timers{Config: &gobgpapi.TimersConfig{ConnectRetry: 2}},
+		Transport:       &gobgpapi.Transport{LocalAddress: p.LocalAddr, PassiveMode: p.Passive, RemotePort: uint32(p.Port)},
+		Timers:          &gobgpapi.Timers{Config: &gobgpapi.TimersConfig{ConnectRetry: 2}},
 		GracefulRestart: &gobgpapi.GracefulRestart{Enabled: true, RestartTime: p.RestartTime},
 		AfiSafis: []*gobgpapi.AfiSafi{{
 			Config:            &gobgpapi.AfiSafiConfig{Family: familyV4, Enabled: true},
