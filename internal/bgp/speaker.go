@@ -317,14 +317,16 @@ func (s *Speaker) onEvent(r *gobgpapi.WatchEventResponse) {
 		if !ok {
 			continue
 		}
+		// Paths we originate have no neighbour (GoBGP reports "<nil>").
+		fromPeer := l.Peer.IsValid()
 		_, had := next[pfx]
-		if !p.IsWithdraw && !p.IsFromExternal && !had {
-			continue // our own origination
+		if !fromPeer && !had {
+			continue
 		}
 		if !cloned {
 			next, cloned = maps.Clone(next), true
 		}
-		if p.IsWithdraw || !p.IsFromExternal {
+		if p.IsWithdraw || !fromPeer {
 			delete(next, pfx)
 		} else {
 			next[pfx] = l

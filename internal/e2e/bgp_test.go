@@ -39,13 +39,25 @@ func (c *cluster) startBGP(t testing.TB, extra ...string) {
 	t.Helper()
 	for _, n := range c.nodes {
 		env := append(n.Env("CALICO_NETWORKING_BACKEND=bird"), extra...)
-		c.procs[n.Name] = n.StartProcess(c.bin, env)
+		p := n.StartProcess(c.bin, env)
+		c.procs[n.Name] = p
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("calico-node %s log:\n%s", n.Name, tail(p.Stderr.String(), 60))
+			}
+		})
 	}
 	for _, n := range c.nodes {
 		if _, err := c.procs[n.Name].WaitReady(readyTimeout); err != nil {
 			t.Fatalf("calico-node %s: %v", n.Name, err)
 		}
 	}
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	ls := strings.Split(s, "\n")
+	return strings.Join(ls[max(0, len(ls)-n):], "\n")
 }
 
 // bgpRoute is the `ip route` line of a BGP-learned no-encap route.
