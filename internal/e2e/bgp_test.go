@@ -243,7 +243,7 @@ protocol kernel { learn; persist; scan time 2; import none; export all; graceful
 `, routerID)
 	for _, n := range nodes {
 		fmt.Fprintf(&b, `protocol bgp %s {
-  local %s as 64512; neighbor %s as 64512; rr client; next hop self;
+  local %s as 64512; neighbor %s as 64512; rr client; next hop self; direct; gateway direct;
   import all; export all; graceful restart; connect retry time 1; connect delay time 1; error wait time 1,5;%s
 }
 `, n.Name, local[n.Name], n.IP.Addr(), extra)
