@@ -51,7 +51,7 @@ var (
 type BGPView struct {
 	Configs map[string]*api.BGPConfigurationSpec // by name
 	Peers   map[string]*api.BGPPeer              // by name
-	// Enabled is set when this node's speaker runs: the learned routes
+	// Enabled is set when this daemon runs a speaker: the learned routes
 	// replace derived ones for pools without VXLAN.
 	Enabled bool
 	// Synced is set once the learned routes are complete (every session
@@ -72,6 +72,11 @@ type bgpAgent struct {
 	speaker *bgp.Speaker
 	kick    chan struct{}
 	secrets string
+
+	// wanted is fixed at start: this daemon runs a speaker, so BGP is
+	// the source of remote routes from the first apply on (a restart
+	// must not put derived routes in place of the kept BGP ones).
+	wanted bool
 
 	mu       sync.Mutex
 	running  bool
@@ -100,6 +105,7 @@ func (a *Agent) initBGP() {
 		dir = DefaultBGPSecretDir
 	}
 	b := &bgpAgent{kick: make(chan struct{}, 1), secrets: dir}
+	b.wanted, _ = a.bgpWanted()
 	b.speaker = bgp.NewSpeaker(a.log, func() {
 		a.signal(false)
 	})
@@ -202,7 +208,7 @@ func (a *Agent) bgpView(v BGPView) BGPView {
 	}
 	b := a.bgp
 	b.mu.Lock()
-	v.Enabled, v.Synced = b.running, b.synced
+	v.Enabled, v.Synced = b.wanted, b.running && b.synced
 	b.mu.Unlock()
 	if v.Enabled {
 		v.Learned, _ = b.speaker.Learned()

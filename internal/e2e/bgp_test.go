@@ -75,8 +75,14 @@ func ipRoutes(t testing.TB, n *labtest.Node, cidr netip.Prefix) []string {
 		if len(f) == 0 {
 			continue
 		}
+		l = strings.TrimSpace(l)
+		if a, err := netip.ParseAddr(f[0]); err == nil {
+			// ip prints host routes without "/32".
+			l = strings.Replace(l, f[0], netip.PrefixFrom(a, a.BitLen()).String(), 1)
+			f[0] = netip.PrefixFrom(a, a.BitLen()).String()
+		}
 		if p, err := netip.ParsePrefix(f[0]); err == nil && cidr.Overlaps(p) {
-			rs = append(rs, strings.TrimSpace(l))
+			rs = append(rs, l)
 		}
 	}
 	slices.Sort(rs)
@@ -311,6 +317,25 @@ spec:
 	}
 	if out, err := tor.birdc("show", "protocols"); err != nil || strings.Count(out, "Established") != 3 {
 		t.Errorf("ToR protocols: %v\n%s", err, out)
+	}
+	// Removing one node's BGPPeer drops that session only.
+	before, err := c.procs["n2"].Status()
+	if err != nil || len(before.BGPPeers) != 1 {
+		t.Fatalf("n2 status %+v %v", before, err)
+	}
+	c.calicoctl(t, "", "delete", "bgppeer", "tor-n1")
+	c.eventually(t, "n1 without peers", func() error {
+		s, err := c.procs["n1"].Status()
+		if err != nil || len(s.BGPPeers) != 0 {
+			return fmt.Errorf("n1 peers %+v %v", s.BGPPeers, err)
+		}
+		return nil
+	})
+	for _, n := range []string{"n2", "n3"} {
+		s, err := c.procs[n].Status()
+		if err != nil || len(s.BGPPeers) != 1 || s.BGPPeers[0].State != "Established" || s.BGPPeers[0].Flaps != 0 {
+			t.Errorf("%s after removing n1's peer: %+v %v", n, s.BGPPeers, err)
+		}
 	}
 	_ = agent.BGPRouteProtocol
 }
