@@ -52,6 +52,7 @@ type applied struct {
 	ipipOK     bool
 	routes     []route.Route
 	routesOK   bool
+	ownBGP     bool // the routes were applied owning protocol 12
 	nat        nft.Table
 	natOK      bool
 	mtu        int
@@ -192,7 +193,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 			return res
 		}
 	}
-	if full || vxlanApplied || !l.routesOK || !reflect.DeepEqual(d.Routes, l.routes) {
+	if full || vxlanApplied || !l.routesOK || d.OwnBGPRoutes != l.ownBGP || !reflect.DeepEqual(d.Routes, l.routes) {
 		timed("routes", func() {
 			l.routesOK = false
 			r, err := route.Apply(dp.h, d.routeOwner(), d.Routes)
@@ -205,7 +206,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 				res.fail("routes", err, dp)
 				return
 			}
-			l.routes, l.routesOK = d.Routes, true
+			l.routes, l.routesOK, l.ownBGP = d.Routes, true, d.OwnBGPRoutes
 		})
 	}
 	if d.VXLANState == DeviceAbsent && (full || !l.vxlanOK || l.vxlanState != DeviceAbsent) {

@@ -98,6 +98,14 @@ spec:
 	host := netip.PrefixFrom(borrowed, 32)
 	c.waitIPRoute(t, c.n2, host, bgpRoute(host, c.n1.IP.Addr()))
 	c.lab.Release("n2", borrowed, "h-borrowed")
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range c.nodes {
+				s, err := c.procs[n.Name].Status()
+				t.Logf("%s: %+v %v", n.Name, s, err)
+			}
+		}
+	})
 	c.waitIPRoute(t, c.n2, host, "")
 
 	quiet := c.lab.ClaimBlock("n1", netip.MustParseAddr("10.245.1.0"))
