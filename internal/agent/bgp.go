@@ -110,6 +110,7 @@ func (a *Agent) initBGP() {
 		a.signal(false)
 	})
 	a.bgp = b
+	a.met.registry.MustRegister(bgpCollector{a})
 }
 
 // kickBGP wakes the BGP goroutine without blocking.

@@ -1,7 +1,11 @@
 package e2e_test
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,6 +18,7 @@ import (
 
 	"github.com/onecalico/calico/internal/agent"
 	"github.com/onecalico/calico/internal/agent/labtest"
+	"github.com/onecalico/calico/internal/dataplane/netns"
 	"github.com/onecalico/calico/internal/testutil"
 )
 
@@ -166,6 +171,18 @@ func TestPrivilegedBGPMesh(t *testing.T) {
 		t.Errorf("n1 has %d BGP connections, want 2:\n%s", got, out)
 	}
 
+	metrics := scrape(t, c.n1)
+	for _, want := range []string{
+		`calico_node_bgp_session_established{peer="10.99.0.12",type="node-to-node mesh"} 1`,
+		`calico_node_bgp_session_flaps_total{peer="10.99.0.13",type="node-to-node mesh"} 0`,
+		`calico_node_bgp_prefixes{direction="received",peer="10.99.0.12",type="node-to-node mesh"} 1`,
+		`calico_node_bgp_learned_routes 2`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+
 	status := c.nodeStatus(t, c.n1)
 	for _, want := range []string{
 		"Calico process is running.", "IPv4 BGP status",
@@ -177,6 +194,32 @@ func TestPrivilegedBGPMesh(t *testing.T) {
 			t.Errorf("node status lacks %q:\n%s", want, status)
 		}
 	}
+}
+
+// scrape fetches n's Prometheus metrics (port 9091 inside its namespace).
+func scrape(t testing.TB, n *labtest.Node) string {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var conn net.Conn
+			err := netns.Do(n.NS, func() error {
+				var err error
+				conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return conn, err
+		},
+	}}
+	resp, err := c.Get("http://127.0.0.1:9091/metrics")
+	if err != nil {
+		t.Fatalf("scrape %s: %v", n.Name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // nodeStatus runs `calicoctl node status` against n's daemon.
