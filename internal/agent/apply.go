@@ -196,7 +196,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 	if full || vxlanApplied || !l.routesOK || d.OwnBGPRoutes != l.ownBGP || !reflect.DeepEqual(d.Routes, l.routes) {
 		timed("routes", func() {
 			l.routesOK = false
-			r, err := route.Apply(dp.h, d.routeOwner(), d.Routes)
+			r, err := dp.applyRoutes(d, full || vxlanApplied)
 			res.routeChanges = r.Added + r.Replaced + r.Deleted
 			if res.routeChanges > 0 {
 				a.met.routeChanges.Add(float64(res.routeChanges))

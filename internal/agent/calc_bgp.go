@@ -71,3 +71,15 @@ func (c *calc) bgpRoute(dst netip.Prefix, nh netip.Addr, pool Pool) (route.Route
 	}
 	return r, true
 }
+
+// applyRoutes installs d.Routes: a full Apply (kernel dump and diff) on
+// a full pass, after a failure, when protocol 12 ownership changed or a
+// device was recreated; otherwise only the routes that changed since the
+// last successful apply, so that one BGP UPDATE costs one netlink request.
+func (dp *dataplane) applyRoutes(d Desired, full bool) (route.Result, error) {
+	l := &dp.last
+	if full || !l.routesOK || l.ownBGP != d.OwnBGPRoutes {
+		return route.Apply(dp.h, d.routeOwner(), d.Routes)
+	}
+	return route.ApplyChanges(dp.h, d.routeOwner(), l.routes, d.Routes)
+}
