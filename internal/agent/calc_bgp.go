@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"cmp"
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/dataplane/route"
@@ -38,15 +40,21 @@ func (c *calc) bgpRoutes(add func(netip.Prefix, route.Route)) {
 	if !m.BGP.Enabled {
 		return
 	}
-	for _, dst := range slices.SortedFunc(maps.Keys(m.BGP.Learned), comparePrefix) {
-		l := m.BGP.Learned[dst]
+	// Pools by prefix length, longest first: the first containing pool
+	// is the most specific (poolFor's rule, without its per-call sort).
+	pools := slices.Collect(maps.Values(m.Pools))
+	slices.SortFunc(pools, func(a, b Pool) int { return cmp.Or(b.CIDR.Bits()-a.CIDR.Bits(), strings.Compare(a.Name, b.Name)) })
+	for dst, l := range m.BGP.Learned {
 		if !dst.Addr().Is4() || !l.NextHop.Is4() {
 			continue
 		}
-		pool, ok := c.poolFor(dst)
-		if !ok || pool.vxlan() {
+		i := slices.IndexFunc(pools, func(p Pool) bool {
+			return p.CIDR.Addr().Is4() && p.CIDR.Bits() <= dst.Bits() && p.CIDR.Contains(dst.Addr())
+		})
+		if i < 0 || pools[i].vxlan() {
 			continue
 		}
+		pool := pools[i]
 		if b, ok := m.Blocks[dst]; ok && b.Affinity == m.NodeName {
 			continue // our own block, reflected back
 		}

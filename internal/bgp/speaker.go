@@ -43,7 +43,8 @@ type Speaker struct {
 	nextHop    netip.Addr
 
 	mu      sync.Mutex // guards the fields below (written by GoBGP's callbacks)
-	learned map[netip.Prefix]Learned
+	learned map[netip.Prefix]Learned // changed in place by onEvent
+	snap    map[netip.Prefix]Learned // immutable copy for readers, nil when stale
 	states  map[netip.Addr]*sessionState
 	gen     uint64 // bumped whenever learned changes
 }
@@ -152,7 +153,7 @@ func (s *Speaker) stopLocked(hard bool) {
 	}
 	s.srv, s.globalHash = nil, ""
 	s.mu.Lock()
-	s.learned = map[netip.Prefix]Learned{}
+	s.learned, s.snap = map[netip.Prefix]Learned{}, nil
 	s.states = map[netip.Addr]*sessionState{}
 	s.gen++
 	s.mu.Unlock()
@@ -311,7 +312,6 @@ func (s *Speaker) onEvent(r *gobgpapi.WatchEventResponse) {
 	changed := false
 	s.mu.Lock()
 	next := s.learned
-	cloned := false
 	for _, p := range t.Paths {
 		pfx, l, ok := decodePath(p)
 		if !ok {
@@ -323,9 +323,6 @@ func (s *Speaker) onEvent(r *gobgpapi.WatchEventResponse) {
 		if !fromPeer && !had {
 			continue
 		}
-		if !cloned {
-			next, cloned = maps.Clone(next), true
-		}
 		if p.IsWithdraw || !fromPeer {
 			delete(next, pfx)
 		} else {
@@ -334,7 +331,7 @@ func (s *Speaker) onEvent(r *gobgpapi.WatchEventResponse) {
 		changed = true
 	}
 	if changed {
-		s.learned = next
+		s.snap = nil
 		s.gen++
 	}
 	s.mu.Unlock()
@@ -416,7 +413,10 @@ func (s *Speaker) Running() bool {
 func (s *Speaker) Learned() (map[netip.Prefix]Learned, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.learned, s.gen
+	if s.snap == nil {
+		s.snap = maps.Clone(s.learned)
+	}
+	return s.snap, s.gen
 }
 
 // PeerStatus is one session as `calicoctl node status` reports it.
