@@ -10,7 +10,7 @@ import (
 )
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
-func ptr[T any](v T) *T        { return &v }
+func ptr[T any](v T) *T         { return &v }
 
 func threeNodes() map[string]Node {
 	return map[string]Node{

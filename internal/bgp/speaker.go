@@ -42,7 +42,7 @@ type Speaker struct {
 	origin     map[netip.Prefix]string // prefix -> hash of its path
 	nextHop    netip.Addr
 
-	mu      sync.Mutex // guards the fields below (written by GoBGP's callbacks)
+	mu      sync.Mutex               // guards the fields below (written by GoBGP's callbacks)
 	learned map[netip.Prefix]Learned // changed in place by onEvent
 	snap    map[netip.Prefix]Learned // immutable copy for readers, nil when stale
 	states  map[netip.Addr]*sessionState
