@@ -37,6 +37,7 @@ type dataplane struct {
 
 	last    applied
 	wepDone map[string]bool // workload interfaces whose sysctls are set (or that were missing)
+	batch   *route.Batcher  // bulk route changes (calc_bgp.go); nil until first used
 }
 
 // applied is what the last successful apply of each part installed.
@@ -74,6 +75,9 @@ func newDataplane(a *Agent) (*dataplane, error) {
 
 func (dp *dataplane) close() {
 	dp.h.Close()
+	if dp.batch != nil {
+		dp.batch.Close()
+	}
 	_ = dp.nftClose()
 }
 

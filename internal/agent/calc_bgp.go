@@ -89,5 +89,12 @@ func (dp *dataplane) applyRoutes(d Desired, full bool) (route.Result, error) {
 	if full || !l.routesOK || l.ownBGP != d.OwnBGPRoutes {
 		return route.Apply(dp.h, d.routeOwner(), d.Routes)
 	}
-	return route.ApplyChanges(dp.h, d.routeOwner(), l.routes, d.Routes)
+	if dp.batch == nil {
+		b, err := route.NewBatcher(dp.ns)
+		if err != nil {
+			return route.Apply(dp.h, d.routeOwner(), d.Routes)
+		}
+		dp.batch = b
+	}
+	return route.ApplyChanges(dp.h, dp.batch, d.routeOwner(), l.routes, d.Routes)
 }

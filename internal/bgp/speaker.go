@@ -88,7 +88,10 @@ func (s *Speaker) Apply(ctx context.Context, d Desired) error {
 		s.stopLocked(true)
 		return nil
 	}
-	if gh := hashOf(d.Global); s.srv == nil || gh != s.globalHash {
+	// The log level is applied in place; anything else restarts the server.
+	g := d.Global
+	g.LogSeverity = ""
+	if gh := hashOf(g); s.srv == nil || gh != s.globalHash {
 		s.stopLocked(true)
 		if err := s.startLocked(ctx, d.Global); err != nil {
 			return err

@@ -111,4 +111,12 @@ func TestSpeakersOnLoopback(t *testing.T) {
 	if st := b.Status(ctx); len(st) != 1 || st[0].Flaps != 0 {
 		t.Errorf("withdraw reset the session: %+v", st)
 	}
+	// A new log level is applied in place: the server and its session stay.
+	da.Global.LogSeverity = "Debug"
+	if err := a.Apply(ctx, da); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Status(ctx); len(st) != 1 || st[0].State != "Established" {
+		t.Errorf("log level change restarted the speaker: %+v", st)
+	}
 }

@@ -16,7 +16,9 @@ import (
 // It reads nothing back from the kernel (no dumps), so a single changed
 // route costs one netlink request; a full Apply now and then repairs
 // changes made by others.
-func ApplyChanges(h *netlink.Handle, owner Owner, prev, desired []Route) (Result, error) {
+//
+// With a Batcher, large sets of simple changes are written in batches.
+func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Route) (Result, error) {
 	old := make(map[netip.Prefix]Route, len(prev))
 	for _, r := range prev {
 		old[r.Dst] = r
@@ -38,6 +40,7 @@ func ApplyChanges(h *netlink.Handle, owner Owner, prev, desired []Route) (Result
 	var res Result
 	var errs []error
 	ls := links{byName: map[string]int{}}
+	var batch []Route
 	for _, r := range todo {
 		if r.LinkName != "" {
 			if _, ok := ls.byName[r.LinkName]; !ok {
@@ -49,6 +52,10 @@ func ApplyChanges(h *netlink.Handle, owner Owner, prev, desired []Route) (Result
 				ls.byName[r.LinkName] = l.Attrs().Index
 			}
 		}
+		if b != nil && len(todo) >= minBatch && batchable(r) {
+			batch = append(batch, r)
+			continue
+		}
 		nr, err := toNetlink(r, owner.table(), ls)
 		if err == nil {
 			err = h.RouteReplace(nr)
@@ -57,10 +64,15 @@ func ApplyChanges(h *netlink.Handle, owner Owner, prev, desired []Route) (Result
 			errs = append(errs, fmt.Errorf("replace route %s: %w", r, err))
 			continue
 		}
-		if _, ok := old[r.Dst]; ok {
-			res.Replaced++
-		} else {
-			res.Added++
+		res.count(old, r)
+	}
+	if len(batch) > 0 {
+		berrs := b.replace(batch, owner.table(), ls)
+		errs = append(errs, berrs...)
+		// Failed routes are counted too; the error makes the caller retry
+		// with a full Apply.
+		for _, r := range batch {
+			res.count(old, r)
 		}
 	}
 	for _, r := range prev {
@@ -79,4 +91,16 @@ func ApplyChanges(h *netlink.Handle, owner Owner, prev, desired []Route) (Result
 		res.Deleted++
 	}
 	return res, errors.Join(errs...)
+}
+
+// minBatch is the smallest change worth a batch; below it each route is
+// one request (the latency of a single change matters more).
+const minBatch = 16
+
+func (r *Result) count(old map[netip.Prefix]Route, rt Route) {
+	if _, ok := old[rt.Dst]; ok {
+		r.Replaced++
+	} else {
+		r.Added++
+	}
 }
