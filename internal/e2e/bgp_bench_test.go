@@ -315,6 +315,16 @@ func BenchmarkBGP10kRoutes(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	for _, l := range strings.Split(scrape(b, c.n1), "\n") {
+		if strings.HasPrefix(l, "calico_node_reconcile_seconds_sum") || strings.HasPrefix(l, "calico_node_reconcile_seconds_count") {
+			b.Log(l)
+		}
+	}
+	for _, l := range strings.Split(p.Stderr.String(), "\n") {
+		if strings.Contains(l, "level=ERROR") {
+			b.Log(tail(l, 1)[:min(len(l), 300)])
+		}
+	}
 	est, ok := establishedAt(p.Stderr.String(), "10.99.0.1")
 	if !ok {
 		b.Fatalf("no Established in the log")
