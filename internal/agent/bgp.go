@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -51,6 +52,9 @@ var (
 type BGPView struct {
 	Configs map[string]*api.BGPConfigurationSpec // by name
 	Peers   map[string]*api.BGPPeer              // by name
+	// Unconfirmed are this node's blocks whose affinity is pending (or
+	// pending deletion): upstream's export filter skips them.
+	Unconfirmed map[netip.Prefix]bool
 	// Enabled is set when this daemon runs a speaker: the learned routes
 	// replace derived ones for pools without VXLAN.
 	Enabled bool
@@ -64,6 +68,7 @@ type BGPView struct {
 func (v BGPView) clone() BGPView {
 	v.Configs = maps.Clone(v.Configs)
 	v.Peers = maps.Clone(v.Peers)
+	v.Unconfirmed = maps.Clone(v.Unconfirmed)
 	return v
 }
 
@@ -230,7 +235,11 @@ func (a *Agent) bgpInput(m *Model) *bgp.Input {
 		in.Pools = append(in.Pools, bgp.Pool{CIDR: p.CIDR, DisableExport: p.DisableBGPExport})
 	}
 	for _, b := range m.Blocks {
-		in.Blocks = append(in.Blocks, bgp.Block{CIDR: b.CIDR, Affinity: b.Affinity, Borrowed: b.Borrowed})
+		aff := b.Affinity
+		if aff == m.NodeName && m.BGP.Unconfirmed[b.CIDR] {
+			aff = ""
+		}
+		in.Blocks = append(in.Blocks, bgp.Block{CIDR: b.CIDR, Affinity: aff, Borrowed: b.Borrowed})
 	}
 	return in
 }
@@ -273,7 +282,37 @@ func (a *Agent) bgpStatus() (string, []bgp.PeerStatus, []string) {
 // bgpHandlers feed BGPConfiguration and BGPPeer objects into the model.
 func (a *Agent) bgpHandlers() []*syncHandler {
 	cfgKind, peerKind := mustKind(api.KindBGPConfiguration), mustKind(api.KindBGPPeer)
+	affinities := api.HostAffinityPrefix(a.cfg.NodeName, 4)
 	return []*syncHandler{
+		{
+			// Not in watchedPrefixes: until it syncs, every affinity
+			// counts as confirmed (the block's own affinity field).
+			a: a, prefix: affinities,
+			reset: func(m *Model) { m.BGP.Unconfirmed = map[netip.Prefix]bool{} },
+			put: func(m *Model, key string, item *kv.KV) error {
+				_, cidr, err := api.ParseAffinityKey(key)
+				if err != nil {
+					return err
+				}
+				var aff api.BlockAffinity
+				if len(item.Value) > 0 {
+					if err := json.Unmarshal(item.Value, &aff); err != nil {
+						return fmt.Errorf("decode affinity %s: %w", key, err)
+					}
+				}
+				if aff.Confirmed() && !aff.Deleted {
+					delete(m.BGP.Unconfirmed, cidr)
+				} else {
+					m.BGP.Unconfirmed[cidr] = true
+				}
+				return nil
+			},
+			del: func(m *Model, key string) {
+				if _, cidr, err := api.ParseAffinityKey(key); err == nil {
+					delete(m.BGP.Unconfirmed, cidr)
+				}
+			},
+		},
 		{
 			a: a, prefix: prefixBGPConfigs,
 			reset: func(m *Model) { m.BGP.Configs = map[string]*api.BGPConfigurationSpec{} },

@@ -101,3 +101,21 @@ func TestCalcBGPLeavesVXLAN(t *testing.T) {
 		t.Errorf("VXLAN routes: %q", got)
 	}
 }
+
+func TestBGPInputSkipsUnconfirmedAffinity(t *testing.T) {
+	m := model(ipipPool(api.IPIPModeNever))
+	m.BGP.Unconfirmed = map[netip.Prefix]bool{pfx("10.244.1.0/26"): true}
+	a := &Agent{}
+	in := a.bgpInput(m)
+	for _, b := range in.Blocks {
+		if b.CIDR == pfx("10.244.1.0/26") && b.Affinity != "" {
+			t.Errorf("pending block keeps its affinity: %+v", b)
+		}
+		if b.CIDR == pfx("10.244.2.0/26") && b.Affinity != "n2" {
+			t.Errorf("other node's block: %+v", b)
+		}
+	}
+	if d := bgp.Calc(in); len(d.Originated) != 0 {
+		t.Errorf("originated %+v", d.Originated)
+	}
+}
