@@ -87,6 +87,9 @@ func (c *calc) bgpRoute(dst netip.Prefix, nh netip.Addr, pool Pool) (route.Route
 func (dp *dataplane) applyRoutes(d Desired, full bool) (route.Result, error) {
 	l := &dp.last
 	if full || !l.routesOK || l.ownBGP != d.OwnBGPRoutes {
+		if dp.batch != nil {
+			dp.batch.Forget()
+		}
 		return route.Apply(dp.h, d.routeOwner(), d.Routes)
 	}
 	if dp.batch == nil {

@@ -18,7 +18,8 @@ import (
 // changes, such as thousands of routes learned from a BGP peer at once.
 // Not safe for concurrent use.
 type Batcher struct {
-	s *nl.NetlinkSocket
+	s     *nl.NetlinkSocket
+	links map[string]int // link name -> index cache of ApplyChanges
 }
 
 // batchChunk is how many requests go in one write (about 60 bytes each).
@@ -42,6 +43,10 @@ func NewBatcher(nsPath string) (*Batcher, error) {
 	}
 	return &Batcher{s: s}, nil
 }
+
+// Forget drops the cached link indexes (after links may have been
+// recreated).
+func (b *Batcher) Forget() { b.links = nil }
 
 // Close closes the socket.
 func (b *Batcher) Close() { b.s.Close() }

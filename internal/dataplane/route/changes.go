@@ -19,6 +19,7 @@ import (
 //
 // With a Batcher, large sets of simple changes are written in batches.
 func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Route) (Result, error) {
+	var errs []error
 	old := make(map[netip.Prefix]Route, len(prev))
 	for _, r := range prev {
 		old[r.Dst] = r
@@ -38,8 +39,20 @@ func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Ro
 		}
 	}
 	var res Result
-	var errs []error
 	ls := links{byName: map[string]int{}}
+	if b != nil {
+		// Link indexes are cached between calls (one lookup less per
+		// change); any failure drops the cache.
+		if b.links == nil {
+			b.links = map[string]int{}
+		}
+		ls.byName = b.links
+		defer func() {
+			if len(errs) > 0 {
+				b.links = nil
+			}
+		}()
+	}
 	var batch []Route
 	for _, r := range todo {
 		if r.LinkName != "" {
