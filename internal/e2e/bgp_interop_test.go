@@ -117,3 +117,68 @@ spec:
 	c.waitIPRoute(t, c.n2, block(pods[0]), bgpRoute(block(pods[0]), c.n1.IP.Addr()))
 	pingMatrix(t, pods)
 }
+
+// TestPrivilegedBGPFRRReflector is the gobgpd test with FRR's bgpd (run
+// alone: no zebra, no kernel routes) as the route reflector.
+func TestPrivilegedBGPFRRReflector(t *testing.T) {
+	const bgpd = "/usr/lib/frr/bgpd"
+	if _, err := os.Stat(bgpd); err != nil {
+		t.Skipf("test needs FRR's %s: %v", bgpd, err)
+	}
+	c := newLab(t)
+	c.sameSubnet(2)
+	dir := t.TempDir()
+	var conf strings.Builder
+	conf.WriteString("frr defaults traditional\nhostname tor\n!\nrouter bgp 64512\n bgp router-id 10.99.0.1\n no bgp ebgp-requires-policy\n")
+	for _, n := range c.nodes {
+		fmt.Fprintf(&conf, " neighbor %s remote-as 64512\n neighbor %s timers connect 1\n", n.IP.Addr(), n.IP.Addr())
+	}
+	conf.WriteString(" address-family ipv4 unicast\n")
+	for _, n := range c.nodes {
+		fmt.Fprintf(&conf, "  neighbor %s route-reflector-client\n", n.IP.Addr())
+	}
+	conf.WriteString(" exit-address-family\n!\n")
+	path := filepath.Join(dir, "bgpd.conf")
+	if err := os.WriteFile(path, []byte(conf.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", filepath.Base(c.lab.Router), bgpd, "-f", path, "-i", filepath.Join(dir, "bgpd.pid"),
+		"--vty_socket", dir, "-Z", "-S", "-n", "--log", "stdout")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	var log labtest.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start bgpd: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("bgpd log:\n%s", tail(log.String(), 30))
+		}
+	})
+	c.calicoctl(t, noEncapPool+"---\n"+meshOff+`---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: rr
+spec:
+  peerIP: 10.99.0.1
+  asNumber: 64512
+`, "apply", "-f", "-")
+	c.startBGP(t)
+	for _, n := range c.nodes {
+		c.waitEstablished(t, n, 1)
+	}
+	pods := c.addPods(t, "a", "bgp", c.nodes...)
+	c.waitIPRoute(t, c.n1, block(pods[1]), bgpRoute(block(pods[1]), c.n2.IP.Addr()))
+	c.waitIPRoute(t, c.n2, block(pods[0]), bgpRoute(block(pods[0]), c.n1.IP.Addr()))
+	pingMatrix(t, pods)
+}
