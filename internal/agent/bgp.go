@@ -63,6 +63,9 @@ type BGPView struct {
 	// that nobody advertises deleted, so a restart keeps them meanwhile.
 	Synced  bool
 	Learned map[netip.Prefix]bgp.Learned // read-only
+	// Down says why a wanted speaker is not running ("" when it runs or
+	// has not been tried yet).
+	Down string
 }
 
 func (v BGPView) clone() BGPView {
@@ -178,6 +181,8 @@ func (a *Agent) bgpAfterApply(d bgp.Desired, err error) {
 		b.reason = "not running (this node has no IPv4 address)"
 	case !b.running && err != nil:
 		b.reason = "not running: " + err.Error()
+	case b.running:
+		b.reason = ""
 	}
 	if b.running && !wasRunning {
 		b.started = time.Now()
@@ -215,6 +220,9 @@ func (a *Agent) bgpView(v BGPView) BGPView {
 	b := a.bgp
 	b.mu.Lock()
 	v.Enabled, v.Synced = b.wanted, b.running && b.synced
+	if b.wanted && !b.running {
+		v.Down = b.reason
+	}
 	b.mu.Unlock()
 	if v.Enabled {
 		v.Learned, _ = b.speaker.Learned()

@@ -40,6 +40,9 @@ func (c *calc) bgpRoutes(add func(netip.Prefix, route.Route)) {
 	if !m.BGP.Enabled {
 		return
 	}
+	if m.BGP.Down != "" {
+		c.degrade("bgp: the BGP speaker is %s: routes to other nodes' blocks in pools without VXLAN are not programmed", m.BGP.Down)
+	}
 	// Pools by prefix length, longest first: the first containing pool
 	// is the most specific (poolFor's rule, without its per-call sort).
 	pools := slices.Collect(maps.Values(m.Pools))

@@ -3,6 +3,7 @@ package agent
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/onecalico/calico/internal/api"
@@ -117,5 +118,14 @@ func TestBGPInputSkipsUnconfirmedAffinity(t *testing.T) {
 	}
 	if d := bgp.Calc(in); len(d.Originated) != 0 {
 		t.Errorf("originated %+v", d.Originated)
+	}
+}
+
+func TestCalcBGPDownIsDegraded(t *testing.T) {
+	m := bgpModel(ipipPool(api.IPIPModeNever), false)
+	m.BGP.Down, m.BGP.Learned = "not running: listen tcp 0.0.0.0:179: address already in use", nil
+	d := Calc(m)
+	if len(d.Degraded) != 1 || !strings.Contains(d.Degraded[0], "address already in use") {
+		t.Errorf("degraded %q", d.Degraded)
 	}
 }
