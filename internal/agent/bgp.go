@@ -114,8 +114,17 @@ func (a *Agent) initBGP() {
 	}
 	b := &bgpAgent{kick: make(chan struct{}, 1), secrets: dir}
 	b.wanted, _ = a.bgpWanted()
-	b.speaker = bgp.NewSpeaker(a.log, func() {
-		a.signal(false)
+	// Learned routes only wake the reconcile goroutine; session changes
+	// also wake the BGP goroutine (it decides when routes are synced).
+	b.speaker = bgp.NewSpeaker(a.log, func(sessions bool) {
+		if sessions {
+			a.signal(false)
+			return
+		}
+		select {
+		case a.trigger <- struct{}{}:
+		default:
+		}
 	})
 	a.bgp = b
 	a.met.registry.MustRegister(bgpCollector{a})

@@ -31,7 +31,7 @@ type Learned struct {
 // serialised.
 type Speaker struct {
 	log      *slog.Logger
-	onChange func()
+	onChange func(sessions bool)
 
 	opMu       sync.Mutex // serialises Apply and Stop
 	srv        *server.BgpServer
@@ -62,11 +62,11 @@ type sessionState struct {
 }
 
 // NewSpeaker returns a stopped speaker. onChange is called (from GoBGP's
-// goroutines; it must not block) whenever learned routes or session
-// states change.
-func NewSpeaker(log *slog.Logger, onChange func()) *Speaker {
+// goroutines; it must not block) whenever learned routes change
+// (sessions false) or session states change (sessions true).
+func NewSpeaker(log *slog.Logger, onChange func(sessions bool)) *Speaker {
 	if onChange == nil {
-		onChange = func() {}
+		onChange = func(bool) {}
 	}
 	return &Speaker{log: log, onChange: onChange, learned: map[netip.Prefix]Learned{}, states: map[netip.Addr]*sessionState{}}
 }
@@ -160,7 +160,7 @@ func (s *Speaker) stopLocked(hard bool) {
 	s.states = map[netip.Addr]*sessionState{}
 	s.gen++
 	s.mu.Unlock()
-	s.onChange()
+	s.onChange(true)
 }
 
 func (s *Speaker) reconcilePeers(ctx context.Context, want []Peer) error {
@@ -339,7 +339,7 @@ func (s *Speaker) onEvent(r *gobgpapi.WatchEventResponse) {
 	}
 	s.mu.Unlock()
 	if changed {
-		s.onChange()
+		s.onChange(false)
 	}
 }
 
@@ -366,7 +366,7 @@ func (s *Speaker) onPeer(pe *gobgpapi.WatchEventResponse_PeerEvent) {
 	}
 	s.mu.Unlock()
 	s.log.Info("BGP session state", "component", "bgp", "peer", addr, "state", stateName(st))
-	s.onChange()
+	s.onChange(true)
 }
 
 // decodePath reads an IPv4 unicast path's prefix, next hop and source.
