@@ -48,6 +48,9 @@ const component = "calico"
 // datastoreReady=false (e.g. during a datastore migration).
 const notReady = "Calico is currently not ready to process requests"
 
+// notInitialised says why ClusterInformation may be missing and what to do.
+const notInitialised = "the datastore is not initialised: start calico-node on a node (it initialises the datastore), or make the first calicoctl write, e.g. apply the IPPool"
+
 // Main runs the plugin with the environment and stdin of the process.
 func Main(args []string) int {
 	// The CNI library compares the plugin's own namespace with CNI_NETNS
@@ -124,7 +127,9 @@ type request struct {
 	ids    api.WorkloadEndpointIdentifiers
 	wepNS  string
 	wepKey string
-	// hostIf is the host-side veth name.
+	// hostIf is the host-side veth name: upstream's (hostVethName), or
+	// the endpoint's recorded one, or altVethName when upstream's is held
+	// by another workload.
 	hostIf string
 	// handle and legacy are the IPAM handles (calico-ipam only).
 	handle, legacy string
@@ -134,8 +139,14 @@ type request struct {
 }
 
 // prepare parses and checks everything an ADD, DEL or CHECK needs before
-// it touches the datastore or the kernel.
+// it touches the datastore or the kernel: first that CNI_NETNS is not the
+// plugin's own namespace, then the netconf (name length, MTU range),
+// CNI_ARGS, the node name, the IPAM plugin, the endpoint's name and the
+// network's profile.
 func (p *plugin) prepare(args *skel.CmdArgs) (*request, error) {
+	if err := refuseOwnNetNS(p.hostNS, args.Netns); err != nil {
+		return nil, err
+	}
 	s, err := cniipam.Open(p.env, component, args.StdinData)
 	if err != nil {
 		return nil, err
@@ -144,6 +155,9 @@ func (p *plugin) prepare(args *skel.CmdArgs) (*request, error) {
 	r := &request{args: args, s: s, conf: s.Conf}
 	if r.cargs, err = cniconf.ParseArgs(args.Args); err != nil {
 		return nil, types.NewError(types.ErrInvalidEnvironmentVariables, err.Error(), "")
+	}
+	if err := checkFeatures(r.conf); err != nil {
+		return nil, err
 	}
 	if r.node, err = s.NodeName(); err != nil {
 		return nil, err
@@ -155,8 +169,27 @@ func (p *plugin) prepare(args *skel.CmdArgs) (*request, error) {
 	if err := r.identify(); err != nil {
 		return nil, err
 	}
+	if err := r.newProfile().Validate(); err != nil {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(`netconf field "name": %s cannot name a Calico profile: %s`, cniconf.Quote(r.conf.Name), cniconf.Quote(err.Error())), "")
+	}
 	r.handle, r.legacy = cniipam.Handles(r.conf.Name, args.ContainerID, r.cargs)
 	return r, nil
+}
+
+// checkFeatures refuses the feature_control switches this plugin does not
+// implement. Upstream applies both to Kubernetes pod annotations
+// (cni.projectcalico.org/ipAddrsNoIpam, floatingIPs), which an etcd-only
+// plugin never reads; silently ignoring them would hand out addresses the
+// user did not ask for.
+func checkFeatures(c *cniconf.NetConf) error {
+	f := c.FeatureControl
+	switch {
+	case f.IPAddrsNoIPAM:
+		return types.NewError(types.ErrInvalidNetworkConfig, `netconf field "feature_control.ip_addrs_no_ipam": not supported: it enables the Kubernetes annotation cni.projectcalico.org/ipAddrsNoIpam, which this etcd-only plugin does not read; remove it, and give a fixed address with CNI_ARGS IP=<address> (allocated through Calico IPAM)`, "")
+	case f.FloatingIPs:
+		return types.NewError(types.ErrInvalidNetworkConfig, `netconf field "feature_control.floating_ips": not supported: it enables the Kubernetes annotation cni.projectcalico.org/floatingIPs, which this etcd-only plugin does not read; remove it`, "")
+	}
+	return nil
 }
 
 // checkIPAMType refuses a netconf without an IPAM plugin, or naming one
