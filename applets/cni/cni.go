@@ -169,7 +169,7 @@ func (p *plugin) prepare(args *skel.CmdArgs) (*request, error) {
 	if err := r.identify(); err != nil {
 		return nil, err
 	}
-	if err := r.newProfile().Validate(); err != nil {
+	if err := api.Validate(r.newProfile()); err != nil {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(`netconf field "name": %s cannot name a Calico profile: %s`, cniconf.Quote(r.conf.Name), cniconf.Quote(err.Error())), "")
 	}
 	r.handle, r.legacy = cniipam.Handles(r.conf.Name, args.ContainerID, r.cargs)
