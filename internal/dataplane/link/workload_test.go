@@ -378,7 +378,20 @@ func TestPrivilegedSetupReplacesStaleHostLink(t *testing.T) {
 // namespace, under any path, is refused before anything changes.
 func TestPrivilegedRefuseOwnNetNS(t *testing.T) {
 	l := newLab(t)
-	before := testutil.RunIn(t, l.host, "ip", "-d", "addr")
+	// Links, IPv4 addresses and routes (link states and IPv6 DAD of the
+	// fresh namespace may still be settling, so they are not compared).
+	snapshot := func() string {
+		links, err := l.hostH.LinkList()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := testutil.RunIn(t, l.host, "ip", "-o", "-4", "addr") + testutil.RunIn(t, l.host, "ip", "-4", "route")
+		for _, x := range links {
+			out += fmt.Sprintf("%s %s %d\n", x.Attrs().Name, x.Type(), x.Attrs().Index)
+		}
+		return out
+	}
+	before := snapshot()
 	w := Workload{HostNetNS: l.host, ContainerNetNS: l.host, ContainerIf: "lo", HostIf: "caliownns0001",
 		Addrs: []netip.Prefix{netip.MustParsePrefix("10.65.9.2/32")}}
 	if _, err := SetupWorkload(w); !errors.Is(err, ErrOwnNetNS) {
@@ -387,7 +400,7 @@ func TestPrivilegedRefuseOwnNetNS(t *testing.T) {
 	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: l.host, ContainerIf: "lo"}); !errors.Is(err, ErrOwnNetNS) {
 		t.Fatalf("RemoveWorkload in the host namespace = %v, want ErrOwnNetNS", err)
 	}
-	if after := testutil.RunIn(t, l.host, "ip", "-d", "addr"); after != before {
+	if after := snapshot(); after != before {
 		t.Errorf("host namespace changed:\n%s\nwas\n%s", after, before)
 	}
 	same, err := SameNetNS("", "/proc/thread-self/ns/net")
