@@ -193,9 +193,10 @@ func (r *request) allocate(ctx context.Context, st *state) (*ipamResult, error) 
 		if st.handle != nil {
 			// An earlier ADD of this container allocated but never recorded
 			// an endpoint (it was killed): start afresh rather than hold
-			// two sets of addresses under one handle.
+			// two sets of addresses under one handle, once no host route
+			// to the old addresses is left (see gcAddresses).
 			r.s.Log.Warn("releasing the addresses of an interrupted earlier ADD of this container", "handle", r.handle)
-			if err := r.s.Release(ctx, r.handle); err != nil {
+			if err := r.dropInterrupted(ctx); err != nil {
 				return nil, err
 			}
 		}
@@ -239,6 +240,23 @@ func (r *request) allocate(ctx context.Context, st *state) (*ipamResult, error) 
 		return nil, types.NewError(types.ErrInternal, fmt.Sprintf("IPAM plugin %s: %v", r.conf.IPAM.Type, err), "")
 	}
 	return out, nil
+}
+
+// dropInterrupted removes the host veth an interrupted earlier ADD of this
+// container left routing its addresses, then releases them.
+func (r *request) dropInterrupted(ctx context.Context) error {
+	ips, err := r.s.Alloc.IPsByHandle(ctx, r.handle)
+	if err != nil && !errors.Is(err, ipam.ErrHandleNotFound) {
+		return cniipam.CNIError(err)
+	}
+	addrs := make([]netip.Prefix, len(ips))
+	for i, ip := range ips {
+		addrs[i] = netip.PrefixFrom(ip, ip.BitLen())
+	}
+	if err := link.RemoveOrphanLinks(link.Orphan{Addrs: addrs, Prefix: vethPrefix}); err != nil {
+		return types.NewError(types.ErrInternal, fmt.Sprintf("release the addresses of an interrupted earlier ADD of container %s: %v", r.args.ContainerID, err), "")
+	}
+	return r.s.Release(ctx, r.handle)
 }
 
 // releaseNew releases what allocate got (not the legacy handle).

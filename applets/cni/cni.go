@@ -15,7 +15,14 @@
 // same result and creates nothing twice, and re-plumbs a lost interface
 // with the same addresses), a failed ADD undoes everything it did, DEL
 // succeeds whatever is already gone, and CHECK really checks the kernel,
-// the endpoint record and the IPAM handle.
+// the endpoint record and the IPAM handle. CNI_NETNS naming the plugin's
+// own namespace is refused before anything is touched. A host veth is
+// never taken over or deleted unless it is provably the container's: when
+// upstream's name ("cali" + 11 characters of the container ID) is held by
+// another live workload, the ADD uses "cali" + 11 hex digits of the ID's
+// SHA-1 and records it on the endpoint. The host IPAM lock is private
+// (0600 in a 0700 directory) and its wait is bounded
+// (ipam_lock_timeout_seconds, default 60).
 //
 // It imports the dataplane, the datastore client and IPAM through their
 // internal packages; it never shells out and never imports another applet.

@@ -289,3 +289,33 @@ func TestChecksBeforeWork(t *testing.T) {
 		t.Errorf("refused ADDs plumbed: %v", n)
 	}
 }
+
+// TestAddAfterKilledAddNewNetNS: an ADD killed before it recorded the
+// endpoint, retried by the runtime for the same container in a new
+// namespace while the old one still exists: the retry removes the old
+// veth (it routes only the old allocation's addresses) before releasing
+// them, so it can take any address again; the pod is reachable.
+func TestAddAfterKilledAddNewNetNS(t *testing.T) {
+	e := newEnv(t)
+	conf := e.conf("1.0.0", nil)
+	first := e.newPod("reborn")
+	if _, err := e.add(conf, first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Delete(context.Background(), api.KindWorkloadEndpoint, "default", nodeName+"-cni-reborn-eth0", ""); err != nil {
+		t.Fatal(err)
+	}
+	second := e.newPod("reborn")
+	res, err := e.add(conf, second)
+	if err != nil {
+		t.Fatalf("retried ADD in a new namespace: %v", err)
+	}
+	ping(t, e.node, podAddr(t, res).String())
+	if n := len(e.allocated()); n != 1 {
+		t.Errorf("%d addresses allocated, want 1", n)
+	}
+	if err := e.del(conf, second); err != nil {
+		t.Fatal(err)
+	}
+	e.requireClean(t)
+}
