@@ -5,7 +5,7 @@
 // ("<network>.<containerID>" and the legacy "<containerID>" or
 // "<namespace>.<pod>"), the allocation attributes, IP= versus automatic
 // assignment, release, CHECK of a handle, GC of a network's handles on a
-// node, the STATUS pool check, the best-effort host lock, logging, the
+// node, the STATUS pool check, the private, bounded host lock, logging, the
 // datastore connection with a deadline on every request, and the mapping
 // of errors to CNI error codes.
 //
