@@ -90,7 +90,11 @@ func Main(args []string) int {
 		Status: p.status,
 	}, cniversion.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"), "Calico CNI plugin "+version.Version)
 	if e != nil {
-		p.logger().Error("calico CNI plugin failed", "command", os.Getenv("CNI_COMMAND"), "container", os.Getenv("CNI_CONTAINERID"), "code", e.Code, "msg", e.Msg, "details", e.Details)
+		cid := os.Getenv("CNI_CONTAINERID")
+		if len(cid) > maxContainerID {
+			cid = cid[:maxContainerID] + "..."
+		}
+		p.logger().Error("calico CNI plugin failed", "command", os.Getenv("CNI_COMMAND"), "container", cid, "code", e.Code, "msg", e.Msg, "details", e.Details)
 		if err := e.Print(); err != nil {
 			fmt.Fprintf(os.Stderr, "calico: write error JSON: %v\n", err)
 		}
@@ -222,6 +226,11 @@ func checkIPAMType(conf *cniconf.NetConf, cniPath string) error {
 // default, host veth from the container ID).
 func (r *request) identify() error {
 	a := r.args
+	if len(a.ContainerID) > maxContainerID {
+		// Nothing bounds CNI_CONTAINERID before here; it could not name an
+		// endpoint anyway, and is not echoed at length.
+		return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_CONTAINERID %s is %d bytes long, more than %d: it cannot name a workload endpoint", cniconf.Quote(a.ContainerID), len(a.ContainerID), maxContainerID), "")
+	}
 	r.ids = api.WorkloadEndpointIdentifiers{Node: r.node, Endpoint: a.IfName, ContainerID: a.ContainerID}
 	if r.cargs.K8sPodNamespace != "" && r.cargs.K8sPodName != "" {
 		r.ids.Orchestrator, r.ids.Pod, r.wepNS = api.OrchestratorK8s, r.cargs.K8sPodName, r.cargs.K8sPodNamespace
@@ -244,6 +253,10 @@ func (r *request) identify() error {
 	r.wepKey = wepKind().Key(r.wepNS, name)
 	return nil
 }
+
+// maxContainerID bounds CNI_CONTAINERID: a resource name has at most 253
+// characters, and the endpoint's name contains the ID.
+const maxContainerID = 253
 
 // wepName is the endpoint's name (the last segment of its key).
 func (r *request) wepName() string { return r.wepKey[strings.LastIndexByte(r.wepKey, '/')+1:] }

@@ -298,6 +298,11 @@ func TestChecksBeforeWork(t *testing.T) {
 			t.Errorf("%s: %d bytes of output", c.name, n)
 		}
 	}
+	// A 100 kB container ID (nothing but the plugin bounds it).
+	o := e.runWithin(time.Minute, "ADD", strings.Repeat("c", 100<<10), p.ns, "", e.conf("1.0.0", nil))
+	if te := cniError(t, o); te.Code != types.ErrInvalidEnvironmentVariables || !strings.Contains(te.Msg, "102400 bytes long") || len(o.stdout)+len(o.stderr) > 4096 {
+		t.Errorf("100 kB container ID: code %d %.300q, %d bytes of output", te.Code, te.Msg, len(o.stdout)+len(o.stderr))
+	}
 	if s := e.datastoreState(); len(s) != 0 {
 		t.Errorf("refused ADDs wrote to the datastore: %v", s)
 	}
