@@ -17,7 +17,7 @@ func TestNodeNameFallsBackToHostName(t *testing.T) {
 	e := newEnv(t)
 	hn, err := os.Hostname()
 	if err != nil {
-		t.Skipf("no OS host name: %v", err)
+		t.Fatalf("no OS host name: %v", err)
 	}
 	hn = strings.ToLower(strings.TrimSpace(hn))
 	e.node(hn)
