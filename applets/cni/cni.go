@@ -180,11 +180,21 @@ func (p *plugin) prepare(args *skel.CmdArgs) (*request, error) {
 	if err := r.identify(); err != nil {
 		return nil, err
 	}
-	if err := api.Validate(r.newProfile()); err != nil {
+	if err := validProfileName(r.conf.Name); err != nil {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(`netconf field "name": %s cannot name a Calico profile: %s`, cniconf.Quote(r.conf.Name), cniconf.Quote(err.Error())), "")
 	}
 	r.handle, r.legacy = cniipam.Handles(r.conf.Name, args.ContainerID, r.cargs)
 	return r, nil
+}
+
+// validProfileName checks that the network name can name its profile and
+// the label the profile applies (the rest of the profile is ours), so that
+// a bad name fails before anything is allocated or plumbed.
+func validProfileName(name string) error {
+	if err := api.ValidateName("metadata.name", name); err != nil {
+		return err
+	}
+	return api.ValidateLabels("spec.labelsToApply", map[string]string{name: ""})
 }
 
 // checkFeatures refuses the feature_control switches this plugin does not
