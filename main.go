@@ -32,6 +32,7 @@ import (
 
 // applets maps an applet name to its entry point.
 var applets = map[string]func(args []string) int{
+	"-t":      cni.TestConnection, // upstream's `calico -t` datastore connection test
 	"cni":     cni.Main,
 	"ctl":     ctl.Main,
 	"etcd":    etcd.Main,
