@@ -10,7 +10,7 @@ GO       ?= go
 # are heavy and the reference machine has two cores.
 TESTFLAGS ?= -count=1 -p 1 -timeout 30m
 
-.PHONY: all build links test lint demo bench clean
+.PHONY: all build links test lint demo demo-bgp bench clean
 
 all: build
 
@@ -51,6 +51,10 @@ bench: build
 # packages) before it runs `make build` itself.
 demo:
 	scripts/demo.sh
+
+# The same three nodes on one subnet, routed by BGP (scripts/demo-bgp.sh).
+demo-bgp:
+	scripts/demo-bgp.sh
 
 clean:
 	rm -rf bin out applets/etcd/embedded/etcd-server.gz

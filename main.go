@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/onecalico/calico/applets/cni"
 	"github.com/onecalico/calico/applets/ctl"
@@ -32,6 +33,7 @@ import (
 
 // applets maps an applet name to its entry point.
 var applets = map[string]func(args []string) int{
+	"-t":      cni.TestConnection, // upstream's `calico -t` datastore connection test
 	"cni":     cni.Main,
 	"ctl":     ctl.Main,
 	"etcd":    etcd.Main,
@@ -95,12 +97,15 @@ func dispatch(argv []string, getenv func(string) string, stdout, stderr io.Write
 func usage(w io.Writer, problem string) {
 	names := make([]string, 0, len(applets))
 	for n := range applets {
-		names = append(names, n)
+		if !strings.HasPrefix(n, "-") { // options such as -t are listed below
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	fmt.Fprintf(w, "%susage: calico <applet> [args...]; calico --help, calico --version\napplets:\n", problem)
 	for _, n := range names {
 		fmt.Fprintf(w, "  %s\n", n)
 	}
+	fmt.Fprintln(w, "calico -t tests the datastore connection named by the netconf on stdin (as upstream's CNI binary)")
 	fmt.Fprintln(w, "also runs as calico-ipam, calico-node and calicoctl (by symlink name), and as the CNI plugin when CNI_COMMAND is set")
 }

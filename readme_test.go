@@ -15,10 +15,10 @@ func TestReadmeInstallSnippet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(b), "### Installing on a node\n\n```sh\n")
+	_, rest, ok := strings.Cut(string(b), "### Installing on a node by hand\n\nWhat `calico install` does, step by step:\n\n```sh\n")
 	snippet, _, ok2 := strings.Cut(rest, "```")
 	if !ok || !ok2 {
-		t.Fatal("README has no install snippet under \"### Installing on a node\"")
+		t.Fatal("README has no install snippet under \"### Installing on a node by hand\"")
 	}
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, "usr/local/bin"), 0o755)

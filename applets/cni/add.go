@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -50,8 +51,8 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 		return cniipam.CNIError(err)
 	}
 	ph.mark("read")
-	if !st.ready {
-		return types.NewError(types.ErrTryAgainLater, notReady, "")
+	if err := st.readyErr(); err != nil {
+		return err
 	}
 	var res *types100.Result
 	if st.wep != nil && st.wep.Spec.ContainerID == args.ContainerID {
@@ -93,7 +94,7 @@ func (p *plugin) addNew(ctx context.Context, r *request, st *state, mtu int, ph 
 	if v4, v6 := r.families(); r.inproc {
 		go func() {
 			defer close(vethDone)
-			veth, vethErr = link.CreateVeth(r.workload(p.hostNS, mtu, nil), v4, v6)
+			veth, vethErr = r.createVeth(p.hostNS, mtu, v4, v6)
 		}()
 	} else {
 		close(vethDone)
@@ -143,14 +144,14 @@ func (p *plugin) addNew(ctx context.Context, r *request, st *state, mtu int, ph 
 			veth.Close()
 		}
 	default:
-		lres, err = link.SetupWorkload(r.workload(p.hostNS, mtu, addrs))
+		lres, err = r.setupWorkload(p.hostNS, mtu, addrs)
 	}
 	if err != nil {
 		return nil, types.NewError(types.ErrInternal, fmt.Sprintf("set up interface %s of container %s (host side %s): %v", a.IfName, a.ContainerID, r.hostIf, err), "")
 	}
 	defer func() {
 		if err != nil {
-			if uerr := link.RemoveWorkload(r.removal(p.hostNS)); uerr != nil {
+			if uerr := link.RemoveWorkload(r.removal(p.hostNS, addrs)); uerr != nil {
 				r.s.Log.Error("undo a failed ADD: remove its interfaces", "interface", r.hostIf, "err", uerr)
 				err = withUndoError(err, "remove the interfaces", uerr)
 			}
@@ -184,14 +185,18 @@ func (p *plugin) addNew(ctx context.Context, r *request, st *state, mtu int, ph 
 // under the host lock, or from the IPAM plugin in CNI_PATH.
 func (r *request) allocate(ctx context.Context, st *state) (*ipamResult, error) {
 	if r.inproc {
-		unlock := r.s.Lock()
+		unlock, err := r.s.Lock()
+		if err != nil {
+			return nil, err
+		}
 		defer unlock()
 		if st.handle != nil {
 			// An earlier ADD of this container allocated but never recorded
 			// an endpoint (it was killed): start afresh rather than hold
-			// two sets of addresses under one handle.
+			// two sets of addresses under one handle, once no host route
+			// to the old addresses is left (see gcAddresses).
 			r.s.Log.Warn("releasing the addresses of an interrupted earlier ADD of this container", "handle", r.handle)
-			if err := r.s.Release(ctx, r.handle); err != nil {
+			if err := r.dropInterrupted(ctx); err != nil {
 				return nil, err
 			}
 		}
@@ -237,10 +242,30 @@ func (r *request) allocate(ctx context.Context, st *state) (*ipamResult, error) 
 	return out, nil
 }
 
+// dropInterrupted removes the host veth an interrupted earlier ADD of this
+// container left routing its addresses, then releases them.
+func (r *request) dropInterrupted(ctx context.Context) error {
+	ips, err := r.s.Alloc.IPsByHandle(ctx, r.handle)
+	if err != nil && !errors.Is(err, ipam.ErrHandleNotFound) {
+		return cniipam.CNIError(err)
+	}
+	addrs := make([]netip.Prefix, len(ips))
+	for i, ip := range ips {
+		addrs[i] = netip.PrefixFrom(ip, ip.BitLen())
+	}
+	if err := link.RemoveOrphanLinks(link.Orphan{Addrs: addrs, Prefix: vethPrefix}); err != nil {
+		return types.NewError(types.ErrInternal, fmt.Sprintf("release the addresses of an interrupted earlier ADD of container %s: %v", r.args.ContainerID, err), "")
+	}
+	return r.s.Release(ctx, r.handle)
+}
+
 // releaseNew releases what allocate got (not the legacy handle).
 func (r *request) releaseNew(ctx context.Context) error {
 	if r.inproc {
-		unlock := r.s.Lock()
+		unlock, err := r.s.Lock()
+		if err != nil {
+			return err
+		}
 		defer unlock()
 		return r.s.Release(ctx, r.handle)
 	}
@@ -255,14 +280,23 @@ func (r *request) releaseNew(ctx context.Context) error {
 // interface was lost or broken it is plumbed again with the same
 // addresses; if the IPAM handle was lost the same addresses are claimed
 // again (or the ADD fails, saying who holds them now).
+//
+// The same container added under another network name (the endpoint does
+// not list that network's profile yet) is upstream's multi-network case:
+// the endpoint is reused as it is, with no IPAM call for the new network,
+// and the network's profile is appended to it.
 func (p *plugin) readd(ctx context.Context, r *request, st *state, mtu int, ph *phases) (*types100.Result, error) {
 	a, wep := r.args, st.wep
 	addrs, err := wepAddrs(wep)
 	if err != nil || len(addrs) == 0 {
 		return nil, types.NewError(types.ErrInternal, fmt.Sprintf("workload endpoint %s/%s exists but its addresses are unusable (%v): delete the container and add it again", r.wepNS, r.wepName(), err), "")
 	}
+	if n := wep.Spec.InterfaceName; n != "" && slices.Contains(r.hostIfCandidates(), n) {
+		r.hostIf = n
+	}
+	otherNet := !slices.Contains(wep.Spec.Profiles, r.conf.Name)
 	var routes []*types.Route
-	if r.inproc {
+	if r.inproc && !(otherNet && st.handle == nil) {
 		h := st.handle
 		if h == nil {
 			if h, err = r.reclaim(ctx, addrs); err != nil {
@@ -278,10 +312,10 @@ func (p *plugin) readd(ctx context.Context, r *request, st *state, mtu int, ph *
 	check := r.workload(p.hostNS, 0, addrs) // a changed MTU file is no reason to re-plumb
 	if cerr := link.CheckWorkload(check); cerr != nil {
 		r.s.Log.Info("repeated ADD: the interface is not as it was set up; plumbing it again with the same addresses", "endpoint", r.wepKey, "problem", cerr)
-		if err := link.RemoveWorkload(r.removal(p.hostNS)); err != nil {
+		if err := link.RemoveWorkload(r.removal(p.hostNS, addrs)); err != nil {
 			return nil, types.NewError(types.ErrInternal, fmt.Sprintf("remove the broken interface %s of container %s: %v", a.IfName, a.ContainerID, err), "")
 		}
-		lres, err := link.SetupWorkload(r.workload(p.hostNS, mtu, addrs))
+		lres, err := r.setupWorkload(p.hostNS, mtu, addrs)
 		if err != nil {
 			return nil, types.NewError(types.ErrInternal, fmt.Sprintf("set up interface %s of container %s again: %v", a.IfName, a.ContainerID, err), "")
 		}
@@ -311,7 +345,10 @@ func (p *plugin) readd(ctx context.Context, r *request, st *state, mtu int, ph *
 // reclaim allocates addrs again under the container's handle after the
 // handle disappeared (e.g. released by hand) while the endpoint lives on.
 func (r *request) reclaim(ctx context.Context, addrs []netip.Prefix) (*api.Handle, error) {
-	unlock := r.s.Lock()
+	unlock, err := r.s.Lock()
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
 	r.s.Log.Warn("repeated ADD: the container's IPAM handle is gone; claiming its addresses again", "handle", r.handle, "addresses", addrs)
 	h := &api.Handle{Block: map[string]int{}}
@@ -337,9 +374,44 @@ func (r *request) families() (v4, v6 bool) {
 	return r.conf.IPAM.AssignIPv4, r.conf.IPAM.AssignIPv6
 }
 
-// removal is the teardown of the request's container.
-func (r *request) removal(hostNS string) link.Removal {
-	return link.Removal{HostNetNS: hostNS, ContainerNetNS: r.args.Netns, ContainerIf: r.args.IfName, HostIf: r.hostIf}
+// removal is the teardown of the request's container, whose addresses
+// are addrs (the proof that a host link found by name is its own).
+func (r *request) removal(hostNS string, addrs []netip.Prefix) link.Removal {
+	return link.Removal{HostNetNS: hostNS, ContainerNetNS: r.args.Netns, ContainerIf: r.args.IfName, HostIf: r.hostIf, HostIfAddrs: addrs}
+}
+
+// createVeth is link.CreateVeth under the first host veth name of
+// hostIfCandidates that no other workload holds; r.hostIf is set to it.
+func (r *request) createVeth(hostNS string, mtu int, v4, v6 bool) (*link.Veth, error) {
+	var err error
+	for _, name := range r.hostIfCandidates() {
+		r.hostIf = name
+		var v *link.Veth
+		if v, err = link.CreateVeth(r.workload(hostNS, mtu, nil), v4, v6); !errors.Is(err, link.ErrHostIfTaken) {
+			return v, err
+		}
+		r.s.Log.Info("host interface name held by another workload; trying the next", "interface", name, "err", err)
+	}
+	return nil, r.namesTaken(err)
+}
+
+// setupWorkload is link.SetupWorkload under the first free host veth name
+// of hostIfCandidates; r.hostIf is set to it.
+func (r *request) setupWorkload(hostNS string, mtu int, addrs []netip.Prefix) (link.WorkloadResult, error) {
+	var err error
+	for _, name := range r.hostIfCandidates() {
+		r.hostIf = name
+		var res link.WorkloadResult
+		if res, err = link.SetupWorkload(r.workload(hostNS, mtu, addrs)); !errors.Is(err, link.ErrHostIfTaken) {
+			return res, err
+		}
+		r.s.Log.Info("host interface name held by another workload; trying the next", "interface", name, "err", err)
+	}
+	return link.WorkloadResult{}, r.namesTaken(err)
+}
+
+func (r *request) namesTaken(err error) error {
+	return fmt.Errorf("every host interface name for container %s (%s) is held by another workload: %w", r.args.ContainerID, strings.Join(r.hostIfCandidates(), ", "), err)
 }
 
 // workload is the plumbing of the request's container.

@@ -42,7 +42,12 @@ func (p *plugin) check(args *skel.CmdArgs) error {
 	if contIdx < 0 {
 		bad("prevResult lists no interface %s in a sandbox", args.IfName)
 	}
-	if !slices.ContainsFunc(prev.Interfaces, func(i *types100.Interface) bool { return i.Name == r.hostIf && i.Sandbox == "" }) {
+	// The host interface is upstream's name or, when another workload held
+	// that, the alternative recorded on the endpoint.
+	names := r.hostIfCandidates()
+	if i := slices.IndexFunc(prev.Interfaces, func(i *types100.Interface) bool { return i.Sandbox == "" && slices.Contains(names, i.Name) }); i >= 0 {
+		r.hostIf = prev.Interfaces[i].Name
+	} else {
 		bad("prevResult does not list the host interface %s", r.hostIf)
 	}
 	var addrs []netip.Prefix

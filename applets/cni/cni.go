@@ -15,7 +15,14 @@
 // same result and creates nothing twice, and re-plumbs a lost interface
 // with the same addresses), a failed ADD undoes everything it did, DEL
 // succeeds whatever is already gone, and CHECK really checks the kernel,
-// the endpoint record and the IPAM handle.
+// the endpoint record and the IPAM handle. CNI_NETNS naming the plugin's
+// own namespace is refused before anything is touched. A host veth is
+// never taken over or deleted unless it is provably the container's: when
+// upstream's name ("cali" + 11 characters of the container ID) is held by
+// another live workload, the ADD uses "cali" + 11 hex digits of the ID's
+// SHA-1 and records it on the endpoint. The host IPAM lock is private
+// (0600 in a 0700 directory) and its wait is bounded
+// (ipam_lock_timeout_seconds, default 60).
 //
 // It imports the dataplane, the datastore client and IPAM through their
 // internal packages; it never shells out and never imports another applet.
@@ -47,6 +54,9 @@ const component = "calico"
 // notReady is upstream's message when ClusterInformation says
 // datastoreReady=false (e.g. during a datastore migration).
 const notReady = "Calico is currently not ready to process requests"
+
+// notInitialised says why ClusterInformation may be missing and what to do.
+const notInitialised = "the datastore is not initialised: start calico-node on a node (it initialises the datastore), or make the first calicoctl write, e.g. apply the IPPool"
 
 // Main runs the plugin with the environment and stdin of the process.
 func Main(args []string) int {
@@ -80,7 +90,11 @@ func Main(args []string) int {
 		Status: p.status,
 	}, cniversion.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"), "Calico CNI plugin "+version.Version)
 	if e != nil {
-		p.logger().Error("calico CNI plugin failed", "command", os.Getenv("CNI_COMMAND"), "container", os.Getenv("CNI_CONTAINERID"), "code", e.Code, "msg", e.Msg, "details", e.Details)
+		cid := os.Getenv("CNI_CONTAINERID")
+		if len(cid) > maxContainerID {
+			cid = cid[:maxContainerID] + "..."
+		}
+		p.logger().Error("calico CNI plugin failed", "command", os.Getenv("CNI_COMMAND"), "container", cid, "code", e.Code, "msg", e.Msg, "details", e.Details)
 		if err := e.Print(); err != nil {
 			fmt.Fprintf(os.Stderr, "calico: write error JSON: %v\n", err)
 		}
@@ -124,7 +138,9 @@ type request struct {
 	ids    api.WorkloadEndpointIdentifiers
 	wepNS  string
 	wepKey string
-	// hostIf is the host-side veth name.
+	// hostIf is the host-side veth name: upstream's (hostVethName), or
+	// the endpoint's recorded one, or altVethName when upstream's is held
+	// by another workload.
 	hostIf string
 	// handle and legacy are the IPAM handles (calico-ipam only).
 	handle, legacy string
@@ -134,8 +150,14 @@ type request struct {
 }
 
 // prepare parses and checks everything an ADD, DEL or CHECK needs before
-// it touches the datastore or the kernel.
+// it touches the datastore or the kernel: first that CNI_NETNS is not the
+// plugin's own namespace, then the netconf (name length, MTU range),
+// CNI_ARGS, the node name, the IPAM plugin, the endpoint's name and the
+// network's profile.
 func (p *plugin) prepare(args *skel.CmdArgs) (*request, error) {
+	if err := refuseOwnNetNS(p.hostNS, args.Netns); err != nil {
+		return nil, err
+	}
 	s, err := cniipam.Open(p.env, component, args.StdinData)
 	if err != nil {
 		return nil, err
@@ -144,6 +166,9 @@ func (p *plugin) prepare(args *skel.CmdArgs) (*request, error) {
 	r := &request{args: args, s: s, conf: s.Conf}
 	if r.cargs, err = cniconf.ParseArgs(args.Args); err != nil {
 		return nil, types.NewError(types.ErrInvalidEnvironmentVariables, err.Error(), "")
+	}
+	if err := checkFeatures(r.conf); err != nil {
+		return nil, err
 	}
 	if r.node, err = s.NodeName(); err != nil {
 		return nil, err
@@ -155,8 +180,37 @@ func (p *plugin) prepare(args *skel.CmdArgs) (*request, error) {
 	if err := r.identify(); err != nil {
 		return nil, err
 	}
+	if err := validProfileName(r.conf.Name); err != nil {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(`netconf field "name": %s cannot name a Calico profile: %s`, cniconf.Quote(r.conf.Name), cniconf.Quote(err.Error())), "")
+	}
 	r.handle, r.legacy = cniipam.Handles(r.conf.Name, args.ContainerID, r.cargs)
 	return r, nil
+}
+
+// validProfileName checks that the network name can name its profile and
+// the label the profile applies (the rest of the profile is ours), so that
+// a bad name fails before anything is allocated or plumbed.
+func validProfileName(name string) error {
+	if err := api.ValidateName("metadata.name", name); err != nil {
+		return err
+	}
+	return api.ValidateLabels("spec.labelsToApply", map[string]string{name: ""})
+}
+
+// checkFeatures refuses the feature_control switches this plugin does not
+// implement. Upstream applies both to Kubernetes pod annotations
+// (cni.projectcalico.org/ipAddrsNoIpam, floatingIPs), which an etcd-only
+// plugin never reads; silently ignoring them would hand out addresses the
+// user did not ask for.
+func checkFeatures(c *cniconf.NetConf) error {
+	f := c.FeatureControl
+	switch {
+	case f.IPAddrsNoIPAM:
+		return types.NewError(types.ErrInvalidNetworkConfig, `netconf field "feature_control.ip_addrs_no_ipam": not supported: it enables the Kubernetes annotation cni.projectcalico.org/ipAddrsNoIpam, which this etcd-only plugin does not read; remove it, and give a fixed address with CNI_ARGS IP=<address> (allocated through Calico IPAM)`, "")
+	case f.FloatingIPs:
+		return types.NewError(types.ErrInvalidNetworkConfig, `netconf field "feature_control.floating_ips": not supported: it enables the Kubernetes annotation cni.projectcalico.org/floatingIPs, which this etcd-only plugin does not read; remove it`, "")
+	}
+	return nil
 }
 
 // checkIPAMType refuses a netconf without an IPAM plugin, or naming one
@@ -182,6 +236,11 @@ func checkIPAMType(conf *cniconf.NetConf, cniPath string) error {
 // default, host veth from the container ID).
 func (r *request) identify() error {
 	a := r.args
+	if len(a.ContainerID) > maxContainerID {
+		// Nothing bounds CNI_CONTAINERID before here; it could not name an
+		// endpoint anyway, and is not echoed at length.
+		return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_CONTAINERID %s is %d bytes long, more than %d: it cannot name a workload endpoint", cniconf.Quote(a.ContainerID), len(a.ContainerID), maxContainerID), "")
+	}
 	r.ids = api.WorkloadEndpointIdentifiers{Node: r.node, Endpoint: a.IfName, ContainerID: a.ContainerID}
 	if r.cargs.K8sPodNamespace != "" && r.cargs.K8sPodName != "" {
 		r.ids.Orchestrator, r.ids.Pod, r.wepNS = api.OrchestratorK8s, r.cargs.K8sPodName, r.cargs.K8sPodNamespace
@@ -204,6 +263,10 @@ func (r *request) identify() error {
 	r.wepKey = wepKind().Key(r.wepNS, name)
 	return nil
 }
+
+// maxContainerID bounds CNI_CONTAINERID: a resource name has at most 253
+// characters, and the endpoint's name contains the ID.
+const maxContainerID = 253
 
 // wepName is the endpoint's name (the last segment of its key).
 func (r *request) wepName() string { return r.wepKey[strings.LastIndexByte(r.wepKey, '/')+1:] }

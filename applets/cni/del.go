@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -45,8 +46,10 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 	// The host link is looked up by name only if the container end is
 	// gone, and only once the read has shown that the name is still this
 	// container's: a Kubernetes pod's veth name is shared by every sandbox
-	// of the pod, and a newer one may own it now.
-	hostIf := make(chan string, 1)
+	// of the pod, and a newer one may own it now; two container IDs may
+	// share their first 11 characters. Even then it is deleted only if its
+	// routes are all to this endpoint's addresses.
+	hostIf := make(chan hostLink, 1)
 	routesGone := make(chan struct{})
 	kernel := make(chan error, 1)
 	var tRoutes, tTeardown time.Duration // written before the channels are, read after
@@ -54,7 +57,10 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 		t0 := time.Now()
 		err := link.RemoveWorkload(link.Removal{
 			HostNetNS: p.hostNS, ContainerNetNS: args.Netns, ContainerIf: args.IfName,
-			HostIfLater: func() string { return <-hostIf },
+			HostIfLater: func() (string, []netip.Prefix) {
+				h := <-hostIf
+				return h.name, h.addrs
+			},
 			RoutesGone: func() {
 				tRoutes = time.Since(t0)
 				close(routesGone)
@@ -66,11 +72,11 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cniipam.OpTimeout)
 	defer cancel()
 	st, err := r.readState(ctx)
-	if err == nil && !st.ready {
-		err = types.NewError(types.ErrTryAgainLater, notReady, "")
+	if err == nil {
+		err = st.readyErr()
 	}
 	if err != nil {
-		hostIf <- ""
+		hostIf <- hostLink{}
 		if kerr := <-kernel; kerr != nil {
 			r.s.Log.Warn("DEL: remove the interface", "err", kerr)
 		}
@@ -79,9 +85,9 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 	ph.mark("read")
 	ours := st.wep == nil || st.wep.Spec.ContainerID == args.ContainerID
 	if ours {
-		hostIf <- r.hostIf
+		hostIf <- r.ownHostLink(ctx, st)
 	} else {
-		hostIf <- ""
+		hostIf <- hostLink{}
 		r.s.Log.Info("DEL: the endpoint belongs to a newer sandbox of this pod; leaving it", "endpoint", r.wepKey, "its container", st.wep.Spec.ContainerID)
 	}
 
@@ -124,6 +130,39 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 	return joinCNI(errs)
 }
 
+// ownHostLink is the host link name DEL may delete when the container end
+// is gone, with the addresses that prove a link of that name is this
+// container's: the endpoint's recorded interface and addresses or, with
+// no endpoint (an ADD killed before recording it), upstream's name and
+// the addresses its handle holds.
+func (r *request) ownHostLink(ctx context.Context, st *state) hostLink {
+	if w := st.wep; w != nil {
+		addrs, _ := wepAddrs(w)
+		if w.Spec.InterfaceName != "" {
+			return hostLink{w.Spec.InterfaceName, addrs}
+		}
+		return hostLink{r.hostIf, addrs}
+	}
+	if !r.inproc || st.handle == nil {
+		return hostLink{}
+	}
+	ips, err := r.s.Alloc.IPsByHandle(ctx, r.handle)
+	if err != nil {
+		return hostLink{}
+	}
+	h := hostLink{name: r.hostIf}
+	for _, ip := range ips {
+		h.addrs = append(h.addrs, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	return h
+}
+
+// hostLink names a host link and the addresses it must route to be ours.
+type hostLink struct {
+	name  string
+	addrs []netip.Prefix
+}
+
 // deleteWEP deletes the endpoint if it is still the one read (compare and
 // swap on its revision); a concurrent change is re-read once.
 func (r *request) deleteWEP(ctx context.Context, w *api.WorkloadEndpoint) error {
@@ -160,7 +199,10 @@ func (r *request) deleteWEP(ctx context.Context, w *api.WorkloadEndpoint) error 
 // (<network>.<containerID> and the legacy one), or through the IPAM plugin.
 func (r *request) releaseAll(ctx context.Context) error {
 	if r.inproc {
-		unlock := r.s.Lock()
+		unlock, err := r.s.Lock()
+		if err != nil {
+			return err
+		}
 		defer unlock()
 		return r.s.Release(ctx, r.handle, r.legacy)
 	}

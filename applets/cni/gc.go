@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -58,20 +59,28 @@ func (p *plugin) gc(args *skel.CmdArgs) error {
 		return cniipam.CNIError(fmt.Errorf("list workload endpoints: %w", err))
 	}
 	var errs []error
+	// inUse holds the host interfaces of the endpoints that stay on this
+	// node: GC never removes those links, whatever routes they carry.
+	inUse := map[string]bool{}
 	for _, item := range items {
 		res, err := datastore.Decode(wepKind(), item)
 		if err != nil {
 			continue
 		}
 		w := res.(*api.WorkloadEndpoint)
-		if w.Spec.Node != node || !slices.Contains(w.Spec.Profiles, s.Conf.Name) ||
-			valid[attachment{w.Spec.ContainerID, w.Spec.Endpoint}] {
+		if w.Spec.Node != node {
+			continue
+		}
+		if !slices.Contains(w.Spec.Profiles, s.Conf.Name) || valid[attachment{w.Spec.ContainerID, w.Spec.Endpoint}] {
+			inUse[w.Spec.InterfaceName] = true
 			continue
 		}
 		s.Log.Info("GC: removing an attachment the runtime no longer has", "endpoint", w.Namespace+"/"+w.Name, "container", w.Spec.ContainerID, "interface", w.Spec.InterfaceName)
 		if w.Spec.InterfaceName != "" {
-			if err := link.RemoveWorkload(link.Removal{HostNetNS: p.hostNS, ContainerIf: w.Spec.Endpoint, HostIf: w.Spec.InterfaceName}); err != nil {
+			addrs, _ := wepAddrs(w)
+			if err := link.RemoveWorkload(link.Removal{HostNetNS: p.hostNS, ContainerIf: w.Spec.Endpoint, HostIf: w.Spec.InterfaceName, HostIfAddrs: addrs}); err != nil {
 				errs = append(errs, fmt.Errorf("remove host interface %s: %w", w.Spec.InterfaceName, err))
+				inUse[w.Spec.InterfaceName] = true
 				continue // keep the record (and its addresses) for the next GC
 			}
 		}
@@ -85,16 +94,59 @@ func (p *plugin) gc(args *skel.CmdArgs) error {
 		for at := range valid {
 			cids[at.cid] = true
 		}
-		unlock := s.Lock()
-		_, err := s.GCHandles(ctx, node, cids)
-		unlock()
-		if err != nil {
+		if err := p.gcAddresses(ctx, node, cids, inUse); err != nil {
 			errs = append(errs, err)
 		}
 	} else if err := invoke.DelegateGC(ctx, s.Conf.IPAM.Type, s.Conf.Raw, nil); err != nil && !olderSpec(err) {
 		errs = append(errs, delegateError(s.Conf.IPAM.Type, "GC", err))
 	}
 	return joinCNI(errs)
+}
+
+// gcAddresses releases this network's allocations on node whose container
+// is not in valid, each only once no host route to its addresses is left
+// (as DEL does, calico#3940). An ADD killed after allocating and before
+// recording its endpoint leaves its host veth and routes behind: such a
+// veth is removed first when it is provably the dead container's (see
+// link.RemoveOrphanLinks); links in inUse never are. An allocation whose
+// address is still routed elsewhere is kept, and the error names the link.
+func (p *plugin) gcAddresses(ctx context.Context, node string, valid, inUse map[string]bool) error {
+	s := p.s
+	unlock, err := s.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	stale, err := s.StaleHandles(ctx, node, valid)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	var release []string
+	for _, h := range stale {
+		ips, err := s.Alloc.IPsByHandle(ctx, h)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("GC: read IPAM handle %s: %v", h, err))
+			continue
+		}
+		addrs := make([]netip.Prefix, len(ips))
+		for i, ip := range ips {
+			addrs[i] = netip.PrefixFrom(ip, ip.BitLen())
+		}
+		o := link.Orphan{HostNetNS: p.hostNS, Addrs: addrs, Prefix: vethPrefix, InUse: func(n string) bool { return inUse[n] }}
+		if err := link.RemoveOrphanLinks(o); err != nil {
+			errs = append(errs, fmt.Errorf("GC keeps IPAM handle %s: %w", h, err))
+			continue
+		}
+		release = append(release, h)
+	}
+	if len(release) > 0 {
+		s.Log.Info("GC releasing allocations of containers that are gone", "handles", release)
+		if err := s.Alloc.ReleaseByHandles(ctx, release...); err != nil {
+			errs = append(errs, fmt.Errorf("GC: release %v: %v", release, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // status handles CNI STATUS (spec 1.1): the plugin can serve ADD when the
@@ -124,6 +176,7 @@ func (p *plugin) status(args *skel.CmdArgs) error {
 	item, err := s.Store.Get(ctx, clusterInfoKey())
 	switch {
 	case errors.Is(err, kv.ErrNotFound):
+		return unavailable("no ClusterInformation: %s", notInitialised)
 	case err != nil:
 		return unavailable("the datastore does not answer: %v", err)
 	default:

@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/containernetworking/cni/pkg/types"
+
 	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/cniconf"
 	"github.com/onecalico/calico/internal/datastore"
@@ -25,7 +27,34 @@ func hostVethName(containerID string, a cniconf.Args) string {
 		sum := sha1.Sum([]byte(a.K8sPodNamespace + "." + a.K8sPodName))
 		id = hex.EncodeToString(sum[:])
 	}
-	return "cali" + id[:min(11, len(id))]
+	return vethPrefix + id[:min(11, len(id))]
+}
+
+// vethPrefix starts every host veth name.
+const vethPrefix = "cali"
+
+// altVethName is the host veth name used when upstream's is held by
+// another live workload (two container IDs sharing their first 11
+// characters, as containerd's "<namespace>-<name>" IDs often do; or an
+// earlier sandbox of the same pod still being torn down): "cali" and the
+// first 11 hex digits of sha1(containerID). It is recorded on the
+// endpoint, where Felix and calico-node read interface names from.
+func altVethName(containerID string) string {
+	sum := sha1.Sum([]byte(containerID))
+	return vethPrefix + hex.EncodeToString(sum[:])[:11]
+}
+
+// hostIfCandidates are the host veth names the request may use, in order
+// of preference: its current one (the endpoint's recorded name on a
+// repeated ADD), upstream's, and the alternative.
+func (r *request) hostIfCandidates() []string {
+	out := []string{r.hostIf}
+	for _, n := range []string{hostVethName(r.args.ContainerID, r.cargs), altVethName(r.args.ContainerID)} {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func kindInfo(kind string) api.KindInfo {
@@ -43,7 +72,8 @@ func profileKey(name string) string { return kindInfo(api.KindProfile).Key("", n
 
 // state is what one consistent read tells a command.
 type state struct {
-	ready         bool                  // ClusterInformation datastoreReady (true if absent)
+	ciMissing     bool                  // no ClusterInformation: the datastore is not initialised
+	ready         bool                  // ClusterInformation datastoreReady
 	wep           *api.WorkloadEndpoint // nil if absent
 	profileExists bool
 	handle        *api.Handle // nil if absent (read for calico-ipam only)
@@ -60,7 +90,7 @@ func (r *request) readState(ctx context.Context) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the datastore: %w", err)
 	}
-	st := &state{ready: true, profileExists: res.Keys[2] != nil}
+	st := &state{ready: true, ciMissing: res.Keys[0] == nil, profileExists: res.Keys[2] != nil}
 	if item := res.Keys[0]; item != nil {
 		ci, err := datastore.Decode(kindInfo(api.KindClusterInformation), item)
 		if err != nil {
@@ -82,6 +112,19 @@ func (r *request) readState(ctx context.Context) (*state, error) {
 		}
 	}
 	return st, nil
+}
+
+// readyErr is the error for a datastore that cannot serve the command:
+// not initialised (no ClusterInformation, code 999 as upstream's "error
+// getting ClusterInformation") or marked not ready (code 11).
+func (st *state) readyErr() error {
+	switch {
+	case st.ciMissing:
+		return types.NewError(types.ErrInternal, "error getting ClusterInformation: resource does not exist: ClusterInformation(default): "+notInitialised, "")
+	case !st.ready:
+		return types.NewError(types.ErrTryAgainLater, notReady, "")
+	}
+	return nil
 }
 
 // newWEP is the endpoint ADD records for the pod.

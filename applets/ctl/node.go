@@ -101,5 +101,5 @@ func printNodeStatus(w io.Writer, s agent.Status) {
 		row("Errors", strings.Join(s.Errors, "; "))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "No BGP peers (BGP speaker not enabled)")
+	printBGPStatus(w, s, time.Now())
 }

@@ -103,7 +103,7 @@ func (r *runtimeNode) startContainerd() {
 	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := r.cmd.Start(); err != nil {
-		t.Skipf("containerd cannot start here: %v", err)
+		testutil.Unavailable(t, "containerd cannot start here: %v", err)
 	}
 	r.done = make(chan struct{})
 	go func() { r.cmd.Wait(); close(r.done) }()
@@ -118,7 +118,7 @@ func (r *runtimeNode) startContainerd() {
 		return err
 	})
 	if err != nil {
-		t.Skipf("containerd cannot start here: %v\n%s", err, r.log)
+		testutil.Unavailable(t, "containerd cannot start here: %v\n%s", err, r.log)
 	}
 }
 
@@ -270,10 +270,10 @@ func TestPrivilegedContainerd(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireCmd(t, "ip", "containerd", "ctr", "runc", "nsenter", "unshare", "iptables")
 	if _, err := os.Stat("/usr/bin/busybox"); err != nil {
-		t.Skipf("needs Debian's busybox-static for the container file system: %v", err)
+		testutil.Unavailable(t, "needs Debian's busybox-static for the container file system: %v", err)
 	}
 	if _, err := os.Stat("/usr/lib/cni/portmap"); err != nil {
-		t.Skipf("needs Debian's portmap plugin (containernetworking-plugins): %v", err)
+		testutil.Unavailable(t, "needs Debian's portmap plugin (containernetworking-plugins): %v", err)
 	}
 	t.Cleanup(func() { removeCgroups(t) }) // runs after every containerd stopped
 	e := testutil.StartEtcd(t)

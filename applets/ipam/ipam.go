@@ -103,13 +103,16 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	node, err := s.NodeName()
+	node, err := s.NodeNameOrHost()
 	if err != nil {
 		return err
 	}
 	handle, _ := cniipam.Handles(s.Conf.Name, args.ContainerID, cargs)
 	tSetup := time.Since(p.start)
-	unlock := s.Lock()
+	unlock, err := s.Lock()
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), cniipam.OpTimeout)
 	defer cancel()
@@ -131,7 +134,10 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 		return err
 	}
 	handle, legacy := cniipam.Handles(s.Conf.Name, args.ContainerID, cargs)
-	unlock := s.Lock()
+	unlock, err := s.Lock()
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), cniipam.OpTimeout)
 	defer cancel()
@@ -170,7 +176,7 @@ func (p *plugin) gc(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	node, err := s.NodeName()
+	node, err := s.NodeNameOrHost()
 	if err != nil {
 		return err
 	}
@@ -179,7 +185,10 @@ func (p *plugin) gc(args *skel.CmdArgs) error {
 		s.Log.Warn("GC without cni.dev/valid-attachments: nothing released")
 		return nil
 	}
-	unlock := s.Lock()
+	unlock, err := s.Lock()
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), cniipam.OpTimeout)
 	defer cancel()
@@ -194,7 +203,7 @@ func (p *plugin) status(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	node, err := s.NodeName()
+	node, err := s.NodeNameOrHost()
 	if err != nil {
 		return types.NewError(cniipam.ErrPluginNotAvailable, err.Error(), "")
 	}

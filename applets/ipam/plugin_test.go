@@ -130,14 +130,8 @@ func TestPluginErrors(t *testing.T) {
 	if code, _ := cniErr(t, r); code != 4 {
 		t.Fatalf("unknown args: %+v", r)
 	}
-	// Missing node name file: says how to fix it.
-	conf := []byte(`{"cniVersion":"1.0.0","name":"net1","type":"calico","etcd_endpoints":"` + e.etcd.Endpoint + `","nodename_file":"/nonexistent/nodename"}`)
-	r = e.plugin("ADD", "g", "", conf)
-	if code, msg := cniErr(t, r); code != 7 || !strings.Contains(msg, "/nonexistent/nodename") || !strings.Contains(msg, "nodename") {
-		t.Fatalf("nodename file: %d %q", code, msg)
-	}
 	// Unreachable datastore: try again later (11).
-	conf = []byte(`{"cniVersion":"1.0.0","name":"net1","type":"calico","etcd_endpoints":"unix:///nonexistent/etcd.sock:0","nodename":"n1"}`)
+	conf := []byte(`{"cniVersion":"1.0.0","name":"net1","type":"calico","etcd_endpoints":"unix:///nonexistent/etcd.sock:0","nodename":"n1"}`)
 	r = e.plugin("DEL", "g", "", conf)
 	if code, _ := cniErr(t, r); r.rc != 1 || code != 11 {
 		t.Fatalf("unreachable: %+v", r)

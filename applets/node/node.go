@@ -222,6 +222,7 @@ func buildConfig(o options, getenv func(string) string, environ func() []string,
 		LogLevel:       level,
 		StartupOnly:    o.startupOnly,
 		ClusterType:    o.clusterType,
+		BGPSecretDir:   getenv("CALICO_BGP_SECRET_DIR"),
 	}
 	bs, err := agent.ParseBlockSize(o.poolBlockSize)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/bgp"
 	"github.com/onecalico/calico/internal/datastore"
 	"github.com/onecalico/calico/internal/kv"
 	"github.com/onecalico/calico/internal/policy"
@@ -51,6 +52,8 @@ type Agent struct {
 	warnedTunnel map[TunnelKind]bool
 	// policy is the policy calculator (under mu; see policy.go).
 	policy *policy.Calculator
+	// bgp is the BGP speaker (bgp.go).
+	bgp *bgpAgent
 }
 
 // statusState is what health, metrics and the control socket report.
@@ -86,9 +89,12 @@ type Status struct {
 	VTEPs          int       `json:"vteps"`
 	RouteChanges   int64     `json:"routeChanges"`
 	BGP            string    `json:"bgp"`
-	Version        string    `json:"version"`
-	PID            int       `json:"pid"`
-	StartTime      time.Time `json:"startTime"`
+	// BGPPeers and BGPProblems come from the BGP speaker (bgp.go).
+	BGPPeers    []bgp.PeerStatus `json:"bgpPeers,omitempty"`
+	BGPProblems []string         `json:"bgpProblems,omitempty"`
+	Version     string           `json:"version"`
+	PID         int              `json:"pid"`
+	StartTime   time.Time        `json:"startTime"`
 	// Datastore is "connected", or why the daemon is not ready because of
 	// the datastore (see dshealth.go).
 	Datastore string `json:"datastore,omitempty"`
@@ -129,6 +135,7 @@ func New(cfg Config) (*Agent, error) {
 		readyCh:       make(chan struct{}),
 		started:       time.Now(),
 	}
+	a.initBGP()
 	a.store = countingStore{Store: cfg.Store, count: a.met.datastoreErrs.Inc}
 	a.client = datastore.NewClient(a.store)
 	a.model = &Model{
@@ -152,6 +159,12 @@ func (a *Agent) Ready() <-chan struct{} { return a.readyCh }
 
 // Status returns the daemon's current state.
 func (a *Agent) Status() Status {
+	st := a.statusLocked()
+	st.BGP, st.BGPPeers, st.BGPProblems = a.bgpStatus()
+	return st
+}
+
+func (a *Agent) statusLocked() Status {
 	s := &a.st
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -183,6 +196,7 @@ func (a *Agent) Status() Status {
 // signal wakes the reconcile goroutine (and the tunnel address manager)
 // without blocking: a pending signal already covers this change.
 func (a *Agent) signal(tunnels bool) {
+	a.kickBGP()
 	select {
 	case a.trigger <- struct{}{}:
 	default:
@@ -240,11 +254,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer dp.close()
 	defer a.closePolicy()
 
-	for _, h := range a.handlers() {
+	for _, h := range append(a.handlers(), a.bgpHandlers()...) {
 		wg.Go(func() { _ = kv.Sync(ctx, a.store, h.prefix, h) })
 	}
 	wg.Go(func() { a.tunnelLoop(ctx) })
 	wg.Go(func() { a.datastoreMonitor(ctx) })
+	wg.Go(func() { a.bgpLoop(ctx) })
 	a.reconcileLoop(ctx)
 	log.Info("stopping; the dataplane stays in place")
 	return nil

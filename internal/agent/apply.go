@@ -37,6 +37,7 @@ type dataplane struct {
 
 	last    applied
 	wepDone map[string]bool // workload interfaces whose sysctls are set (or that were missing)
+	batch   *route.Batcher  // bulk route changes (calc_bgp.go); nil until first used
 }
 
 // applied is what the last successful apply of each part installed.
@@ -52,6 +53,7 @@ type applied struct {
 	ipipOK     bool
 	routes     []route.Route
 	routesOK   bool
+	ownBGP     bool // the routes were applied owning protocol 12
 	nat        nft.Table
 	natOK      bool
 	mtu        int
@@ -73,6 +75,9 @@ func newDataplane(a *Agent) (*dataplane, error) {
 
 func (dp *dataplane) close() {
 	dp.h.Close()
+	if dp.batch != nil {
+		dp.batch.Close()
+	}
 	_ = dp.nftClose()
 }
 
@@ -192,10 +197,10 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 			return res
 		}
 	}
-	if full || vxlanApplied || !l.routesOK || !reflect.DeepEqual(d.Routes, l.routes) {
+	if full || vxlanApplied || !l.routesOK || d.OwnBGPRoutes != l.ownBGP || !reflect.DeepEqual(d.Routes, l.routes) {
 		timed("routes", func() {
 			l.routesOK = false
-			r, err := route.Apply(dp.h, RouteOwner, d.Routes)
+			r, err := dp.applyRoutes(d, full || vxlanApplied)
 			res.routeChanges = r.Added + r.Replaced + r.Deleted
 			if res.routeChanges > 0 {
 				a.met.routeChanges.Add(float64(res.routeChanges))
@@ -205,7 +210,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 				res.fail("routes", err, dp)
 				return
 			}
-			l.routes, l.routesOK = d.Routes, true
+			l.routes, l.routesOK, l.ownBGP = d.Routes, true, d.OwnBGPRoutes
 		})
 	}
 	if d.VXLANState == DeviceAbsent && (full || !l.vxlanOK || l.vxlanState != DeviceAbsent) {

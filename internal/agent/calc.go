@@ -66,6 +66,9 @@ type Desired struct {
 	Degraded []string
 	// LocalWorkloads counts this node's workload endpoints.
 	LocalWorkloads int
+	// OwnBGPRoutes says whether protocol 12 routes are ours to delete
+	// (see BGPView.Synced).
+	OwnBGPRoutes bool
 }
 
 // WorkloadSysctls are the settings Felix keeps on every workload interface.
@@ -348,6 +351,9 @@ func (c *calc) routes() {
 			}
 			continue
 		}
+		if c.bgpSource(pool) {
+			continue
+		}
 		if r, ok := c.routeTo(cidr, b.Affinity, pool); ok {
 			add(cidr, r)
 		}
@@ -359,13 +365,14 @@ func (c *calc) routes() {
 		}
 		dst := netip.PrefixFrom(ip, 32)
 		pool, ok := c.poolFor(dst)
-		if !ok {
+		if !ok || c.bgpSource(pool) {
 			continue
 		}
 		if r, ok := c.routeTo(dst, node, pool); ok {
 			add(dst, r)
 		}
 	}
+	c.bgpRoutes(add)
 	out := make([]route.Route, 0, len(want))
 	for _, r := range want {
 		out = append(out, r)

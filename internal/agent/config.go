@@ -102,6 +102,7 @@ type Config struct {
 	StartupOnly      bool              // register the node and exit
 	DisableListeners bool              // no health/metrics TCP listeners (control socket only)
 	ClusterType      string            // CLUSTER_TYPE: added to ClusterInformation clusterType
+	BGPSecretDir     string            // "" = DefaultBGPSecretDir; BGP passwords as <dir>/<secret>/<key>
 }
 
 // ErrConfig is wrapped by every configuration error.

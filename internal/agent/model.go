@@ -22,6 +22,8 @@ type Node struct {
 	VXLANTunnelAddr netip.Addr
 	VXLANMAC        net.HardwareAddr // nil: derived from the name (VTEPMAC)
 	IPIPTunnelAddr  netip.Addr
+	ASNumber        uint32 // spec.bgp.asNumber; 0 = the cluster's
+	RRClusterID     string // spec.bgp.routeReflectorClusterID
 }
 
 // Pool is what the dataplane needs from one IPPool.
@@ -34,6 +36,8 @@ type Pool struct {
 	Disabled     bool
 	NodeSelector string
 	Tunnel       bool // allowedUses includes Tunnel
+	// DisableBGPExport keeps the pool's addresses out of BGP.
+	DisableBGPExport bool
 }
 
 // vxlan reports whether the pool uses VXLAN in some form.
@@ -106,6 +110,10 @@ func nodeFromAPI(r *api.Node) Node {
 		if a, err := netip.ParseAddr(r.Spec.BGP.IPv4IPIPTunnelAddr); err == nil && a.Is4() {
 			n.IPIPTunnelAddr = a
 		}
+		if r.Spec.BGP.ASNumber != nil {
+			n.ASNumber = uint32(*r.Spec.BGP.ASNumber)
+		}
+		n.RRClusterID = r.Spec.BGP.RouteReflectorClusterID
 	}
 	return n
 }
@@ -124,6 +132,8 @@ func poolFromAPI(r *api.IPPool) (Pool, bool) {
 		Disabled:     r.Spec.Disabled,
 		NodeSelector: r.Spec.NodeSelector,
 		Tunnel:       r.Allows(api.AllowedUseTunnel),
+
+		DisableBGPExport: r.Spec.DisableBGPExport,
 	}, true
 }
 
@@ -198,6 +208,8 @@ type Model struct {
 	WEPs     map[string]WEP // by etcd key
 	Felix    FelixConfig
 	Host     HostFacts
+	// BGP is the BGP configuration and what the speaker learned (bgp.go).
+	BGP BGPView
 }
 
 // HostFacts are kernel facts calc needs as inputs.
@@ -222,6 +234,7 @@ func (m *Model) clone() *Model {
 	c.Pools = maps.Clone(m.Pools)
 	c.Blocks = maps.Clone(m.Blocks)
 	c.WEPs = maps.Clone(m.WEPs)
+	c.BGP = m.BGP.clone()
 	return &c
 }
 

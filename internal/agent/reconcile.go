@@ -93,6 +93,7 @@ func (a *Agent) reconcileOnce(full bool) (bool, time.Duration) {
 			log.Error("read host interfaces", "err", err)
 		}
 		m.Host = dp.host
+		m.BGP = a.bgpView(m.BGP)
 		t := time.Now()
 		d = Calc(m)
 		a.met.reconcile.WithLabelValues("calc").Observe(time.Since(t).Seconds())

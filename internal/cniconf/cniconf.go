@@ -21,6 +21,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/onecalico/calico/internal/datastore/etcd"
 )
@@ -30,6 +32,18 @@ const (
 	DefaultNodenameFile = "/var/lib/calico/nodename"
 	DefaultIPAMLockFile = "/var/run/calico/ipam.lock"
 	DefaultMTUFile      = "/var/lib/calico/mtu"
+	// DefaultIPAMLockTimeout is well below the runtimes' CNI timeouts
+	// (CRI-O and containerd give a sandbox 4 minutes, kubelet's runtime
+	// request timeout is 2) and below upstream's own 90 s lock wait, so a
+	// stuck lock fails the ADD with a clear error the runtime retries.
+	DefaultIPAMLockTimeout = 60 * time.Second
+	// MaxNameLen bounds the network name: it names the profile and is the
+	// key of the label the profile applies, and label names have at most
+	// 63 characters.
+	MaxNameLen = 63
+	// MinMTU and MaxMTU bound "mtu" (0 = the kernel's default), as Linux
+	// bounds an IPv4 link's MTU.
+	MinMTU, MaxMTU = 68, 65535
 )
 
 // NetConf is a calico or calico-ipam plugin configuration.
@@ -48,6 +62,7 @@ type NetConf struct {
 
 	// Node name.
 	Nodename             string
+	Hostname             string // deprecated "hostname": the node name after the nodename file
 	NodenameFile         string // default DefaultNodenameFile
 	NodenameFileOptional bool
 
@@ -62,7 +77,12 @@ type NetConf struct {
 
 	IPAM              IPAM
 	ContainerSettings ContainerSettings
+	FeatureControl    FeatureControl
 	IPAMLockFile      string // default DefaultIPAMLockFile
+	// IPAMLockTimeout bounds the wait for the host IPAM lock
+	// (ipam_lock_timeout_seconds, our extension): default
+	// DefaultIPAMLockTimeout.
+	IPAMLockTimeout time.Duration
 
 	// PrevResult is the raw prevResult (CHECK, chained plugins).
 	PrevResult json.RawMessage
@@ -92,6 +112,12 @@ type IPAM struct {
 // ContainerSettings is the "container_settings" section.
 type ContainerSettings struct {
 	AllowIPForwarding bool
+}
+
+// FeatureControl is the "feature_control" section.
+type FeatureControl struct {
+	IPAddrsNoIPAM bool // ip_addrs_no_ipam
+	FloatingIPs   bool // floating_ips
 }
 
 // Attachment is one entry of cni.dev/valid-attachments.
@@ -138,6 +164,7 @@ func Parse(data []byte) (*NetConf, error) {
 	d.str(raw, "etcd_cert_file", &c.EtcdCertFile)
 	d.str(raw, "etcd_key_file", &c.EtcdKeyFile)
 	d.str(raw, "nodename", &c.Nodename)
+	d.str(raw, "hostname", &c.Hostname)
 	d.str(raw, "nodename_file", &c.NodenameFile)
 	d.boolean(raw, "nodename_file_optional", &c.NodenameFileOptional)
 	d.integer(raw, "mtu", &c.MTU)
@@ -146,6 +173,8 @@ func Parse(data []byte) (*NetConf, error) {
 	d.str(raw, "log_level", &c.LogLevel)
 	d.str(raw, "log_file_path", &c.LogFilePath)
 	d.str(raw, "ipam_lock_file", &c.IPAMLockFile)
+	lockSecs := -1
+	d.integer(raw, "ipam_lock_timeout_seconds", &lockSecs)
 	if v, ok := raw["prevResult"]; ok && !isNull(v) {
 		if !isObject(v) {
 			d.fail("prevResult", "an object", v)
@@ -179,17 +208,17 @@ func Parse(data []byte) (*NetConf, error) {
 		cd.boolean(sub, "allow_ip_forwarding", &c.ContainerSettings.AllowIPForwarding)
 		d.errs = cd.errs
 	}
+	if sub, ok := d.object(raw, "feature_control"); ok {
+		fd := decoder{prefix: "feature_control.", errs: d.errs}
+		fd.boolean(sub, "ip_addrs_no_ipam", &c.FeatureControl.IPAddrsNoIPAM)
+		fd.boolean(sub, "floating_ips", &c.FeatureControl.FloatingIPs)
+		d.errs = fd.errs
+	}
 	if err := errors.Join(d.errs...); err != nil {
 		return nil, err
 	}
-	if c.Name == "" {
-		return nil, errors.New(`netconf field "name": missing (the network name is required)`)
-	}
-	if !validName(c.Name) {
-		return nil, fmt.Errorf(`netconf field "name": %q is not a valid network name (use letters, digits, "_", "." and "-")`, c.Name)
-	}
-	if c.MTU < 0 {
-		return nil, fmt.Errorf(`netconf field "mtu": %d is negative`, c.MTU)
+	if err := c.checkSizes(lockSecs); err != nil {
+		return nil, err
 	}
 	switch strings.ToLower(c.DatastoreType) {
 	case "", "etcdv3":
@@ -208,6 +237,45 @@ func Parse(data []byte) (*NetConf, error) {
 		c.MTUFile = DefaultMTUFile
 	}
 	return c, nil
+}
+
+// checkSizes checks the name and the numbers before anything uses them,
+// echoing at most a short prefix of a bad value.
+func (c *NetConf) checkSizes(lockSecs int) error {
+	switch {
+	case c.Name == "":
+		return errors.New(`netconf field "name": missing (the network name is required)`)
+	case len(c.Name) > MaxNameLen:
+		return fmt.Errorf(`netconf field "name": %s is %d bytes long, more than %d (it names the network's profile and its label)`, Quote(c.Name), len(c.Name), MaxNameLen)
+	case !validName(c.Name):
+		return fmt.Errorf(`netconf field "name": %s is not a valid network name (use letters, digits, "_", "." and "-")`, Quote(c.Name))
+	case c.MTU != 0 && (c.MTU < MinMTU || c.MTU > MaxMTU):
+		return fmt.Errorf(`netconf field "mtu": %d is out of range: give %d to %d, or leave it out for the default`, c.MTU, MinMTU, MaxMTU)
+	case lockSecs == 0 || lockSecs < -1 || lockSecs > 3600:
+		return fmt.Errorf(`netconf field "ipam_lock_timeout_seconds": %d is out of range: give 1 to 3600`, lockSecs)
+	}
+	c.IPAMLockTimeout = DefaultIPAMLockTimeout
+	if lockSecs > 0 {
+		c.IPAMLockTimeout = time.Duration(lockSecs) * time.Second
+	}
+	return nil
+}
+
+// maxEcho is how much of a bad input value an error message quotes.
+const maxEcho = 64
+
+// Quote quotes s for an error message, cut to its first 64 bytes (at a
+// rune boundary) and marked as cut, so that hostile input is never
+// echoed at length.
+func Quote(s string) string {
+	if len(s) <= maxEcho {
+		return strconv.Quote(s)
+	}
+	cut := maxEcho
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:cut]), len(s))
 }
 
 // decoder decodes known fields of a JSON object, collecting type errors.
@@ -314,9 +382,9 @@ func (d *decoder) object(raw map[string]json.RawMessage, field string) (map[stri
 }
 
 // NodeName resolves the node name as upstream does: the "nodename" field;
-// else the nodename file (written by calico-node); else, when the file is
-// optional, the OS host name. readFile and hostname are os.ReadFile and
-// os.Hostname in production.
+// else the nodename file (written by calico-node); else the deprecated
+// "hostname" field; else, when the file is optional, the OS host name.
+// readFile and hostname are os.ReadFile and os.Hostname in production.
 func (c *NetConf) NodeName(readFile func(string) ([]byte, error), hostname func() (string, error)) (string, error) {
 	if n := strings.TrimSpace(c.Nodename); n != "" {
 		return n, nil
@@ -327,6 +395,9 @@ func (c *NetConf) NodeName(readFile func(string) ([]byte, error), hostname func(
 			return n, nil
 		}
 		err = errors.New("the file is empty")
+	}
+	if n := strings.TrimSpace(c.Hostname); n != "" {
+		return n, nil
 	}
 	if !c.NodenameFileOptional {
 		return "", fmt.Errorf("read node name from %s: %v: check that calico-node is running and has written it, or set \"nodename\" (or \"nodename_file_optional\": true) in the netconf", c.NodenameFile, err)
@@ -409,13 +480,13 @@ func ParseArgs(s string) (Args, error) {
 		}
 		k, v, ok := strings.Cut(pair, "=")
 		if !ok || strings.Contains(v, "=") {
-			return a, fmt.Errorf("CNI_ARGS: invalid pair %q (want KEY=VALUE)", pair)
+			return a, fmt.Errorf("CNI_ARGS: invalid pair %s (want KEY=VALUE)", Quote(pair))
 		}
 		switch k {
 		case "IP":
 			ip, err := netip.ParseAddr(v)
 			if err != nil {
-				return a, fmt.Errorf("CNI_ARGS: IP=%q is not an IP address", v)
+				return a, fmt.Errorf("CNI_ARGS: IP=%s is not an IP address", Quote(v))
 			}
 			a.IP = ip.Unmap()
 		case "K8S_POD_NAMESPACE":
@@ -429,7 +500,7 @@ func ParseArgs(s string) (Args, error) {
 		case "IgnoreUnknown":
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				return a, fmt.Errorf("CNI_ARGS: IgnoreUnknown=%q is not a boolean", v)
+				return a, fmt.Errorf("CNI_ARGS: IgnoreUnknown=%s is not a boolean", Quote(v))
 			}
 			a.IgnoreUnknown = b
 		default:
@@ -437,7 +508,7 @@ func ParseArgs(s string) (Args, error) {
 		}
 	}
 	if len(unknown) > 0 && !a.IgnoreUnknown {
-		return a, fmt.Errorf("CNI_ARGS: unknown args %q (add IgnoreUnknown=1 to ignore them)", unknown)
+		return a, fmt.Errorf("CNI_ARGS: unknown args %s (add IgnoreUnknown=1 to ignore them)", Quote(strings.Join(unknown, ";")))
 	}
 	return a, nil
 }

@@ -5,7 +5,7 @@
 // ("<network>.<containerID>" and the legacy "<containerID>" or
 // "<namespace>.<pod>"), the allocation attributes, IP= versus automatic
 // assignment, release, CHECK of a handle, GC of a network's handles on a
-// node, the STATUS pool check, the best-effort host lock, logging, the
+// node, the STATUS pool check, the private, bounded host lock, logging, the
 // datastore connection with a deadline on every request, and the mapping
 // of errors to CNI error codes.
 //
@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -144,9 +145,23 @@ func (s *Session) Close() {
 }
 
 // NodeName resolves the node name (netconf, then nodename file, then the
-// host name when the file is optional); failure is code 7.
+// deprecated hostname, then the OS host name when the file is optional);
+// failure is code 7.
 func (s *Session) NodeName() (string, error) {
 	n, err := s.Conf.NodeName(s.env.ReadFile, s.env.Hostname)
+	if err != nil {
+		return "", types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+	}
+	return n, nil
+}
+
+// NodeNameOrHost is NodeName with the nodename file always optional: the
+// OS host name is the last resort, as upstream's calico-ipam has it (only
+// the calico plugin insists on the file calico-node writes).
+func (s *Session) NodeNameOrHost() (string, error) {
+	c := *s.Conf
+	c.NodenameFileOptional = true
+	n, err := c.NodeName(s.env.ReadFile, s.env.Hostname)
 	if err != nil {
 		return "", types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
 	}
@@ -175,38 +190,111 @@ func Attrs(node string, a cniconf.Args, now time.Time) map[string]string {
 	return attrs
 }
 
-// Lock takes the best-effort host-wide IPAM lock (ipam_lock_file) and
-// returns its release. It only serialises this host's plugins to avoid
-// compare-and-swap conflicts; correctness does not depend on it, so any
-// failure just proceeds without it.
-func (s *Session) Lock() (unlock func()) {
+// Lock takes the host-wide IPAM lock (ipam_lock_file) and returns its
+// release. The lock only serialises this host's plugins to avoid
+// compare-and-swap conflicts; correctness does not depend on it, so a
+// lock file that cannot be created or opened is logged and skipped.
+//
+// The file is created 0600 in a directory created 0700 (an existing one
+// is left as it is; an existing file is narrowed to 0600), so that only
+// root can open it: anyone who can open it can hold it. The wait is
+// bounded by ipam_lock_timeout_seconds (DefaultIPAMLockTimeout): past it
+// the error is code 11 (try again later) and says who to look for.
+func (s *Session) Lock() (unlock func(), err error) {
 	path := s.Conf.IPAMLockFile
 	if path == "" {
-		return func() {}
+		return func() {}, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		s.Log.Warn("cannot create the IPAM lock directory; continuing without the lock", "path", path, "err", err)
-		return func() {}
+		return func() {}, nil
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		s.Log.Warn("cannot open the IPAM lock; continuing without it", "path", path, "err", err)
-		return func() {}
+		return func() {}, nil
 	}
-	t := time.Now()
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if err != syscall.EINTR {
-			break
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm() != 0o600 {
+		if err := f.Chmod(0o600); err != nil {
+			s.Log.Warn("cannot narrow the IPAM lock file to mode 0600", "path", path, "err", err)
 		}
 	}
-	if err != nil {
-		s.Log.Warn("cannot take the IPAM lock; continuing without it", "path", path, "err", err)
+	t := time.Now()
+	if err := flockTimeout(f, s.Conf.IPAMLockTimeout); err != nil {
 		f.Close()
-		return func() {}
+		if errors.Is(err, errLockTimeout) {
+			return nil, types.NewError(types.ErrTryAgainLater, fmt.Sprintf("timed out after %v waiting for the host IPAM lock %s: another process holds it (find it with `fuser %s`); raise ipam_lock_timeout_seconds if IPAM is just slow", s.Conf.IPAMLockTimeout, path, path), "")
+		}
+		s.Log.Warn("cannot take the IPAM lock; continuing without it", "path", path, "err", err)
+		return func() {}, nil
 	}
 	s.Log.Debug("took the host IPAM lock", "path", path, "waited", time.Since(t))
-	return func() { f.Close() } // closing the file releases the lock
+	return func() { f.Close() }, nil // closing the file releases the lock
+}
+
+var errLockTimeout = errors.New("lock wait timed out")
+
+// flockTimeout takes an exclusive flock on f, waiting at most timeout.
+//
+// flock(2) has no timeout. An uncontended lock is taken at once without
+// blocking; otherwise a goroutine makes the blocking call. If the wait
+// times out, that goroutine is abandoned: should it get the lock later,
+// it closes its own duplicate of the descriptor, which releases it, so
+// that a later Lock in this process is not blocked by a lock nobody uses.
+func flockTimeout(f *os.File, timeout time.Duration) error {
+	err := flockRetry(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if err != syscall.EWOULDBLOCK {
+		return err
+	}
+	// The goroutine locks through a dup of the descriptor (the same open
+	// file description, so the same lock) that it alone closes.
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	abandoned := false
+	done := make(chan error, 1)
+	go func() {
+		err := flockRetry(fd, syscall.LOCK_EX)
+		mu.Lock()
+		defer mu.Unlock()
+		if abandoned {
+			if err == nil {
+				syscall.Flock(fd, syscall.LOCK_UN)
+			}
+			syscall.Close(fd)
+			return
+		}
+		syscall.Close(fd)
+		done <- err
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	select {
+	case err := <-done: // it got there as the timer fired
+		return err
+	default:
+	}
+	abandoned = true
+	return errLockTimeout
+}
+
+// flockRetry calls flock, retrying when a signal interrupts it.
+func flockRetry(fd, how int) error {
+	for {
+		err := syscall.Flock(fd, how)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
 }
 
 // Assign allocates the addresses the netconf and CNI_ARGS ask for under
@@ -302,9 +390,9 @@ func ValidContainers(conf *cniconf.NetConf) (valid map[string]bool, ok bool) {
 	return valid, true
 }
 
-// GCHandles releases this network's handles on node whose container is
-// not in valid, and returns them.
-func (s *Session) GCHandles(ctx context.Context, node string, valid map[string]bool) ([]string, error) {
+// StaleHandles returns this network's handles on node whose container is
+// not in valid.
+func (s *Session) StaleHandles(ctx context.Context, node string, valid map[string]bool) ([]string, error) {
 	prefix := s.Conf.Name + "."
 	hs, err := s.Alloc.HandlesOnHost(ctx, node, prefix)
 	if err != nil {
@@ -316,8 +404,15 @@ func (s *Session) GCHandles(ctx context.Context, node string, valid map[string]b
 			stale = append(stale, h)
 		}
 	}
-	if len(stale) == 0 {
-		return nil, nil
+	return stale, nil
+}
+
+// GCHandles releases this network's handles on node whose container is
+// not in valid, and returns them.
+func (s *Session) GCHandles(ctx context.Context, node string, valid map[string]bool) ([]string, error) {
+	stale, err := s.StaleHandles(ctx, node, valid)
+	if err != nil || len(stale) == 0 {
+		return nil, err
 	}
 	s.Log.Info("GC releasing allocations of containers that are gone", "handles", stale)
 	if err := s.Alloc.ReleaseByHandles(ctx, stale...); err != nil {

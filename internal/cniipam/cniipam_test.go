@@ -115,7 +115,10 @@ func TestSession(t *testing.T) {
 	if err != nil || node != "n1" {
 		t.Fatal(node, err)
 	}
-	unlock := s.Lock()
+	unlock, err := s.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
 	addrs, err := s.Assign(ctx, node, "net1.c1", cniconf.Args{})
 	unlock()
 	if err != nil || len(addrs) != 1 || addrs[0].Bits() != 26 {

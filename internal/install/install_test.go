@@ -14,6 +14,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/onecalico/calico/internal/cniconf"
+	"github.com/onecalico/calico/internal/testutil"
 )
 
 // testConfig is a full configuration with TLS, a password, node settings
@@ -358,7 +359,7 @@ func TestValidate(t *testing.T) {
 func TestUnitVerifies(t *testing.T) {
 	sa, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skipf("systemd-analyze is not installed (Debian: systemd): %v", err)
+		testutil.Unavailable(t, "systemd-analyze is not installed (Debian: systemd): %v", err)
 	}
 	dir := t.TempDir()
 	exe, err := os.Executable()

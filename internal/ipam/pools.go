@@ -72,7 +72,7 @@ func selectPools(all []pool, fam int, requested []string, nodeName string, label
 			}
 			switch {
 			case found == nil:
-				return nil, fmt.Errorf("%w: the requested pool %q does not exist (give an IPPool name or its exact CIDR)", ErrNoPool, req)
+				return nil, fmt.Errorf("%w: the requested pool (%s) does not exist (give an IPPool name or its exact CIDR)", ErrNoPool, req)
 			case !found.enabled():
 				return nil, fmt.Errorf("%w: the requested pool %s is disabled", ErrNoPool, *found)
 			case found.family() != fam:

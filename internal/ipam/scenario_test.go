@@ -157,10 +157,11 @@ func TestErrorsLeaveDatastoreUnchanged(t *testing.T) {
 		}
 	})
 
-	// A requested pool that does not exist.
+	// A requested pool that does not exist: upstream's wording
+	// "(<pool>) does not exist", which scripts match.
 	expectUnchanged(t, s, func() {
-		_, _, err := a.AutoAssign(ctx, AutoAssignArgs{Num4: 1, HandleID: "h8", Hostname: "node1", IPv4Pools: []string{"nosuch"}})
-		if !errors.Is(err, ErrNoPool) || !strings.Contains(err.Error(), `"nosuch" does not exist`) {
+		_, _, err := a.AutoAssign(ctx, AutoAssignArgs{Num4: 1, HandleID: "h8", Hostname: "node1", IPv4Pools: []string{"192.169.1.0/24"}})
+		if !errors.Is(err, ErrNoPool) || !strings.Contains(err.Error(), `(192.169.1.0/24) does not exist`) {
 			t.Fatalf("requested: %v", err)
 		}
 	})

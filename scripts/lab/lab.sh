@@ -35,6 +35,7 @@
 # creates it (vxlanMode Always for "same", CrossSubnet for "cross");
 # with LAB_POOL=none nobody does, and you apply your own: LAB_APPLY=FILE makes
 # up apply FILE with calicoctl before it starts the daemons (or use `lab.sh ctl apply -f`).
+# LAB_BACKEND sets CALICO_NETWORKING_BACKEND (default vxlan; bird runs the BGP speaker).
 # Nothing is done in the host's own network namespace.
 set -euo pipefail
 
@@ -143,7 +144,7 @@ up() {
 }
 EOF
     start "n$i/calico-node" "$P-n$i" "$d/calico-node.log" env NODENAME="n$i" ETCD_ENDPOINTS="$ETCD" DATASTORE_TYPE=etcdv3 \
-      CALICO_NETWORKING_BACKEND=vxlan IP_AUTODETECTION_METHOD=interface=eth0 "${pool[@]}" \
+      CALICO_NETWORKING_BACKEND="${LAB_BACKEND:-vxlan}" IP_AUTODETECTION_METHOD=interface=eth0 "${pool[@]}" \
       CALICO_NODENAME_FILE="$d/nodename" CALICO_MTU_FILE="$d/mtu" CALICO_RUN_DIR="$d/run" \
       "$BIN/calico-node"
   done

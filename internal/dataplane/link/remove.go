@@ -3,6 +3,7 @@ package link
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -16,12 +17,14 @@ type Removal struct {
 	ContainerNetNS string // "" = not known (the runtime may give none on DEL)
 	ContainerIf    string // e.g. "eth0"
 	// HostIf is the host link to remove when the container end is gone
-	// (its namespace was deleted): a workload veth of that name. "" = none.
-	HostIf string
-	// HostIfLater, when set, is called instead of reading HostIf, and only
-	// when the name is needed; it may block until the caller knows whether
-	// the name still belongs to this workload.
-	HostIfLater func() string
+	// (its namespace was deleted): a workload veth of that name whose host
+	// routes are all to HostIfAddrs (at least one). "" = none.
+	HostIf      string
+	HostIfAddrs []netip.Prefix
+	// HostIfLater, when set, is called instead of reading HostIf and
+	// HostIfAddrs, and only when they are needed; it may block until the
+	// caller knows whether the name still belongs to this workload.
+	HostIfLater func() (string, []netip.Prefix)
 	// RoutesGone, when set, is called once the host routes are gone.
 	RoutesGone func()
 }
@@ -50,10 +53,18 @@ type Removal struct {
 // waits for it must also wait for RemoveWorkload's result.
 //
 // A missing namespace or link counts as success. A host link named HostIf
-// that is not a veth is not a workload's and is left alone.
+// is removed only when it is provably this workload's: a veth whose host
+// routes are all to HostIfAddrs. Any other link of that name (not a veth,
+// no routes, or routes to other addresses: another pod whose container ID
+// shares the name's characters) is left alone. A container namespace that
+// is the host namespace itself is refused (ErrOwnNetNS) before anything
+// is touched.
 func RemoveWorkload(rm Removal) error {
 	if rm.ContainerNetNS == "" && rm.HostIf == "" && rm.HostIfLater == nil {
 		return fmt.Errorf("remove workload %s: neither a container netns nor a host interface: %w", rm.ContainerIf, ErrInvalid)
+	}
+	if err := refuseOwnNetNS(rm.HostNetNS, rm.ContainerNetNS); err != nil {
+		return fmt.Errorf("remove workload %s: %w", rm.ContainerIf, err)
 	}
 	hostH, err := netns.NewHandle(rm.HostNetNS)
 	if err != nil {
@@ -84,18 +95,16 @@ func RemoveWorkload(rm Removal) error {
 		}
 	}
 	if contLink == nil {
-		name := rm.HostIf
+		name, addrs := rm.HostIf, rm.HostIfAddrs
 		if rm.HostIfLater != nil {
-			name = rm.HostIfLater()
+			name, addrs = rm.HostIfLater()
 		}
 		if name != "" {
-			l, err := hostH.LinkByName(name)
-			switch {
-			case err == nil && l.Type() == "veth":
-				hostLink = l
-			case err != nil && !isLinkNotFound(err):
-				return fmt.Errorf("look up host link %s: %w", name, err)
+			l, err := ownedHostLink(hostH, name, addrs)
+			if err != nil {
+				return err
 			}
+			hostLink = l
 		}
 	}
 	if hostLink != nil {
@@ -122,6 +131,26 @@ func RemoveWorkload(rm Removal) error {
 	return nil
 }
 
+// ownedHostLink returns the host link named name if it is provably the
+// workload's with addresses addrs (a veth routing only to them), else nil.
+func ownedHostLink(hostH *netlink.Handle, name string, addrs []netip.Prefix) (netlink.Link, error) {
+	l, err := hostH.LinkByName(name)
+	if isLinkNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up host link %s: %w", name, err)
+	}
+	if l.Type() != "veth" {
+		return nil, nil
+	}
+	ok, err := routesOnlyTo(hostH, l, addrs)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return l, nil
+}
+
 // hostPeer returns the host-namespace end of the container veth c, or nil
 // if c is not a veth or its peer is not in the host namespace.
 func hostPeer(hostH *netlink.Handle, c netlink.Link) netlink.Link {
@@ -137,25 +166,11 @@ func hostPeer(hostH *netlink.Handle, c netlink.Link) netlink.Link {
 
 // deleteHostRoutes deletes the host routes (/32, /128) through l.
 func deleteHostRoutes(h *netlink.Handle, l netlink.Link) error {
-	var routes []netlink.Route
-	var err error
-	for range 5 { // a dump the kernel interrupted (routes changed meanwhile) is retried
-		routes, err = h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: l.Attrs().Index}, netlink.RT_FILTER_OIF)
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
+	routes, err := hostRoutes(h, l.Attrs().Index)
 	if err != nil {
 		return fmt.Errorf("list routes of host link %s: %w", l.Attrs().Name, err)
 	}
 	for _, r := range routes {
-		if r.Dst == nil || r.Table != unix.RT_TABLE_MAIN {
-			continue
-		}
-		ones, bits := r.Dst.Mask.Size()
-		if ones != bits || r.Dst.IP.IsLinkLocalUnicast() || r.Dst.IP.IsMulticast() {
-			continue
-		}
 		if err := h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("delete host route %s dev %s: %w", r.Dst, l.Attrs().Name, err)
 		}

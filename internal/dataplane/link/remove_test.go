@@ -68,7 +68,16 @@ func TestPrivilegedRemoveWorkloadOrphanHostLink(t *testing.T) {
 	if err := l.hostH.RouteAdd(&netlink.Route{LinkIndex: orphan.Attrs().Index, Dst: ipNet(netip.MustParsePrefix("10.65.6.2/32")), Scope: netlink.SCOPE_LINK}); err != nil {
 		t.Fatal(err)
 	}
-	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: "/var/run/netns/cdp-never-existed", ContainerIf: "eth0", HostIf: "calirmorphan1"}); err != nil {
+	// Its route is to another address: not provably ours, left alone.
+	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: "/var/run/netns/cdp-never-existed", ContainerIf: "eth0", HostIf: "calirmorphan1",
+		HostIfAddrs: []netip.Prefix{netip.MustParsePrefix("10.65.6.3/32")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.hostH.LinkByName("calirmorphan1"); err != nil {
+		t.Errorf("host link routing another address deleted by name: %v", err)
+	}
+	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: "/var/run/netns/cdp-never-existed", ContainerIf: "eth0", HostIf: "calirmorphan1",
+		HostIfAddrs: []netip.Prefix{netip.MustParsePrefix("10.65.6.2/32")}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.hostH.LinkByName("calirmorphan1"); !isLinkNotFound(err) {
@@ -77,13 +86,15 @@ func TestPrivilegedRemoveWorkloadOrphanHostLink(t *testing.T) {
 	if rs := l.hostRoutes(t, "10.65.6.2/32"); len(rs) != 0 {
 		t.Errorf("orphan route not deleted: %v", rs)
 	}
-	// The container namespace exists but has no such link.
+	// The container namespace exists but has no such link; the host link
+	// has no route, so nothing proves it is this workload's: left alone.
 	addVeth(t, l.hostH, "calirmorphan2", "orphanpeer2")
-	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: testutil.NewNetNS(t), ContainerIf: "eth0", HostIfLater: func() string { return "calirmorphan2" }}); err != nil {
+	mine := []netip.Prefix{netip.MustParsePrefix("10.65.6.4/32")}
+	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: testutil.NewNetNS(t), ContainerIf: "eth0", HostIfLater: func() (string, []netip.Prefix) { return "calirmorphan2", mine }}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.hostH.LinkByName("calirmorphan2"); !isLinkNotFound(err) {
-		t.Errorf("host link without a container peer not deleted: %v", err)
+	if _, err := l.hostH.LinkByName("calirmorphan2"); err != nil {
+		t.Errorf("host link without routes deleted by name: %v", err)
 	}
 	// A host link of that name that is not a veth is not ours: untouched.
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "calirmbridge1"}}
@@ -101,7 +112,10 @@ func TestPrivilegedRemoveWorkloadOrphanHostLink(t *testing.T) {
 	// it) is left alone.
 	a := l.pod(t, "calirmpodA0001", "10.65.7.2/32")
 	b := l.pod(t, "calirmpodB0001", "10.65.7.3/32")
-	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: b.ContainerNetNS, ContainerIf: "eth0", HostIf: a.HostIf, HostIfLater: func() string { t.Error("HostIfLater called while the container link exists"); return a.HostIf }}); err != nil {
+	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: b.ContainerNetNS, ContainerIf: "eth0", HostIf: a.HostIf, HostIfLater: func() (string, []netip.Prefix) {
+		t.Error("HostIfLater called while the container link exists")
+		return a.HostIf, a.Addrs
+	}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := CheckWorkload(a); err != nil {
@@ -152,5 +166,44 @@ func TestPrivilegedCreateThenConfigure(t *testing.T) {
 	}
 	if _, err := CreateVeth(w, false, false); !errors.Is(err, ErrInvalid) {
 		t.Errorf("CreateVeth without a family: %v", err)
+	}
+}
+
+// TestPrivilegedRemoveOrphanLinks: the veth still routing a dead
+// workload's addresses is removed; a link a live endpoint claims, a link
+// that is not a cali veth, or one that also routes other addresses, is
+// not, and the error says the address is still routed.
+func TestPrivilegedRemoveOrphanLinks(t *testing.T) {
+	l := newLab(t)
+	dead := l.pod(t, "caliorphan0001", "10.65.10.2/32")
+	live := l.pod(t, "caliorphan0002", "10.65.10.3/32")
+	inUse := func(name string) bool { return name == live.HostIf }
+	if err := RemoveOrphanLinks(Orphan{HostNetNS: l.host, Addrs: dead.Addrs, Prefix: "cali", InUse: inUse}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.hostH.LinkByName(dead.HostIf); !isLinkNotFound(err) {
+		t.Errorf("orphan link left: %v", err)
+	}
+	if rs := l.hostRoutes(t, "10.65.10.2/32"); len(rs) != 0 {
+		t.Errorf("orphan route left: %v", rs)
+	}
+	// The live endpoint's link is never an orphan, even for its address.
+	if err := RemoveOrphanLinks(Orphan{HostNetNS: l.host, Addrs: live.Addrs, Prefix: "cali", InUse: inUse}); !errors.Is(err, ErrRouteConflict) {
+		t.Errorf("RemoveOrphanLinks on a live endpoint's address = %v, want ErrRouteConflict", err)
+	}
+	// Not the claimed name, but it routes an address outside the orphan's.
+	if err := RemoveOrphanLinks(Orphan{HostNetNS: l.host, Addrs: live.Addrs[:1], Prefix: "cali"}); err != nil {
+		t.Fatal(err) // all its routes are to these addresses: removed
+	}
+	two := l.pod(t, "caliorphan0003", "10.65.10.4/32", "10.65.10.5/32")
+	if err := RemoveOrphanLinks(Orphan{HostNetNS: l.host, Addrs: two.Addrs[:1], Prefix: "cali"}); !errors.Is(err, ErrRouteConflict) {
+		t.Errorf("RemoveOrphanLinks on a link that also routes another address = %v", err)
+	}
+	if err := CheckWorkload(two); err != nil {
+		t.Errorf("a link routing other addresses was touched: %v", err)
+	}
+	// Nothing routes the address: nothing to do.
+	if err := RemoveOrphanLinks(Orphan{HostNetNS: l.host, Addrs: dead.Addrs, Prefix: "cali"}); err != nil {
+		t.Errorf("RemoveOrphanLinks with nothing left = %v", err)
 	}
 }

@@ -119,7 +119,9 @@ func onOff(b bool) string {
 // through a netlink socket bound to the container namespace, with the peer
 // created directly in the host namespace and its MAC set in the same
 // request, so no thread enters the container except to write sysctls. An
-// existing host link named w.HostIf is deleted first. On any failure
+// existing host link named w.HostIf is deleted first if it is this
+// container's; otherwise the error wraps ErrHostIfTaken. A container
+// namespace that is the host's own is refused (ErrOwnNetNS). On any failure
 // everything done so far is undone (deleting the container end removes the
 // host peer and its routes) and the error is returned.
 //
@@ -160,7 +162,8 @@ type Veth struct {
 
 // CreateVeth does the first half of SetupWorkload for a workload that
 // will have IPv4 and/or IPv6 addresses (w.Addrs is not used): it deletes a
-// stale host link named w.HostIf, creates the pair (host end with MAC
+// stale host link named w.HostIf left by this container (any other link
+// of that name makes it fail with ErrHostIfTaken), creates the pair (host end with MAC
 // ee:ee:ee:ee:ee:ee), writes the host and container sysctls and sets both
 // ends up. On failure it undoes what it did.
 func CreateVeth(w Workload, v4, v6 bool) (_ *Veth, err error) {
@@ -172,6 +175,9 @@ func CreateVeth(w Workload, v4, v6 bool) (_ *Veth, err error) {
 	w.Addrs = addrs
 	if !v4 && !v6 {
 		return nil, fmt.Errorf("workload %s: no address family: %w", w.HostIf, ErrInvalid)
+	}
+	if err := refuseOwnNetNS(w.HostNetNS, w.ContainerNetNS); err != nil {
+		return nil, fmt.Errorf("setup workload %s: %w", w.HostIf, err)
 	}
 	v := &Veth{w: w, v4: v4, v6: v6}
 	defer func() {
@@ -192,9 +198,16 @@ func CreateVeth(w Workload, v4, v6 bool) (_ *Veth, err error) {
 	}
 	hostH, contH := v.hostH, v.contH
 
-	// An old host link with our name (e.g. from a crashed earlier ADD) would
-	// make the peer creation fail; upstream deletes it first.
+	// An old host link with our name would make the peer creation fail.
+	// Upstream deletes it whatever it is; we delete it only when it is
+	// provably this container's (its peer is the container interface, left
+	// by a crashed earlier ADD). Any other owner, e.g. a live pod whose
+	// container ID shares the first 11 characters, keeps its link, and the
+	// caller is told the name is taken.
 	if old, err := hostH.LinkByName(w.HostIf); err == nil {
+		if !isPeerOf(old, contH, w.ContainerIf) {
+			return nil, fmt.Errorf("host link %s exists and is not the peer of %s in %s: %w", w.HostIf, w.ContainerIf, w.ContainerNetNS, ErrHostIfTaken)
+		}
 		if err := hostH.LinkDel(old); err != nil {
 			return nil, fmt.Errorf("delete existing host link %s: %w", w.HostIf, err)
 		}
@@ -217,6 +230,12 @@ func CreateVeth(w Workload, v4, v6 bool) (_ *Veth, err error) {
 		PeerNamespace:    netlink.NsFd(hostNS.Fd()),
 	}
 	if err := contH.LinkAdd(veth); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			if _, lerr := hostH.LinkByName(w.HostIf); lerr == nil {
+				// Another ADD made a link of that name since we looked.
+				err = fmt.Errorf("%w: %w", err, ErrHostIfTaken)
+			}
+		}
 		return nil, fmt.Errorf("create veth %s in %s with peer %s: %w", w.ContainerIf, w.ContainerNetNS, w.HostIf, err)
 	}
 	if v.contLink, err = contH.LinkByName(w.ContainerIf); err != nil {

@@ -335,15 +335,80 @@ func TestPrivilegedSetupRollsBackOnFailure(t *testing.T) {
 	}
 }
 
+// TestPrivilegedSetupReplacesStaleHostLink: a host link of the wanted name
+// whose peer is this container's interface (a crashed earlier ADD of the
+// same container) is replaced; one whose peer is anything else (another
+// pod sharing the name) is left alone and the setup fails with
+// ErrHostIfTaken.
 func TestPrivilegedSetupReplacesStaleHostLink(t *testing.T) {
 	l := newLab(t)
-	addVeth(t, l.hostH, "calistale0001", "stalepeer")
 	w := l.pod(t, "calistale0001", "10.65.3.2/32")
+	// The same container again (its old pair is still there): replaced.
+	if _, err := SetupWorkload(w); err != nil {
+		t.Fatalf("SetupWorkload over this container's own stale pair: %v", err)
+	}
 	if err := CheckWorkload(w); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.hostH.LinkByName("stalepeer"); !isLinkNotFound(err) {
-		t.Errorf("stale pair not deleted: %v", err)
+	// Another container wanting the same host name: refused, untouched.
+	other := Workload{HostNetNS: l.host, ContainerNetNS: testutil.NewNetNS(t), ContainerIf: "eth0", HostIf: w.HostIf,
+		Addrs: []netip.Prefix{netip.MustParsePrefix("10.65.3.3/32")}}
+	if _, err := SetupWorkload(other); !errors.Is(err, ErrHostIfTaken) {
+		t.Fatalf("SetupWorkload over another container's host link = %v, want ErrHostIfTaken", err)
+	}
+	if err := CheckWorkload(w); err != nil {
+		t.Errorf("the first container's plumbing changed: %v", err)
+	}
+	if _, err := testutil.Handle(t, other.ContainerNetNS).LinkByName("eth0"); !isLinkNotFound(err) {
+		t.Errorf("the refused container got an interface: %v", err)
+	}
+	l.ping(t, w.ContainerNetNS, "10.65.3.2")
+	// A veth pair of that name entirely in the host is not ours either.
+	addVeth(t, l.hostH, "calistale0002", "stalepeer")
+	other.HostIf = "calistale0002"
+	if _, err := SetupWorkload(other); !errors.Is(err, ErrHostIfTaken) {
+		t.Fatalf("SetupWorkload over an unrelated pair = %v, want ErrHostIfTaken", err)
+	}
+	if _, err := l.hostH.LinkByName("stalepeer"); err != nil {
+		t.Errorf("unrelated pair deleted: %v", err)
+	}
+}
+
+// TestPrivilegedRefuseOwnNetNS: a container namespace that is the host
+// namespace, under any path, is refused before anything changes.
+func TestPrivilegedRefuseOwnNetNS(t *testing.T) {
+	l := newLab(t)
+	// Links, IPv4 addresses and routes (link states and IPv6 DAD of the
+	// fresh namespace may still be settling, so they are not compared).
+	snapshot := func() string {
+		links, err := l.hostH.LinkList()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := testutil.RunIn(t, l.host, "ip", "-o", "-4", "addr") + testutil.RunIn(t, l.host, "ip", "-4", "route")
+		for _, x := range links {
+			out += fmt.Sprintf("%s %s %d\n", x.Attrs().Name, x.Type(), x.Attrs().Index)
+		}
+		return out
+	}
+	before := snapshot()
+	w := Workload{HostNetNS: l.host, ContainerNetNS: l.host, ContainerIf: "lo", HostIf: "caliownns0001",
+		Addrs: []netip.Prefix{netip.MustParsePrefix("10.65.9.2/32")}}
+	if _, err := SetupWorkload(w); !errors.Is(err, ErrOwnNetNS) {
+		t.Fatalf("SetupWorkload into the host namespace = %v, want ErrOwnNetNS", err)
+	}
+	if err := RemoveWorkload(Removal{HostNetNS: l.host, ContainerNetNS: l.host, ContainerIf: "lo"}); !errors.Is(err, ErrOwnNetNS) {
+		t.Fatalf("RemoveWorkload in the host namespace = %v, want ErrOwnNetNS", err)
+	}
+	if after := snapshot(); after != before {
+		t.Errorf("host namespace changed:\n%s\nwas\n%s", after, before)
+	}
+	same, err := SameNetNS("", "/proc/thread-self/ns/net")
+	if err != nil || !same {
+		t.Errorf("SameNetNS(\"\", /proc/thread-self/ns/net) = %v, %v", same, err)
+	}
+	if same, err := SameNetNS("", l.host); err != nil || same {
+		t.Errorf("SameNetNS(\"\", a test namespace) = %v, %v", same, err)
 	}
 }
 

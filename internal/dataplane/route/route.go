@@ -112,7 +112,10 @@ func (r Route) equal(o Route) bool {
 	}
 	// IPv6 has no route scopes: the kernel reports every route as universe.
 	sameScope := r.Scope == o.Scope || r.Dst.Addr().Is6()
-	return r.Dst == o.Dst && r.Type == o.Type && r.Gw == o.Gw && r.LinkName == o.LinkName &&
+	// A desired gateway route without a link (a BGP next hop the kernel
+	// resolves) matches whatever link the kernel chose.
+	sameLink := r.LinkName == o.LinkName || (o.LinkName == "" && o.Gw.IsValid() && !o.OnLink)
+	return r.Dst == o.Dst && r.Type == o.Type && r.Gw == o.Gw && sameLink &&
 		r.OnLink == o.OnLink && sameScope && r.MTU == o.MTU && r.proto() == o.proto() && r.Src == o.Src
 }
 

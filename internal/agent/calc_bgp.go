@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"cmp"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/dataplane/route"
+)
+
+// routeOwner is RouteOwner plus protocol 12 once the BGP routes are
+// complete (BGPView.Synced) or when BGP is off (to clean up).
+func (d Desired) routeOwner() route.Owner {
+	o := RouteOwner
+	if d.OwnBGPRoutes {
+		o.Protocols = append(slices.Clone(o.Protocols), BGPRouteProtocol)
+	}
+	return o
+}
+
+// bgpSource reports whether routes to pool's remote blocks come from BGP
+// rather than from the datastore: the speaker runs and the pool does not
+// use VXLAN (as upstream, VXLAN routes stay Felix's).
+func (c *calc) bgpSource(p Pool) bool {
+	return c.m.BGP.Enabled && !p.vxlan()
+}
+
+// bgpRoutes adds a protocol 12 route for every learned best path inside a
+// pool without VXLAN, following upstream's kernel export filter: no
+// encapsulation (or CrossSubnet with the next hop on this node's subnet)
+// routes via the next hop; IPIP routes via the next hop on tunl0.
+// Learned paths outside every pool are not installed (they could shadow
+// the host's own routes).
+func (c *calc) bgpRoutes(add func(netip.Prefix, route.Route)) {
+	m := c.m
+	c.d.OwnBGPRoutes = !m.BGP.Enabled || m.BGP.Synced
+	if !m.BGP.Enabled {
+		return
+	}
+	if m.BGP.Down != "" {
+		c.degrade("bgp: the BGP speaker is %s: routes to other nodes' blocks in pools without VXLAN are not programmed", m.BGP.Down)
+	}
+	// Pools by prefix length, longest first: the first containing pool
+	// is the most specific (poolFor's rule, without its per-call sort).
+	pools := slices.Collect(maps.Values(m.Pools))
+	slices.SortFunc(pools, func(a, b Pool) int { return cmp.Or(b.CIDR.Bits()-a.CIDR.Bits(), strings.Compare(a.Name, b.Name)) })
+	for dst, l := range m.BGP.Learned {
+		if !dst.Addr().Is4() || !l.NextHop.Is4() {
+			continue
+		}
+		i := slices.IndexFunc(pools, func(p Pool) bool {
+			return p.CIDR.Addr().Is4() && p.CIDR.Bits() <= dst.Bits() && p.CIDR.Contains(dst.Addr())
+		})
+		if i < 0 || pools[i].vxlan() {
+			continue
+		}
+		pool := pools[i]
+		if b, ok := m.Blocks[dst]; ok && b.Affinity == m.NodeName {
+			continue // our own block, reflected back
+		}
+		if r, ok := c.bgpRoute(dst, l.NextHop, pool); ok {
+			add(dst, r)
+		}
+	}
+}
+
+// bgpRoute is the kernel route for one learned path.
+func (c *calc) bgpRoute(dst netip.Prefix, nh netip.Addr, pool Pool) (route.Route, bool) {
+	sameSubnet := c.me.IPv4.IsValid() && c.me.IPv4.Masked().Contains(nh)
+	if pool.IPIPMode == api.IPIPModeAlways || (pool.IPIPMode == api.IPIPModeCrossSubnet && !sameSubnet) {
+		if c.d.IPIPState != DevicePresent {
+			return route.Route{}, false // reported as the ipip degradation
+		}
+		return route.Route{Dst: dst, Gw: nh, LinkName: IPIPDevice, OnLink: true, Protocol: BGPRouteProtocol}, true
+	}
+	r := route.Route{Dst: dst, Gw: nh, Protocol: BGPRouteProtocol}
+	if sameSubnet {
+		r.LinkName = c.m.Host.ParentIf
+	}
+	return r, true
+}
+
+// applyRoutes installs d.Routes: a full Apply (kernel dump and diff) on
+// a full pass, after a failure, when protocol 12 ownership changed or a
+// device was recreated; otherwise only the routes that changed since the
+// last successful apply, so that one BGP UPDATE costs one netlink request.
+func (dp *dataplane) applyRoutes(d Desired, full bool) (route.Result, error) {
+	l := &dp.last
+	if full || !l.routesOK || l.ownBGP != d.OwnBGPRoutes {
+		if dp.batch != nil {
+			dp.batch.Forget()
+		}
+		return route.Apply(dp.h, d.routeOwner(), d.Routes)
+	}
+	if dp.batch == nil {
+		b, err := route.NewBatcher(dp.ns)
+		if err != nil {
+			return route.Apply(dp.h, d.routeOwner(), d.Routes)
+		}
+		dp.batch = b
+	}
+	return route.ApplyChanges(dp.h, dp.batch, d.routeOwner(), l.routes, d.Routes)
+}

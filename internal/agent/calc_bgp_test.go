@@ -1,0 +1,131 @@
+package agent
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/bgp"
+)
+
+// learned: n2's block via n2 (same subnet), n3's via 10.98.0.13 (another
+// subnet), and a route outside every pool.
+func bgpModel(pool Pool, synced bool) *Model {
+	m := model(pool)
+	m.BGP = BGPView{Enabled: true, Synced: synced, Learned: map[netip.Prefix]bgp.Learned{
+		pfx("10.244.2.0/26"): {NextHop: ip("10.99.0.12")},
+		pfx("10.244.3.0/26"): {NextHop: ip("10.98.0.13")},
+		pfx("10.244.1.0/26"): {NextHop: ip("10.99.0.12")}, // our own block, reflected
+		pfx("192.0.2.0/24"):  {NextHop: ip("10.99.0.1")},
+	}}
+	return m
+}
+
+func routeLines(d Desired) []string {
+	var out []string
+	for _, r := range d.Routes {
+		out = append(out, r.String())
+	}
+	return out
+}
+
+func TestCalcBGPNoEncap(t *testing.T) {
+	d := Calc(bgpModel(ipipPool(api.IPIPModeNever), false))
+	want := []string{
+		"blackhole 10.244.1.0/26 proto 80",
+		"10.244.2.0/26 via 10.99.0.12 dev eth0 proto 12",
+		"10.244.3.0/26 via 10.98.0.13 proto 12",
+	}
+	if got := routeLines(d); !slices.Equal(got, want) {
+		t.Errorf("routes:\n%q\nwant\n%q", got, want)
+	}
+	if len(d.Degraded) != 0 {
+		t.Errorf("degraded with BGP up: %q", d.Degraded)
+	}
+	if d.OwnBGPRoutes || slices.Contains(d.routeOwner().Protocols, BGPRouteProtocol) {
+		t.Error("protocol 12 owned before BGP is synced")
+	}
+	if d := Calc(bgpModel(ipipPool(api.IPIPModeNever), true)); !slices.Contains(d.routeOwner().Protocols, BGPRouteProtocol) {
+		t.Error("protocol 12 not owned once synced")
+	}
+	// Without BGP the cross-subnet block is degraded and protocol 12 is
+	// owned (left-over routes are removed).
+	m := bgpModel(ipipPool(api.IPIPModeNever), false)
+	m.BGP.Enabled = false
+	d = Calc(m)
+	if !d.OwnBGPRoutes || len(d.Degraded) == 0 {
+		t.Errorf("no BGP: own %v degraded %q", d.OwnBGPRoutes, d.Degraded)
+	}
+}
+
+func TestCalcBGPIPIP(t *testing.T) {
+	// This kernel has no IPIP, so tunl0 is computed as present here.
+	for _, tc := range []struct {
+		mode api.IPIPMode
+		want []string
+	}{
+		{api.IPIPModeAlways, []string{
+			"blackhole 10.244.1.0/26 proto 80",
+			"10.244.2.0/26 via 10.99.0.12 dev tunl0 onlink proto 12",
+			"10.244.3.0/26 via 10.98.0.13 dev tunl0 onlink proto 12",
+		}},
+		{api.IPIPModeCrossSubnet, []string{
+			"blackhole 10.244.1.0/26 proto 80",
+			"10.244.2.0/26 via 10.99.0.12 dev eth0 proto 12",
+			"10.244.3.0/26 via 10.98.0.13 dev tunl0 onlink proto 12",
+		}},
+	} {
+		d := Calc(bgpModel(ipipPool(tc.mode), true))
+		if got := routeLines(d); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: routes:\n%q\nwant\n%q", tc.mode, got, tc.want)
+		}
+	}
+	m := bgpModel(ipipPool(api.IPIPModeAlways), true)
+	m.Host.IPIPUnsupported = true
+	if got := routeLines(Calc(m)); len(got) != 1 {
+		t.Errorf("IPIP unsupported: %q", got)
+	}
+}
+
+func TestCalcBGPLeavesVXLAN(t *testing.T) {
+	// VXLAN pools stay programmed from the datastore; learned paths inside
+	// them are not installed.
+	d := Calc(bgpModel(vxlanPool(api.VXLANModeAlways), true))
+	for _, r := range d.Routes {
+		if r.Protocol == BGPRouteProtocol {
+			t.Errorf("BGP route in a VXLAN pool: %s", r)
+		}
+	}
+	if got := routeLines(d); !slices.Contains(got, "10.244.3.0/26 via 10.244.3.0 dev vxlan.calico onlink proto 80") {
+		t.Errorf("VXLAN routes: %q", got)
+	}
+}
+
+func TestBGPInputSkipsUnconfirmedAffinity(t *testing.T) {
+	m := model(ipipPool(api.IPIPModeNever))
+	m.BGP.Unconfirmed = map[netip.Prefix]bool{pfx("10.244.1.0/26"): true}
+	a := &Agent{}
+	in := a.bgpInput(m)
+	for _, b := range in.Blocks {
+		if b.CIDR == pfx("10.244.1.0/26") && b.Affinity != "" {
+			t.Errorf("pending block keeps its affinity: %+v", b)
+		}
+		if b.CIDR == pfx("10.244.2.0/26") && b.Affinity != "n2" {
+			t.Errorf("other node's block: %+v", b)
+		}
+	}
+	if d := bgp.Calc(in); len(d.Originated) != 0 {
+		t.Errorf("originated %+v", d.Originated)
+	}
+}
+
+func TestCalcBGPDownIsDegraded(t *testing.T) {
+	m := bgpModel(ipipPool(api.IPIPModeNever), false)
+	m.BGP.Down, m.BGP.Learned = "not running: listen tcp 0.0.0.0:179: address already in use", nil
+	d := Calc(m)
+	if len(d.Degraded) != 1 || !strings.Contains(d.Degraded[0], "address already in use") {
+		t.Errorf("degraded %q", d.Degraded)
+	}
+}

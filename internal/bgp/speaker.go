@@ -1,0 +1,496 @@
+package bgp
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	gobgpapi "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v3/pkg/server"
+)
+
+// Learned is a best path learned from a peer.
+type Learned struct {
+	NextHop netip.Addr
+	Peer    netip.Addr
+}
+
+// Speaker runs one GoBGP server and converges it to a Desired state.
+// Apply, Stop and Status may be called from any goroutine; Apply calls are
+// serialised.
+type Speaker struct {
+	log      *slog.Logger
+	onChange func(sessions bool)
+
+	opMu       sync.Mutex // serialises Apply and Stop
+	srv        *server.BgpServer
+	adapter    *slogAdapter
+	cancel     context.CancelFunc
+	globalHash string
+	peers      map[string]peerEntry
+	origin     map[netip.Prefix]string // prefix -> hash of its path
+	nextHop    netip.Addr
+
+	mu      sync.Mutex               // guards the fields below (written by GoBGP's callbacks)
+	learned map[netip.Prefix]Learned // changed in place by onEvent
+	snap    map[netip.Prefix]Learned // immutable copy for readers, nil when stale
+	states  map[netip.Addr]*sessionState
+	gen     uint64 // bumped whenever learned changes
+}
+
+type peerEntry struct {
+	hash string
+	peer Peer
+}
+
+// sessionState is what peer events tell about one session.
+type sessionState struct {
+	state gobgpapi.PeerState_SessionState
+	since time.Time
+	flaps uint64
+}
+
+// NewSpeaker returns a stopped speaker. onChange is called (from GoBGP's
+// goroutines; it must not block) whenever learned routes change
+// (sessions false) or session states change (sessions true).
+func NewSpeaker(log *slog.Logger, onChange func(sessions bool)) *Speaker {
+	if onChange == nil {
+		onChange = func(bool) {}
+	}
+	return &Speaker{log: log, onChange: onChange, learned: map[netip.Prefix]Learned{}, states: map[netip.Addr]*sessionState{}}
+}
+
+func hashOf(v any) string {
+	b, _ := json.Marshal(v)
+	s := sha256.Sum256(b)
+	return fmt.Sprintf("%x", s[:12])
+}
+
+// Apply converges the server to d: it (re)starts the server when the
+// global settings changed, then adds, replaces and deletes only the peers
+// and originated prefixes that differ. Errors of single peers or paths
+// are joined; the rest is still applied.
+func (s *Speaker) Apply(ctx context.Context, d Desired) error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if !d.Enabled {
+		s.stopLocked(true)
+		return nil
+	}
+	// The log level is applied in place; anything else restarts the server.
+	g := d.Global
+	g.LogSeverity = ""
+	if gh := hashOf(g); s.srv == nil || gh != s.globalHash {
+		s.stopLocked(true)
+		if err := s.startLocked(ctx, d.Global); err != nil {
+			return err
+		}
+		s.globalHash = gh
+	}
+	s.adapter.SetLevel(levelFor(d.Global.LogSeverity))
+	errs := []error{s.reconcilePeers(ctx, d.Peers)}
+	errs = append(errs, s.reconcileOrigin(ctx, d.NextHop, d.Originated))
+	return errors.Join(errs...)
+}
+
+func (s *Speaker) startLocked(ctx context.Context, g Global) error {
+	s.adapter = newSlogAdapter(s.log.With("component", "gobgp"), levelFor(g.LogSeverity))
+	srv := server.NewBgpServer(server.LoggerOption(s.adapter))
+	go srv.Serve()
+	addrs := g.ListenAddrs
+	if len(addrs) == 0 {
+		addrs = []string{"0.0.0.0"}
+	}
+	err := srv.StartBgp(ctx, &gobgpapi.StartBgpRequest{Global: &gobgpapi.Global{
+		Asn: g.ASNumber, RouterId: g.RouterID.String(), ListenPort: g.ListenPort, ListenAddresses: addrs,
+		GracefulRestart: &gobgpapi.GracefulRestart{Enabled: true, RestartTime: g.RestartTime},
+	}})
+	if err != nil {
+		srv.Stop()
+		return fmt.Errorf("start bgp (router id %s, as %d, port %d): %w", g.RouterID, g.ASNumber, g.ListenPort, err)
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	req := &gobgpapi.WatchEventRequest{
+		Peer:  &gobgpapi.WatchEventRequest_Peer{},
+		Table: &gobgpapi.WatchEventRequest_Table{Filters: []*gobgpapi.WatchEventRequest_Table_Filter{{Type: gobgpapi.WatchEventRequest_Table_Filter_BEST, Init: true}}},
+	}
+	if err := srv.WatchEvent(wctx, req, s.onEvent); err != nil {
+		cancel()
+		srv.Stop()
+		return fmt.Errorf("watch bgp events: %w", err)
+	}
+	s.srv, s.cancel = srv, cancel
+	s.peers, s.origin = map[string]peerEntry{}, map[netip.Prefix]string{}
+	s.log.Info("BGP speaker started", "component", "bgp", "router_id", g.RouterID, "as", g.ASNumber, "port", g.ListenPort, "listen", addrs)
+	return nil
+}
+
+// Stop stops the speaker. With hard, peers are told (a NOTIFICATION) and
+// drop this node's routes; without, the server is abandoned as it is:
+// its sessions end with the process and peers doing graceful restart keep
+// the routes until this node is back.
+func (s *Speaker) Stop(hard bool) {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	s.stopLocked(hard)
+}
+
+func (s *Speaker) stopLocked(hard bool) {
+	if s.srv == nil {
+		return
+	}
+	s.cancel()
+	if hard {
+		s.srv.Stop()
+	}
+	s.srv, s.globalHash = nil, ""
+	s.mu.Lock()
+	s.learned, s.snap = map[netip.Prefix]Learned{}, nil
+	s.states = map[netip.Addr]*sessionState{}
+	s.gen++
+	s.mu.Unlock()
+	s.onChange(true)
+}
+
+func (s *Speaker) reconcilePeers(ctx context.Context, want []Peer) error {
+	var errs []error
+	keep := make(map[string]bool, len(want))
+	for _, p := range want {
+		keep[p.Key()] = true
+	}
+	for key, e := range s.peers {
+		if !keep[key] {
+			if err := s.srv.DeletePeer(ctx, &gobgpapi.DeletePeerRequest{Address: e.peer.Addr.String()}); err != nil {
+				errs = append(errs, fmt.Errorf("delete peer %s: %w", key, err))
+				continue
+			}
+			delete(s.peers, key)
+			s.log.Info("BGP peer removed", "component", "bgp", "peer", key, "type", e.peer.Type)
+		}
+	}
+	for _, p := range want {
+		h := hashOf(p)
+		old, exists := s.peers[p.Key()]
+		if exists && old.hash == h {
+			continue
+		}
+		if exists {
+			if err := s.srv.DeletePeer(ctx, &gobgpapi.DeletePeerRequest{Address: p.Addr.String()}); err != nil {
+				errs = append(errs, fmt.Errorf("delete peer %s: %w", p.Key(), err))
+				continue
+			}
+			delete(s.peers, p.Key())
+		}
+		if err := s.srv.AddPeer(ctx, &gobgpapi.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
+			errs = append(errs, fmt.Errorf("add peer %s: %w", p.Key(), err))
+			continue
+		}
+		s.peers[p.Key()] = peerEntry{hash: h, peer: p}
+		if p.Problem != "" {
+			s.log.Error("BGP peer kept down", "component", "bgp", "peer", p.Key(), "reason", p.Problem)
+		} else {
+			s.log.Info("BGP peer configured", "component", "bgp", "peer", p.Key(), "type", p.Type, "as", p.ASNumber, "passive", p.Passive)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var familyV4 = &gobgpapi.Family{Afi: gobgpapi.Family_AFI_IP, Safi: gobgpapi.Family_SAFI_UNICAST}
+
+// apiPeer converts a Peer to GoBGP's configuration: graceful restart on,
+// IPv4 unicast, multihop for eBGP (as upstream's templates).
+func apiPeer(p Peer) *gobgpapi.Peer {
+	out := &gobgpapi.Peer{
+		Conf: &gobgpapi.PeerConf{NeighborAddress: p.Addr.String(), PeerAsn: p.ASNumber, LocalAsn: p.LocalAS,
+			AuthPassword: p.Password, AllowOwnAsn: p.AllowOwnAS, AdminDown: p.Down, Description: string(p.Type)},
+		Transport:       &gobgpapi.Transport{LocalAddress: p.LocalAddr, PassiveMode: p.Passive, RemotePort: uint32(p.Port)},
+		Timers:          &gobgpapi.Timers{Config: &gobgpapi.TimersConfig{ConnectRetry: 2}},
+		GracefulRestart: &gobgpapi.GracefulRestart{Enabled: true, RestartTime: p.RestartTime},
+		AfiSafis: []*gobgpapi.AfiSafi{{
+			Config:            &gobgpapi.AfiSafiConfig{Family: familyV4, Enabled: true},
+			MpGracefulRestart: &gobgpapi.MpGracefulRestart{Config: &gobgpapi.MpGracefulRestartConfig{Enabled: true}},
+		}},
+	}
+	if p.Keepalive > 0 {
+		out.Timers.Config.KeepaliveInterval = uint64(p.Keepalive)
+		out.Timers.Config.HoldTime = 3 * uint64(p.Keepalive)
+	}
+	if p.RRClient {
+		out.RouteReflector = &gobgpapi.RouteReflector{RouteReflectorClient: true, RouteReflectorClusterId: p.ClusterID}
+	}
+	switch {
+	case p.TTLSecurity > 0:
+		out.TtlSecurity = &gobgpapi.TtlSecurity{Enabled: true, TtlMin: uint32(256 - int(p.TTLSecurity))}
+	default:
+		out.EbgpMultihop = &gobgpapi.EbgpMultihop{Enabled: true, MultihopTtl: 255}
+	}
+	return out
+}
+
+func (s *Speaker) reconcileOrigin(ctx context.Context, nh netip.Addr, want []Origin) error {
+	var errs []error
+	if nh != s.nextHop {
+		// Every path carries the next hop: re-announce them all.
+		s.origin = map[netip.Prefix]string{}
+		s.nextHop = nh
+	}
+	keep := make(map[netip.Prefix]bool, len(want))
+	for _, o := range want {
+		keep[o.Prefix] = true
+	}
+	for p := range s.origin {
+		if keep[p] {
+			continue
+		}
+		path, err := originPath(Origin{Prefix: p}, nh, true)
+		if err == nil {
+			err = s.srv.DeletePath(ctx, &gobgpapi.DeletePathRequest{TableType: gobgpapi.TableType_GLOBAL, Family: familyV4, Path: path})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("withdraw %s: %w", p, err))
+			continue
+		}
+		delete(s.origin, p)
+	}
+	for _, o := range want {
+		h := hashOf(o)
+		if s.origin[o.Prefix] == h {
+			continue
+		}
+		path, err := originPath(o, nh, false)
+		if err == nil {
+			_, err = s.srv.AddPath(ctx, &gobgpapi.AddPathRequest{TableType: gobgpapi.TableType_GLOBAL, Path: path})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("announce %s: %w", o.Prefix, err))
+			continue
+		}
+		s.origin[o.Prefix] = h
+	}
+	return errors.Join(errs...)
+}
+
+// originPath builds a locally originated IPv4 path (origin IGP, next hop
+// this node).
+func originPath(o Origin, nh netip.Addr, withdraw bool) (*gobgpapi.Path, error) {
+	nlri := bgp.NewIPAddrPrefix(uint8(o.Prefix.Bits()), o.Prefix.Addr().String())
+	attrs := []bgp.PathAttributeInterface{
+		bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP),
+		bgp.NewPathAttributeNextHop(nh.String()),
+	}
+	if len(o.Communities) > 0 {
+		attrs = append(attrs, bgp.NewPathAttributeCommunities(o.Communities))
+	}
+	if len(o.Large) > 0 {
+		var lc []*bgp.LargeCommunity
+		for _, l := range o.Large {
+			lc = append(lc, bgp.NewLargeCommunity(l[0], l[1], l[2]))
+		}
+		attrs = append(attrs, bgp.NewPathAttributeLargeCommunities(lc))
+	}
+	return apiutil.NewPath(nlri, withdraw, attrs, time.Now())
+}
+
+// onEvent records a GoBGP event and signals; it does no other work.
+func (s *Speaker) onEvent(r *gobgpapi.WatchEventResponse) {
+	if pe := r.GetPeer(); pe != nil {
+		s.onPeer(pe)
+		return
+	}
+	t := r.GetTable()
+	if t == nil || len(t.Paths) == 0 {
+		return
+	}
+	changed := false
+	s.mu.Lock()
+	next := s.learned
+	for _, p := range t.Paths {
+		pfx, l, ok := decodePath(p)
+		if !ok {
+			continue
+		}
+		// Paths we originate have no neighbour (GoBGP reports "<nil>").
+		fromPeer := l.Peer.IsValid()
+		_, had := next[pfx]
+		if !fromPeer && !had {
+			continue
+		}
+		if p.IsWithdraw || !fromPeer {
+			delete(next, pfx)
+		} else {
+			next[pfx] = l
+		}
+		changed = true
+	}
+	if changed {
+		s.snap = nil
+		s.gen++
+	}
+	s.mu.Unlock()
+	if changed {
+		s.onChange(false)
+	}
+}
+
+func (s *Speaker) onPeer(pe *gobgpapi.WatchEventResponse_PeerEvent) {
+	if pe.Type != gobgpapi.WatchEventResponse_PeerEvent_STATE || pe.Peer == nil || pe.Peer.State == nil {
+		return
+	}
+	addr, err := netip.ParseAddr(pe.Peer.State.NeighborAddress)
+	if err != nil {
+		return
+	}
+	st := pe.Peer.State.SessionState
+	s.mu.Lock()
+	ss := s.states[addr]
+	if ss == nil {
+		ss = &sessionState{}
+		s.states[addr] = ss
+	}
+	if ss.state != st {
+		if ss.state == gobgpapi.PeerState_ESTABLISHED {
+			ss.flaps++
+		}
+		ss.state, ss.since = st, time.Now()
+	}
+	s.mu.Unlock()
+	s.log.Info("BGP session state", "component", "bgp", "peer", addr, "state", stateName(st))
+	s.onChange(true)
+}
+
+// decodePath reads an IPv4 unicast path's prefix, next hop and source.
+func decodePath(p *gobgpapi.Path) (netip.Prefix, Learned, bool) {
+	if p.Family == nil || p.Family.Afi != gobgpapi.Family_AFI_IP || p.Family.Safi != gobgpapi.Family_SAFI_UNICAST {
+		return netip.Prefix{}, Learned{}, false
+	}
+	nlri, err := apiutil.GetNativeNlri(p)
+	if err != nil {
+		return netip.Prefix{}, Learned{}, false
+	}
+	pfx, err := netip.ParsePrefix(nlri.String())
+	if err != nil {
+		return netip.Prefix{}, Learned{}, false
+	}
+	var l Learned
+	l.Peer, _ = netip.ParseAddr(p.NeighborIp)
+	if p.IsWithdraw {
+		return pfx, l, true
+	}
+	attrs, err := apiutil.GetNativePathAttributes(p)
+	if err != nil {
+		return netip.Prefix{}, Learned{}, false
+	}
+	for _, a := range attrs {
+		switch a := a.(type) {
+		case *bgp.PathAttributeNextHop:
+			l.NextHop, _ = netip.AddrFromSlice(a.Value.To4())
+		case *bgp.PathAttributeMpReachNLRI:
+			if len(a.Nexthop) > 0 && !l.NextHop.IsValid() {
+				l.NextHop, _ = netip.AddrFromSlice(a.Nexthop.To4())
+			}
+		}
+	}
+	return pfx, l, l.NextHop.IsValid()
+}
+
+// Running reports whether the server is started.
+func (s *Speaker) Running() bool {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	return s.srv != nil
+}
+
+// Learned returns the best paths learned from peers and a generation
+// number that changes whenever they do. The map must not be modified.
+func (s *Speaker) Learned() (map[netip.Prefix]Learned, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snap == nil {
+		s.snap = maps.Clone(s.learned)
+	}
+	return s.snap, s.gen
+}
+
+// PeerStatus is one session as `calicoctl node status` reports it.
+type PeerStatus struct {
+	Address    string    `json:"address"`
+	Type       PeerType  `json:"type"`
+	State      string    `json:"state"` // GoBGP session state: Idle, Connect, Active, OpenSent, OpenConfirm, Established
+	Since      time.Time `json:"since,omitzero"`
+	Info       string    `json:"info,omitempty"`
+	Received   uint64    `json:"received"`
+	Accepted   uint64    `json:"accepted"`
+	Advertised uint64    `json:"advertised"`
+	Flaps      uint64    `json:"flaps"`
+}
+
+// Status lists the configured sessions, sorted by address.
+func (s *Speaker) Status(ctx context.Context) []PeerStatus {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.srv == nil {
+		return nil
+	}
+	counts := map[string][3]uint64{}
+	_ = s.srv.ListPeer(ctx, &gobgpapi.ListPeerRequest{EnableAdvertised: true}, func(p *gobgpapi.Peer) {
+		var c [3]uint64
+		for _, af := range p.AfiSafis {
+			if af.State != nil {
+				c[0] += af.State.Received
+				c[1] += af.State.Accepted
+				c[2] += af.State.Advertised
+			}
+		}
+		if p.Conf != nil {
+			counts[p.Conf.NeighborAddress] = c
+		}
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]PeerStatus, 0, len(s.peers))
+	for _, key := range sortedKeys(s.peers) {
+		p := s.peers[key].peer
+		ps := PeerStatus{Address: key, Type: p.Type, State: stateName(gobgpapi.PeerState_IDLE), Info: p.Problem}
+		if ss := s.states[p.Addr]; ss != nil {
+			ps.State, ps.Since, ps.Flaps = stateName(ss.state), ss.since, ss.flaps
+		}
+		c := counts[p.Addr.String()]
+		ps.Received, ps.Accepted, ps.Advertised = c[0], c[1], c[2]
+		out = append(out, ps)
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// stateName renders a session state as BIRD's info column does.
+func stateName(st gobgpapi.PeerState_SessionState) string {
+	switch st {
+	case gobgpapi.PeerState_IDLE:
+		return "Idle"
+	case gobgpapi.PeerState_CONNECT:
+		return "Connect"
+	case gobgpapi.PeerState_ACTIVE:
+		return "Active"
+	case gobgpapi.PeerState_OPENSENT:
+		return "OpenSent"
+	case gobgpapi.PeerState_OPENCONFIRM:
+		return "OpenConfirm"
+	case gobgpapi.PeerState_ESTABLISHED:
+		return "Established"
+	}
+	return strings.ToLower(st.String())
+}

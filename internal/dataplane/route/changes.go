@@ -1,0 +1,119 @@
+package route
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// ApplyChanges is the incremental form of Apply: prev is what the last
+// successful Apply (or ApplyChanges) installed, and only the destinations
+// whose route differs between prev and desired are replaced or deleted.
+// It reads nothing back from the kernel (no dumps), so a single changed
+// route costs one netlink request; a full Apply now and then repairs
+// changes made by others.
+//
+// With a Batcher, large sets of simple changes are written in batches.
+func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Route) (Result, error) {
+	var errs []error
+	old := make(map[netip.Prefix]Route, len(prev))
+	for _, r := range prev {
+		old[r.Dst] = r
+	}
+	seen := make(map[netip.Prefix]bool, len(desired))
+	var todo []Route
+	for _, r := range desired {
+		if err := r.validate(); err != nil {
+			return Result{}, err
+		}
+		if seen[r.Dst] {
+			return Result{}, fmt.Errorf("route %s: duplicate destination: %w", r.Dst, ErrInvalidRoute)
+		}
+		seen[r.Dst] = true
+		if o, ok := old[r.Dst]; !ok || o != r {
+			todo = append(todo, r)
+		}
+	}
+	var res Result
+	ls := links{byName: map[string]int{}}
+	if b != nil {
+		// Link indexes are cached between calls (one lookup less per
+		// change); any failure drops the cache.
+		if b.links == nil {
+			b.links = map[string]int{}
+		}
+		ls.byName = b.links
+		defer func() {
+			if len(errs) > 0 {
+				b.links = nil
+			}
+		}()
+	}
+	var batch []Route
+	for _, r := range todo {
+		if r.LinkName != "" {
+			if _, ok := ls.byName[r.LinkName]; !ok {
+				l, err := h.LinkByName(r.LinkName)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("replace route %s: link %s: %w", r, r.LinkName, err))
+					continue
+				}
+				ls.byName[r.LinkName] = l.Attrs().Index
+			}
+		}
+		if b != nil && len(todo) >= minBatch && batchable(r) {
+			batch = append(batch, r)
+			continue
+		}
+		nr, err := toNetlink(r, owner.table(), ls)
+		if err == nil {
+			err = h.RouteReplace(nr)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("replace route %s: %w", r, err))
+			continue
+		}
+		res.count(old, r)
+	}
+	if len(batch) > 0 {
+		berrs := b.replace(batch, owner.table(), ls)
+		errs = append(errs, berrs...)
+		// Failed routes are counted too; the error makes the caller retry
+		// with a full Apply.
+		for _, r := range batch {
+			res.count(old, r)
+		}
+	}
+	for _, r := range prev {
+		if seen[r.Dst] {
+			continue
+		}
+		nr := &netlink.Route{
+			Dst:      &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), r.Dst.Addr().BitLen())},
+			Table:    owner.table(),
+			Protocol: netlink.RouteProtocol(r.proto()),
+		}
+		if err := h.RouteDel(nr); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("delete route %s: %w", r, err))
+			continue
+		}
+		res.Deleted++
+	}
+	return res, errors.Join(errs...)
+}
+
+// minBatch is the smallest change worth a batch; below it each route is
+// one request (the latency of a single change matters more).
+const minBatch = 16
+
+func (r *Result) count(old map[netip.Prefix]Route, rt Route) {
+	if _, ok := old[rt.Dst]; ok {
+		r.Replaced++
+	} else {
+		r.Added++
+	}
+}

@@ -1,0 +1,65 @@
+package route
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/onecalico/calico/internal/testutil"
+)
+
+// TestPrivilegedApplyChanges installs 300 routes incrementally (batched),
+// changes and removes some, and checks the kernel each time; a route the
+// kernel refuses is an error naming it.
+func TestPrivilegedApplyChanges(t *testing.T) {
+	ns := testutil.NewNetNS(t)
+	testutil.RunIn(t, ns, "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1")
+	testutil.RunIn(t, ns, "ip", "link", "set", "d0", "up")
+	testutil.RunIn(t, ns, "ip", "link", "set", "d1", "up")
+	testutil.RunIn(t, ns, "ip", "addr", "add", "10.99.0.11/24", "dev", "d0")
+	h := testutil.Handle(t, ns)
+	b, err := NewBatcher(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	owner := Owner{Protocols: []int{12}}
+	var want []Route
+	for i := range 300 {
+		want = append(want, Route{Dst: netip.MustParsePrefix(fmt.Sprintf("10.250.%d.%d/32", i/256, i%256)),
+			Gw: netip.MustParseAddr("10.99.0.1"), LinkName: "d0", Protocol: 12})
+	}
+	check := func(want []Route) {
+		t.Helper()
+		got, err := List(h, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d routes installed, want %d", len(got), len(want))
+		}
+		Sort(want)
+		for i := range got {
+			if !got[i].equal(want[i]) {
+				t.Fatalf("route %d: got %s, want %s", i, got[i], want[i])
+			}
+		}
+	}
+	if r, err := ApplyChanges(h, b, owner, nil, want); err != nil || r.Added != 300 {
+		t.Fatalf("apply: %+v %v", r, err)
+	}
+	check(want)
+	next := append([]Route(nil), want[:200]...)
+	next[0].Gw = netip.MustParseAddr("10.99.0.2")
+	if r, err := ApplyChanges(h, b, owner, want, next); err != nil || r.Replaced != 1 || r.Deleted != 100 {
+		t.Fatalf("change: %+v %v", r, err)
+	}
+	check(next)
+	bad := append([]Route(nil), next...)
+	for i := range 20 {
+		bad = append(bad, Route{Dst: netip.MustParsePrefix(fmt.Sprintf("10.251.0.%d/32", i)), Gw: netip.MustParseAddr("192.0.2.1"), LinkName: "d0", Protocol: 12})
+	}
+	if _, err := ApplyChanges(h, b, owner, next, bad); err == nil {
+		t.Fatal("unreachable gateways were accepted")
+	}
+}
