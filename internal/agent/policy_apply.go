@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -162,6 +163,9 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 		p.skipped = st.Skipped
 	}
 	if st.Full {
+		// A full write builds the whole table and its netlink batch at
+		// once; hand that garbage back now rather than carry it.
+		debug.FreeOSMemory()
 		a.log.Info("policy table written", "component", "dataplane", "snapshot", snap, "elapsed", time.Since(t),
 			"endpoints", len(rs.Endpoints), "chains", len(rs.Chains), "sets", len(rs.Sets), "rules", st.Rules)
 	} else if st.Changed() {
