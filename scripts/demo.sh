@@ -165,5 +165,29 @@ echo
 show ip -n "$P-n3" -d link show vxlan.calico
 ip -n "$P-n3" -d link show vxlan.calico
 
+section "9. Network policy: one flow denied, one allowed, and why"
+src1=$("$lab" pod list | awk '$1=="n1" && $2=="p1" {print $3}')
+src2=$("$lab" pod list | awk '$1=="n1" && $2=="p2" {print $3}')
+dst=$("$lab" pod list | awk '$1=="n2" && $2=="p1" {print $3}')
+sed -e "s/@SRC@/$src1/" -e "s/@DST@/$dst/" testdata/demo/deny-policy.yaml >"$LAB_DIR/deny-policy.yaml"
+show cat deny-policy.yaml
+cat "$LAB_DIR/deny-policy.yaml"
+show calicoctl apply -f deny-policy.yaml
+calicoctl apply -f - <"$LAB_DIR/deny-policy.yaml"
+flow() { # flow SRC-NODE SRC-POD SRC-IP WANT: ping DST from the pod and print the verdict
+  for _ in 1 2 3 4 5; do # the policy is in force within milliseconds; allow for a loaded machine
+    if ip netns exec "$P-$1-$2" ping -n -q -c 1 -W 1 "$dst" >/dev/null 2>&1; then got=allowed; else got=denied; fi
+    [ "$got" = "$4" ] && break
+  done
+  [ "$got" = "$4" ] && r=OK || { r="FAIL (expected $4)"; failed=$((failed + 1)); }
+  printf '%-6s %-15s -> n2/p1  %-15s ping %-8s %s\n' "$1/$2" "$3" "$dst" "$got" "$r"
+  show calicoctl policy explain --from "$3" --to "$dst" --protocol ICMP
+  calicoctl policy explain --from "$3" --to "$dst" --protocol ICMP | sed 's/^/    /'
+}
+flow n1 p1 "$src1" denied
+flow n1 p2 "$src2" allowed
+show calicoctl delete globalnetworkpolicy demo-deny-one-flow
+calicoctl delete globalnetworkpolicy demo-deny-one-flow
+
 trap - ERR
 [ "$failed" -eq 0 ]
