@@ -209,13 +209,21 @@ var inetRE = regexp.MustCompile(`inet (\d+\.\d+\.\d+\.\d+)/`)
 // containerIP reads eth0's IPv4 address inside a running container.
 func (r *runtimeNode) containerIP(ctx context.Context, id string) netip.Addr {
 	r.t.Helper()
-	out, err := r.ctr(ctx, "task", "exec", "--exec-id", "ip-"+id, id, "/bin/ip", "-o", "-4", "addr", "show", "dev", "eth0")
+	// Polled: on a loaded machine an exec's output has come back empty
+	// once (the address was there, as the ping afterwards showed).
+	var m []string
+	err := testutil.Poll(10*time.Second, func() error {
+		out, err := r.ctr(ctx, "task", "exec", "--exec-id", fmt.Sprintf("ip-%s-%d", id, time.Now().UnixNano()), id, "/bin/ip", "-o", "-4", "addr", "show", "dev", "eth0")
+		if err != nil {
+			return err
+		}
+		if m = inetRE.FindStringSubmatch(out); m == nil {
+			return fmt.Errorf("no IPv4 address on eth0 of %s: %q", id, out)
+		}
+		return nil
+	})
 	if err != nil {
 		r.t.Fatal(err)
-	}
-	m := inetRE.FindStringSubmatch(out)
-	if m == nil {
-		r.t.Fatalf("no IPv4 address on eth0 of %s: %s", id, out)
 	}
 	return netip.MustParseAddr(m[1])
 }
