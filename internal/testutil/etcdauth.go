@@ -23,6 +23,11 @@ type testCerts struct{ ca, serverCert, serverKey, clientCert, clientKey string }
 // writeTestCerts writes a throwaway CA, a server certificate (valid for
 // localhost, 127.0.0.1 and the socket names) and a client certificate.
 func writeTestCerts(dir string) (testCerts, error) {
+	return writeTestCertsFor(dir, []string{"localhost", "client.sock", "client.sock:0"})
+}
+
+// writeTestCertsFor is writeTestCerts with the certificates' DNS names.
+func writeTestCertsFor(dir string, dnsNames []string) (testCerts, error) {
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "calico test CA"},
@@ -44,7 +49,7 @@ func writeTestCerts(dir string) (testCerts, error) {
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			DNSNames:    []string{"localhost", "client.sock", "client.sock:0"},
+			DNSNames:    dnsNames,
 			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
