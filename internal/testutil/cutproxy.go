@@ -8,17 +8,21 @@ import (
 )
 
 // CutProxy forwards a unix socket to another, byte for byte (TLS passes
-// through), and can cut the path: Cut stops all forwarding while keeping
-// every connection open and accepting new ones, as a network partition
-// between one client and its server does; Restore forwards again. It lets a
-// test cut one client off a datastore that everyone else still reaches.
+// through), and can cut the path as a long network partition between one
+// client and its server does: Cut drops everything either side sends while
+// every connection stays open (new ones are accepted and never answered),
+// so the client sees silence, not a reset. Restore ends the partition the
+// way a partition longer than the client's keepalive ends: the connections
+// that lived through it are gone (closed), and new ones are forwarded
+// again. It lets a test cut one client off a datastore that others still
+// reach.
 type CutProxy struct {
 	Path   string // the socket clients dial
 	target string
 	ln     net.Listener
 	mu     sync.Mutex
-	open   chan struct{} // closed while forwarding
-	conns  map[net.Conn]struct{}
+	cut    bool
+	conns  map[net.Conn]bool // value: the connection lived through a cut
 }
 
 // StartCutProxy listens on path and forwards to the unix socket target
@@ -30,47 +34,39 @@ func StartCutProxy(t testing.TB, path, target string) *CutProxy {
 	if err != nil {
 		t.Fatalf("proxy listen %s: %v", path, err)
 	}
-	p := &CutProxy{Path: path, target: target, ln: ln, open: make(chan struct{}), conns: map[net.Conn]struct{}{}}
-	close(p.open)
+	p := &CutProxy{Path: path, target: target, ln: ln, conns: map[net.Conn]bool{}}
 	go p.serve()
 	t.Cleanup(p.close)
 	return p
 }
 
-// Cut stops forwarding (connections stay open; nothing gets through).
+// Cut starts the partition.
 func (p *CutProxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	select {
-	case <-p.open:
-		p.open = make(chan struct{})
-	default:
+	p.cut = true
+	for c := range p.conns {
+		p.conns[c] = true
 	}
 }
 
-// Restore forwards again; what was held back is delivered, as TCP would
-// once a short partition heals.
+// Restore ends it: connections that saw the cut are closed.
 func (p *CutProxy) Restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	select {
-	case <-p.open:
-	default:
-		close(p.open)
+	p.cut = false
+	for c, sawCut := range p.conns {
+		if sawCut {
+			c.Close()
+			delete(p.conns, c)
+		}
 	}
 }
 
-// gate returns once forwarding is on, or when stop closes.
-func (p *CutProxy) gate(stop <-chan struct{}) bool {
+func (p *CutProxy) isCut() bool {
 	p.mu.Lock()
-	open := p.open
-	p.mu.Unlock()
-	select {
-	case <-open:
-		return true
-	case <-stop:
-		return false
-	}
+	defer p.mu.Unlock()
+	return p.cut
 }
 
 func (p *CutProxy) serve() {
@@ -83,63 +79,62 @@ func (p *CutProxy) serve() {
 	}
 }
 
-func (p *CutProxy) track(c net.Conn, add bool) {
+// track adds c (or removes it, add false); it reports whether the path is
+// cut at that moment.
+func (p *CutProxy) track(c net.Conn, add bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if add {
-		p.conns[c] = struct{}{}
+		p.conns[c] = p.cut
 	} else {
 		delete(p.conns, c)
 	}
+	return p.cut
 }
 
 func (p *CutProxy) handle(c net.Conn) {
-	p.track(c, true)
-	defer p.track(c, false)
 	defer c.Close()
-	stop := make(chan struct{})
-	var once sync.Once
-	done := func() { once.Do(func() { close(stop) }) }
-	// A connection made while cut waits (unanswered) until restored.
-	if !p.gate(nil) {
+	defer p.track(c, false)
+	if p.track(c, true) {
+		p.copy(nil, c) // never answered; closed by Restore
 		return
 	}
 	up, err := net.Dial("unix", p.target)
 	if err != nil {
-		return
+		return // as a dead server: connection refused
 	}
-	p.track(up, true)
-	defer p.track(up, false)
 	defer up.Close()
-	go func() { p.copy(up, c, stop); done() }()
-	p.copy(c, up, stop)
-	done()
+	defer p.track(up, false)
+	p.track(up, true)
+	done := make(chan struct{})
+	go func() { p.copy(c, up); close(done) }()
+	p.copy(up, c)
+	<-done
 }
 
-// copy forwards src to dst, holding each chunk while the path is cut.
-func (p *CutProxy) copy(dst, src net.Conn, stop chan struct{}) {
-	defer dst.Close()
+// copy forwards src to dst (drops it while cut, or always when dst is nil)
+// until either side closes; then it closes both.
+func (p *CutProxy) copy(dst, src net.Conn) {
+	if dst != nil {
+		defer dst.Close()
+	}
 	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 {
-			if !p.gate(stop) {
-				return
-			}
+		if n > 0 && dst != nil && !p.isCut() {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
 		}
 		if err != nil {
-			return // io.EOF or a closed connection: close both ways
+			return // EOF or closed
 		}
 	}
 }
 
 func (p *CutProxy) close() {
 	p.ln.Close()
-	p.Restore()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.conns {
