@@ -482,6 +482,28 @@ func TestPrivilegedEtcdClusterOutage(t *testing.T) {
 	if relisted == 0 {
 		t.Errorf("the daemon never relisted, so it did not meet the compaction (snapshots %v)", snap1)
 	}
+
+	// Last, every member killed (connections refused, not silent):
+	// calicoctl fails at once naming each endpoint, CNI ADD fails.
+	for _, m := range e.cl.Members {
+		m.Kill()
+	}
+	c, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start = time.Now()
+	deadOut, err := e.calicoctl(c, "get", "nodes")
+	ctlDead := time.Since(start)
+	if err == nil || c.Err() != nil || !strings.Contains(deadOut, e.cl.Members[0].Endpoint+" is not reachable") {
+		t.Errorf("calicoctl get nodes with every member killed: err %v, output %q (want each endpoint named)", err, deadOut)
+	}
+	start = time.Now()
+	addOut, err := e.cni(c, "ADD", cid, podNS)
+	addDead := time.Since(start)
+	if err == nil || c.Err() != nil {
+		t.Errorf("CNI ADD with every member killed: err %v, output %s", err, addOut)
+	}
+	t.Logf("every member killed: calicoctl failed after %v: %s; CNI ADD failed after %v: %s",
+		ctlDead.Round(time.Millisecond), strings.TrimSpace(deadOut), addDead.Round(time.Millisecond), addOut)
 	t.Logf("not ready %v after the cluster went (%s); CNI ADD failed after %v: %s; calicoctl failed after %v: %s",
 		detect.Round(time.Millisecond), reason, addFail.Round(time.Millisecond), cniErr.Msg, ctlFail.Round(time.Millisecond), strings.TrimSpace(ctlOut))
 	t.Logf("outage %v; compacted at revision %d while the daemon was cut off; after its path returned: routes caught up in %v, ready in %v; %d prefixes relisted",
