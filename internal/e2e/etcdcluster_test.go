@@ -429,8 +429,8 @@ func TestPrivilegedEtcdClusterOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, kv := range kvs {
-		if strings.Contains(kv.Key, cid) {
-			t.Errorf("the failed ADD left %s in the datastore", kv.Key)
+		if strings.Contains(kv.Key, cid) || strings.Contains(string(kv.Value), cid) {
+			t.Errorf("the failed ADD left a trace in the datastore: %s = %s", kv.Key, kv.Value)
 		}
 	}
 
