@@ -21,12 +21,16 @@ import (
 
 // EtcdCluster is a real etcd cluster as operators run one: every member a
 // `calico etcd` process (the product's own server, started with etcd's
-// static-cluster flags), client TLS with certificates from a throwaway CA
-// made here, so clients must present the client certificate. Members serve
-// clients and peers on unix sockets in one temporary directory: nothing
-// listens on the network, and node namespaces reach them like any file.
+// static-cluster flags), TLS with certificates from a throwaway CA made
+// here, clients and members alike must present a certificate. Members run
+// in a network namespace of their own and talk to each other on its
+// loopback (https; etcd's peer transport does not do TLS over unix
+// sockets); they serve clients on unix sockets in one temporary directory,
+// which node namespaces reach like any file. Root is needed (the
+// namespace).
 type EtcdCluster struct {
 	Dir     string
+	NS      string // the members' network namespace
 	Members []*EtcdMember
 	// The CA that signed the members' certificates, and a client
 	// certificate and key it accepts.
@@ -39,6 +43,7 @@ type EtcdCluster struct {
 type EtcdMember struct {
 	Name     string
 	Endpoint string // unixs:///<dir>/<name>.sock:0
+	peerPort int
 	c        *EtcdCluster
 	cmd      *exec.Cmd
 	stderr   lockedBuffer
@@ -55,7 +60,7 @@ func StartEtcdCluster(t testing.TB, binDir string, n int) *EtcdCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &EtcdCluster{Dir: dir, t: t, bin: filepath.Join(binDir, "calico")}
+	c := &EtcdCluster{Dir: dir, NS: NewNetNS(t), t: t, bin: filepath.Join(binDir, "calico")}
 	t.Cleanup(func() {
 		for _, m := range c.Members {
 			m.Kill()
@@ -65,7 +70,7 @@ func StartEtcdCluster(t testing.TB, binDir string, n int) *EtcdCluster {
 	names := []string{"localhost"}
 	var initial []string
 	for i := 1; i <= n; i++ {
-		m := &EtcdMember{Name: fmt.Sprintf("m%d", i), c: c}
+		m := &EtcdMember{Name: fmt.Sprintf("m%d", i), c: c, peerPort: 2380 + 10*i}
 		m.Endpoint = "unixs://" + filepath.Join(dir, m.Name+".sock:0")
 		c.Members = append(c.Members, m)
 		names = append(names, m.Name+".sock", m.Name+".sock:0")
@@ -154,17 +159,19 @@ func (c *EtcdCluster) Compact(ctx context.Context) (int64, error) {
 	return rev, err
 }
 
-func (m *EtcdMember) peerURL() string { return "unix://" + m.Name + ".peer:0" }
+func (m *EtcdMember) peerURL() string { return fmt.Sprintf("https://127.0.0.1:%d", m.peerPort) }
 
 func (m *EtcdMember) start(certs testCerts, initial string) {
 	t := m.c.t
 	t.Helper()
 	client := "unixs://" + m.Name + ".sock:0" // relative to the cluster's directory
-	m.cmd = exec.Command(m.c.bin, "etcd", "--name", m.Name, "--data-dir", m.Name+".data",
+	m.cmd = exec.Command("ip", "netns", "exec", filepath.Base(m.c.NS), m.c.bin, "etcd", "--name", m.Name, "--data-dir", m.Name+".data",
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", m.peerURL(), "--initial-cluster", initial, "--initial-cluster-token", "calico-test",
 		"--cert-file", certs.serverCert, "--key-file", certs.serverKey,
-		"--trusted-ca-file", certs.ca, "--client-cert-auth", "--log-level", "warn")
+		"--trusted-ca-file", certs.ca, "--client-cert-auth",
+		"--peer-cert-file", certs.peerCert, "--peer-key-file", certs.peerKey,
+		"--peer-trusted-ca-file", certs.ca, "--peer-client-cert-auth", "--log-level", "warn")
 	m.cmd.Dir = m.c.Dir
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	m.stderr.reset()
@@ -210,7 +217,9 @@ func (m *EtcdMember) Running() bool { return m.cmd != nil }
 // Restart starts a killed member again on its data and waits until it serves.
 func (m *EtcdMember) Restart() {
 	m.c.t.Helper()
-	certs := testCerts{ca: m.c.CACertFile, serverCert: filepath.Join(m.c.Dir, "server.pem"), serverKey: filepath.Join(m.c.Dir, "server-key.pem")}
+	d := m.c.Dir
+	certs := testCerts{ca: m.c.CACertFile, serverCert: filepath.Join(d, "server.pem"), serverKey: filepath.Join(d, "server-key.pem"),
+		peerCert: filepath.Join(d, "peer.pem"), peerKey: filepath.Join(d, "peer-key.pem")}
 	m.start(certs, m.Name+"="+m.peerURL()) // the data directory decides membership now
 	m.wait()
 }
