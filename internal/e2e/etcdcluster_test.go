@@ -345,70 +345,12 @@ func TestPrivilegedEtcdClusterOutage(t *testing.T) {
 	for _, m := range e.cl.Members {
 		m.Pause()
 	}
-	var reason string
-	if err := labtest.Poll(30*time.Second, func() error {
-		s, err := e.proc.Status()
-		if err != nil {
-			return err
-		}
-		if s.Ready || !strings.Contains(s.Datastore, "unreachable") {
-			return fmt.Errorf("ready %v, datastore %q", s.Ready, s.Datastore)
-		}
-		reason = s.Datastore
-		return nil
-	}); err != nil {
-		t.Fatalf("the daemon did not report the outage: %v", err)
-	}
+	reason := e.waitNotReady(t)
 	detect := time.Since(down)
-
-	// CNI ADD fails, with one line, and leaves nothing on the node.
 	const cid = "outage-add"
-	podNS := testutil.NewNetNS(t)
-	c, cancel := context.WithTimeout(context.Background(), time.Minute)
-	start := time.Now()
-	out, err := e.cni(c, "ADD", cid, podNS)
-	addFail := time.Since(start)
-	hung := c.Err() != nil
-	cancel()
-	if err == nil || hung {
-		t.Fatalf("CNI ADD with the datastore away: err %v, hung %v, output %s", err, hung, out)
-	}
-	var cniErr struct {
-		Code int    `json:"code"`
-		Msg  string `json:"msg"`
-	}
-	if err := json.Unmarshal(out, &cniErr); err != nil || cniErr.Msg == "" || strings.Contains(cniErr.Msg, "\n") ||
-		!regexp.MustCompile(`(?i)etcd|datastore`).MatchString(cniErr.Msg) {
-		t.Errorf("CNI ADD error is not one clear line naming the datastore: %s", out)
-	}
-	if got := linkNames(t, e.n1.NS); !slices.Equal(got, links) {
-		t.Errorf("the failed ADD changed the node's links: %q, before %q", got, links)
-	}
-	if got := linkNames(t, podNS); !slices.Equal(got, []string{"lo"}) {
-		t.Errorf("the failed ADD left links in the pod: %q", got)
-	}
-
-	// calicoctl against every member, all down.
-	c, cancel = context.WithTimeout(context.Background(), time.Minute)
-	start = time.Now()
-	ctlOut, err := e.calicoctl(c, "get", "nodes")
-	ctlFail := time.Since(start)
-	hung = c.Err() != nil
-	cancel()
-	if err == nil || hung || strings.TrimSpace(ctlOut) == "" {
-		t.Errorf("calicoctl get nodes with the datastore away: err %v, hung %v, output %q", err, hung, ctlOut)
-	}
-
-	// The outage lasts; nothing in the dataplane moves.
-	for time.Since(down) < outageHold {
-		if rs := routes(t, e.n1); !slices.Equal(rs, before) {
-			t.Fatalf("routes changed during the outage: %q, before %q", rs, before)
-		}
-		if s, err := e.proc.Status(); err != nil || s.Ready {
-			t.Fatalf("during the outage: status %+v, %v", s, err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	_, addFail, addMsg := e.failedAdd(t, cid, links)
+	ctlOut, ctlFail := e.failingCalicoctl(t)
+	e.holdOutage(t, down, before)
 
 	// The cluster returns; the daemon is still cut off while n3 gets a
 	// block, n4 loses its own, and the history is compacted.
@@ -419,7 +361,7 @@ func TestPrivilegedEtcdClusterOutage(t *testing.T) {
 	e.lab.ClaimBlock("n3", n3Block.Addr())
 	e.lab.DeleteBlock("n4", n4Block)
 	e.lab.DeleteNode("n4")
-	c, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rev, err := e.cl.Compact(c)
 	if err != nil {
@@ -461,13 +403,7 @@ func TestPrivilegedEtcdClusterOutage(t *testing.T) {
 
 	// Exactly n3's route added and n4's deleted: no unchanged route was
 	// removed and re-added.
-	for _, ch := range mon.Changes() {
-		added, deleted := strings.HasPrefix(ch, "added ") && strings.Contains(ch, "Dst: "+n3Block.String()+" "),
-			strings.HasPrefix(ch, "deleted ") && strings.Contains(ch, "Dst: "+n4Block.String()+" ")
-		if !added && !deleted {
-			t.Errorf("unexpected route change through the outage: %s", ch)
-		}
-	}
+	onlyRouteChanges(t, mon, n3Block, n4Block)
 	if sent, lost := pg.Stop(t); len(lost) > 0 {
 		t.Errorf("ping between two pods lost %d of %d packets through the outage: %v", len(lost), sent, lost)
 	}
@@ -487,24 +423,111 @@ func TestPrivilegedEtcdClusterOutage(t *testing.T) {
 	for _, m := range e.cl.Members {
 		m.Kill()
 	}
-	c, cancel = context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	start = time.Now()
-	deadOut, err := e.calicoctl(c, "get", "nodes")
-	ctlDead := time.Since(start)
-	if err == nil || c.Err() != nil || !strings.Contains(deadOut, e.cl.Members[0].Endpoint+" is not reachable") {
-		t.Errorf("calicoctl get nodes with every member killed: err %v, output %q (want each endpoint named)", err, deadOut)
+	deadOut, ctlDead := e.failingCalicoctl(t)
+	if !strings.Contains(deadOut, e.cl.Members[0].Endpoint+" is not reachable") {
+		t.Errorf("calicoctl get nodes with every member killed: %q, want each endpoint named", deadOut)
 	}
-	start = time.Now()
-	addOut, err := e.cni(c, "ADD", cid, podNS)
-	addDead := time.Since(start)
-	if err == nil || c.Err() != nil {
-		t.Errorf("CNI ADD with every member killed: err %v, output %s", err, addOut)
-	}
+	_, addDead, deadMsg := e.failedAdd(t, cid+"2", links)
 	t.Logf("every member killed: calicoctl failed after %v: %s; CNI ADD failed after %v: %s",
-		ctlDead.Round(time.Millisecond), strings.TrimSpace(deadOut), addDead.Round(time.Millisecond), addOut)
+		ctlDead.Round(time.Millisecond), strings.TrimSpace(deadOut), addDead.Round(time.Millisecond), deadMsg)
 	t.Logf("not ready %v after the cluster went (%s); CNI ADD failed after %v: %s; calicoctl failed after %v: %s",
-		detect.Round(time.Millisecond), reason, addFail.Round(time.Millisecond), cniErr.Msg, ctlFail.Round(time.Millisecond), strings.TrimSpace(ctlOut))
+		detect.Round(time.Millisecond), reason, addFail.Round(time.Millisecond), addMsg, ctlFail.Round(time.Millisecond), strings.TrimSpace(ctlOut))
 	t.Logf("outage %v; compacted at revision %d while the daemon was cut off; after its path returned: routes caught up in %v, ready in %v; %d prefixes relisted",
 		back.Sub(down).Round(time.Millisecond), rev, caughtUp.Round(time.Millisecond), readyAgain.Round(time.Millisecond), relisted)
+}
+
+// waitNotReady waits until the daemon reports the datastore unreachable
+// and returns its reason.
+func (e *etcdLab) waitNotReady(t *testing.T) string {
+	t.Helper()
+	var reason string
+	if err := labtest.Poll(30*time.Second, func() error {
+		s, err := e.proc.Status()
+		if err != nil {
+			return err
+		}
+		if s.Ready || !strings.Contains(s.Datastore, "unreachable") {
+			return fmt.Errorf("ready %v, datastore %q", s.Ready, s.Datastore)
+		}
+		reason = s.Datastore
+		return nil
+	}); err != nil {
+		t.Fatalf("the daemon did not report the outage: %v", err)
+	}
+	return reason
+}
+
+// failedAdd runs a CNI ADD that must fail (the datastore is away) with one
+// line naming the datastore, leaving the node's links as they were
+// (links) and no link in the pod. It returns the pod namespace, how long
+// the ADD took and its message.
+func (e *etcdLab) failedAdd(t *testing.T, cid string, links []string) (string, time.Duration, string) {
+	t.Helper()
+	podNS := testutil.NewNetNS(t)
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err := e.cni(c, "ADD", cid, podNS)
+	took := time.Since(start)
+	if err == nil || c.Err() != nil {
+		t.Fatalf("CNI ADD with the datastore away: err %v, hung %v, output %s", err, c.Err() != nil, out)
+	}
+	var cniErr struct {
+		Code int    `json:"code"`
+		Msg  string `json:"msg"`
+	}
+	if err := json.Unmarshal(out, &cniErr); err != nil || cniErr.Msg == "" || strings.Contains(cniErr.Msg, "\n") ||
+		!regexp.MustCompile(`(?i)etcd|datastore`).MatchString(cniErr.Msg) {
+		t.Errorf("CNI ADD error is not one clear line naming the datastore: %s", out)
+	}
+	if got := linkNames(t, e.n1.NS); !slices.Equal(got, links) {
+		t.Errorf("the failed ADD changed the node's links: %q, before %q", got, links)
+	}
+	if got := linkNames(t, podNS); !slices.Equal(got, []string{"lo"}) {
+		t.Errorf("the failed ADD left links in the pod: %q", got)
+	}
+	return podNS, took, fmt.Sprintf("code %d: %s", cniErr.Code, cniErr.Msg)
+}
+
+// failingCalicoctl runs calicoctl get nodes against every member, which
+// must fail with a message (not hang); it returns the output and time.
+func (e *etcdLab) failingCalicoctl(t *testing.T) (string, time.Duration) {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err := e.calicoctl(c, "get", "nodes")
+	took := time.Since(start)
+	if err == nil || c.Err() != nil || strings.TrimSpace(out) == "" {
+		t.Errorf("calicoctl get nodes with the datastore away: err %v, hung %v, output %q", err, c.Err() != nil, out)
+	}
+	return out, took
+}
+
+// holdOutage keeps the outage going until outageHold after down, checking
+// all along that the routes stay as before and the daemon not ready.
+func (e *etcdLab) holdOutage(t *testing.T, down time.Time, before []string) {
+	t.Helper()
+	for time.Since(down) < outageHold {
+		if rs := routes(t, e.n1); !slices.Equal(rs, before) {
+			t.Fatalf("routes changed during the outage: %q, before %q", rs, before)
+		}
+		if s, err := e.proc.Status(); err != nil || s.Ready {
+			t.Fatalf("during the outage: status %+v, %v", s, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// onlyRouteChanges fails t unless the monitor saw nothing but the route
+// to added appear and the route to deleted go.
+func onlyRouteChanges(t *testing.T, mon *labtest.RouteMonitor, added, deleted netip.Prefix) {
+	t.Helper()
+	for _, ch := range mon.Changes() {
+		isAdd := strings.HasPrefix(ch, "added ") && strings.Contains(ch, "Dst: "+added.String()+" ")
+		isDel := strings.HasPrefix(ch, "deleted ") && strings.Contains(ch, "Dst: "+deleted.String()+" ")
+		if !isAdd && !isDel {
+			t.Errorf("unexpected route change through the outage: %s", ch)
+		}
+	}
 }
