@@ -10,13 +10,13 @@ import (
 	"time"
 )
 
-// reachTimeout bounds the TCP connect to each etcd endpoint before calicoctl
+// reachTimeout bounds the connect to each etcd endpoint before calicoctl
 // uses the datastore: a refused connection fails at once, a black-holed
 // address after this long, and either way the message names the endpoint
 // (the etcd client alone waits for its request timeout and names neither).
 const reachTimeout = 1500 * time.Millisecond
 
-// checkReachable returns nil when at least one endpoint accepts a TCP
+// checkReachable returns nil when at least one endpoint accepts a
 // connection, else one error naming every endpoint and why it failed.
 func checkReachable(ctx context.Context, endpoints []string) error {
 	ctx, cancel := context.WithTimeout(ctx, reachTimeout)
@@ -36,21 +36,24 @@ func checkReachable(ctx context.Context, endpoints []string) error {
 	return errors.New(strings.Join(fails, "; "))
 }
 
-// dialEndpoint opens and closes one TCP connection to an endpoint URL
-// (scheme://host:port, or host:port).
+// dialEndpoint opens and closes one connection to an endpoint URL
+// (scheme://host:port, host:port, or unix[s]://path). A unix socket is
+// dialled too: with its server gone the etcd client would retry it until
+// its request deadline (10 s) and name no endpoint.
 func dialEndpoint(ctx context.Context, ep string) error {
-	hostport := ep
+	network, addr := "tcp", ep
 	if u, err := url.Parse(ep); err == nil && strings.Contains(ep, "://") {
 		if u.Scheme == "unix" || u.Scheme == "unixs" {
-			return nil // a local socket fails fast anyway: leave it to the client
+			network, addr = "unix", u.Host+u.Path
+		} else {
+			addr = u.Host
 		}
-		hostport = u.Host
 	}
-	if _, _, err := net.SplitHostPort(hostport); err != nil {
-		hostport = net.JoinHostPort(strings.Trim(hostport, "[]"), "2379")
+	if _, _, err := net.SplitHostPort(addr); err != nil && network == "tcp" {
+		addr = net.JoinHostPort(strings.Trim(addr, "[]"), "2379")
 	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", hostport)
+	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		var ne net.Error
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {

@@ -18,11 +18,19 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
-type testCerts struct{ ca, serverCert, serverKey, clientCert, clientKey string }
+type testCerts struct {
+	ca, serverCert, serverKey, clientCert, clientKey string
+	peerCert, peerKey                                string // for both ends of member-to-member TLS
+}
 
 // writeTestCerts writes a throwaway CA, a server certificate (valid for
 // localhost, 127.0.0.1 and the socket names) and a client certificate.
 func writeTestCerts(dir string) (testCerts, error) {
+	return writeTestCertsFor(dir, []string{"localhost", "client.sock", "client.sock:0"})
+}
+
+// writeTestCertsFor is writeTestCerts with the certificates' DNS names.
+func writeTestCertsFor(dir string, dnsNames []string) (testCerts, error) {
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "calico test CA"},
@@ -38,13 +46,13 @@ func writeTestCerts(dir string) (testCerts, error) {
 	if err := writePEM(c.ca, "CERTIFICATE", caDER); err != nil {
 		return c, err
 	}
-	issue := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string, error) {
+	issue := func(name string, serial int64, usage ...x509.ExtKeyUsage) (string, string, error) {
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			DNSNames:    []string{"localhost", "client.sock", "client.sock:0"},
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
+			DNSNames:    dnsNames,
 			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
@@ -64,7 +72,10 @@ func writeTestCerts(dir string) (testCerts, error) {
 	if c.serverCert, c.serverKey, err = issue("server", 2, x509.ExtKeyUsageServerAuth); err != nil {
 		return c, err
 	}
-	c.clientCert, c.clientKey, err = issue("client", 3, x509.ExtKeyUsageClientAuth)
+	if c.clientCert, c.clientKey, err = issue("client", 3, x509.ExtKeyUsageClientAuth); err != nil {
+		return c, err
+	}
+	c.peerCert, c.peerKey, err = issue("peer", 4, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 	return c, err
 }
 

@@ -1,5 +1,8 @@
-// Package server is the etcd server behind `calico etcd`: a single-member
-// etcd (go.etcd.io/etcd/server/v3/embed) with the flags a person needs.
+// Package server is the etcd server behind `calico etcd`: an etcd member
+// (go.etcd.io/etcd/server/v3/embed) with the flags a person needs. Alone it
+// is a single-member etcd; with --initial-cluster (etcd's own flag names
+// and meanings) it is one member of a statically bootstrapped cluster, and
+// the TLS flags give it client (and peer) certificates as etcd's do.
 //
 // It is linked only into the small program in ../serverprog, which the main
 // binary carries compressed and executes when `calico etcd` runs (see the
@@ -45,6 +48,7 @@ type options struct {
 	listenPeer                    string
 	quotaBytes                    int64
 	autoCompactionRetention       string
+	cluster                       clusterOptions
 }
 
 func run(ctx context.Context, stderr io.Writer, args []string) error {
@@ -55,12 +59,13 @@ func run(ctx context.Context, stderr io.Writer, args []string) error {
 	fs.StringVar(&o.dataDir, "data-dir", "calico.etcd", "directory for the database and write-ahead log")
 	fs.StringVar(&o.listenClient, "listen-client-urls", "http://127.0.0.1:2379", "comma-separated URLs to serve clients on")
 	fs.StringVar(&o.advertiseClient, "advertise-client-urls", "", "URLs to advertise to clients (default: the listen URLs)")
-	fs.StringVar(&o.listenPeer, "listen-peer-urls", "http://127.0.0.1:2380", "URL for the (single-member) peer listener")
+	fs.StringVar(&o.listenPeer, "listen-peer-urls", "http://127.0.0.1:2380", "comma-separated URLs to serve peers (other members) on")
 	fs.StringVar(&o.logLevel, "log-level", "error", "etcd log level: debug, info, warn, error")
 	fs.Int64Var(&o.quotaBytes, "quota-backend-bytes", 0, "backend size quota in bytes (0 = etcd's default)")
 	fs.StringVar(&o.autoCompactionRetention, "auto-compaction-retention", "1h", "keep this much history (periodic compaction)")
+	o.cluster.addFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: calico etcd [flags]\n\nRuns an embedded single-member etcd server.\n\nFlags:")
+		fmt.Fprintln(stderr, "usage: calico etcd [flags]\n\nRuns an embedded etcd server: a single member, or with --initial-cluster one member\nof a static cluster (etcd's flags and meanings).\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -150,7 +155,9 @@ func (o options) config() (*embed.Config, error) {
 		return nil, err
 	}
 	cfg.AdvertisePeerUrls = cfg.ListenPeerUrls
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.ListenMetricsUrls = nil
+	if err := o.cluster.apply(cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }

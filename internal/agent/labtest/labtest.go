@@ -69,6 +69,15 @@ func New(t testing.TB, newNS func(testing.TB) string, endpoint string) *Lab {
 		t.Fatalf("connect to etcd %s: %v", endpoint, err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return NewWithStore(t, newNS, endpoint, st)
+}
+
+// NewWithStore is New for a datastore reached with more than an endpoint
+// (TLS, several members): endpoint is what the lab's clients are given
+// (ETCD_ENDPOINTS, the netconf's etcd_endpoints; comma-separated for
+// several) and st the lab's own connection, which the caller closes.
+func NewWithStore(t testing.TB, newNS func(testing.TB) string, endpoint string, st kv.Store) *Lab {
+	t.Helper()
 	l := &Lab{
 		T: t, Endpoint: endpoint, Store: st, Client: datastore.NewClient(st),
 		Fabric: newNS(t), Router: newNS(t), Dir: t.TempDir(),

@@ -255,7 +255,11 @@ func (s *Store) Read(ctx context.Context, keys, prefixes []string) (*kv.ReadResu
 	for _, p := range prefixes {
 		ops = append(ops, clientv3.OpGet(p, clientv3.WithPrefix()))
 	}
-	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+	var resp *clientv3.TxnResponse
+	err := retryElection(ctx, func() (err error) {
+		resp, err = s.cli.Txn(ctx).Then(ops...).Commit()
+		return err
+	})
 	if err != nil {
 		return nil, wrapErr("read", strings.Join(append(append([]string(nil), keys...), prefixes...), ","), err)
 	}
