@@ -35,6 +35,8 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		case <-a.trigger:
 		case <-resync.C:
 			full = true
+		case <-a.resyncReq:
+			full = true
 		case <-retry:
 		}
 		a.beat()

@@ -1,0 +1,12 @@
+package agent
+
+// RequestResync asks the reconcile goroutine for a full resync now, the
+// same pass the periodic routeRefreshInterval timer starts: every part is
+// re-applied against the kernel. Requests made while one is pending
+// coalesce.
+func (a *Agent) RequestResync() {
+	select {
+	case a.resyncReq <- struct{}{}:
+	default:
+	}
+}
