@@ -3,6 +3,8 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -238,4 +240,50 @@ func noopResyncs(b *testing.B, p *labtest.Process, sock string, count int) time.
 		b.Fatalf("no-op resyncs changed routes: %d -> %d (errors %v)", s0.RouteChanges, s1.RouteChanges, s1.Errors)
 	}
 	return (after.CPU - before.CPU) / time.Duration(count)
+}
+
+// BenchmarkRemoteNodesInProcess is BenchmarkRemoteNodes with the daemon
+// in the test process (for -cpuprofile/-memprofile; etcd runs in the same
+// process, so its cost shows too): 10,000 remote nodes to ready, then 20
+// no-op full resyncs.
+func BenchmarkRemoteNodesInProcess(b *testing.B) {
+	testutil.RequireRoot(b)
+	const n = 10000
+	e := testutil.StartEtcd(b)
+	lab := labtest.New(b, testutil.NewNetNS, e.Endpoint)
+	n1 := lab.AddNode("n1", 99, 11)
+	lab.Pool("scale", scalePool, api.VXLANModeAlways, api.IPIPModeNever, true)
+	own := scaleBlock(n)
+	lab.ClaimBlock("n1", own.Addr())
+	lab.TunnelAddress("n1", own.Addr())
+	writeRemoteNodes(b, lab.Store, 0, n)
+	cfg := n1.AgentConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		r := n1.StartAgent(cfg)
+		if err := r.WaitReady(60 * time.Second); err != nil {
+			b.Fatal(err)
+		}
+		ready := time.Since(t0)
+		t1 := time.Now()
+		for range 20 {
+			prev := r.Status().LastApply
+			r.RequestResync()
+			if err := labtest.Poll(30*time.Second, func() error {
+				if !r.Status().LastApply.After(prev) {
+					return fmt.Errorf("resync not done")
+				}
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(ms(ready), "ready-ms")
+		b.ReportMetric(ms(time.Since(t1))/20, "resync-wall-ms")
+		if err := r.Stop(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

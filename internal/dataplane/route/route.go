@@ -262,6 +262,14 @@ func diff(installed []current, desired []Route) plan {
 // replaces before it deletes. It continues past per-route failures and
 // returns them joined together with what it achieved.
 func Apply(h *netlink.Handle, owner Owner, desired []Route) (Result, error) {
+	return ApplyWith(h, nil, owner, desired)
+}
+
+// ApplyWith is Apply with a Batcher (nil for none): when many routes are
+// to be added or replaced (a cold start with thousands of remote blocks),
+// the batchable ones are written in batches instead of one request and
+// one acknowledgement each.
+func ApplyWith(h *netlink.Handle, b *Batcher, owner Owner, desired []Route) (Result, error) {
 	seen := make(map[netip.Prefix]bool, len(desired))
 	for _, r := range desired {
 		if err := r.validate(); err != nil {
@@ -284,27 +292,8 @@ func Apply(h *netlink.Handle, owner Owner, desired []Route) (Result, error) {
 
 	var res Result
 	var errs []error
-	replace := func(r Route) bool {
-		nr, err := toNetlink(r, owner.table(), links)
-		if err == nil {
-			err = h.RouteReplace(nr)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("replace route %s: %w", r, err))
-			return false
-		}
-		return true
-	}
-	for _, r := range p.add {
-		if replace(r) {
-			res.Added++
-		}
-	}
-	for _, r := range p.replace {
-		if replace(r) {
-			res.Replaced++
-		}
-	}
+	errs = append(errs, replaceAll(h, b, owner, links, p.add, &res.Added)...)
+	errs = append(errs, replaceAll(h, b, owner, links, p.replace, &res.Replaced)...)
 	for _, c := range p.del {
 		if err := h.RouteDel(&c.raw); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("delete route %s: %w", c.Route, err))
@@ -313,6 +302,34 @@ func Apply(h *netlink.Handle, owner Owner, desired []Route) (Result, error) {
 		res.Deleted++
 	}
 	return res, errors.Join(errs...)
+}
+
+// replaceAll installs routes, in batches when b is set and there are at
+// least minBatch, and adds the number installed to *n.
+func replaceAll(h *netlink.Handle, b *Batcher, owner Owner, ls links, routes []Route, n *int) []error {
+	var errs []error
+	var batch []Route
+	for _, r := range routes {
+		if b != nil && len(routes) >= minBatch && batchable(r) {
+			batch = append(batch, r)
+			continue
+		}
+		nr, err := toNetlink(r, owner.table(), ls)
+		if err == nil {
+			err = h.RouteReplace(nr)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("replace route %s: %w", r, err))
+			continue
+		}
+		*n++
+	}
+	if len(batch) > 0 {
+		berrs := b.replace(batch, owner.table(), ls)
+		errs = append(errs, berrs...)
+		*n += len(batch) - len(berrs)
+	}
+	return errs
 }
 
 // List returns the installed routes of owner.Table that owner owns, sorted.

@@ -176,11 +176,11 @@ func TestPrivilegedSyncVTEPs(t *testing.T) {
 		{"empty", nil, syncStats{delNeigh: 2, delFDB: 2}, nil, []string{"66:cc", "lladdr"}},
 	}
 	for _, s := range steps {
-		st, err := syncVTEPs(n1.h, "vxlan.calico", s.vteps)
+		st, err := syncVTEPs(n1.h, nil, "vxlan.calico", s.vteps)
 		if err != nil || st != s.stats {
 			t.Fatalf("%s: syncVTEPs = %+v, %v; want %+v", s.name, st, err, s.stats)
 		}
-		if st, err := syncVTEPs(n1.h, "vxlan.calico", s.vteps); err != nil || !st.zero() {
+		if st, err := syncVTEPs(n1.h, nil, "vxlan.calico", s.vteps); err != nil || !st.zero() {
 			t.Fatalf("%s: second syncVTEPs = %+v, %v; want no changes", s.name, st, err)
 		}
 		out := show()

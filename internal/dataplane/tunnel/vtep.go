@@ -33,11 +33,18 @@ func (s syncStats) zero() bool { return s == syncStats{} }
 // permanent) are left alone. Entries that are already right are not
 // rewritten, so a repeated call makes no changes.
 func SyncVTEPs(h *netlink.Handle, linkName string, vteps []VTEP) error {
-	_, err := syncVTEPs(h, linkName, vteps)
+	_, err := syncVTEPs(h, nil, linkName, vteps)
 	return err
 }
 
-func syncVTEPs(h *netlink.Handle, linkName string, vteps []VTEP) (syncStats, error) {
+// SyncVTEPsWith is SyncVTEPs with a Batcher (nil for none) for setting
+// many entries at once.
+func SyncVTEPsWith(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) error {
+	_, err := syncVTEPs(h, b, linkName, vteps)
+	return err
+}
+
+func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (syncStats, error) {
 	var st syncStats
 	wantNeigh := make(map[netip.Addr]net.HardwareAddr, len(vteps))
 	wantFDB := make(map[string]netip.Addr, len(vteps))
@@ -88,13 +95,15 @@ func syncVTEPs(h *netlink.Handle, linkName string, vteps []VTEP) (syncStats, err
 			st.delNeigh++
 		}
 	}
+	var set []*netlink.Neigh
 	for ip, mac := range wantNeigh {
-		if haveNeigh[ip] {
-			continue
+		if !haveNeigh[ip] {
+			set = append(set, &netlink.Neigh{LinkIndex: idx, State: permanent, IP: ip.AsSlice(), HardwareAddr: mac})
 		}
-		n := &netlink.Neigh{LinkIndex: idx, State: permanent, IP: ip.AsSlice(), HardwareAddr: mac}
-		if err := h.NeighSet(n); err != nil {
-			errs = append(errs, fmt.Errorf("set neighbour %s lladdr %s on %s: %w", ip, mac, linkName, err))
+	}
+	for i, err := range setNeighs(h, b, set) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("set neighbour %s lladdr %s on %s: %w", set[i].IP, set[i].HardwareAddr, linkName, err))
 			continue
 		}
 		st.setNeigh++
@@ -125,14 +134,16 @@ func syncVTEPs(h *netlink.Handle, linkName string, vteps []VTEP) (syncStats, err
 		}
 		st.delFDB++
 	}
+	set = set[:0]
 	for mac, dst := range wantFDB {
-		if haveFDB[mac] {
-			continue
+		if !haveFDB[mac] {
+			hw, _ := net.ParseMAC(mac)
+			set = append(set, &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, State: permanent, IP: dst.AsSlice(), HardwareAddr: hw})
 		}
-		hw, _ := net.ParseMAC(mac)
-		e := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, State: permanent, IP: dst.AsSlice(), HardwareAddr: hw}
-		if err := h.NeighSet(e); err != nil {
-			errs = append(errs, fmt.Errorf("set fdb %s dst %s on %s: %w", mac, dst, linkName, err))
+	}
+	for i, err := range setNeighs(h, b, set) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("set fdb %s dst %s on %s: %w", set[i].HardwareAddr, set[i].IP, linkName, err))
 			continue
 		}
 		st.setFDB++
