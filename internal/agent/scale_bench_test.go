@@ -3,8 +3,8 @@ package agent_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
+	"os"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -258,7 +258,7 @@ func BenchmarkRemoteNodesInProcess(b *testing.B) {
 	lab.TunnelAddress("n1", own.Addr())
 	writeRemoteNodes(b, lab.Store, 0, n)
 	cfg := n1.AgentConfig()
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b.ResetTimer()
 	for range b.N {
 		t0 := time.Now()

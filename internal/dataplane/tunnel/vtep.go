@@ -69,27 +69,23 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 	var errs []error
 
 	// ARP/ND entries, both families in one dump.
-	neighs, err := listNeigh(h, idx, unix.AF_UNSPEC)
+	neighs, err := neighbours(h, b, idx, unix.AF_UNSPEC)
 	if err != nil {
 		return st, fmt.Errorf("list neighbours of %s: %w", linkName, err)
 	}
 	haveNeigh := map[netip.Addr]bool{}
-	for _, n := range neighs {
-		if n.Family != unix.AF_INET && n.Family != unix.AF_INET6 {
+	for i := range neighs {
+		n := &neighs[i]
+		if (n.family != unix.AF_INET && n.family != unix.AF_INET6) || !n.ip.IsValid() {
 			continue
 		}
-		ip, ok := netip.AddrFromSlice(n.IP)
-		if !ok {
-			continue
-		}
-		ip = ip.Unmap()
-		mac, wanted := wantNeigh[ip]
+		mac, wanted := wantNeigh[n.ip]
 		switch {
-		case wanted && n.State&permanent != 0 && bytes.Equal(n.HardwareAddr, mac):
-			haveNeigh[ip] = true
-		case !wanted && n.State&permanent != 0:
-			if err := h.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
-				errs = append(errs, fmt.Errorf("delete neighbour %s on %s: %w", ip, linkName, err))
+		case wanted && n.state&permanent != 0 && bytes.Equal(n.mac[:n.macLen], mac):
+			haveNeigh[n.ip] = true
+		case !wanted && n.state&permanent != 0:
+			if err := h.NeighDel(n.neigh()); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("delete neighbour %s on %s: %w", n.ip, linkName, err))
 				continue
 			}
 			st.delNeigh++
@@ -110,26 +106,25 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 	}
 
 	// FDB entries of the VXLAN device itself ("self").
-	fdb, err := listNeigh(h, idx, unix.AF_BRIDGE)
+	fdb, err := neighbours(h, b, idx, unix.AF_BRIDGE)
 	if err != nil {
 		return st, errors.Join(append(errs, fmt.Errorf("list fdb of %s: %w", linkName, err))...)
 	}
 	haveFDB := map[string]bool{}
-	for _, e := range fdb {
-		if e.State&permanent == 0 || len(e.HardwareAddr) != 6 || bytes.Equal(e.HardwareAddr, make([]byte, 6)) {
+	for i := range fdb {
+		e := &fdb[i]
+		if e.state&permanent == 0 || e.macLen != 6 || e.mac == [6]byte{} {
 			continue // kernel-managed, or the all-zeros default destination
 		}
-		dst, _ := netip.AddrFromSlice(e.IP)
-		dst = dst.Unmap()
-		mac := e.HardwareAddr.String()
+		mac := net.HardwareAddr(e.mac[:]).String()
 		if want, ok := wantFDB[mac]; ok {
 			// Right: keep. Wrong destination: NeighSet below replaces it
 			// in place, so the MAC is never without a destination.
-			haveFDB[mac] = haveFDB[mac] || want == dst
+			haveFDB[mac] = haveFDB[mac] || want == e.ip
 			continue
 		}
-		if err := h.NeighDel(&e); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("delete fdb %s dst %s on %s: %w", mac, dst, linkName, err))
+		if err := h.NeighDel(e.neigh()); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("delete fdb %s dst %s on %s: %w", mac, e.ip, linkName, err))
 			continue
 		}
 		st.delFDB++
