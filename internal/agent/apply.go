@@ -147,7 +147,6 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 		t := time.Now()
 		f()
 		a.met.reconcile.WithLabelValues(part).Observe(time.Since(t).Seconds())
-		a.log.Debug("TIMING", "part", part, "d", time.Since(t))
 	}
 	if full || !l.sysctlsOK || !reflect.DeepEqual(d.Sysctls, l.sysctls) {
 		timed("sysctl", func() {
