@@ -3,10 +3,13 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -258,7 +261,7 @@ func BenchmarkRemoteNodesInProcess(b *testing.B) {
 	lab.TunnelAddress("n1", own.Addr())
 	writeRemoteNodes(b, lab.Store, 0, n)
 	cfg := n1.AgentConfig()
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	b.ResetTimer()
 	for range b.N {
 		t0 := time.Now()
@@ -267,6 +270,10 @@ func BenchmarkRemoteNodesInProcess(b *testing.B) {
 			b.Fatal(err)
 		}
 		ready := time.Since(t0)
+		if path := os.Getenv("RESYNC_CPUPROFILE"); path != "" {
+			stop := resyncProfile(b, path)
+			defer stop()
+		}
 		t1 := time.Now()
 		for range 20 {
 			prev := r.Status().LastApply
@@ -282,8 +289,27 @@ func BenchmarkRemoteNodesInProcess(b *testing.B) {
 		}
 		b.ReportMetric(ms(ready), "ready-ms")
 		b.ReportMetric(ms(time.Since(t1))/20, "resync-wall-ms")
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-inuse-MB")
 		if err := r.Stop(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// resyncProfile writes a CPU profile of the resyncs to path (for
+// RESYNC_CPUPROFILE) and returns the function that ends it.
+func resyncProfile(b *testing.B, path string) func() {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}
 }
