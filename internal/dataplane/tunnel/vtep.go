@@ -47,7 +47,7 @@ func SyncVTEPsWith(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP)
 func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (syncStats, error) {
 	var st syncStats
 	wantNeigh := make(map[netip.Addr]net.HardwareAddr, len(vteps))
-	wantFDB := make(map[string]netip.Addr, len(vteps))
+	wantFDB := make(map[[6]byte]netip.Addr, len(vteps)) // key: the MAC
 	for _, v := range vteps {
 		if !v.TunnelIP.IsValid() || !v.NodeIP.IsValid() || len(v.MAC) != 6 {
 			return st, fmt.Errorf("vtep %s (mac %s, node %s): %w", v.TunnelIP, v.MAC, v.NodeIP, ErrInvalid)
@@ -55,11 +55,11 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 		if _, dup := wantNeigh[v.TunnelIP]; dup {
 			return st, fmt.Errorf("vtep %s listed twice: %w", v.TunnelIP, ErrInvalid)
 		}
-		if n, dup := wantFDB[v.MAC.String()]; dup && n != v.NodeIP {
+		if n, dup := wantFDB[[6]byte(v.MAC)]; dup && n != v.NodeIP {
 			return st, fmt.Errorf("vtep mac %s on nodes %s and %s: %w", v.MAC, n, v.NodeIP, ErrInvalid)
 		}
 		wantNeigh[v.TunnelIP.Unmap()] = v.MAC
-		wantFDB[v.MAC.String()] = v.NodeIP.Unmap()
+		wantFDB[[6]byte(v.MAC)] = v.NodeIP.Unmap()
 	}
 	l, err := h.LinkByName(linkName)
 	if err != nil {
@@ -73,7 +73,7 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 	if err != nil {
 		return st, fmt.Errorf("list neighbours of %s: %w", linkName, err)
 	}
-	haveNeigh := map[netip.Addr]bool{}
+	haveNeigh := make(map[netip.Addr]bool, len(vteps))
 	for i := range neighs {
 		n := &neighs[i]
 		if (n.family != unix.AF_INET && n.family != unix.AF_INET6) || !n.ip.IsValid() {
@@ -110,13 +110,13 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 	if err != nil {
 		return st, errors.Join(append(errs, fmt.Errorf("list fdb of %s: %w", linkName, err))...)
 	}
-	haveFDB := map[string]bool{}
+	haveFDB := make(map[[6]byte]bool, len(vteps))
 	for i := range fdb {
 		e := &fdb[i]
 		if e.state&permanent == 0 || e.macLen != 6 || e.mac == [6]byte{} {
 			continue // kernel-managed, or the all-zeros default destination
 		}
-		mac := net.HardwareAddr(e.mac[:]).String()
+		mac := e.mac
 		if want, ok := wantFDB[mac]; ok {
 			// Right: keep. Wrong destination: NeighSet below replaces it
 			// in place, so the MAC is never without a destination.
@@ -124,7 +124,7 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 			continue
 		}
 		if err := h.NeighDel(e.neigh()); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("delete fdb %s dst %s on %s: %w", mac, e.ip, linkName, err))
+			errs = append(errs, fmt.Errorf("delete fdb %s dst %s on %s: %w", net.HardwareAddr(mac[:]), e.ip, linkName, err))
 			continue
 		}
 		st.delFDB++
@@ -132,7 +132,7 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 	set = set[:0]
 	for mac, dst := range wantFDB {
 		if !haveFDB[mac] {
-			hw, _ := net.ParseMAC(mac)
+			hw := net.HardwareAddr(append([]byte(nil), mac[:]...))
 			set = append(set, &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, State: permanent, IP: dst.AsSlice(), HardwareAddr: hw})
 		}
 	}
