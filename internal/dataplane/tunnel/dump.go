@@ -36,7 +36,8 @@ func (e *neighEntry) neigh() *netlink.Neigh {
 
 // neighbours lists the entries of family (AF_UNSPEC: ARP and ND) on link
 // idx: through b's socket when b is set, else with netlink.NeighList.
-func neighbours(h *netlink.Handle, b *Batcher, idx, family int) ([]neighEntry, error) {
+// expect is how many there probably are (the slice is sized for them).
+func neighbours(h *netlink.Handle, b *Batcher, idx, family, expect int) ([]neighEntry, error) {
 	if b == nil {
 		ns, err := listNeigh(h, idx, family)
 		if err != nil {
@@ -57,7 +58,7 @@ func neighbours(h *netlink.Handle, b *Batcher, idx, family int) ([]neighEntry, e
 	var err error
 	var out []neighEntry
 	for range 5 {
-		if out, err = b.dumpNeigh(idx, family); !errors.Is(err, netlink.ErrDumpInterrupted) {
+		if out, err = b.dumpNeigh(idx, family, expect); !errors.Is(err, netlink.ErrDumpInterrupted) {
 			break
 		}
 	}
@@ -65,13 +66,13 @@ func neighbours(h *netlink.Handle, b *Batcher, idx, family int) ([]neighEntry, e
 }
 
 // dumpNeigh dumps family's neighbour table and keeps the entries of link idx.
-func (b *Batcher) dumpNeigh(idx, family int) ([]neighEntry, error) {
+func (b *Batcher) dumpNeigh(idx, family, expect int) ([]neighEntry, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETNEIGH, unix.NLM_F_DUMP)
 	req.AddData(&netlink.Ndmsg{Family: uint8(family), Index: uint32(idx)})
 	if err := unix.Sendto(b.s.GetFd(), req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, fmt.Errorf("dump neighbours: %w", err)
 	}
-	var out []neighEntry
+	out := make([]neighEntry, 0, expect+8)
 	var intr bool
 	for {
 		msgs, _, err := b.s.Receive()

@@ -69,7 +69,7 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 	var errs []error
 
 	// ARP/ND entries, both families in one dump.
-	neighs, err := neighbours(h, b, idx, unix.AF_UNSPEC)
+	neighs, err := neighbours(h, b, idx, unix.AF_UNSPEC, len(vteps))
 	if err != nil {
 		return st, fmt.Errorf("list neighbours of %s: %w", linkName, err)
 	}
@@ -106,7 +106,7 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 	}
 
 	// FDB entries of the VXLAN device itself ("self").
-	fdb, err := neighbours(h, b, idx, unix.AF_BRIDGE)
+	fdb, err := neighbours(h, b, idx, unix.AF_BRIDGE, len(vteps))
 	if err != nil {
 		return st, errors.Join(append(errs, fmt.Errorf("list fdb of %s: %w", linkName, err))...)
 	}
