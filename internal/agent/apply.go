@@ -39,8 +39,11 @@ type dataplane struct {
 	wepDone map[string]bool // workload interfaces whose sysctls are set (or that were missing)
 	batch   *route.Batcher  // bulk route changes (calc_bgp.go); nil until first used
 	nbatch  *tunnel.Batcher // bulk neighbour/FDB changes; nil until first used
-	calc    Desired         // the last Calc's result (reconcileOnce), valid with calcOK
-	calcOK  bool
+	// calc is the last Calc's result and calcModel its input (reconcileOnce),
+	// valid with calcOK.
+	calc      Desired
+	calcModel *Model
+	calcOK    bool
 }
 
 // applied is what the last successful apply of each part installed.

@@ -84,9 +84,10 @@ func (a *Agent) beat() {
 //
 // Without changed (no signal since the last successful pass: a periodic or
 // requested resync) and with the same host facts, the desired state of the
-// last Calc is applied again instead of computing it anew: with thousands
-// of remote nodes Calc is a good part of a resync's cost, and a resync is
-// about the kernel drifting, not the model (every model change signals).
+// last Calc is applied again instead of copying the model and computing it
+// anew: with thousands of remote nodes that is a good part of a resync's
+// cost, and a resync is about the kernel drifting, not the model (every
+// model change signals).
 func (a *Agent) reconcileOnce(full, changed bool) (bool, time.Duration) {
 	log := a.log.With("component", "dataplane")
 	start := time.Now()
@@ -96,16 +97,21 @@ func (a *Agent) reconcileOnce(full, changed bool) (bool, time.Duration) {
 	var interval time.Duration
 	var me Node
 	for pass := 0; pass < 3; pass++ {
-		a.mu.Lock()
-		m := a.model.clone()
-		a.mu.Unlock()
-		me = m.Nodes[m.NodeName]
-		interval = m.Felix.RouteRefreshInterval
+		reuse := pass == 0 && !changed && dp.calcOK
+		m := dp.calcModel
+		if !reuse {
+			m = a.modelCopy()
+		}
 		host := dp.host
 		if err := dp.refreshHost(m, full); err != nil {
 			log.Error("read host interfaces", "err", err)
 		}
-		if pass == 0 && !changed && dp.calcOK && dp.host == host {
+		if reuse && dp.host != host {
+			reuse, m = false, a.modelCopy()
+		}
+		me = m.Nodes[m.NodeName]
+		interval = m.Felix.RouteRefreshInterval
+		if reuse {
 			d = dp.calc
 		} else {
 			m.Host = dp.host
@@ -113,7 +119,7 @@ func (a *Agent) reconcileOnce(full, changed bool) (bool, time.Duration) {
 			t := time.Now()
 			d = Calc(m)
 			a.met.reconcile.WithLabelValues("calc").Observe(time.Since(t).Seconds())
-			dp.calc, dp.calcOK = d, true
+			dp.calc, dp.calcModel, dp.calcOK = d, m, true
 		}
 		res = dp.apply(d, full || pass > 0)
 		if !res.recalc {

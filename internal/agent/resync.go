@@ -10,3 +10,10 @@ func (a *Agent) RequestResync() {
 	default:
 	}
 }
+
+// modelCopy returns a private copy of the model for one reconcile pass.
+func (a *Agent) modelCopy() *Model {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.model.clone()
+}
