@@ -40,6 +40,9 @@ type Agent struct {
 	// buffer 1, non-blocking send.
 	trigger       chan struct{}
 	tunnelTrigger chan struct{}
+	// resyncReq asks for a full resync now (the control socket's
+	// "resync"); buffer 1, non-blocking send.
+	resyncReq chan struct{}
 
 	st      statusState
 	readyCh chan struct{}
@@ -132,6 +135,7 @@ func New(cfg Config) (*Agent, error) {
 		felixEnv:      env,
 		trigger:       make(chan struct{}, 1),
 		tunnelTrigger: make(chan struct{}, 1),
+		resyncReq:     make(chan struct{}, 1),
 		readyCh:       make(chan struct{}),
 		started:       time.Now(),
 	}

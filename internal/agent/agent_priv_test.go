@@ -221,6 +221,15 @@ func TestPrivilegedAgentDataplane(t *testing.T) {
 	if err != nil || !st.Ready || st.NodeName != "n1" || st.IPv4Address != "10.99.0.11/24" || st.Routes != 2 || st.VTEPs != 1 {
 		t.Errorf("control socket status: %+v %v", st, err)
 	}
+	// "resync" on the control socket is a full resync: it puts back a route
+	// removed behind the daemon's back (the periodic one is 90 s away).
+	run(t, n1.NS, "ip", "route", "del", "10.244.2.0/26")
+	if _, err := agent.RequestResyncAt(ctx, filepath.Join(n1.RunDir(), agent.ControlSocketName)); err != nil {
+		t.Fatalf("resync request: %v", err)
+	}
+	waitRoutes(t, n1,
+		"blackhole 10.244.1.0/26 proto 80",
+		"10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink proto 80")
 
 	// A local workload: the agent sets its sysctls; its /32 route is the
 	// CNI plugin's and stays.

@@ -38,6 +38,12 @@ type dataplane struct {
 	last    applied
 	wepDone map[string]bool // workload interfaces whose sysctls are set (or that were missing)
 	batch   *route.Batcher  // bulk route changes (calc_bgp.go); nil until first used
+	nbatch  *tunnel.Batcher // bulk neighbour/FDB changes; nil until first used
+	// calc is the last Calc's result and calcModel its input (reconcileOnce),
+	// valid with calcOK.
+	calc      Desired
+	calcModel *Model
+	calcOK    bool
 }
 
 // applied is what the last successful apply of each part installed.
@@ -77,6 +83,9 @@ func (dp *dataplane) close() {
 	dp.h.Close()
 	if dp.batch != nil {
 		dp.batch.Close()
+	}
+	if dp.nbatch != nil {
+		dp.nbatch.Close()
 	}
 	_ = dp.nftClose()
 }
@@ -170,7 +179,10 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 	if d.VXLANState == DevicePresent && l.vxlanOK && (full || vxlanApplied || !l.vtepsOK || !reflect.DeepEqual(d.VTEPs, l.vteps)) {
 		timed("vteps", func() {
 			l.vtepsOK = false
-			if err := tunnel.SyncVTEPs(dp.h, VXLANDevice, d.VTEPs); err != nil {
+			if dp.nbatch == nil {
+				dp.nbatch, _ = tunnel.NewBatcher(dp.ns) // nil: one request per entry
+			}
+			if err := tunnel.SyncVTEPsWith(dp.h, dp.nbatch, VXLANDevice, d.VTEPs); err != nil {
 				res.fail("vteps", err, dp)
 				return
 			}

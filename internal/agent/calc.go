@@ -97,6 +97,8 @@ type calc struct {
 	degraded []string
 	// skipped collects, per reason, the destinations not programmed.
 	skipped map[string][]string
+	// pools are m.Pools in name order (poolFor runs once per block).
+	pools []Pool
 }
 
 func (c *calc) degrade(format string, a ...any) {
@@ -237,7 +239,7 @@ func (c *calc) vxlan(pools []string) {
 		Addr:        netip.PrefixFrom(me.VXLANTunnelAddr, 32),
 	}
 	seenIP := map[netip.Addr]string{}
-	seenMAC := map[string]string{}
+	seenMAC := map[string]string{} // key: the MAC's bytes
 	for _, name := range sortedKeys(c.m.Nodes) {
 		n := c.m.Nodes[name]
 		if name == c.m.NodeName || !n.IPv4.IsValid() || !n.VXLANTunnelAddr.IsValid() {
@@ -248,11 +250,11 @@ func (c *calc) vxlan(pools []string) {
 			c.degrade("vxlan: nodes %s and %s both claim VXLAN tunnel address %s; %s is ignored", other, name, n.VXLANTunnelAddr, name)
 			continue
 		}
-		if other, dup := seenMAC[mac.String()]; dup {
+		if other, dup := seenMAC[string(mac)]; dup {
 			c.degrade("vxlan: nodes %s and %s both use VXLAN MAC %s; %s is ignored", other, name, mac, name)
 			continue
 		}
-		seenIP[n.VXLANTunnelAddr], seenMAC[mac.String()] = name, name
+		seenIP[n.VXLANTunnelAddr], seenMAC[string(mac)] = name, name
 		c.d.VTEPs = append(c.d.VTEPs, tunnel.VTEP{TunnelIP: n.VXLANTunnelAddr, MAC: mac, NodeIP: n.IPv4.Addr()})
 	}
 	slices.SortFunc(c.d.VTEPs, func(a, b tunnel.VTEP) int { return a.TunnelIP.Compare(b.TunnelIP) })
@@ -282,8 +284,13 @@ func (c *calc) ipip(pools []string) {
 func (c *calc) poolFor(p netip.Prefix) (Pool, bool) {
 	var best Pool
 	found := false
-	for _, name := range sortedKeys(c.m.Pools) {
-		pool := c.m.Pools[name]
+	if c.pools == nil {
+		c.pools = make([]Pool, 0, len(c.m.Pools))
+		for _, name := range sortedKeys(c.m.Pools) {
+			c.pools = append(c.pools, c.m.Pools[name])
+		}
+	}
+	for _, pool := range c.pools {
 		if pool.CIDR.Addr().Is4() != p.Addr().Is4() || pool.CIDR.Bits() > p.Bits() || !pool.CIDR.Contains(p.Addr()) {
 			continue
 		}
@@ -405,9 +412,9 @@ func (c *calc) blockOf(a netip.Addr) (Block, bool) {
 // reason is recorded as degraded.
 func (c *calc) routeTo(dst netip.Prefix, name string, pool Pool) (route.Route, bool) {
 	n, ok := c.m.Nodes[name]
-	what := fmt.Sprintf("%s (node %s)", dst, name)
+	what := func() string { return fmt.Sprintf("%s (node %s)", dst, name) } // only when skipped
 	if !ok || !n.IPv4.IsValid() {
-		c.skip("routes: remote node has no IPv4 address", what)
+		c.skip("routes: remote node has no IPv4 address", what())
 		return route.Route{}, false
 	}
 	nodeIP := n.IPv4.Addr()
@@ -415,11 +422,11 @@ func (c *calc) routeTo(dst netip.Prefix, name string, pool Pool) (route.Route, b
 	switch {
 	case pool.VXLANMode == api.VXLANModeAlways || (pool.VXLANMode == api.VXLANModeCrossSubnet && !sameSubnet):
 		if c.d.VXLANState != DevicePresent {
-			c.skip("routes: no local "+VXLANDevice+" device", what)
+			c.skip("routes: no local "+VXLANDevice+" device", what())
 			return route.Route{}, false
 		}
 		if !n.VXLANTunnelAddr.IsValid() {
-			c.skip("routes: remote node has no VXLAN tunnel address", what)
+			c.skip("routes: remote node has no VXLAN tunnel address", what())
 			return route.Route{}, false
 		}
 		return route.Route{Dst: dst, Gw: n.VXLANTunnelAddr, LinkName: VXLANDevice, OnLink: true, Protocol: RouteProtocol}, true
@@ -433,11 +440,11 @@ func (c *calc) routeTo(dst netip.Prefix, name string, pool Pool) (route.Route, b
 	// No encapsulation, or CrossSubnet within this node's subnet: route
 	// straight to the node over the interface that holds our address.
 	if !sameSubnet {
-		c.skip("routes: pool "+pool.Name+" has no encapsulation and the node is not on this node's subnet (needs BGP)", what)
+		c.skip("routes: pool "+pool.Name+" has no encapsulation and the node is not on this node's subnet (needs BGP)", what())
 		return route.Route{}, false
 	}
 	if c.m.Host.ParentIf == "" {
-		c.skip("routes: no interface holds this node's IPv4 address", what)
+		c.skip("routes: no interface holds this node's IPv4 address", what())
 		return route.Route{}, false
 	}
 	return route.Route{Dst: dst, Gw: nodeIP, LinkName: c.m.Host.ParentIf, Protocol: RouteProtocol}, true

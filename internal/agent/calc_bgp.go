@@ -89,18 +89,16 @@ func (c *calc) bgpRoute(dst netip.Prefix, nh netip.Addr, pool Pool) (route.Route
 // last successful apply, so that one BGP UPDATE costs one netlink request.
 func (dp *dataplane) applyRoutes(d Desired, full bool) (route.Result, error) {
 	l := &dp.last
+	if dp.batch == nil {
+		if b, err := route.NewBatcher(dp.ns); err == nil {
+			dp.batch = b
+		}
+	}
 	if full || !l.routesOK || l.ownBGP != d.OwnBGPRoutes {
 		if dp.batch != nil {
 			dp.batch.Forget()
 		}
-		return route.Apply(dp.h, d.routeOwner(), d.Routes)
-	}
-	if dp.batch == nil {
-		b, err := route.NewBatcher(dp.ns)
-		if err != nil {
-			return route.Apply(dp.h, d.routeOwner(), d.Routes)
-		}
-		dp.batch = b
+		return route.ApplyWith(dp.h, dp.batch, d.routeOwner(), d.Routes)
 	}
 	return route.ApplyChanges(dp.h, dp.batch, d.routeOwner(), l.routes, d.Routes)
 }

@@ -104,7 +104,8 @@ func (a *Agent) startListeners(ctx context.Context, wg *sync.WaitGroup) error {
 }
 
 // serveControl answers the control socket: one request line per
-// connection ("status"), one JSON reply.
+// connection ("status", or "resync" to start a full resync now), one
+// JSON reply (the status).
 func (a *Agent) serveControl(ctx context.Context, l net.Listener) {
 	go func() {
 		<-ctx.Done()
@@ -133,8 +134,11 @@ func (a *Agent) handleControl(c net.Conn) {
 	switch strings.TrimSpace(line) {
 	case "status", "":
 		_ = enc.Encode(a.Status())
+	case "resync":
+		a.RequestResync()
+		_ = enc.Encode(a.Status())
 	default:
-		_ = enc.Encode(map[string]string{"error": fmt.Sprintf("unknown request %q: want status", strings.TrimSpace(line))})
+		_ = enc.Encode(map[string]string{"error": fmt.Sprintf("unknown request %q: want status or resync", strings.TrimSpace(line))})
 	}
 }
 
@@ -144,6 +148,18 @@ var ErrNotRunning = errors.New("calico-node is not running")
 // QueryStatus asks the daemon behind the control socket at path for its
 // status.
 func QueryStatus(ctx context.Context, path string) (Status, error) {
+	return control(ctx, path, "status")
+}
+
+// RequestResyncAt asks the daemon behind the control socket at path for a
+// full resync (it starts after the reply) and returns the status it had
+// before.
+func RequestResyncAt(ctx context.Context, path string) (Status, error) {
+	return control(ctx, path, "resync")
+}
+
+// control sends one request line and reads the status reply.
+func control(ctx context.Context, path, req string) (Status, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -153,7 +169,7 @@ func QueryStatus(ctx context.Context, path string) (Status, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
-	if _, err := c.Write([]byte("status\n")); err != nil {
+	if _, err := c.Write([]byte(req + "\n")); err != nil {
 		return Status{}, fmt.Errorf("query %s: %w", path, err)
 	}
 	var s Status

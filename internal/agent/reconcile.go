@@ -22,6 +22,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	var retry <-chan time.Time
 	backoff := 100 * time.Millisecond
 	full := true
+	changed := true // the model may differ from the one of the last Calc
 	heartbeat := time.NewTicker(heartbeatInterval)
 	defer heartbeat.Stop()
 	a.beat()
@@ -33,16 +34,20 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 			a.beat()
 			continue
 		case <-a.trigger:
+			changed = true
 		case <-resync.C:
 			full = true
+		case <-a.resyncReq:
+			full = true
 		case <-retry:
+			changed = true
 		}
 		a.beat()
 		retry = nil
 		if !a.allSynced() {
 			continue
 		}
-		ok, interval := a.reconcileOnce(full)
+		ok, interval := a.reconcileOnce(full, changed)
 		if !ok {
 			log.Debug("apply incomplete; retrying", "retry_in", backoff)
 			retry = time.After(backoff)
@@ -50,6 +55,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		changed = false
 		if full {
 			full = false
 			if interval > 0 {
@@ -75,7 +81,14 @@ func (a *Agent) beat() {
 // reconcileOnce computes and applies the desired state once (twice when
 // the apply learns a kernel fact that changes it). It reports whether every
 // part applied, and the resync interval in force.
-func (a *Agent) reconcileOnce(full bool) (bool, time.Duration) {
+//
+// Without changed (no signal since the last successful pass: a periodic or
+// requested resync) and with the same host facts, the desired state of the
+// last Calc is applied again instead of copying the model and computing it
+// anew: with thousands of remote nodes that is a good part of a resync's
+// cost, and a resync is about the kernel drifting, not the model (every
+// model change signals).
+func (a *Agent) reconcileOnce(full, changed bool) (bool, time.Duration) {
 	log := a.log.With("component", "dataplane")
 	start := time.Now()
 	dp := a.dp
@@ -84,19 +97,30 @@ func (a *Agent) reconcileOnce(full bool) (bool, time.Duration) {
 	var interval time.Duration
 	var me Node
 	for pass := 0; pass < 3; pass++ {
-		a.mu.Lock()
-		m := a.model.clone()
-		a.mu.Unlock()
-		me = m.Nodes[m.NodeName]
-		interval = m.Felix.RouteRefreshInterval
+		reuse := pass == 0 && !changed && dp.calcOK
+		m := dp.calcModel
+		if !reuse {
+			m = a.modelCopy()
+		}
+		host := dp.host
 		if err := dp.refreshHost(m, full); err != nil {
 			log.Error("read host interfaces", "err", err)
 		}
-		m.Host = dp.host
-		m.BGP = a.bgpView(m.BGP)
-		t := time.Now()
-		d = Calc(m)
-		a.met.reconcile.WithLabelValues("calc").Observe(time.Since(t).Seconds())
+		if reuse && dp.host != host {
+			reuse, m = false, a.modelCopy()
+		}
+		me = m.Nodes[m.NodeName]
+		interval = m.Felix.RouteRefreshInterval
+		if reuse {
+			d = dp.calc
+		} else {
+			m.Host = dp.host
+			m.BGP = a.bgpView(m.BGP)
+			t := time.Now()
+			d = Calc(m)
+			a.met.reconcile.WithLabelValues("calc").Observe(time.Since(t).Seconds())
+			dp.calc, dp.calcModel, dp.calcOK = d, m, true
+		}
 		res = dp.apply(d, full || pass > 0)
 		if !res.recalc {
 			break

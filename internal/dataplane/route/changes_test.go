@@ -3,6 +3,8 @@ package route
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/onecalico/calico/internal/testutil"
@@ -61,5 +63,53 @@ func TestPrivilegedApplyChanges(t *testing.T) {
 	}
 	if _, err := ApplyChanges(h, b, owner, next, bad); err == nil {
 		t.Fatal("unreachable gateways were accepted")
+	}
+}
+
+// ApplyWith a Batcher: hundreds of routes added in batches, one of them
+// failing alone; then a no-op; then every gateway changed (replaced in
+// batches); then all removed.
+func TestPrivilegedApplyWithBatcher(t *testing.T) {
+	ns, h := node(t)
+	b, err := NewBatcher(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	want := benchRoutes(200)
+	bad := Route{Dst: pfx("10.245.0.0/26"), Gw: addr("172.16.0.1"), LinkName: "eth0", Protocol: 80} // unreachable gateway
+	res, err := ApplyWith(h, b, owner, append(slices.Clone(want), bad))
+	if err == nil || !strings.Contains(err.Error(), "replace route 10.245.0.0/26") {
+		t.Fatalf("ApplyWith error = %v, want the unreachable gateway named", err)
+	}
+	// The stale route node() installs on cali1 is deleted.
+	if res != (Result{Added: 200, Deleted: 1}) {
+		t.Errorf("ApplyWith = %+v, want 200 added, 1 deleted", res)
+	}
+	check := func(want []Route) {
+		t.Helper()
+		got, err := List(h, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := slices.Clone(want)
+		Sort(w)
+		if !slices.Equal(strs(got), strs(w)) {
+			t.Fatalf("installed %d routes, want %d; first difference in\n%q\nvs\n%q", len(got), len(w), strs(got)[:min(3, len(got))], strs(w)[:min(3, len(w))])
+		}
+	}
+	check(want)
+	if res, err := ApplyWith(h, b, owner, want); err != nil || res != (Result{}) {
+		t.Fatalf("second ApplyWith = %+v, %v; want no changes", res, err)
+	}
+	for i := range want {
+		want[i].Gw = addr("10.99.0.250")
+	}
+	if res, err := ApplyWith(h, b, owner, want); err != nil || res != (Result{Replaced: 200}) {
+		t.Fatalf("ApplyWith new gateways = %+v, %v; want 200 replaced", res, err)
+	}
+	check(want)
+	if res, err := ApplyWith(h, b, owner, nil); err != nil || res != (Result{Deleted: 200}) {
+		t.Fatalf("ApplyWith(nil) = %+v, %v; want 200 deleted", res, err)
 	}
 }

@@ -198,7 +198,7 @@ type current struct {
 	Route
 	Owned    bool
 	Priority int
-	raw      netlink.Route
+	raw      *netlink.Route // kept for owned routes only (the only ones deleted)
 }
 
 func defaultPriority(dst netip.Prefix) int {
@@ -220,37 +220,48 @@ type plan struct {
 // desired destination.
 func diff(installed []current, desired []Route) plan {
 	var p plan
-	want := make(map[netip.Prefix]Route, len(desired))
+	want := make(map[netip.Prefix]bool, len(desired))
 	for _, d := range desired {
-		want[d.Dst] = d
+		want[d.Dst] = true
 	}
-	byDst := make(map[netip.Prefix][]current, len(installed))
-	for _, c := range installed {
-		byDst[c.Dst] = append(byDst[c.Dst], c)
+	// The installed routes to each destination as a chain of indexes
+	// (first[dst], then next[i] until -1), in dump order: one map entry per
+	// destination and no slice per destination.
+	first := make(map[netip.Prefix]int, len(installed))
+	next := make([]int, len(installed))
+	for i := len(installed) - 1; i >= 0; i-- {
+		next[i] = -1
+		if j, ok := first[installed[i].Dst]; ok {
+			next[i] = j
+		}
+		first[installed[i].Dst] = i
 	}
 	for _, d := range desired {
-		cs := byDst[d.Dst]
-		match := slices.IndexFunc(cs, func(c current) bool {
-			return c.Priority == defaultPriority(d.Dst) && c.equal(d)
-		})
-		atDefault := slices.ContainsFunc(cs, func(c current) bool { return c.Priority == defaultPriority(d.Dst) })
+		prio := defaultPriority(d.Dst)
+		match, atDefault := false, false
+		i, ok := first[d.Dst]
+		for ; ok && i >= 0; i = next[i] {
+			c := &installed[i]
+			if c.Priority == prio {
+				atDefault = true
+				match = match || c.equal(d)
+			} else if c.Owned {
+				// Other owned routes to the same destination (other
+				// metrics) are duplicates; the one at the default priority
+				// is kept or replaced.
+				p.del = append(p.del, *c)
+			}
+		}
 		switch {
-		case match >= 0:
+		case match:
 		case atDefault:
 			p.replace = append(p.replace, d)
 		default:
 			p.add = append(p.add, d)
 		}
-		// Other owned routes to the same destination (other metrics) are
-		// duplicates; the one at the default priority is kept or replaced.
-		for _, c := range cs {
-			if c.Owned && c.Priority != defaultPriority(d.Dst) {
-				p.del = append(p.del, c)
-			}
-		}
 	}
 	for _, c := range installed {
-		if _, ok := want[c.Dst]; !ok && c.Owned {
+		if !want[c.Dst] && c.Owned {
 			p.del = append(p.del, c)
 		}
 	}
@@ -262,6 +273,14 @@ func diff(installed []current, desired []Route) plan {
 // replaces before it deletes. It continues past per-route failures and
 // returns them joined together with what it achieved.
 func Apply(h *netlink.Handle, owner Owner, desired []Route) (Result, error) {
+	return ApplyWith(h, nil, owner, desired)
+}
+
+// ApplyWith is Apply with a Batcher (nil for none): when many routes are
+// to be added or replaced (a cold start with thousands of remote blocks),
+// the batchable ones are written in batches instead of one request and
+// one acknowledgement each.
+func ApplyWith(h *netlink.Handle, b *Batcher, owner Owner, desired []Route) (Result, error) {
 	seen := make(map[netip.Prefix]bool, len(desired))
 	for _, r := range desired {
 		if err := r.validate(); err != nil {
@@ -284,35 +303,44 @@ func Apply(h *netlink.Handle, owner Owner, desired []Route) (Result, error) {
 
 	var res Result
 	var errs []error
-	replace := func(r Route) bool {
-		nr, err := toNetlink(r, owner.table(), links)
-		if err == nil {
-			err = h.RouteReplace(nr)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("replace route %s: %w", r, err))
-			return false
-		}
-		return true
-	}
-	for _, r := range p.add {
-		if replace(r) {
-			res.Added++
-		}
-	}
-	for _, r := range p.replace {
-		if replace(r) {
-			res.Replaced++
-		}
-	}
+	errs = append(errs, replaceAll(h, b, owner, links, p.add, &res.Added)...)
+	errs = append(errs, replaceAll(h, b, owner, links, p.replace, &res.Replaced)...)
 	for _, c := range p.del {
-		if err := h.RouteDel(&c.raw); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := h.RouteDel(c.raw); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("delete route %s: %w", c.Route, err))
 			continue
 		}
 		res.Deleted++
 	}
 	return res, errors.Join(errs...)
+}
+
+// replaceAll installs routes, in batches when b is set and there are at
+// least minBatch, and adds the number installed to *n.
+func replaceAll(h *netlink.Handle, b *Batcher, owner Owner, ls links, routes []Route, n *int) []error {
+	var errs []error
+	var batch []Route
+	for _, r := range routes {
+		if b != nil && len(routes) >= minBatch && batchable(r) {
+			batch = append(batch, r)
+			continue
+		}
+		nr, err := toNetlink(r, owner.table(), ls)
+		if err == nil {
+			err = h.RouteReplace(nr)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("replace route %s: %w", r, err))
+			continue
+		}
+		*n++
+	}
+	if len(batch) > 0 {
+		berrs := b.replace(batch, owner.table(), ls)
+		errs = append(errs, berrs...)
+		*n += len(batch) - len(berrs)
+	}
+	return errs
 }
 
 // List returns the installed routes of owner.Table that owner owns, sorted.
@@ -373,25 +401,32 @@ func linkIndex(h *netlink.Handle) (links, error) {
 	return l, nil
 }
 
+// read lists the routes of owner's table. The dump is iterated rather
+// than collected, and only owned routes keep the kernel's record, so that
+// reading thousands of routes costs little memory.
 func read(h *netlink.Handle, owner Owner, ls links) ([]current, error) {
-	var rs []netlink.Route
+	var out []current
 	var err error
 	for range dumpRetries {
-		rs, err = h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: owner.table()}, netlink.RT_FILTER_TABLE)
+		out = out[:0]
+		err = h.RouteListFilteredIter(netlink.FAMILY_ALL, &netlink.Route{Table: owner.table()}, netlink.RT_FILTER_TABLE, func(nr netlink.Route) bool {
+			r, ok := fromNetlink(nr, ls)
+			if !ok {
+				return true
+			}
+			c := current{Route: r, Owned: owner.owns(r), Priority: nr.Priority}
+			if c.Owned {
+				c.raw = &nr
+			}
+			out = append(out, c)
+			return true
+		})
 		if !errors.Is(err, netlink.ErrDumpInterrupted) {
 			break
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list routes in table %d: %w", owner.table(), err)
-	}
-	out := make([]current, 0, len(rs))
-	for _, nr := range rs {
-		r, ok := fromNetlink(nr, ls)
-		if !ok {
-			continue
-		}
-		out = append(out, current{Route: r, Owned: owner.owns(r), Priority: nr.Priority, raw: nr})
 	}
 	return out, nil
 }

@@ -149,7 +149,22 @@ func TestPrivilegedVXLANPing(t *testing.T) {
 }
 
 func TestPrivilegedSyncVTEPs(t *testing.T) {
+	t.Run("one request each", func(t *testing.T) { testSyncVTEPs(t, false) })
+	t.Run("batched", func(t *testing.T) { testSyncVTEPs(t, true) })
+}
+
+// testSyncVTEPs runs the SyncVTEPs steps with or without a Batcher (which
+// then also does the dumps).
+func testSyncVTEPs(t *testing.T, batched bool) {
 	n1, n2 := twoNodes(t)
+	var b *Batcher
+	if batched {
+		var err error
+		if b, err = NewBatcher(n1.ns); err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+	}
 	third := VTEP{TunnelIP: netip.MustParseAddr("10.244.3.0"), MAC: mac("66:cc:00:00:00:03"), NodeIP: netip.MustParseAddr("10.99.0.13")}
 	v6 := VTEP{TunnelIP: netip.MustParseAddr("fd00:244:4::"), MAC: mac("66:cc:00:00:00:04"), NodeIP: netip.MustParseAddr("10.99.0.14")}
 	moved := n2.vtep
@@ -176,11 +191,11 @@ func TestPrivilegedSyncVTEPs(t *testing.T) {
 		{"empty", nil, syncStats{delNeigh: 2, delFDB: 2}, nil, []string{"66:cc", "lladdr"}},
 	}
 	for _, s := range steps {
-		st, err := syncVTEPs(n1.h, "vxlan.calico", s.vteps)
+		st, err := syncVTEPs(n1.h, b, "vxlan.calico", s.vteps)
 		if err != nil || st != s.stats {
 			t.Fatalf("%s: syncVTEPs = %+v, %v; want %+v", s.name, st, err, s.stats)
 		}
-		if st, err := syncVTEPs(n1.h, "vxlan.calico", s.vteps); err != nil || !st.zero() {
+		if st, err := syncVTEPs(n1.h, b, "vxlan.calico", s.vteps); err != nil || !st.zero() {
 			t.Fatalf("%s: second syncVTEPs = %+v, %v; want no changes", s.name, st, err)
 		}
 		out := show()
@@ -193,6 +208,29 @@ func TestPrivilegedSyncVTEPs(t *testing.T) {
 			if strings.Contains(out, w) {
 				t.Errorf("%s: unexpected %q in:\n%s", s.name, w, out)
 			}
+		}
+	}
+	// Enough entries for batches (minBatch) one way, then none.
+	var many []VTEP
+	for i := range 40 {
+		many = append(many, VTEP{TunnelIP: netip.AddrFrom4([4]byte{10, 245, byte(i), 0}),
+			MAC: mac(fmt.Sprintf("66:cd:00:00:00:%02x", i)), NodeIP: netip.AddrFrom4([4]byte{10, 98, 0, byte(i + 1)})})
+	}
+	for _, s := range []struct {
+		vteps []VTEP
+		stats syncStats
+		count string
+	}{{many, syncStats{setNeigh: 40, setFDB: 40}, "40"}, {nil, syncStats{delNeigh: 40, delFDB: 40}, "0"}} {
+		if st, err := syncVTEPs(n1.h, b, "vxlan.calico", s.vteps); err != nil || st != s.stats {
+			t.Fatalf("%d VTEPs: syncVTEPs = %+v, %v; want %+v", len(s.vteps), st, err, s.stats)
+		}
+		if st, err := syncVTEPs(n1.h, b, "vxlan.calico", s.vteps); err != nil || !st.zero() {
+			t.Fatalf("%d VTEPs: second syncVTEPs = %+v, %v; want no changes", len(s.vteps), st, err)
+		}
+		n := strings.Count(testutil.RunIn(t, n1.ns, "ip", "neigh", "show", "dev", "vxlan.calico", "nud", "permanent"), "PERMANENT")
+		f := strings.Count(testutil.RunIn(t, n1.ns, "bridge", "fdb", "show", "dev", "vxlan.calico"), "66:cd:")
+		if fmt.Sprint(n) != s.count || fmt.Sprint(f) != s.count {
+			t.Errorf("%d VTEPs: kernel has %d neighbours and %d FDB entries", len(s.vteps), n, f)
 		}
 	}
 	if err := SyncVTEPs(n1.h, "vxlan.calico", []VTEP{n2.vtep, n2.vtep}); !errors.Is(err, ErrInvalid) {

@@ -1,0 +1,19 @@
+package agent
+
+// RequestResync asks the reconcile goroutine for a full resync now, the
+// same pass the periodic routeRefreshInterval timer starts: every part is
+// re-applied against the kernel. Requests made while one is pending
+// coalesce.
+func (a *Agent) RequestResync() {
+	select {
+	case a.resyncReq <- struct{}{}:
+	default:
+	}
+}
+
+// modelCopy returns a private copy of the model for one reconcile pass.
+func (a *Agent) modelCopy() *Model {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.model.clone()
+}

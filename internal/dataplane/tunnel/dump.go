@@ -1,0 +1,156 @@
+package tunnel
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// neighEntry is one dumped neighbour or FDB entry, parsed without the
+// per-entry allocations of netlink.NeighList (a resync with thousands of
+// remote VTEPs reads them all).
+type neighEntry struct {
+	family, index, state, flags, typ int
+	ip                               netip.Addr // unmapped
+	mac                              [6]byte
+	macLen                           int
+	vlan, vni, master                int
+}
+
+func (e *neighEntry) hw() net.HardwareAddr {
+	return net.HardwareAddr(append([]byte(nil), e.mac[:e.macLen]...))
+}
+
+// neigh is the entry as netlink.NeighDel wants it.
+func (e *neighEntry) neigh() *netlink.Neigh {
+	return &netlink.Neigh{LinkIndex: e.index, Family: e.family, State: e.state, Type: e.typ, Flags: e.flags,
+		IP: e.ip.AsSlice(), HardwareAddr: e.hw(), Vlan: e.vlan, VNI: e.vni, MasterIndex: e.master}
+}
+
+// neighbours lists the entries of family (AF_UNSPEC: ARP and ND) on link
+// idx: through b's socket when b is set, else with netlink.NeighList.
+// expect is how many there probably are (the slice is sized for them).
+func neighbours(h *netlink.Handle, b *Batcher, idx, family, expect int) ([]neighEntry, error) {
+	if b == nil {
+		ns, err := listNeigh(h, idx, family)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]neighEntry, 0, len(ns))
+		for _, n := range ns {
+			e := neighEntry{family: n.Family, index: n.LinkIndex, state: n.State, flags: n.Flags, typ: n.Type,
+				macLen: min(len(n.HardwareAddr), 6), vlan: n.Vlan, vni: n.VNI, master: n.MasterIndex}
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				e.ip = ip.Unmap()
+			}
+			copy(e.mac[:], n.HardwareAddr)
+			out = append(out, e)
+		}
+		return out, nil
+	}
+	var err error
+	var out []neighEntry
+	for range 5 {
+		if out, err = b.dumpNeigh(idx, family, expect); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return out, err
+}
+
+// dumpNeigh dumps family's neighbour table and keeps the entries of link idx.
+func (b *Batcher) dumpNeigh(idx, family, expect int) ([]neighEntry, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETNEIGH, unix.NLM_F_DUMP)
+	req.AddData(&netlink.Ndmsg{Family: uint8(family), Index: uint32(idx)})
+	if err := unix.Sendto(b.s.GetFd(), req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, fmt.Errorf("dump neighbours: %w", err)
+	}
+	out := make([]neighEntry, 0, expect+8)
+	var intr bool
+	for {
+		msgs, _, err := b.s.Receive()
+		if err != nil {
+			return nil, fmt.Errorf("dump neighbours: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != req.Seq {
+				continue
+			}
+			if m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {
+				intr = true
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				if intr {
+					return out, netlink.ErrDumpInterrupted
+				}
+				return out, nil
+			case unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if code := int32(binary.NativeEndian.Uint32(m.Data[:4])); code != 0 {
+						return nil, fmt.Errorf("dump neighbours: %w", syscall.Errno(-code))
+					}
+				}
+				return out, nil
+			case unix.RTM_NEWNEIGH:
+				if e, ok := parseNeigh(m.Data); ok && e.index == idx && (family == unix.AF_UNSPEC || e.family == family) {
+					out = append(out, e)
+				}
+			}
+		}
+	}
+}
+
+// ndmsgLen is sizeof(struct ndmsg).
+const ndmsgLen = 12
+
+func parseNeigh(b []byte) (neighEntry, bool) {
+	if len(b) < ndmsgLen {
+		return neighEntry{}, false
+	}
+	e := neighEntry{
+		family: int(b[0]),
+		index:  int(int32(binary.NativeEndian.Uint32(b[4:8]))),
+		state:  int(binary.NativeEndian.Uint16(b[8:10])),
+		flags:  int(b[10]),
+		typ:    int(b[11]),
+	}
+	for a := b[ndmsgLen:]; len(a) >= unix.SizeofRtAttr; {
+		l := int(binary.NativeEndian.Uint16(a[0:2]))
+		if l < unix.SizeofRtAttr || l > len(a) {
+			return e, false
+		}
+		v := a[unix.SizeofRtAttr:l]
+		switch binary.NativeEndian.Uint16(a[2:4]) {
+		case unix.NDA_DST:
+			if ip, ok := netip.AddrFromSlice(v); ok {
+				e.ip = ip.Unmap()
+			}
+		case unix.NDA_LLADDR:
+			if len(v) == 6 {
+				e.macLen = copy(e.mac[:], v)
+			}
+		case unix.NDA_VLAN:
+			if len(v) >= 2 {
+				e.vlan = int(binary.NativeEndian.Uint16(v))
+			}
+		case unix.NDA_VNI:
+			if len(v) >= 4 {
+				e.vni = int(binary.NativeEndian.Uint32(v))
+			}
+		case unix.NDA_MASTER:
+			if len(v) >= 4 {
+				e.master = int(binary.NativeEndian.Uint32(v))
+			}
+		}
+		a = a[min(len(a), (l+unix.RTA_ALIGNTO-1)&^(unix.RTA_ALIGNTO-1)):]
+	}
+	return e, true
+}
