@@ -84,12 +84,12 @@ func (c *calc) bgpRoute(dst netip.Prefix, nh netip.Addr, pool Pool) (route.Route
 }
 
 // applyRoutes installs d.Routes: a full Apply (kernel dump and diff) on
-// a full pass, after a failure, when protocol 12 ownership changed or a
+// a full pass (the caller also asks for one after a failure), when protocol 12 ownership changed or a
 // device was recreated; otherwise only the routes that changed since the
 // last successful apply, so that one BGP UPDATE costs one netlink request.
 func (dp *dataplane) applyRoutes(d Desired, full bool) (route.Result, error) {
 	l := &dp.last
-	if full || !l.routesOK || l.ownBGP != d.OwnBGPRoutes {
+	if full || l.ownBGP != d.OwnBGPRoutes {
 		if dp.batch != nil {
 			dp.batch.Forget()
 		}

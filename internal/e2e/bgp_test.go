@@ -43,7 +43,8 @@ spec:
 func (c *cluster) startBGP(t testing.TB, extra ...string) {
 	t.Helper()
 	for _, n := range c.nodes {
-		env := append(n.Env("CALICO_NETWORKING_BACKEND=bird"), extra...)
+		// Metrics are off by default (as upstream); the tests scrape them.
+		env := append(n.Env("CALICO_NETWORKING_BACKEND=bird", "FELIX_PROMETHEUSMETRICSENABLED=true"), extra...)
 		p := n.StartProcess(c.bin, env)
 		c.procs[n.Name] = p
 		t.Cleanup(func() {
