@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/onecalico/calico/internal/api"
@@ -80,6 +81,11 @@ type bgpAgent struct {
 	speaker *bgp.Speaker
 	kick    chan struct{}
 	secrets string
+
+	// recalc is set by every signal (a change besides learned routes);
+	// fast is the learned-route fast path (bgp_fast.go).
+	recalc atomic.Bool
+	fast   learnedFast
 
 	// wanted is fixed at start: this daemon runs a speaker, so BGP is
 	// the source of remote routes from the first apply on (a restart

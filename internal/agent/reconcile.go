@@ -76,16 +76,23 @@ func (a *Agent) beat() {
 // the apply learns a kernel fact that changes it). It reports whether every
 // part applied, and the resync interval in force.
 func (a *Agent) reconcileOnce(full bool) (bool, time.Duration) {
+	if !full {
+		if ok, done := a.reconcileLearned(); done {
+			return ok, 0
+		}
+	}
 	log := a.log.With("component", "dataplane")
 	start := time.Now()
 	dp := a.dp
+	a.beginFullPass()
+	var m *Model
 	var d Desired
 	var res applyResult
 	var interval time.Duration
 	var me Node
 	for pass := 0; pass < 3; pass++ {
 		a.mu.Lock()
-		m := a.model.clone()
+		m = a.model.clone()
 		a.mu.Unlock()
 		me = m.Nodes[m.NodeName]
 		interval = m.Felix.RouteRefreshInterval
@@ -111,6 +118,7 @@ func (a *Agent) reconcileOnce(full bool) (bool, time.Duration) {
 	if err := errors.Join(res.errs...); err != nil {
 		log.Error("dataplane apply failed", "err", err)
 	}
+	a.endFullPass(m, d, len(res.errs) == 0)
 	if dp.last.routesOK {
 		a.met.routes.Set(float64(len(dp.last.routes)))
 	}

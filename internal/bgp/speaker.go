@@ -42,9 +42,10 @@ type Speaker struct {
 	origin     map[netip.Prefix]string // prefix -> hash of its path
 	nextHop    netip.Addr
 
-	mu      sync.Mutex               // guards the fields below (written by GoBGP's callbacks)
-	learned map[netip.Prefix]Learned // changed in place by onEvent
-	snap    map[netip.Prefix]Learned // immutable copy for readers, nil when stale
+	mu      sync.Mutex                // guards the fields below (written by GoBGP's callbacks)
+	learned map[netip.Prefix]Learned  // changed in place by onEvent
+	snap    map[netip.Prefix]Learned  // immutable copy for readers, nil when stale
+	dirty   map[netip.Prefix]struct{} // changed since the last Learned or TakeChanges
 	states  map[netip.Addr]*sessionState
 	gen     uint64 // bumped whenever learned changes
 }
@@ -68,7 +69,8 @@ func NewSpeaker(log *slog.Logger, onChange func(sessions bool)) *Speaker {
 	if onChange == nil {
 		onChange = func(bool) {}
 	}
-	return &Speaker{log: log, onChange: onChange, learned: map[netip.Prefix]Learned{}, states: map[netip.Addr]*sessionState{}}
+	return &Speaker{log: log, onChange: onChange, learned: map[netip.Prefix]Learned{},
+		dirty: map[netip.Prefix]struct{}{}, states: map[netip.Addr]*sessionState{}}
 }
 
 func hashOf(v any) string {
@@ -157,6 +159,7 @@ func (s *Speaker) stopLocked(hard bool) {
 	s.srv, s.globalHash = nil, ""
 	s.mu.Lock()
 	s.learned, s.snap = map[netip.Prefix]Learned{}, nil
+	clear(s.dirty)
 	s.states = map[netip.Addr]*sessionState{}
 	s.gen++
 	s.mu.Unlock()
@@ -331,6 +334,7 @@ func (s *Speaker) onEvent(r *gobgpapi.WatchEventResponse) {
 		} else {
 			next[pfx] = l
 		}
+		s.dirty[pfx] = struct{}{}
 		changed = true
 	}
 	if changed {
@@ -413,13 +417,37 @@ func (s *Speaker) Running() bool {
 
 // Learned returns the best paths learned from peers and a generation
 // number that changes whenever they do. The map must not be modified.
+// Changes up to this call are no longer reported by TakeChanges.
 func (s *Speaker) Learned() (map[netip.Prefix]Learned, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.snap == nil {
 		s.snap = maps.Clone(s.learned)
 	}
+	clear(s.dirty)
 	return s.snap, s.gen
+}
+
+// Change is one learned prefix that changed: its best path now, or Gone.
+type Change struct {
+	Prefix netip.Prefix
+	Learned
+	Gone bool
+}
+
+// TakeChanges appends to buf the prefixes whose best path changed since
+// the last Learned or TakeChanges call, with their state now, and
+// forgets them. A caller that applied Learned's map and every
+// TakeChanges since holds the current state.
+func (s *Speaker) TakeChanges(buf []Change) []Change {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := range s.dirty {
+		l, ok := s.learned[p]
+		buf = append(buf, Change{Prefix: p, Learned: l, Gone: !ok})
+	}
+	clear(s.dirty)
+	return buf
 }
 
 // PeerStatus is one session as `calicoctl node status` reports it.
