@@ -96,6 +96,7 @@ func (a *Agent) reconcileLearned() (ok, done bool) {
 func (f *learnedFast) delta() (prev, want []route.Route, ok bool) {
 	c := calc{m: f.m, me: f.m.Nodes[f.m.NodeName]}
 	c.d.IPIPState = f.ipip
+	prev, want = make([]route.Route, 0, len(f.buf)), make([]route.Route, 0, len(f.buf))
 	for _, ch := range f.buf {
 		var r route.Route
 		use := false

@@ -374,38 +374,42 @@ func (s *Speaker) onPeer(pe *gobgpapi.WatchEventResponse_PeerEvent) {
 }
 
 // decodePath reads an IPv4 unicast path's prefix, next hop and source.
+// It unpacks only the prefix and the next-hop attributes (not every
+// attribute into its native form): it runs once per learned path.
 func decodePath(p *gobgpapi.Path) (netip.Prefix, Learned, bool) {
-	if p.Family == nil || p.Family.Afi != gobgpapi.Family_AFI_IP || p.Family.Safi != gobgpapi.Family_SAFI_UNICAST {
+	if p.Family == nil || p.Family.Afi != gobgpapi.Family_AFI_IP || p.Family.Safi != gobgpapi.Family_SAFI_UNICAST || p.Nlri == nil {
 		return netip.Prefix{}, Learned{}, false
 	}
-	nlri, err := apiutil.GetNativeNlri(p)
-	if err != nil {
+	var nlri gobgpapi.IPAddressPrefix
+	if err := p.Nlri.UnmarshalTo(&nlri); err != nil {
 		return netip.Prefix{}, Learned{}, false
 	}
-	pfx, err := netip.ParsePrefix(nlri.String())
-	if err != nil {
+	a, err := netip.ParseAddr(nlri.Prefix)
+	if err != nil || !a.Is4() || nlri.PrefixLen > 32 {
 		return netip.Prefix{}, Learned{}, false
 	}
+	pfx := netip.PrefixFrom(a, int(nlri.PrefixLen)).Masked()
 	var l Learned
 	l.Peer, _ = netip.ParseAddr(p.NeighborIp)
 	if p.IsWithdraw {
 		return pfx, l, true
 	}
-	attrs, err := apiutil.GetNativePathAttributes(p)
-	if err != nil {
-		return netip.Prefix{}, Learned{}, false
-	}
-	for _, a := range attrs {
-		switch a := a.(type) {
-		case *bgp.PathAttributeNextHop:
-			l.NextHop, _ = netip.AddrFromSlice(a.Value.To4())
-		case *bgp.PathAttributeMpReachNLRI:
-			if len(a.Nexthop) > 0 && !l.NextHop.IsValid() {
-				l.NextHop, _ = netip.AddrFromSlice(a.Nexthop.To4())
+	for _, attr := range p.Pattrs {
+		switch {
+		case attr.MessageIs((*gobgpapi.NextHopAttribute)(nil)):
+			var nh gobgpapi.NextHopAttribute
+			if attr.UnmarshalTo(&nh) == nil {
+				l.NextHop, _ = netip.ParseAddr(nh.NextHop)
+			}
+		case attr.MessageIs((*gobgpapi.MpReachNLRIAttribute)(nil)) && !l.NextHop.IsValid():
+			var mp gobgpapi.MpReachNLRIAttribute
+			if attr.UnmarshalTo(&mp) == nil && len(mp.NextHops) > 0 {
+				l.NextHop, _ = netip.ParseAddr(mp.NextHops[0])
 			}
 		}
 	}
-	return pfx, l, l.NextHop.IsValid()
+	l.NextHop = l.NextHop.Unmap()
+	return pfx, l, l.NextHop.Is4()
 }
 
 // Running reports whether the server is started.
