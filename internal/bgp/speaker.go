@@ -41,6 +41,7 @@ type Speaker struct {
 	peers      map[string]peerEntry
 	origin     map[netip.Prefix]string // prefix -> hash of its path
 	nextHop    netip.Addr
+	policyHash string // of the BGPFilter policies installed
 
 	mu      sync.Mutex                // guards the fields below (written by GoBGP's callbacks)
 	learned map[netip.Prefix]Learned  // changed in place by onEvent
@@ -101,7 +102,7 @@ func (s *Speaker) Apply(ctx context.Context, d Desired) error {
 		s.globalHash = gh
 	}
 	s.adapter.SetLevel(levelFor(d.Global.LogSeverity))
-	errs := []error{s.reconcilePeers(ctx, d.Peers)}
+	errs := []error{s.reconcilePeers(ctx, d.Peers), s.reconcilePolicies(ctx, d.Peers)}
 	errs = append(errs, s.reconcileOrigin(ctx, d.NextHop, d.Originated))
 	return errors.Join(errs...)
 }
@@ -156,7 +157,7 @@ func (s *Speaker) stopLocked(hard bool) {
 	if hard {
 		s.srv.Stop()
 	}
-	s.srv, s.globalHash = nil, ""
+	s.srv, s.globalHash, s.policyHash = nil, "", ""
 	s.mu.Lock()
 	s.learned, s.snap = map[netip.Prefix]Learned{}, nil
 	clear(s.dirty)
@@ -183,7 +184,10 @@ func (s *Speaker) reconcilePeers(ctx context.Context, want []Peer) error {
 		}
 	}
 	for _, p := range want {
-		h := hashOf(p)
+		// Filters are policies, changed without resetting the session.
+		q := p
+		q.Import, q.Export = nil, nil
+		h := hashOf(q)
 		old, exists := s.peers[p.Key()]
 		if exists && old.hash == h {
 			continue
