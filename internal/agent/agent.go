@@ -200,6 +200,7 @@ func (a *Agent) statusLocked() Status {
 // signal wakes the reconcile goroutine (and the tunnel address manager)
 // without blocking: a pending signal already covers this change.
 func (a *Agent) signal(tunnels bool) {
+	a.needCalc()
 	a.kickBGP()
 	select {
 	case a.trigger <- struct{}{}:

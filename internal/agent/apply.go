@@ -211,8 +211,9 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 	}
 	if full || vxlanApplied || !l.routesOK || d.OwnBGPRoutes != l.ownBGP || !reflect.DeepEqual(d.Routes, l.routes) {
 		timed("routes", func() {
+			wasOK := l.routesOK
 			l.routesOK = false
-			r, err := dp.applyRoutes(d, full || vxlanApplied)
+			r, err := dp.applyRoutes(d, full || vxlanApplied || !wasOK)
 			res.routeChanges = r.Added + r.Replaced + r.Deleted
 			if res.routeChanges > 0 {
 				a.met.routeChanges.Add(float64(res.routeChanges))

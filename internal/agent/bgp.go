@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/onecalico/calico/internal/api"
@@ -44,6 +45,7 @@ const (
 var (
 	prefixBGPConfigs = mustKind(api.KindBGPConfiguration).ListPrefix("")
 	prefixBGPPeers   = mustKind(api.KindBGPPeer).ListPrefix("")
+	prefixBGPFilters = mustKind(api.KindBGPFilter).ListPrefix("")
 )
 
 // BGPView is the BGP part of the Model: configuration from the datastore
@@ -52,6 +54,7 @@ var (
 type BGPView struct {
 	Configs map[string]*api.BGPConfigurationSpec // by name
 	Peers   map[string]*api.BGPPeer              // by name
+	Filters map[string]*api.BGPFilterSpec        // by name
 	// Unconfirmed are this node's blocks whose affinity is pending (or
 	// pending deletion): upstream's export filter skips them.
 	Unconfirmed map[netip.Prefix]bool
@@ -71,6 +74,7 @@ type BGPView struct {
 func (v BGPView) clone() BGPView {
 	v.Configs = maps.Clone(v.Configs)
 	v.Peers = maps.Clone(v.Peers)
+	v.Filters = maps.Clone(v.Filters)
 	v.Unconfirmed = maps.Clone(v.Unconfirmed)
 	return v
 }
@@ -80,6 +84,11 @@ type bgpAgent struct {
 	speaker *bgp.Speaker
 	kick    chan struct{}
 	secrets string
+
+	// recalc is set by every signal (a change besides learned routes);
+	// fast is the learned-route fast path (bgp_fast.go).
+	recalc atomic.Bool
+	fast   learnedFast
 
 	// wanted is fixed at start: this daemon runs a speaker, so BGP is
 	// the source of remote routes from the first apply on (a restart
@@ -241,7 +250,7 @@ func (a *Agent) bgpView(v BGPView) BGPView {
 
 // bgpInput converts the model into bgp.Calc's input.
 func (a *Agent) bgpInput(m *Model) *bgp.Input {
-	in := &bgp.Input{NodeName: m.NodeName, Nodes: map[string]bgp.Node{}, Peers: m.BGP.Peers, Secret: a.readSecret}
+	in := &bgp.Input{NodeName: m.NodeName, Nodes: map[string]bgp.Node{}, Peers: m.BGP.Peers, Filters: m.BGP.Filters, Secret: a.readSecret}
 	for name, n := range m.Nodes {
 		in.Nodes[name] = bgp.Node{Name: name, Labels: n.Labels, IPv4: n.IPv4, ASNumber: n.ASNumber, RRClusterID: n.RRClusterID}
 	}
@@ -298,7 +307,7 @@ func (a *Agent) bgpStatus() (string, []bgp.PeerStatus, []string) {
 
 // bgpHandlers feed BGPConfiguration and BGPPeer objects into the model.
 func (a *Agent) bgpHandlers() []*syncHandler {
-	cfgKind, peerKind := mustKind(api.KindBGPConfiguration), mustKind(api.KindBGPPeer)
+	cfgKind, peerKind, filterKind := mustKind(api.KindBGPConfiguration), mustKind(api.KindBGPPeer), mustKind(api.KindBGPFilter)
 	affinities := api.HostAffinityPrefix(a.cfg.NodeName, 4)
 	return []*syncHandler{
 		{
@@ -359,6 +368,23 @@ func (a *Agent) bgpHandlers() []*syncHandler {
 				return nil
 			},
 			del: func(m *Model, key string) { delete(m.BGP.Peers, strings.TrimPrefix(key, prefixBGPPeers)) },
+		},
+		{
+			a: a, prefix: prefixBGPFilters,
+			reset: func(m *Model) { m.BGP.Filters = map[string]*api.BGPFilterSpec{} },
+			put: func(m *Model, key string, item *kv.KV) error {
+				r, err := datastore.Decode(filterKind, item)
+				if err != nil {
+					return err
+				}
+				f := r.(*api.BGPFilter)
+				if err := f.Validate(); err != nil {
+					return err
+				}
+				m.BGP.Filters[strings.TrimPrefix(key, prefixBGPFilters)] = &f.Spec
+				return nil
+			},
+			del: func(m *Model, key string) { delete(m.BGP.Filters, strings.TrimPrefix(key, prefixBGPFilters)) },
 		},
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/bgp"
 	"github.com/onecalico/calico/internal/dataplane/route"
 )
 
@@ -43,28 +44,40 @@ func (c *calc) bgpRoutes(add func(netip.Prefix, route.Route)) {
 	if m.BGP.Down != "" {
 		c.degrade("bgp: the BGP speaker is %s: routes to other nodes' blocks in pools without VXLAN are not programmed", m.BGP.Down)
 	}
-	// Pools by prefix length, longest first: the first containing pool
-	// is the most specific (poolFor's rule, without its per-call sort).
-	pools := slices.Collect(maps.Values(m.Pools))
-	slices.SortFunc(pools, func(a, b Pool) int { return cmp.Or(b.CIDR.Bits()-a.CIDR.Bits(), strings.Compare(a.Name, b.Name)) })
+	pools := poolsBySpecificity(m.Pools)
 	for dst, l := range m.BGP.Learned {
-		if !dst.Addr().Is4() || !l.NextHop.Is4() {
-			continue
-		}
-		i := slices.IndexFunc(pools, func(p Pool) bool {
-			return p.CIDR.Addr().Is4() && p.CIDR.Bits() <= dst.Bits() && p.CIDR.Contains(dst.Addr())
-		})
-		if i < 0 || pools[i].vxlan() {
-			continue
-		}
-		pool := pools[i]
-		if b, ok := m.Blocks[dst]; ok && b.Affinity == m.NodeName {
-			continue // our own block, reflected back
-		}
-		if r, ok := c.bgpRoute(dst, l.NextHop, pool); ok {
+		if r, ok := c.learnedRoute(pools, dst, l); ok {
 			add(dst, r)
 		}
 	}
+}
+
+// poolsBySpecificity lists pools by prefix length, longest first: the
+// first containing pool is the most specific (poolFor's rule, without its
+// per-call sort).
+func poolsBySpecificity(m map[string]Pool) []Pool {
+	pools := slices.Collect(maps.Values(m))
+	slices.SortFunc(pools, func(a, b Pool) int { return cmp.Or(b.CIDR.Bits()-a.CIDR.Bits(), strings.Compare(a.Name, b.Name)) })
+	return pools
+}
+
+// learnedRoute is the route for one learned path, if it is installed:
+// inside a pool without VXLAN, not this node's own block.
+func (c *calc) learnedRoute(pools []Pool, dst netip.Prefix, l bgp.Learned) (route.Route, bool) {
+	m := c.m
+	if !dst.Addr().Is4() || !l.NextHop.Is4() {
+		return route.Route{}, false
+	}
+	i := slices.IndexFunc(pools, func(p Pool) bool {
+		return p.CIDR.Addr().Is4() && p.CIDR.Bits() <= dst.Bits() && p.CIDR.Contains(dst.Addr())
+	})
+	if i < 0 || pools[i].vxlan() {
+		return route.Route{}, false
+	}
+	if b, ok := m.Blocks[dst]; ok && b.Affinity == m.NodeName {
+		return route.Route{}, false // our own block, reflected back
+	}
+	return c.bgpRoute(dst, l.NextHop, pools[i])
 }
 
 // bgpRoute is the kernel route for one learned path.
@@ -84,21 +97,31 @@ func (c *calc) bgpRoute(dst netip.Prefix, nh netip.Addr, pool Pool) (route.Route
 }
 
 // applyRoutes installs d.Routes: a full Apply (kernel dump and diff) on
-// a full pass, after a failure, when protocol 12 ownership changed or a
+// a full pass (the caller also asks for one after a failure), when protocol 12 ownership changed or a
 // device was recreated; otherwise only the routes that changed since the
 // last successful apply, so that one BGP UPDATE costs one netlink request.
 func (dp *dataplane) applyRoutes(d Desired, full bool) (route.Result, error) {
 	l := &dp.last
+	if full || l.ownBGP != d.OwnBGPRoutes {
+		b := dp.batcher()
+		if b != nil {
+			b.Forget()
+		}
+		return route.ApplyWith(dp.h, b, d.routeOwner(), d.Routes)
+	}
+	return route.ApplyChanges(dp.h, dp.batcher(), d.routeOwner(), l.routes, d.Routes)
+}
+
+// batcher opens the bulk route socket on first use; nil (ApplyChanges
+// then writes one route per request) when it cannot be opened.
+func (dp *dataplane) batcher() *route.Batcher {
 	if dp.batch == nil {
-		if b, err := route.NewBatcher(dp.ns); err == nil {
-			dp.batch = b
+		b, err := route.NewBatcher(dp.ns)
+		if err != nil {
+			dp.a.log.Warn("bulk route socket", "component", "dataplane", "err", err)
+			return nil
 		}
+		dp.batch = b
 	}
-	if full || !l.routesOK || l.ownBGP != d.OwnBGPRoutes {
-		if dp.batch != nil {
-			dp.batch.Forget()
-		}
-		return route.ApplyWith(dp.h, dp.batch, d.routeOwner(), d.Routes)
-	}
-	return route.ApplyChanges(dp.h, dp.batch, d.routeOwner(), l.routes, d.Routes)
+	return dp.batch
 }

@@ -89,16 +89,23 @@ func (a *Agent) beat() {
 // cost, and a resync is about the kernel drifting, not the model (every
 // model change signals).
 func (a *Agent) reconcileOnce(full, changed bool) (bool, time.Duration) {
+	if !full {
+		if ok, done := a.reconcileLearned(); done {
+			return ok, 0
+		}
+	}
 	log := a.log.With("component", "dataplane")
 	start := time.Now()
 	dp := a.dp
+	a.beginFullPass()
+	var m *Model
 	var d Desired
 	var res applyResult
 	var interval time.Duration
 	var me Node
 	for pass := 0; pass < 3; pass++ {
 		reuse := pass == 0 && !changed && dp.calcOK
-		m := dp.calcModel
+		m = dp.calcModel
 		if !reuse {
 			m = a.modelCopy()
 		}
@@ -136,6 +143,7 @@ func (a *Agent) reconcileOnce(full, changed bool) (bool, time.Duration) {
 	if err := errors.Join(res.errs...); err != nil {
 		log.Error("dataplane apply failed", "err", err)
 	}
+	a.endFullPass(m, d, len(res.errs) == 0)
 	if dp.last.routesOK {
 		a.met.routes.Set(float64(len(dp.last.routes)))
 	}

@@ -32,7 +32,7 @@ func mustKind(k string) api.KindInfo {
 // watchedPrefixes are every prefix that must deliver a snapshot before the
 // first dataplane write.
 func watchedPrefixes() []string {
-	return append([]string{prefixNodes, prefixPools, prefixBlocks, prefixWEPs, prefixFelix, prefixBGPConfigs, prefixBGPPeers}, policyPrefixes()...)
+	return append([]string{prefixNodes, prefixPools, prefixBlocks, prefixWEPs, prefixFelix, prefixBGPConfigs, prefixBGPPeers, prefixBGPFilters}, policyPrefixes()...)
 }
 
 // syncHandler feeds one watched prefix into the Model. Its callbacks only

@@ -43,7 +43,8 @@ type Input struct {
 	// Global and Local are the "default" and "node.<NodeName>"
 	// BGPConfiguration specs (nil when absent).
 	Global, Local *api.BGPConfigurationSpec
-	Peers         map[string]*api.BGPPeer // by name
+	Peers         map[string]*api.BGPPeer       // by name
+	Filters       map[string]*api.BGPFilterSpec // by name
 	Pools         []Pool
 	Blocks        []Block
 	// Secret returns key of the named secret (a file in a directory laid
@@ -93,6 +94,8 @@ type Peer struct {
 	// secret cannot be read); Problem says why.
 	Down    bool
 	Problem string
+	// Import and Export are the peer's BGPFilter rules, in order.
+	Import, Export []FilterRule
 }
 
 // Key identifies a peer inside the server: address and port.
@@ -343,6 +346,7 @@ func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port u
 	if id := c.me.RRClusterID; id != "" && as == c.asOf(c.me) && (node == nil || node.RRClusterID != id) {
 		out.RRClient, out.ClusterID = true, id
 	}
+	out.Import, out.Export = c.filterRules(s.Filters, "BGPPeer "+p.Name)
 	if s.Password != nil {
 		out.Password, out.Problem = c.secret(s.Password, "BGPPeer "+p.Name+" password")
 		out.Down = out.Problem != ""

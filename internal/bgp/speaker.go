@@ -41,10 +41,12 @@ type Speaker struct {
 	peers      map[string]peerEntry
 	origin     map[netip.Prefix]string // prefix -> hash of its path
 	nextHop    netip.Addr
+	policyHash string // of the BGPFilter policies installed
 
-	mu      sync.Mutex               // guards the fields below (written by GoBGP's callbacks)
-	learned map[netip.Prefix]Learned // changed in place by onEvent
-	snap    map[netip.Prefix]Learned // immutable copy for readers, nil when stale
+	mu      sync.Mutex                // guards the fields below (written by GoBGP's callbacks)
+	learned map[netip.Prefix]Learned  // changed in place by onEvent
+	snap    map[netip.Prefix]Learned  // immutable copy for readers, nil when stale
+	dirty   map[netip.Prefix]struct{} // changed since the last Learned or TakeChanges
 	states  map[netip.Addr]*sessionState
 	gen     uint64 // bumped whenever learned changes
 }
@@ -68,7 +70,8 @@ func NewSpeaker(log *slog.Logger, onChange func(sessions bool)) *Speaker {
 	if onChange == nil {
 		onChange = func(bool) {}
 	}
-	return &Speaker{log: log, onChange: onChange, learned: map[netip.Prefix]Learned{}, states: map[netip.Addr]*sessionState{}}
+	return &Speaker{log: log, onChange: onChange, learned: map[netip.Prefix]Learned{},
+		dirty: map[netip.Prefix]struct{}{}, states: map[netip.Addr]*sessionState{}}
 }
 
 func hashOf(v any) string {
@@ -99,7 +102,7 @@ func (s *Speaker) Apply(ctx context.Context, d Desired) error {
 		s.globalHash = gh
 	}
 	s.adapter.SetLevel(levelFor(d.Global.LogSeverity))
-	errs := []error{s.reconcilePeers(ctx, d.Peers)}
+	errs := []error{s.reconcilePeers(ctx, d.Peers), s.reconcilePolicies(ctx, d.Peers)}
 	errs = append(errs, s.reconcileOrigin(ctx, d.NextHop, d.Originated))
 	return errors.Join(errs...)
 }
@@ -154,9 +157,10 @@ func (s *Speaker) stopLocked(hard bool) {
 	if hard {
 		s.srv.Stop()
 	}
-	s.srv, s.globalHash = nil, ""
+	s.srv, s.globalHash, s.policyHash = nil, "", ""
 	s.mu.Lock()
 	s.learned, s.snap = map[netip.Prefix]Learned{}, nil
+	clear(s.dirty)
 	s.states = map[netip.Addr]*sessionState{}
 	s.gen++
 	s.mu.Unlock()
@@ -180,7 +184,10 @@ func (s *Speaker) reconcilePeers(ctx context.Context, want []Peer) error {
 		}
 	}
 	for _, p := range want {
-		h := hashOf(p)
+		// Filters are policies, changed without resetting the session.
+		q := p
+		q.Import, q.Export = nil, nil
+		h := hashOf(q)
 		old, exists := s.peers[p.Key()]
 		if exists && old.hash == h {
 			continue
@@ -331,6 +338,7 @@ func (s *Speaker) onEvent(r *gobgpapi.WatchEventResponse) {
 		} else {
 			next[pfx] = l
 		}
+		s.dirty[pfx] = struct{}{}
 		changed = true
 	}
 	if changed {
@@ -370,38 +378,42 @@ func (s *Speaker) onPeer(pe *gobgpapi.WatchEventResponse_PeerEvent) {
 }
 
 // decodePath reads an IPv4 unicast path's prefix, next hop and source.
+// It unpacks only the prefix and the next-hop attributes (not every
+// attribute into its native form): it runs once per learned path.
 func decodePath(p *gobgpapi.Path) (netip.Prefix, Learned, bool) {
-	if p.Family == nil || p.Family.Afi != gobgpapi.Family_AFI_IP || p.Family.Safi != gobgpapi.Family_SAFI_UNICAST {
+	if p.Family == nil || p.Family.Afi != gobgpapi.Family_AFI_IP || p.Family.Safi != gobgpapi.Family_SAFI_UNICAST || p.Nlri == nil {
 		return netip.Prefix{}, Learned{}, false
 	}
-	nlri, err := apiutil.GetNativeNlri(p)
-	if err != nil {
+	var nlri gobgpapi.IPAddressPrefix
+	if err := p.Nlri.UnmarshalTo(&nlri); err != nil {
 		return netip.Prefix{}, Learned{}, false
 	}
-	pfx, err := netip.ParsePrefix(nlri.String())
-	if err != nil {
+	a, err := netip.ParseAddr(nlri.Prefix)
+	if err != nil || !a.Is4() || nlri.PrefixLen > 32 {
 		return netip.Prefix{}, Learned{}, false
 	}
+	pfx := netip.PrefixFrom(a, int(nlri.PrefixLen)).Masked()
 	var l Learned
 	l.Peer, _ = netip.ParseAddr(p.NeighborIp)
 	if p.IsWithdraw {
 		return pfx, l, true
 	}
-	attrs, err := apiutil.GetNativePathAttributes(p)
-	if err != nil {
-		return netip.Prefix{}, Learned{}, false
-	}
-	for _, a := range attrs {
-		switch a := a.(type) {
-		case *bgp.PathAttributeNextHop:
-			l.NextHop, _ = netip.AddrFromSlice(a.Value.To4())
-		case *bgp.PathAttributeMpReachNLRI:
-			if len(a.Nexthop) > 0 && !l.NextHop.IsValid() {
-				l.NextHop, _ = netip.AddrFromSlice(a.Nexthop.To4())
+	for _, attr := range p.Pattrs {
+		switch {
+		case attr.MessageIs((*gobgpapi.NextHopAttribute)(nil)):
+			var nh gobgpapi.NextHopAttribute
+			if attr.UnmarshalTo(&nh) == nil {
+				l.NextHop, _ = netip.ParseAddr(nh.NextHop)
+			}
+		case attr.MessageIs((*gobgpapi.MpReachNLRIAttribute)(nil)) && !l.NextHop.IsValid():
+			var mp gobgpapi.MpReachNLRIAttribute
+			if attr.UnmarshalTo(&mp) == nil && len(mp.NextHops) > 0 {
+				l.NextHop, _ = netip.ParseAddr(mp.NextHops[0])
 			}
 		}
 	}
-	return pfx, l, l.NextHop.IsValid()
+	l.NextHop = l.NextHop.Unmap()
+	return pfx, l, l.NextHop.Is4()
 }
 
 // Running reports whether the server is started.
@@ -413,13 +425,37 @@ func (s *Speaker) Running() bool {
 
 // Learned returns the best paths learned from peers and a generation
 // number that changes whenever they do. The map must not be modified.
+// Changes up to this call are no longer reported by TakeChanges.
 func (s *Speaker) Learned() (map[netip.Prefix]Learned, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.snap == nil {
 		s.snap = maps.Clone(s.learned)
 	}
+	clear(s.dirty)
 	return s.snap, s.gen
+}
+
+// Change is one learned prefix that changed: its best path now, or Gone.
+type Change struct {
+	Prefix netip.Prefix
+	Learned
+	Gone bool
+}
+
+// TakeChanges appends to buf the prefixes whose best path changed since
+// the last Learned or TakeChanges call, with their state now, and
+// forgets them. A caller that applied Learned's map and every
+// TakeChanges since holds the current state.
+func (s *Speaker) TakeChanges(buf []Change) []Change {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := range s.dirty {
+		l, ok := s.learned[p]
+		buf = append(buf, Change{Prefix: p, Learned: l, Gone: !ok})
+	}
+	clear(s.dirty)
+	return buf
 }
 
 // PeerStatus is one session as `calicoctl node status` reports it.

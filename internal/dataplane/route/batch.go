@@ -70,8 +70,8 @@ func (b *Batcher) replace(routes []Route, table int, ls links) []error {
 
 func (b *Batcher) replaceChunk(routes []Route, table int, ls links) []error {
 	var errs []error
-	var buf []byte
-	pending := map[uint32]Route{}
+	buf := make([]byte, 0, 64*len(routes))
+	pending := make(map[uint32]Route, len(routes))
 	for _, r := range routes {
 		req, err := newRouteRequest(r, table, ls)
 		if err != nil {

@@ -25,7 +25,7 @@ func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Ro
 		old[r.Dst] = r
 	}
 	seen := make(map[netip.Prefix]bool, len(desired))
-	var todo []Route
+	todo := make([]Route, 0, len(desired))
 	for _, r := range desired {
 		if err := r.validate(); err != nil {
 			return Result{}, err
@@ -54,6 +54,9 @@ func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Ro
 		}()
 	}
 	var batch []Route
+	if b != nil && len(todo) >= minBatch {
+		batch = make([]Route, 0, len(todo))
+	}
 	for _, r := range todo {
 		if r.LinkName != "" {
 			if _, ok := ls.byName[r.LinkName]; !ok {

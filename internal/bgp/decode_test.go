@@ -1,0 +1,39 @@
+package bgp
+
+import (
+	"net/netip"
+	"testing"
+
+	gobgpapi "github.com/osrg/gobgp/v3/api"
+)
+
+func TestDecodePath(t *testing.T) {
+	o := Origin{Prefix: netip.MustParsePrefix("10.244.3.0/26"), Communities: []uint32{65000<<16 | 100}}
+	p, err := originPath(o, netip.MustParseAddr("10.99.0.12"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Family = familyV4
+	p.NeighborIp = "10.99.0.1"
+	pfx, l, ok := decodePath(p)
+	if !ok || pfx != o.Prefix || l.NextHop != netip.MustParseAddr("10.99.0.12") || l.Peer != netip.MustParseAddr("10.99.0.1") {
+		t.Errorf("decoded %v %+v %v", pfx, l, ok)
+	}
+	w, err := originPath(o, netip.MustParseAddr("10.99.0.12"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Family = familyV4
+	w.Pattrs = nil // withdrawals carry no next hop
+	if pfx, _, ok := decodePath(w); !ok || pfx != o.Prefix {
+		t.Errorf("withdrawal decoded %v %v", pfx, ok)
+	}
+	p.Family = &gobgpapi.Family{Afi: gobgpapi.Family_AFI_IP6, Safi: gobgpapi.Family_SAFI_UNICAST}
+	if _, _, ok := decodePath(p); ok {
+		t.Error("an IPv6 family decoded as IPv4 unicast")
+	}
+	p.Family, p.Pattrs = familyV4, nil
+	if _, _, ok := decodePath(p); ok {
+		t.Error("a path without a next hop decoded")
+	}
+}
