@@ -44,14 +44,15 @@ func (a *Agent) newPolicyPlane() (*policyPlane, error) {
 		}
 		opts = append(opts, nftables.WithNetNSFd(int(f.Fd())))
 	}
-	c, err := nftables.New(append(opts, nftables.AsLasting(), nftables.WithSockOptions(nft.BigBuffers))...)
+	batch := &nft.BatchSocket{}
+	c, err := nftables.New(append(opts, nftables.AsLasting(), nftables.WithSockOptions(batch.Grab))...)
 	if err != nil {
 		if f != nil {
 			f.Close()
 		}
 		return nil, fmt.Errorf("open nftables for policy: %w", err)
 	}
-	p := &policyPlane{applier: nft.NewPolicyApplier(c, nft.PolicyTableName), conn: c, nsFile: f}
+	p := &policyPlane{applier: nft.NewPolicyApplier(c, nft.PolicyTableName).SendThrough(batch), conn: c, nsFile: f}
 	a.met.registry.MustRegister(newPolicyCollector(a.cfg.NetNS, p.applier))
 	return p, nil
 }

@@ -25,8 +25,9 @@ import (
 // on a Conn with big buffers.
 type policyLab struct {
 	*natLab
-	p    *PolicyApplier
-	conn *nftables.Conn
+	p     *PolicyApplier
+	conn  *nftables.Conn
+	batch *BatchSocket
 }
 
 func newPolicyLab(t *testing.T) *policyLab {
@@ -37,13 +38,14 @@ func newPolicyLab(t *testing.T) *policyLab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())), nftables.AsLasting(), nftables.WithSockOptions(BigBuffers))
+	l.batch = &BatchSocket{}
+	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())), nftables.AsLasting(), nftables.WithSockOptions(l.batch.Grab))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.CloseLasting() })
 	l.conn = c
-	l.p = NewPolicyApplier(c, PolicyTableName)
+	l.p = NewPolicyApplier(c, PolicyTableName).SendThrough(l.batch)
 	return l
 }
 
