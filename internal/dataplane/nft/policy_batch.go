@@ -37,6 +37,7 @@ type BatchSocket struct {
 	berr    error
 	sendErr error
 	buf     []byte
+	seq     uint32 // the sequence number of the last message sent
 }
 
 // Grab is a socket option for nftables.WithSockOptions (with AsLasting):
@@ -72,37 +73,67 @@ func (b *BatchSocket) dial(req []netlink.Message) ([]netlink.Message, error) {
 	return nil, nil
 }
 
-// send writes req (BATCH_BEGIN, messages, BATCH_END) with an
-// acknowledgement asked of the last message only, then reads replies up
-// to that acknowledgement, or to an error reported on the batch as a
-// whole (the kernel then sends nothing else).
+// send writes req (BATCH_BEGIN, messages, BATCH_END) in one datagram
+// with an acknowledgement asked of the last message only, then reads
+// replies up to that acknowledgement, or to an error reported on the
+// batch as a whole (the kernel then sends nothing else).
 func (b *BatchSocket) send(req []netlink.Message) error {
 	if b.nl == nil {
 		return errors.New("batch socket not opened (BatchSocket.Grab was not a socket option)")
 	}
-	msgs := make([]netlink.Message, len(req))
-	for i, m := range req {
-		m.Header.Sequence, m.Header.PID = 0, 0
-		m.Header.Flags &^= netlink.Acknowledge
-		msgs[i] = m
-	}
-	last := len(msgs) - 2
+	last := len(req) - 2
 	if last < 1 {
 		return nil
 	}
-	msgs[last].Header.Flags |= netlink.Acknowledge
-	sent, err := b.nl.SendMessages(msgs)
-	if err != nil {
-		return fmt.Errorf("send batch: %w", err)
+	size := 0
+	for _, m := range req {
+		size += nlmsgAlign(nlmsgHeaderLen + len(m.Data))
 	}
-	return b.readReplies(sent[0].Header.Sequence, sent[last].Header.Sequence)
-}
-
-func (b *BatchSocket) readReplies(begin, last uint32) error {
+	buf := make([]byte, 0, size)
+	begin := b.seq + 1
+	for i, m := range req {
+		b.seq++
+		flags := m.Header.Flags &^ netlink.Acknowledge
+		if i == last {
+			flags |= netlink.Acknowledge
+		}
+		buf = appendMsg(buf, uint16(m.Header.Type), uint16(flags), b.seq, m.Data)
+	}
 	raw, err := b.nl.SyscallConn()
 	if err != nil {
 		return err
 	}
+	var werr error
+	if err := raw.Write(func(fd uintptr) bool {
+		werr = unix.Sendto(int(fd), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return werr != unix.EAGAIN
+	}); err != nil {
+		return err
+	}
+	if werr != nil {
+		return fmt.Errorf("send batch: %w", werr)
+	}
+	return b.readReplies(raw, begin, begin+uint32(last))
+}
+
+const nlmsgHeaderLen = 16
+
+func nlmsgAlign(n int) int { return (n + 3) &^ 3 }
+
+// appendMsg appends one netlink message (header in host byte order, as
+// netlink wants) with its padding.
+func appendMsg(buf []byte, typ, flags uint16, seq uint32, data []byte) []byte {
+	n := nlmsgHeaderLen + len(data)
+	buf = binary.NativeEndian.AppendUint32(buf, uint32(n))
+	buf = binary.NativeEndian.AppendUint16(buf, typ)
+	buf = binary.NativeEndian.AppendUint16(buf, flags)
+	buf = binary.NativeEndian.AppendUint32(buf, seq)
+	buf = binary.NativeEndian.AppendUint32(buf, 0)
+	buf = append(buf, data...)
+	return append(buf, make([]byte, nlmsgAlign(n)-n)...)
+}
+
+func (b *BatchSocket) readReplies(raw syscall.RawConn, begin, last uint32) error {
 	if b.buf == nil {
 		b.buf = make([]byte, 1<<16)
 	}

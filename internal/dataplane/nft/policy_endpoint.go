@@ -182,11 +182,17 @@ func (b *pbuilder) antiSpoof(addrs []netip.Prefix) []pRule {
 			}
 		}
 		pr := pRule{exprs: nfproto(f)}
-		if len(mine) > 0 {
+		src := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.srcOffset(), Len: f.addrLen()}
+		switch {
+		case len(mine) == 1 && mine[0].IsSingleIP():
+			// One address (the usual pod) is a compare: an anonymous set
+			// costs the kernel a walk of the whole transaction when it is
+			// bound, which a full table write does for every endpoint.
+			pr.exprs = append(pr.exprs, src, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: mine[0].Addr().Unmap().AsSlice()})
+		case len(mine) > 0:
 			a, l := b.newAnon(f.keyType(), true, prefixElements(mine, f), 1, true)
 			pr.anon = append(pr.anon, a)
-			pr.exprs = append(pr.exprs,
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.srcOffset(), Len: f.addrLen()}, l)
+			pr.exprs = append(pr.exprs, src, l)
 		}
 		pr.exprs = append(pr.exprs, &expr.Counter{}, verdict(expr.VerdictDrop))
 		out = append(out, pr)
