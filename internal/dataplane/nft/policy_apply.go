@@ -40,8 +40,9 @@ type PolicyApplier struct {
 }
 
 // NewPolicyApplier returns an applier for table (PolicyTableName normally)
-// over c. Open c with BigBuffers: one batch can carry many thousands of
-// messages.
+// over c. Open c (AsLasting) with BigBuffers, or better with a
+// BatchSocket's Grab and then call SendThrough: one batch can carry many
+// thousands of messages.
 func NewPolicyApplier(c *nftables.Conn, table string) *PolicyApplier {
 	return &PolicyApplier{conn: c, table: table}
 }
