@@ -2,7 +2,7 @@ package nft
 
 import (
 	"net/netip"
-	"strings"
+	"regexp"
 	"testing"
 
 	"github.com/onecalico/calico/internal/dataplane/link"
@@ -74,9 +74,11 @@ func TestPrivilegedPolicyDoNotTrack(t *testing.T) {
 		{"ext -> pod1 tcp 7070 (forwarded, profile allows)", func() error { return tcpProbe(l.ext, pod1IP, 7070) }, true},
 		{"ext -> pod1 icmp (doNotTrack deny)", func() error { return pingProbe(l.ext, pod1IP) }, false},
 	})
-	// The allowed flow was not tracked: no conntrack entry for port 2222.
-	if out, err := testutil.RunInErr(l.node, "conntrack", "-L", "-p", "tcp", "--dport", "2222"); err == nil && strings.Contains(out, "dport=2222") {
-		t.Errorf("doNotTrack flow has a conntrack entry:\n%s", out)
+	// The allowed flow went through untracked: the filter stages'
+	// "untracked and marked by doNotTrack" accept rules counted it.
+	listed := testutil.RunIn(t, l.node, "nft", "list", "table", "inet", PolicyTableName)
+	if !regexp.MustCompile(`ct state untracked meta mark & 0x00010000 != 0x00000000 counter packets [1-9]`).MatchString(listed) {
+		t.Errorf("no untracked packet was accepted:\n%s", listed)
 	}
 }
 
