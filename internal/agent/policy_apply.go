@@ -44,14 +44,15 @@ func (a *Agent) newPolicyPlane() (*policyPlane, error) {
 		}
 		opts = append(opts, nftables.WithNetNSFd(int(f.Fd())))
 	}
-	c, err := nftables.New(append(opts, nftables.AsLasting(), nftables.WithSockOptions(nft.BigBuffers))...)
+	batch := &nft.BatchSocket{}
+	c, err := nftables.New(append(opts, nftables.AsLasting(), nftables.WithSockOptions(batch.Grab))...)
 	if err != nil {
 		if f != nil {
 			f.Close()
 		}
 		return nil, fmt.Errorf("open nftables for policy: %w", err)
 	}
-	p := &policyPlane{applier: nft.NewPolicyApplier(c, nft.PolicyTableName), conn: c, nsFile: f}
+	p := &policyPlane{applier: nft.NewPolicyApplier(c, nft.PolicyTableName).SendThrough(batch), conn: c, nsFile: f}
 	a.met.registry.MustRegister(newPolicyCollector(a.cfg.NetNS, p.applier))
 	return p, nil
 }
@@ -95,8 +96,10 @@ func (a *Agent) policyOptions() nft.PolicyOptions {
 }
 
 // failsafePorts converts FelixConfiguration's list (protocol defaults to
-// TCP, as upstream). Entries restricted to a net are kept for every
-// source: the failsafe is meant to keep the node reachable.
+// TCP, as upstream). An entry with a net is open to that net only (as
+// upstream); one whose net does not parse (calicoctl refuses it; a bad
+// FELIX_FAILSAFE* variable or a foreign write can still bring one) is
+// left out rather than opened to every address.
 func failsafePorts(ps []api.ProtoPort) []nft.ProtoPort {
 	out := make([]nft.ProtoPort, 0, len(ps))
 	for _, p := range ps {
@@ -107,7 +110,15 @@ func failsafePorts(ps []api.ProtoPort) []nft.ProtoPort {
 		case "sctp":
 			proto = 132
 		}
-		out = append(out, nft.ProtoPort{Protocol: proto, Port: p.Port})
+		fp := nft.ProtoPort{Protocol: proto, Port: p.Port}
+		if p.Net != "" {
+			n, err := api.ParseAddrOrCIDR(p.Net)
+			if err != nil {
+				continue
+			}
+			fp.Net = n.Masked()
+		}
+		out = append(out, fp)
 	}
 	return out
 }

@@ -345,6 +345,7 @@ func BenchmarkPolicyScale(b *testing.B) {
 		if chains < 1100 {
 			b.Fatalf("policy table has %d chains, want the 1,000 policies' and the 100 endpoints'", chains)
 		}
+		b.Logf("start-to-ready %.0f ms, hwm %.1f MB, rss %.1f MB, cpu %.0f ms", ms(ready), float64(st.HWMKiB)/1024, float64(st.RSSKiB)/1024, ms(st.CPU))
 		b.ReportMetric(ms(ready), "start-to-ready-ms")
 		b.ReportMetric(float64(st.RSSKiB)/1024, "rss-MB")
 		b.ReportMetric(float64(st.HWMKiB)/1024, "hwm-MB")

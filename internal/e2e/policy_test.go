@@ -605,7 +605,7 @@ func (pc *policyCase) antiSpoofing(t *testing.T) {
 	// And it was the anti-spoofing rule that dropped them (not, say,
 	// reverse-path filtering).
 	out := testutil.RunIn(t, pc.n1.NS, "nft", "list", "table", "inet", "calico-policy")
-	re := regexp.MustCompile(`ip saddr != \{ ` + regexp.QuoteMeta(pc.a2.IP.String()) + ` \} counter packets ([1-9][0-9]*) bytes \d+ drop`)
+	re := regexp.MustCompile(`ip saddr != ` + regexp.QuoteMeta(pc.a2.IP.String()) + ` counter packets ([1-9][0-9]*) bytes \d+ drop`)
 	if !re.MatchString(out) {
 		t.Errorf("a2's anti-spoofing rule counted nothing:\n%s", grepLines(out, pc.a2.IP.String()))
 	}

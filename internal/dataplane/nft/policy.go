@@ -32,13 +32,15 @@ import (
 //     only the base chain it happens in: a packet allowed by its source's
 //     egress policy still meets its destination's ingress policy;
 //   - "input" (input, 0): workload -> host goes through the workload's
-//     egress chain; then failsafe inbound ports; then host endpoint ingress
+//     egress chain; then failsafe inbound ports (those with a net only from
+//     that net); then host endpoint ingress
 //     ("hep-ingress", then the "*" endpoint for every other interface but lo);
 //   - "input-to-host" (input, 1), only with defaultEndpointToHostAction
 //     Drop: what a workload's egress policy allowed to the host is dropped
 //     (new flows only; Accept and Return let it through);
 //   - "output" (output, 0): the node always reaches its local workloads (as
-//     upstream); failsafe outbound ports; host endpoint egress;
+//     upstream); failsafe outbound ports (those with a net only to that
+//     net); host endpoint egress;
 //   - "prerouting-dnat" (prerouting, -150, before DNAT): preDNAT policy of
 //     host endpoints (no end-of-tier drop, no profiles: normal policy still
 //     follows); "raw-prerouting"/"raw-output" (priority -300): doNotTrack
@@ -74,32 +76,48 @@ const (
 	EndpointToHostAccept
 )
 
-// ProtoPort is one failsafe port: IP protocol (6 TCP, 17 UDP) and port.
+// ProtoPort is one failsafe port: IP protocol (6 TCP, 17 UDP), port and,
+// optionally, the net it is open to (the peer's address: the source of
+// inbound traffic, the destination of outbound; the zero Prefix: any).
 type ProtoPort struct {
 	Protocol uint8
 	Port     uint16
+	Net      netip.Prefix
 }
 
 func (p ProtoPort) String() string {
+	proto := fmt.Sprint(p.Protocol)
 	switch p.Protocol {
 	case 6:
-		return fmt.Sprintf("tcp:%d", p.Port)
+		proto = "tcp"
 	case 17:
-		return fmt.Sprintf("udp:%d", p.Port)
+		proto = "udp"
 	}
-	return fmt.Sprintf("%d:%d", p.Protocol, p.Port)
+	if p.Net.IsValid() {
+		return fmt.Sprintf("%s:%s:%d", proto, p.Net, p.Port)
+	}
+	return fmt.Sprintf("%s:%d", proto, p.Port)
 }
 
 // DefaultFailsafeInbound is upstream's failsafeInboundHostPorts default:
 // SSH, DHCP, BGP, etcd, Typha and the Kubernetes API.
 func DefaultFailsafeInbound() []ProtoPort {
-	return []ProtoPort{{6, 22}, {17, 68}, {6, 179}, {6, 2379}, {6, 2380}, {6, 5473}, {6, 6443}, {6, 6666}, {6, 6667}}
+	return protoPorts(6, 22, 17, 68, 6, 179, 6, 2379, 6, 2380, 6, 5473, 6, 6443, 6, 6666, 6, 6667)
 }
 
 // DefaultFailsafeOutbound is upstream's failsafeOutboundHostPorts default:
 // DNS, DHCP, BGP, etcd, Typha and the Kubernetes API.
 func DefaultFailsafeOutbound() []ProtoPort {
-	return []ProtoPort{{17, 53}, {17, 67}, {6, 179}, {6, 2379}, {6, 2380}, {6, 5473}, {6, 6443}, {6, 6666}, {6, 6667}}
+	return protoPorts(17, 53, 17, 67, 6, 179, 6, 2379, 6, 2380, 6, 5473, 6, 6443, 6, 6666, 6, 6667)
+}
+
+// protoPorts pairs up protocol, port, protocol, port, ...
+func protoPorts(pp ...uint16) []ProtoPort {
+	out := make([]ProtoPort, 0, len(pp)/2)
+	for i := 0; i+1 < len(pp); i += 2 {
+		out = append(out, ProtoPort{Protocol: uint8(pp[i]), Port: pp[i+1]})
+	}
+	return out
 }
 
 // PolicyOptions are the node settings the policy table depends on.

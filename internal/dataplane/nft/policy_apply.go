@@ -29,6 +29,7 @@ import (
 // Apply is meant for one goroutine; Counters may be called from another.
 type PolicyApplier struct {
 	conn  *nftables.Conn
+	batch *BatchSocket // nil: batches go through conn's Flush
 	table string
 
 	last  *policyState // nil: replace the table at the next Apply
@@ -39,10 +40,34 @@ type PolicyApplier struct {
 }
 
 // NewPolicyApplier returns an applier for table (PolicyTableName normally)
-// over c. Open c with BigBuffers: one batch can carry many thousands of
-// messages.
+// over c. Open c (AsLasting) with BigBuffers, or better with a
+// BatchSocket's Grab and then call SendThrough: one batch can carry many
+// thousands of messages.
 func NewPolicyApplier(c *nftables.Conn, table string) *PolicyApplier {
 	return &PolicyApplier{conn: c, table: table}
+}
+
+// SendThrough makes p send its batches through b (see BatchSocket), b
+// being a socket option of p's Conn. It returns p.
+func (p *PolicyApplier) SendThrough(b *BatchSocket) *PolicyApplier {
+	p.batch = b
+	return p
+}
+
+// queueConn is the Conn batches are queued on.
+func (p *PolicyApplier) queueConn() (*nftables.Conn, error) {
+	if p.batch == nil {
+		return p.conn, nil
+	}
+	return p.batch.conn()
+}
+
+// flush sends the batch queued on c.
+func (p *PolicyApplier) flush(c *nftables.Conn) error {
+	if p.batch == nil {
+		return c.Flush()
+	}
+	return p.batch.flush(c)
 }
 
 // BigBuffers is a socket option for the Conn of a PolicyApplier: large
@@ -98,7 +123,10 @@ func (p *PolicyApplier) Apply(rs *ruleset.Ruleset, o PolicyOptions) (PolicyStats
 	p.cache = cache
 	st := PolicyStats{Skipped: want.skipped}
 	old := p.last
-	c := p.conn
+	c, err := p.queueConn()
+	if err != nil {
+		return st, err
+	}
 	if old == nil {
 		st.Full = true
 		old = &policyState{chains: map[string]*pChain{}, sets: map[string]*pSet{}, counters: map[string]CounterInfo{}}
@@ -106,14 +134,14 @@ func (p *PolicyApplier) Apply(rs *ruleset.Ruleset, o PolicyOptions) (PolicyStats
 		c.DelTable(want.table)
 		c.AddTable(want.table)
 	}
-	if err := p.queue(old, want, &st); err != nil {
+	if err := p.queue(c, old, want, &st); err != nil {
 		p.last = nil
 		return st, fmt.Errorf("queue policy table %s: %w", p.table, discard(c, err))
 	}
 	if !st.Changed() {
 		return st, nil
 	}
-	if err := c.Flush(); err != nil {
+	if err := p.flush(c); err != nil {
 		p.last = nil
 		return st, fmt.Errorf("apply policy table inet %s: %w", p.table, err)
 	}
@@ -128,8 +156,7 @@ func (p *PolicyApplier) Apply(rs *ruleset.Ruleset, o PolicyOptions) (PolicyStats
 // a batch: what is referenced is created first (chains, counters, sets),
 // then rules and map entries, then what nothing references any more is
 // removed.
-func (p *PolicyApplier) queue(old, want *policyState, st *PolicyStats) error {
-	c := p.conn
+func (p *PolicyApplier) queue(c *nftables.Conn, old, want *policyState, st *PolicyStats) error {
 	for _, name := range sortedKeys(want.chains) {
 		if old.chains[name] == nil {
 			c.AddChain(want.chains[name].chain)
@@ -142,7 +169,7 @@ func (p *PolicyApplier) queue(old, want *policyState, st *PolicyStats) error {
 		}
 	}
 	for _, name := range sortedKeys(want.sets) {
-		if err := p.queueSet(old.sets[name], want.sets[name], st); err != nil {
+		if err := p.queueSet(c, old.sets[name], want.sets[name], st); err != nil {
 			return err
 		}
 	}
@@ -199,8 +226,7 @@ const elemChunk = 1000
 // its members: deletions first (an interval may be replaced by one that
 // overlaps it), then additions. Interval members are added and deleted
 // as (start, end) pairs.
-func (p *PolicyApplier) queueSet(old, want *pSet, st *PolicyStats) error {
-	c := p.conn
+func (p *PolicyApplier) queueSet(c *nftables.Conn, old, want *pSet, st *PolicyStats) error {
 	var have map[string][]nftables.SetElement
 	if old == nil {
 		if err := c.AddSet(want.set, nil); err != nil {

@@ -64,8 +64,14 @@ func BenchmarkPolicyBuild(b *testing.B) {
 // BenchmarkPolicyApplyFull replaces the whole scale table in a namespace
 // (what a daemon start does); BenchmarkPolicyApplyMember changes one set
 // member (what a pod ADD elsewhere does).
-func BenchmarkPolicyApplyFull(b *testing.B) {
-	p := benchApplier(b)
+func BenchmarkPolicyApplyFull(b *testing.B) { benchApplyFull(b, true) }
+
+// BenchmarkPolicyApplyFullAckEach is BenchmarkPolicyApplyFull without a
+// BatchSocket: google/nftables' Flush, one acknowledgement per message.
+func BenchmarkPolicyApplyFullAckEach(b *testing.B) { benchApplyFull(b, false) }
+
+func benchApplyFull(b *testing.B, batchSocket bool) {
+	p := benchApplier(b, batchSocket)
 	rs := scaleRuleset()
 	cpu := startCPU()
 	for b.Loop() {
@@ -94,7 +100,7 @@ func startCPU() cpuClock { return cpuClock{processCPU()} }
 func (c cpuClock) ms() float64 { return float64((processCPU() - c.start).Microseconds()) / 1000 }
 
 func BenchmarkPolicyApplyMember(b *testing.B) {
-	p := benchApplier(b)
+	p := benchApplier(b, true)
 	rs := scaleRuleset()
 	if _, err := p.Apply(rs, DefaultPolicyOptions()); err != nil {
 		b.Fatal(err)
@@ -113,7 +119,7 @@ func BenchmarkPolicyApplyMember(b *testing.B) {
 	b.ReportMetric(cpu.ms()/float64(b.N), "cpu-ms/op")
 }
 
-func benchApplier(b *testing.B) *PolicyApplier {
+func benchApplier(b *testing.B, batchSocket bool) *PolicyApplier {
 	testutil.RequireRoot(b)
 	ns := testutil.NewNetNS(b)
 	f, err := netns.Open(ns)
@@ -121,10 +127,14 @@ func benchApplier(b *testing.B) *PolicyApplier {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { f.Close() })
-	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())), nftables.AsLasting(), nftables.WithSockOptions(BigBuffers))
+	bs := &BatchSocket{}
+	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())), nftables.AsLasting(), nftables.WithSockOptions(bs.Grab))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.CloseLasting() })
-	return NewPolicyApplier(c, PolicyTableName)
+	if !batchSocket {
+		return NewPolicyApplier(c, PolicyTableName)
+	}
+	return NewPolicyApplier(c, PolicyTableName).SendThrough(bs)
 }

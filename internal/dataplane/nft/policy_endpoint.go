@@ -182,11 +182,17 @@ func (b *pbuilder) antiSpoof(addrs []netip.Prefix) []pRule {
 			}
 		}
 		pr := pRule{exprs: nfproto(f)}
-		if len(mine) > 0 {
+		src := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.srcOffset(), Len: f.addrLen()}
+		switch {
+		case len(mine) == 1 && mine[0].IsSingleIP():
+			// One address (the usual pod) is a compare: an anonymous set
+			// costs the kernel a walk of the whole transaction when it is
+			// bound, which a full table write does for every endpoint.
+			pr.exprs = append(pr.exprs, src, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: mine[0].Addr().Unmap().AsSlice()})
+		case len(mine) > 0:
 			a, l := b.newAnon(f.keyType(), true, prefixElements(mine, f), 1, true)
 			pr.anon = append(pr.anon, a)
-			pr.exprs = append(pr.exprs,
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.srcOffset(), Len: f.addrLen()}, l)
+			pr.exprs = append(pr.exprs, src, l)
 		}
 		pr.exprs = append(pr.exprs, &expr.Counter{}, verdict(expr.VerdictDrop))
 		out = append(out, pr)
@@ -230,19 +236,40 @@ func (b *pbuilder) workloadIfaces(ch *pChain, in bool, v expr.VerdictKind) {
 	}
 }
 
-// failsafe accepts the failsafe ports, one rule per protocol.
-func (b *pbuilder) failsafe(ch *pChain, ports []ProtoPort) {
-	byProto := map[uint8][]ruleset.PortRange{}
-	var protos []uint8
-	for _, p := range ports {
-		if byProto[p.Protocol] == nil {
-			protos = append(protos, p.Protocol)
-		}
-		byProto[p.Protocol] = append(byProto[p.Protocol], ruleset.PortRange{First: p.Port, Last: p.Port})
+// failsafe accepts the failsafe ports: one rule per protocol for the
+// ports open to any address, and one per protocol and net for those
+// restricted to a net (the source for inbound ports, fromSrc, the
+// destination for outbound ones; only in the net's address family).
+func (b *pbuilder) failsafe(ch *pChain, ports []ProtoPort, fromSrc bool) {
+	type key struct {
+		proto uint8
+		net   netip.Prefix
 	}
-	for _, proto := range protos {
-		pr := pRule{exprs: l4proto(expr.CmpOpEq, proto)}
-		b.ports(&pr, byProto[proto], 2, false)
+	byKey := map[key][]ruleset.PortRange{}
+	var keys []key
+	for _, p := range ports {
+		k := key{p.Protocol, p.Net}
+		if byKey[k] == nil {
+			keys = append(keys, k)
+		}
+		byKey[k] = append(byKey[k], ruleset.PortRange{First: p.Port, Last: p.Port})
+	}
+	for _, k := range keys {
+		var pr pRule
+		if k.net.IsValid() {
+			f, off := v4, v4.dstOffset()
+			if !k.net.Addr().Unmap().Is4() {
+				f = v6
+			}
+			if off = f.dstOffset(); fromSrc {
+				off = f.srcOffset()
+			}
+			a, l := b.newAnon(f.keyType(), true, prefixElements([]netip.Prefix{k.net}, f), 1, false)
+			pr.anon = append(pr.anon, a)
+			pr.exprs = append(nfproto(f), &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: f.addrLen()}, l)
+		}
+		pr.exprs = append(pr.exprs, l4proto(expr.CmpOpEq, k.proto)...)
+		b.ports(&pr, byKey[k], 2, false)
 		pr.exprs = append(pr.exprs, &expr.Counter{}, verdict(expr.VerdictAccept))
 		ch.rules = append(ch.rules, pr)
 	}
@@ -308,7 +335,7 @@ func (b *pbuilder) baseChains() {
 	in.add(vmapDispatch(true, mapWlEgress))
 	b.workloadIfaces(in, true, expr.VerdictDrop)
 	if hosts {
-		b.failsafe(in, b.o.FailsafeInbound)
+		b.failsafe(in, b.o.FailsafeInbound, true)
 		b.vxlanPeers(in, true)
 	}
 	in.add(vmapDispatch(true, mapHepIngress))
@@ -325,7 +352,7 @@ func (b *pbuilder) baseChains() {
 	conntrack(out, false)
 	b.workloadIfaces(out, false, expr.VerdictAccept)
 	if hosts {
-		b.failsafe(out, b.o.FailsafeOutbound)
+		b.failsafe(out, b.o.FailsafeOutbound, false)
 		b.vxlanPeers(out, false)
 	}
 	out.add(vmapDispatch(false, mapHepEgress))
@@ -335,19 +362,19 @@ func (b *pbuilder) baseChains() {
 		pre := b.baseChain(chainPreDNAT, nftables.ChainHookPrerouting, prio(-150))
 		conntrack(pre, false)
 		b.workloadIfaces(pre, true, expr.VerdictAccept)
-		b.failsafe(pre, b.o.FailsafeInbound)
+		b.failsafe(pre, b.o.FailsafeInbound, true)
 		pre.add(vmapDispatch(true, mapHepPreDNAT))
 		b.starJump(pre, true, pfxPreDNAT, star != nil && len(star.PreDNAT) > 0)
 	}
 	if untracked {
 		raw := b.baseChain(chainRawPre, nftables.ChainHookPrerouting, prio(-300))
 		b.workloadIfaces(raw, true, expr.VerdictAccept)
-		b.failsafe(raw, b.o.FailsafeInbound)
+		b.failsafe(raw, b.o.FailsafeInbound, true)
 		raw.add(vmapDispatch(true, mapHepRawIngress))
 		b.starJump(raw, true, pfxRawIngress, star != nil && len(star.Untracked) > 0)
 		rawOut := b.baseChain(chainRawOut, nftables.ChainHookOutput, prio(-300))
 		b.workloadIfaces(rawOut, false, expr.VerdictAccept)
-		b.failsafe(rawOut, b.o.FailsafeOutbound)
+		b.failsafe(rawOut, b.o.FailsafeOutbound, false)
 		rawOut.add(vmapDispatch(false, mapHepRawEgress))
 		b.starJump(rawOut, false, pfxRawEgress, star != nil && len(star.UntrackedEgress) > 0)
 	}

@@ -25,8 +25,9 @@ import (
 // on a Conn with big buffers.
 type policyLab struct {
 	*natLab
-	p    *PolicyApplier
-	conn *nftables.Conn
+	p     *PolicyApplier
+	conn  *nftables.Conn
+	batch *BatchSocket
 }
 
 func newPolicyLab(t *testing.T) *policyLab {
@@ -37,13 +38,14 @@ func newPolicyLab(t *testing.T) *policyLab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())), nftables.AsLasting(), nftables.WithSockOptions(BigBuffers))
+	l.batch = &BatchSocket{}
+	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())), nftables.AsLasting(), nftables.WithSockOptions(l.batch.Grab))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.CloseLasting() })
 	l.conn = c
-	l.p = NewPolicyApplier(c, PolicyTableName)
+	l.p = NewPolicyApplier(c, PolicyTableName).SendThrough(l.batch)
 	return l
 }
 
@@ -342,6 +344,34 @@ func TestPrivilegedPolicyFailsafe(t *testing.T) {
 		{"node -> ext etcd peer", func() error { return tcpProbe(l.node, extIP, 2380) }, true},
 		{"node -> ext 2000", func() error { return tcpProbe(l.node, extIP, 2000) }, false},
 		{"node -> node over lo", func() error { return tcpProbe(l.node, nodeIP, 2222) }, true},
+	})
+}
+
+// TestPrivilegedPolicyFailsafeNet: failsafe ports restricted to a net
+// are open to that net only (the source inbound, the destination
+// outbound), under a "*" host endpoint that denies everything.
+func TestPrivilegedPolicyFailsafeNet(t *testing.T) {
+	l := newPolicyLab(t)
+	for _, p := range []int{22, 2222, 2223} {
+		serveTCP(t, l.node, nodeIP, p)
+	}
+	for _, p := range []int{2000, 2001} {
+		serveTCP(t, l.ext, extIP, p)
+	}
+	rs := hostRuleset()
+	rs.Endpoints = rs.Endpoints[2:3] // the "*" endpoint only
+	o := DefaultPolicyOptions()
+	ext, other := netip.MustParsePrefix(extIP+"/32"), netip.MustParsePrefix("198.51.100.0/24")
+	o.FailsafeInbound = append(o.FailsafeInbound, ProtoPort{Protocol: 6, Port: 2222, Net: ext}, ProtoPort{Protocol: 6, Port: 2223, Net: other})
+	o.FailsafeOutbound = append(o.FailsafeOutbound, ProtoPort{Protocol: 6, Port: 2000, Net: netip.MustParsePrefix("203.0.113.0/24")},
+		ProtoPort{Protocol: 6, Port: 2001, Net: other})
+	l.apply(t, rs, o)
+	checkFlows(t, []flow{
+		{"ext -> node 2222 (failsafe for ext's address)", func() error { return tcpProbe(l.ext, nodeIP, 2222) }, true},
+		{"ext -> node 2223 (failsafe for another net)", func() error { return tcpProbe(l.ext, nodeIP, 2223) }, false},
+		{"node -> ext 2000 (failsafe to ext's net)", func() error { return tcpProbe(l.node, extIP, 2000) }, true},
+		{"node -> ext 2001 (failsafe to another net)", func() error { return tcpProbe(l.node, extIP, 2001) }, false},
+		{"ext -> node ssh (default failsafe)", func() error { return tcpProbe(l.ext, nodeIP, 22) }, true},
 	})
 }
 

@@ -102,9 +102,11 @@ func TestRenderPolicyGolden(t *testing.T) {
 		{"policy-empty.golden", nil, DefaultPolicyOptions()},
 		{"policy.golden", fixtureRuleset(), DefaultPolicyOptions()},
 		{"policy-hosts.golden", hostRuleset(), PolicyOptions{EndpointToHost: EndpointToHostAccept,
-			FailsafeInbound: []ProtoPort{{6, 22}, {17, 68}}, FailsafeOutbound: []ProtoPort{{17, 53}},
-			VXLANPeers:     []netip.Addr{netip.MustParseAddr("10.99.0.12"), netip.MustParseAddr("10.99.0.13")},
-			HostInterfaces: map[string][]netip.Addr{"eth7": {netip.MustParseAddr("192.0.2.50")}}}},
+			FailsafeInbound: []ProtoPort{{Protocol: 6, Port: 22}, {Protocol: 17, Port: 68},
+				{Protocol: 6, Port: 10250, Net: netip.MustParsePrefix("10.0.0.0/8")}, {Protocol: 6, Port: 10251, Net: netip.MustParsePrefix("10.0.0.0/8")}},
+			FailsafeOutbound: []ProtoPort{{Protocol: 17, Port: 53}, {Protocol: 6, Port: 443, Net: netip.MustParsePrefix("fd00::/64")}},
+			VXLANPeers:       []netip.Addr{netip.MustParseAddr("10.99.0.12"), netip.MustParseAddr("10.99.0.13")},
+			HostInterfaces:   map[string][]netip.Addr{"eth7": {netip.MustParseAddr("192.0.2.50")}}}},
 	} {
 		st, err := buildPolicy(PolicyTableName, c.rs, c.o)
 		if err != nil {
