@@ -496,6 +496,18 @@ func (pc *policyCase) explainAgrees(t *testing.T) {
 // rule 0, TCP 8080 allowed by rule 1) and a1's default deny (TCP 9090)
 // have counted packets.
 func (pc *policyCase) checkMetrics(t *testing.T) {
+	// The checks before this run concurrently, and an allowed probe may
+	// have passed (through the profile) before np1 was in force, so count
+	// on one fresh flow of each kind now that the denials show it is.
+	if err := tcpTo(pc.b1.NS, pc.a1.IP, 8080); err != nil {
+		t.Fatalf("b1 -> a1 tcp 8080 under np1: %v", err)
+	}
+	if err := pingTo(pc.b1.NS, pc.a1.IP); err == nil {
+		t.Fatal("b1 -> a1 icmp allowed under np1")
+	}
+	if err := tcpTo(pc.b1.NS, pc.a1.IP, 9090); err == nil {
+		t.Fatal("b1 -> a1 tcp 9090 allowed under np1")
+	}
 	// The transport dials inside n1's namespace (a plain http.Get would
 	// dial from whatever namespace its goroutine's thread is in).
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
