@@ -24,7 +24,10 @@ import (
 // binDir holds the binary under test (calicoctl is a symlink to it).
 var binDir string
 
-func TestMain(m *testing.M) { os.Exit(testutil.RunWithBinary(m, &binDir)) }
+func TestMain(m *testing.M) {
+	testutil.ServeEtcdChild() // the etcd child of TestStoppedEtcdFailsFast
+	os.Exit(testutil.RunWithBinary(m, &binDir))
+}
 
 // ctlEnv is one test's etcd and a way to run calicoctl against it.
 type ctlEnv struct {

@@ -238,17 +238,23 @@ func TestCreateExistingAndSkipExists(t *testing.T) {
 	}
 }
 
-// TestDelete deletes by file and by kind and name; a missing name fails the
-// whole command unless --skip-not-exists; an IPPool is disabled before it is deleted.
+// TestDelete deletes by file and by kind and name; a missing name fails
+// the command unless --skip-not-exists (TestDeleteSomeMissing: the others
+// are still deleted); an IPPool is disabled before it is deleted.
 func TestDelete(t *testing.T) {
 	c := newCtlEnv(t)
 	c.mustRun("apply", "-f", "testdata/resources/cluster.yaml")
 	c.mustRun("apply", "-f", "testdata/resources/pools.json")
 
 	before := c.snapshot()
-	r := c.run("delete", "ippool", "vxlan-pool", "nope")
-	if r.rc != 1 || r.stderr != "Failed to delete any 'IPPool' resources: resource does not exist: IPPool(nope) with error: <nil>\n" {
-		t.Fatalf("delete with a missing name:\n%s", r)
+	r := c.run("delete", "ippool", "nope")
+	if r.rc != 1 || r.stderr != "Failed to delete 'IPPool' resource: resource does not exist: IPPool(nope) with error: <nil>\n" {
+		t.Fatalf("delete of a missing name:\n%s", r)
+	}
+	r = c.run("delete", "ippool", "nope", "nope2")
+	if r.rc != 1 || r.stderr != "Failed to delete any 'IPPool' resources: resource does not exist: IPPool(nope) with error: <nil>\n"+
+		"Failed to delete any 'IPPool' resources: resource does not exist: IPPool(nope2) with error: <nil>\n" {
+		t.Fatalf("delete of two missing names:\n%s", r)
 	}
 	if c.snapshot().rev != before.rev {
 		t.Fatalf("a refused delete deleted something")

@@ -148,6 +148,10 @@ func (e *Env) Client() (*datastore.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := firstRead(context.Background(), be, cfg.Endpoints); err != nil {
+		be.Close()
+		return nil, err
+	}
 	e.backend, e.client = be, datastore.NewClient(be)
 	return e.client, nil
 }

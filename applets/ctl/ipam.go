@@ -20,6 +20,7 @@ const ipamUsage = `Usage:
     show         Show details of a Calico configuration,
                  assigned IP address, or of overall IP usage.
     configure    Configure IPAM
+    split        Split an IP pool into smaller IP pools.
 
 Options:
   -h --help      Show this screen.
@@ -47,6 +48,8 @@ func runIPAM(ctx context.Context, e *Env, args []string) error {
 		return runIPAMRelease(ctx, e, args[1:])
 	case "configure":
 		return runIPAMConfigure(ctx, e, args[1:])
+	case "split":
+		return runIPAMSplit(ctx, e, args[1:])
 	}
 	return usagef("Invalid option: 'calicoctl ipam %s'.\n\n%s", args[0], ipamUsage)
 }

@@ -69,3 +69,34 @@ func TestWriteFailureAfterChecksIsReported(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteSomeMissing: as upstream, deleting several resources of which
+// some do not exist deletes the others, names each missing one and exits 1.
+func TestDeleteSomeMissing(t *testing.T) {
+	c := newCtlEnv(t)
+	c.mustRun("apply", "-f", "testdata/resources/pools.json")
+	c.mustRun("apply", "-f", "testdata/resources/cluster.yaml")
+	r := c.run("delete", "ippool", "nope", "vxlan-pool", "nope2")
+	if r.rc != 1 {
+		t.Errorf("exit code %d, want 1", r.rc)
+	}
+	if want := "Partial success: deleted the first 1 out of 3 'IPPool' resources:\n"; r.stdout != want {
+		t.Errorf("stdout %q, want %q", r.stdout, want)
+	}
+	if want := "Hit error: resource does not exist: IPPool(nope) with error: <nil>\n" +
+		"Hit error: resource does not exist: IPPool(nope2) with error: <nil>\n"; r.stderr != want {
+		t.Errorf("stderr %q, want %q", r.stderr, want)
+	}
+	if r := c.run("get", "ippool", "vxlan-pool"); r.rc == 0 {
+		t.Errorf("vxlan-pool was not deleted:\n%s", r)
+	}
+	// A missing resource next to one that fails its checks: nothing is deleted.
+	before := c.snapshot()
+	r = c.run("delete", "profile", "nope", "projectcalico-default-allow")
+	if r.rc != 1 || !strings.Contains(r.stderr, "Profile(nope)") || !strings.Contains(r.stderr, "built-in profile cannot be deleted") {
+		t.Errorf("delete with a refused resource:\n%s", r)
+	}
+	if c.snapshot().rev != before.rev {
+		t.Errorf("a refused delete deleted something")
+	}
+}

@@ -59,8 +59,9 @@ type crudOptions struct {
 // step is one resource of the input after its checks passed.
 type step struct {
 	*loaded
-	old  api.Resource // the stored object when checked; nil if none
-	skip bool         // --skip-exists / --skip-not-exists: counts as done, nothing written
+	old     api.Resource // the stored object when checked; nil if none
+	skip    bool         // --skip-exists / --skip-not-exists: counts as done, nothing written
+	missing error        // delete: the resource does not exist; the others are still deleted
 }
 
 // resourceID is upstream's identifier: IPPool(pool1), WorkloadEndpoint(ns/name).
@@ -228,11 +229,19 @@ func runCRUD(ctx context.Context, e *Env, o crudOptions, items []*loaded) error 
 			// user may only be allowed to write some kinds.
 			_ = c.EnsureInitialized(ctx)
 		}
+		var missing []error
 		for _, s := range steps {
+			if s.missing != nil {
+				missing = append(missing, s.missing)
+				continue
+			}
 			if err := writeStep(ctx, e, c, o, s); err != nil {
 				return partialFailure(e, o.act, res, s, err)
 			}
 			res.handled++
+		}
+		if len(missing) > 0 {
+			return missingFailure(e, res, missing)
 		}
 	} else {
 		res.handled = len(steps)
@@ -269,14 +278,32 @@ func partialFailure(e *Env, a action, res crudResult, s *step, err error) error 
 	return fmt.Errorf("Hit error: failed to %s %s: %s%s", verb, where, oneLine(err), rest)
 }
 
-// checkAll checks every resource before anything is written.
+// missingFailure reports a delete in which some named resources did not
+// exist: like upstream, the others were deleted, and the command fails
+// naming each missing one.
+func missingFailure(e *Env, res crudResult, missing []error) error {
+	if res.handled == 0 {
+		return failLines(failurePrefix(actDelete, res.total, res.singleKind), missing)
+	}
+	if res.singleKind != "" {
+		fmt.Fprintf(e.Stdout, "Partial success: deleted the first %d out of %d '%s' resources:\n", res.handled, res.total, res.singleKind)
+	} else {
+		fmt.Fprintf(e.Stdout, "Partial success: deleted the first %d out of %d resources:\n", res.handled, res.total)
+	}
+	return failLines("Hit error: ", missing)
+}
+
+// checkAll checks every resource before anything is written. A resource
+// missing from a delete is a step (the others are still deleted) unless
+// another resource fails its checks: then every error is returned, in input order.
 func checkAll(ctx context.Context, c *datastore.Client, o crudOptions, items []*loaded) ([]*step, []error) {
 	var errs []error
+	hard := 0
 	var steps []*step
 	seen := map[string]*loaded{}
 	var pools []*loaded
 	for _, it := range items {
-		fail := func(err error) { errs = append(errs, &inputError{src: it.src, what: it.label(), err: err}) }
+		fail := func(err error) { errs = append(errs, &inputError{src: it.src, what: it.label(), err: err}); hard++ }
 		id := idOf(it)
 		if first, dup := seen[id]; dup {
 			where := "earlier in the input"
@@ -292,6 +319,10 @@ func checkAll(ctx context.Context, c *datastore.Client, o crudOptions, items []*
 			fail(err)
 			continue
 		}
+		if s.missing != nil {
+			s.missing = &inputError{src: it.src, what: it.label(), err: s.missing}
+			errs = append(errs, s.missing)
+		}
 		if p, ok := it.res.(*api.IPPool); ok && o.act != actDelete && !s.skip {
 			if err := overlapsInput(p, pools); err != nil {
 				fail(err)
@@ -300,6 +331,9 @@ func checkAll(ctx context.Context, c *datastore.Client, o crudOptions, items []*
 			pools = append(pools, it)
 		}
 		steps = append(steps, s)
+	}
+	if hard == 0 {
+		return steps, nil
 	}
 	return steps, errs
 }
@@ -361,6 +395,9 @@ func checkOne(ctx context.Context, c *datastore.Client, o crudOptions, it *loade
 		switch {
 		case errors.Is(err, kv.ErrNotFound) && o.skipNotExists:
 			s.skip = true
+			return s, nil
+		case errors.Is(err, kv.ErrNotFound):
+			s.missing = storeError(id, err)
 			return s, nil
 		case err != nil:
 			return nil, storeError(id, err)

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/onecalico/calico/internal/kv"
 )
 
 // reachTimeout bounds the connect to each etcd endpoint before calicoctl
@@ -73,4 +75,28 @@ func unwrapOp(err error) error {
 		return op.Err
 	}
 	return err
+}
+
+// firstReadTimeout bounds calicoctl's first datastore read. A member that
+// accepts connections but never answers (stopped, or wedged) would
+// otherwise hold every command for the store's request timeout (10 s).
+const firstReadTimeout = 2 * time.Second
+
+// reader is the part of the store firstRead needs.
+type reader interface {
+	Get(ctx context.Context, key string) (*kv.KV, error)
+}
+
+// firstRead reads one small key within firstReadTimeout. Only a read that
+// got no answer in time is an error here (naming the endpoints); any other
+// outcome, a missing key or a refused permission, is left to the command.
+func firstRead(ctx context.Context, s reader, endpoints []string) error {
+	ctx, cancel := context.WithTimeout(ctx, firstReadTimeout)
+	defer cancel()
+	_, err := s.Get(ctx, "/calico/resources/v3/projectcalico.org/clusterinformations/default")
+	if err != nil && (errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil) {
+		return fmt.Errorf("etcd at %s did not answer a read within %v (is the server stopped or overloaded?)",
+			strings.Join(endpoints, ","), firstReadTimeout)
+	}
+	return nil
 }

@@ -3,9 +3,13 @@ package ctl
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/onecalico/calico/internal/testutil"
 )
 
 func TestCheckReachableEndpointForms(t *testing.T) {
@@ -41,4 +45,26 @@ func TestCheckReachableEndpointForms(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "http://127.0.0.1:1 is not reachable") || !strings.Contains(err.Error(), "https://127.0.0.1:2 is not reachable") {
 		t.Errorf("two refused endpoints: %v", err)
 	}
+}
+
+// TestStoppedEtcdFailsFast: against a real etcd stopped with SIGSTOP (its
+// socket still accepts connections, nothing answers), calicoctl fails on
+// its first read with a line naming the endpoint, instead of waiting for
+// the store's 10 s request timeout.
+func TestStoppedEtcdFailsFast(t *testing.T) {
+	p := testutil.StartEtcdProcess(t)
+	c := &ctlEnv{t: t, env: []string{"ETCD_ENDPOINTS=" + p.Endpoint, "DATASTORE_TYPE=etcdv3", "PATH=" + os.Getenv("PATH")}}
+	c.mustRun("get", "ippool")
+	p.Pause()
+	defer p.Resume()
+	start := time.Now()
+	r := c.run("get", "ippool")
+	took := time.Since(start)
+	want := "etcd at " + p.Endpoint + " did not answer a read within 2s"
+	if r.rc != 1 || !strings.Contains(r.stderr, want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("calicoctl against a stopped etcd, want one line containing %q:\n%s", want, r)
+	}
+	t.Logf("calicoctl failed after %v: %s", took.Round(10*time.Millisecond), strings.TrimSpace(r.stderr))
+	p.Resume()
+	c.mustRun("get", "ippool")
 }

@@ -117,6 +117,9 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cniipam.OpTimeout)
 	defer cancel()
 	t := time.Now()
+	if err := s.CheckReady(ctx); err != nil {
+		return err
+	}
 	addrs, err := s.Assign(ctx, node, handle, cargs)
 	if err != nil {
 		return err
@@ -141,6 +144,9 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 	defer unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), cniipam.OpTimeout)
 	defer cancel()
+	if err := s.CheckReady(ctx); err != nil {
+		return err
+	}
 	if err := s.Release(ctx, handle, legacy); err != nil {
 		return err
 	}

@@ -199,3 +199,40 @@ func TestCheckGCStatus(t *testing.T) {
 		t.Fatalf("STATUS datastore down: %d", code)
 	}
 }
+
+// TestDatastoreNotReady: with the datastore locked (ClusterInformation
+// datastoreReady=false, set by `calicoctl datastore migrate lock`),
+// calico-ipam refuses ADD and DEL with code 11 and upstream's message, as
+// the calico plugin does, and changes nothing; unlocked, both work again.
+func TestDatastoreNotReady(t *testing.T) {
+	e := newEnv(t)
+	e.pool("pool1", "10.244.0.0/16", nil)
+	e.node("node1")
+	if r := e.plugin("ADD", "held", "", e.netconf("1.0.0", "node1", nil)); r.rc != 0 {
+		t.Fatalf("ADD before the lock: %+v", r)
+	}
+	if r := e.ctl("datastore", "migrate", "lock"); r.rc != 0 {
+		t.Fatalf("lock: %+v", r)
+	}
+	before := dumpIPAM(t, e.store)
+	r := e.plugin("ADD", "c1", "", e.netconf("1.0.0", "node1", nil))
+	if code, msg := cniErr(t, r); r.rc != 1 || code != 11 || msg != "Calico is currently not ready to process requests" {
+		t.Fatalf("ADD while locked: rc %d code %d %q", r.rc, code, msg)
+	}
+	r = e.plugin("DEL", "held", "", e.netconf("1.0.0", "node1", nil))
+	if code, msg := cniErr(t, r); r.rc != 1 || code != 11 || msg != "Calico is currently not ready to process requests" {
+		t.Fatalf("DEL while locked: rc %d code %d %q", r.rc, code, msg)
+	}
+	if dumpIPAM(t, e.store) != before {
+		t.Fatal("a refused ADD or DEL changed IPAM")
+	}
+	if r := e.ctl("datastore", "migrate", "unlock"); r.rc != 0 {
+		t.Fatalf("unlock: %+v", r)
+	}
+	if r := e.plugin("ADD", "c1", "", e.netconf("1.0.0", "node1", nil)); r.rc != 0 {
+		t.Fatalf("ADD after unlock: %+v", r)
+	}
+	if r := e.plugin("DEL", "held", "", e.netconf("1.0.0", "node1", nil)); r.rc != 0 {
+		t.Fatalf("DEL after unlock: %+v", r)
+	}
+}

@@ -451,7 +451,9 @@ func (c *calc) routeTo(dst netip.Prefix, name string, pool Pool) (route.Route, b
 }
 
 func (c *calc) nat() {
-	t := nft.Table{Name: nft.DefaultTableName, NAT: nft.NAT{FullyRandom: true}}
+	f := c.m.Felix
+	t := nft.Table{Name: nft.DefaultTableName, NAT: nft.NAT{FullyRandom: true,
+		SNATAddress: f.NATOutgoingAddress, PortMin: f.NATPortMin, PortMax: f.NATPortMax}}
 	for _, name := range sortedKeys(c.m.Pools) {
 		p := c.m.Pools[name]
 		t.NAT.AllPools = append(t.NAT.AllPools, p.CIDR)
@@ -462,9 +464,6 @@ func (c *calc) nat() {
 	slices.SortFunc(t.NAT.AllPools, comparePrefix)
 	slices.SortFunc(t.NAT.MasqPools, comparePrefix)
 	c.d.NAT = t
-	if c.m.Felix.NATOutgoingAddress.IsValid() || c.m.Felix.NATPortRange != "" {
-		c.degrade("nat: natOutgoingAddress and natPortRange are not implemented; NAT outgoing masquerades to the interface address")
-	}
 }
 
 func (c *calc) mtu(vxlan, ipip bool) {

@@ -157,7 +157,9 @@ type FelixConfig struct {
 	IPIPMTU              int // 0: host MTU - 20
 	MTUIfacePattern      *regexp.Regexp
 	NATOutgoingAddress   netip.Addr
-	NATPortRange         string
+	NATPortRange         string // "min:max" as configured, for display
+	NATPortMin           uint16 // natPortRange; 0: not set
+	NATPortMax           uint16
 	IPForwarding         bool
 	InterfacePrefix      string
 	RouteRefreshInterval time.Duration
@@ -240,6 +242,7 @@ func resolveFelix(s api.FelixConfigurationSpec) (FelixConfig, error) {
 			bad("natPortRange %q: want min:max within 1-65535", p.String())
 		} else {
 			c.NATPortRange = p.String()
+			c.NATPortMin, c.NATPortMax = p.MinPort, p.MaxPort
 		}
 	}
 	switch s.IPForwarding {

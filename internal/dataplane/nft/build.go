@@ -2,6 +2,7 @@ package nft
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -116,27 +117,69 @@ func buildNATChain(t *nftables.Table) *nftables.Chain {
 	}
 }
 
-// buildMasqRule is Felix's natOutgoing rule for one family:
+// buildMasqRules are Felix's natOutgoing rules for one family:
 //
 //	meta nfproto ipvX  ipX saddr @masq  ipX daddr != @all  counter masquerade [fully-random]
 //
 // Packets from a natOutgoing pool to anywhere outside every pool (disabled
-// pools included) leave with the node's address.
-func buildMasqRule(t *nftables.Table, c *nftables.Chain, f family, masq, all *nftables.Set, fullyRandom bool) *nftables.Rule {
-	return &nftables.Rule{
-		Table: t,
-		Chain: c,
-		Exprs: []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.nfproto()}},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.srcOffset(), Len: f.addrLen()},
-			&expr.Lookup{SourceRegister: 1, SetName: masq.Name, SetID: masq.ID},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.dstOffset(), Len: f.addrLen()},
-			&expr.Lookup{SourceRegister: 1, SetName: all.Name, SetID: all.ID, Invert: true},
-			&expr.Counter{},
-			&expr.Masq{FullyRandom: fullyRandom},
-		},
+// pools included) leave with the node's address, or with n.SNATAddress
+// (IPv4: "snat ip to ADDR"). With a port range, TCP and UDP first get
+// rules of their own that map the source port into it, as Felix does.
+func buildMasqRules(t *nftables.Table, c *nftables.Chain, f family, masq, all *nftables.Set, n NAT) []*nftables.Rule {
+	match := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.nfproto()}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.srcOffset(), Len: f.addrLen()},
+		&expr.Lookup{SourceRegister: 1, SetName: masq.Name, SetID: masq.ID},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.dstOffset(), Len: f.addrLen()},
+		&expr.Lookup{SourceRegister: 1, SetName: all.Name, SetID: all.ID, Invert: true},
 	}
+	rule := func(exprs ...expr.Any) *nftables.Rule {
+		return &nftables.Rule{Table: t, Chain: c, Exprs: append(slices.Clone(match), exprs...)}
+	}
+	var rules []*nftables.Rule
+	if n.PortMin != 0 {
+		for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+			l4 := []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+				&expr.Counter{},
+			}
+			rules = append(rules, rule(append(l4, natAction(f, n, true)...)...))
+		}
+	}
+	return append(rules, rule(append([]expr.Any{&expr.Counter{}}, natAction(f, n, false)...)...))
+}
+
+// natAction is the masquerade, or the SNAT to n.SNATAddress (IPv4 only),
+// with n's port range when ports is set. Registers: 1 the address, then
+// the ports.
+func natAction(f family, n NAT, ports bool) []expr.Any {
+	var es []expr.Any
+	reg := uint32(1)
+	load := func(data []byte) uint32 {
+		es = append(es, &expr.Immediate{Register: reg, Data: data})
+		reg++
+		return reg - 1
+	}
+	if f == v4 && n.SNATAddress.IsValid() {
+		nat := &expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, FullyRandom: n.FullyRandom}
+		nat.RegAddrMin = load(n.SNATAddress.AsSlice())
+		if ports {
+			nat.RegProtoMin = load(binary.BigEndian.AppendUint16(nil, n.PortMin))
+			nat.RegProtoMax = load(binary.BigEndian.AppendUint16(nil, n.PortMax))
+		}
+		return append(es, nat)
+	}
+	if !ports {
+		return []expr.Any{&expr.Masq{FullyRandom: n.FullyRandom}}
+	}
+	// The library cannot send masquerade flags together with a port range:
+	// with natPortRange, masquerade is not fully-random.
+	m := &expr.Masq{ToPorts: true}
+	m.RegProtoMin = load(binary.BigEndian.AppendUint16(nil, n.PortMin))
+	m.RegProtoMax = load(binary.BigEndian.AppendUint16(nil, n.PortMax))
+	return append(es, m)
 }
 
 func hasFamily(ps []netip.Prefix, f family) bool {
@@ -187,10 +230,10 @@ func (s *spec) buildRules(t Table) {
 	nat := s.Chains[0]
 	var rules []*nftables.Rule
 	if hasFamily(t.NAT.MasqPools, v4) {
-		rules = append(rules, buildMasqRule(s.Table, nat, v4, set(SetMasqPoolsV4), set(SetAllPoolsV4), t.NAT.FullyRandom))
+		rules = append(rules, buildMasqRules(s.Table, nat, v4, set(SetMasqPoolsV4), set(SetAllPoolsV4), t.NAT)...)
 	}
 	if hasFamily(t.NAT.MasqPools, v6) {
-		rules = append(rules, buildMasqRule(s.Table, nat, v6, set(SetMasqPoolsV6), set(SetAllPoolsV6), t.NAT.FullyRandom))
+		rules = append(rules, buildMasqRules(s.Table, nat, v6, set(SetMasqPoolsV6), set(SetAllPoolsV6), t.NAT)...)
 	}
 	s.Rules[nat.Name] = rules
 }

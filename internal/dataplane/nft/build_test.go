@@ -72,7 +72,11 @@ func TestBuildMasqRule(t *testing.T) {
 	ch := buildNATChain(tbl)
 	masq := &nftables.Set{Name: SetMasqPoolsV6, ID: 7}
 	all := &nftables.Set{Name: SetAllPoolsV6, ID: 8}
-	r := buildMasqRule(tbl, ch, v6, masq, all, false)
+	rs := buildMasqRules(tbl, ch, v6, masq, all, NAT{})
+	if len(rs) != 1 {
+		t.Fatalf("%d rules, want 1", len(rs))
+	}
+	r := rs[0]
 	if got, want := renderExprs(r.Exprs), "meta nfproto ipv6 ip6 saddr @masq-ipam-pools-v6 ip6 daddr != @all-ipam-pools-v6 counter masquerade"; got != want {
 		t.Errorf("rule = %q, want %q", got, want)
 	}
@@ -81,6 +85,56 @@ func TestBuildMasqRule(t *testing.T) {
 	}
 	if *ch.Hooknum != *nftables.ChainHookPostrouting || *ch.Priority != *nftables.ChainPriorityNATSource || ch.Type != nftables.ChainTypeNAT {
 		t.Errorf("chain = %+v", ch)
+	}
+}
+
+// TestBuildSNATRules: natOutgoingAddress makes IPv4 an SNAT to it (IPv6
+// keeps masquerade), and natPortRange adds TCP and UDP rules with the range
+// in front of the rule for every protocol, as Felix does.
+func TestBuildSNATRules(t *testing.T) {
+	tbl := buildTable("calico")
+	ch := buildNATChain(tbl)
+	m4, a4 := &nftables.Set{Name: SetMasqPoolsV4, ID: 1}, &nftables.Set{Name: SetAllPoolsV4, ID: 2}
+	m6, a6 := &nftables.Set{Name: SetMasqPoolsV6, ID: 3}, &nftables.Set{Name: SetAllPoolsV6, ID: 4}
+	n := NAT{FullyRandom: true, SNATAddress: netip.MustParseAddr("192.0.2.7"), PortMin: 20000, PortMax: 29999}
+	match4 := "meta nfproto ipv4 ip saddr @masq-ipam-pools-v4 ip daddr != @all-ipam-pools-v4 "
+	match6 := "meta nfproto ipv6 ip6 saddr @masq-ipam-pools-v6 ip6 daddr != @all-ipam-pools-v6 "
+	for _, c := range []struct {
+		name string
+		got  []*nftables.Rule
+		want []string
+	}{
+		{"v4 snat+ports", buildMasqRules(tbl, ch, v4, m4, a4, n), []string{
+			match4 + "meta l4proto tcp counter snat ip to 192.0.2.7:20000-29999 fully-random",
+			match4 + "meta l4proto udp counter snat ip to 192.0.2.7:20000-29999 fully-random",
+			match4 + "counter snat ip to 192.0.2.7 fully-random",
+		}},
+		{"v4 snat", buildMasqRules(tbl, ch, v4, m4, a4, NAT{SNATAddress: n.SNATAddress}), []string{
+			match4 + "counter snat ip to 192.0.2.7",
+		}},
+		{"v6 ports", buildMasqRules(tbl, ch, v6, m6, a6, n), []string{
+			match6 + "meta l4proto tcp counter masquerade to :20000-29999",
+			match6 + "meta l4proto udp counter masquerade to :20000-29999",
+			match6 + "counter masquerade fully-random",
+		}},
+	} {
+		var got []string
+		for _, r := range c.got {
+			got = append(got, renderExprs(r.Exprs))
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s:\n got %q\nwant %q", c.name, got, c.want)
+		}
+	}
+	bad := natTable()
+	bad.NAT.SNATAddress = netip.MustParseAddr("fd00::1")
+	if _, err := build(bad); !errors.Is(err, ErrInvalid) {
+		t.Errorf("IPv6 SNAT address: %v", err)
+	}
+	bad = natTable()
+	bad.NAT.PortMin, bad.NAT.PortMax = 3000, 2000
+	if _, err := build(bad); !errors.Is(err, ErrInvalid) {
+		t.Errorf("reversed port range: %v", err)
 	}
 }
 

@@ -34,6 +34,12 @@ type NAT struct {
 	MasqPools   []netip.Prefix // pools with natOutgoing (v4 and v6 mixed; split by family)
 	AllPools    []netip.Prefix // every pool, disabled ones included
 	FullyRandom bool           // masquerade fully-random
+	// SNATAddress (Felix natOutgoingAddress), when valid, is the IPv4
+	// source for natOutgoing packets: SNAT to it instead of masquerade.
+	SNATAddress netip.Addr
+	// PortMin-PortMax (Felix natPortRange), when PortMin is not 0, are the
+	// source ports TCP and UDP are mapped to; other protocols keep theirs.
+	PortMin, PortMax uint16
 }
 
 // Table is the desired content of our table.
@@ -48,6 +54,12 @@ var ErrInvalid = errors.New("invalid nft table")
 func (t Table) validate() error {
 	if t.Name == "" || len(t.Name) > 255 {
 		return fmt.Errorf("table name %q: %w", t.Name, ErrInvalid)
+	}
+	if a := t.NAT.SNATAddress; a.IsValid() && !a.Is4() {
+		return fmt.Errorf("SNAT address %s is not IPv4: %w", a, ErrInvalid)
+	}
+	if n := t.NAT; (n.PortMin == 0) != (n.PortMax == 0) || n.PortMin > n.PortMax {
+		return fmt.Errorf("NAT port range %d-%d: %w", n.PortMin, n.PortMax, ErrInvalid)
 	}
 	for _, ps := range [][]netip.Prefix{t.NAT.MasqPools, t.NAT.AllPools} {
 		for _, p := range ps {

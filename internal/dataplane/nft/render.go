@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 )
 
 // renderSetDecl prints one named set or map with its elements.
@@ -171,6 +172,7 @@ func renderRule(es []expr.Any, sets map[string]setSpec) string {
 	var words, pending []string
 	var bitwise *expr.Bitwise
 	var l4 byte
+	imm := map[uint32][]byte{} // data loaded into registers, for NAT
 	lhs := func() string {
 		s := strings.Join(pending, " . ")
 		pending = nil
@@ -256,8 +258,15 @@ func renderRule(es []expr.Any, sets map[string]setSpec) string {
 			words = append(words, "log prefix "+strconv.Quote(string(e.Data)))
 		case *expr.Notrack:
 			words = append(words, "notrack")
+		case *expr.Immediate:
+			imm[e.Register] = e.Data
+		case *expr.NAT:
+			words = append(words, renderNAT(e, imm))
 		case *expr.Masq:
 			w := "masquerade"
+			if e.ToPorts {
+				w += " to :" + portRange(imm[e.RegProtoMin], imm[e.RegProtoMax])
+			}
 			if e.Random {
 				w += " random"
 			}
@@ -275,6 +284,40 @@ func renderRule(es []expr.Any, sets map[string]setSpec) string {
 		}
 	}
 	return strings.Join(words, " ")
+}
+
+// renderNAT prints an SNAT as nft does: snat ip to ADDR[:MIN-MAX] [fully-random].
+func renderNAT(e *expr.NAT, imm map[uint32][]byte) string {
+	w := "dnat"
+	if e.Type == expr.NATTypeSourceNAT {
+		w = "snat"
+	}
+	if e.Family == unix.NFPROTO_IPV6 {
+		w += " ip6 to "
+	} else {
+		w += " ip to "
+	}
+	if a, ok := netip.AddrFromSlice(imm[e.RegAddrMin]); ok && e.RegAddrMin != 0 {
+		w += a.String()
+	}
+	if e.RegProtoMin != 0 {
+		w += ":" + portRange(imm[e.RegProtoMin], imm[e.RegProtoMax])
+	}
+	if e.FullyRandom {
+		w += " fully-random"
+	}
+	return w
+}
+
+// portRange prints two registers' big-endian ports as MIN-MAX.
+func portRange(lo, hi []byte) string {
+	port := func(b []byte) string {
+		if len(b) < 2 {
+			return "?"
+		}
+		return strconv.Itoa(int(binary.BigEndian.Uint16(b)))
+	}
+	return port(lo) + "-" + port(hi)
 }
 
 // renderExprs is renderRule without anonymous sets.
