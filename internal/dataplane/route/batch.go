@@ -1,14 +1,13 @@
 package route
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"syscall"
 
 	"github.com/vishvananda/netlink/nl"
-	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/onecalico/calico/internal/dataplane/netns"
 )
 
 // Batcher installs many routes with few system calls: it writes a chunk
@@ -18,7 +17,7 @@ import (
 // changes, such as thousands of routes learned from a BGP peer at once.
 // Not safe for concurrent use.
 type Batcher struct {
-	s     *nl.NetlinkSocket
+	s     *netns.BatchSocket
 	links map[string]int // link name -> index cache of ApplyChanges
 }
 
@@ -28,18 +27,9 @@ const batchChunk = 256
 // NewBatcher opens a route socket in the namespace at nsPath ("" for the
 // process's own).
 func NewBatcher(nsPath string) (*Batcher, error) {
-	ns := vnetns.None()
-	if nsPath != "" {
-		h, err := vnetns.GetFromPath(nsPath)
-		if err != nil {
-			return nil, fmt.Errorf("open netns %s: %w", nsPath, err)
-		}
-		defer h.Close()
-		ns = h
-	}
-	s, err := nl.GetNetlinkSocketAt(ns, vnetns.None(), unix.NETLINK_ROUTE)
+	s, err := netns.NewBatchSocket(nsPath)
 	if err != nil {
-		return nil, fmt.Errorf("open route socket: %w", err)
+		return nil, err
 	}
 	return &Batcher{s: s}, nil
 }
@@ -70,43 +60,19 @@ func (b *Batcher) replace(routes []Route, table int, ls links) []error {
 
 func (b *Batcher) replaceChunk(routes []Route, table int, ls links) []error {
 	var errs []error
-	buf := make([]byte, 0, 64*len(routes))
-	pending := make(map[uint32]Route, len(routes))
+	reqs := make([]*nl.NetlinkRequest, 0, len(routes))
+	sent := make([]Route, 0, len(routes))
 	for _, r := range routes {
 		req, err := newRouteRequest(r, table, ls)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("replace route %s: %w", r, err))
 			continue
 		}
-		pending[req.Seq] = r
-		buf = append(buf, req.Serialize()...)
+		reqs, sent = append(reqs, req), append(sent, r)
 	}
-	if len(buf) == 0 {
-		return errs
-	}
-	if err := unix.Sendto(b.s.GetFd(), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		for _, r := range pending {
-			errs = append(errs, fmt.Errorf("replace route %s: %w", r, err))
-		}
-		return errs
-	}
-	for len(pending) > 0 {
-		msgs, _, err := b.s.Receive()
+	for i, err := range b.s.Send(reqs) {
 		if err != nil {
-			for _, r := range pending {
-				errs = append(errs, fmt.Errorf("replace route %s: read ack: %w", r, err))
-			}
-			return errs
-		}
-		for _, m := range msgs {
-			r, ok := pending[m.Header.Seq]
-			if !ok || m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
-				continue
-			}
-			delete(pending, m.Header.Seq)
-			if code := int32(binary.NativeEndian.Uint32(m.Data[:4])); code != 0 {
-				errs = append(errs, fmt.Errorf("replace route %s: %w", r, syscall.Errno(-code)))
-			}
+			errs = append(errs, fmt.Errorf("replace route %s: %w", sent[i], err))
 		}
 	}
 	return errs

@@ -1,14 +1,11 @@
 package tunnel
 
 import (
-	"encoding/binary"
-	"fmt"
-	"syscall"
-
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
-	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/onecalico/calico/internal/dataplane/netns"
 )
 
 // Batcher sets many neighbour and FDB entries with few system calls: it
@@ -16,7 +13,7 @@ import (
 // acknowledgements, instead of one round trip per entry (a cold start with
 // thousands of remote VTEPs). Not safe for concurrent use.
 type Batcher struct {
-	s *nl.NetlinkSocket
+	s *netns.BatchSocket
 }
 
 // batchChunk is how many requests go in one write (about 50 bytes each).
@@ -28,18 +25,9 @@ const minBatch = 16
 // NewBatcher opens a route socket in the namespace at nsPath ("" for the
 // process's own).
 func NewBatcher(nsPath string) (*Batcher, error) {
-	ns := vnetns.None()
-	if nsPath != "" {
-		h, err := vnetns.GetFromPath(nsPath)
-		if err != nil {
-			return nil, fmt.Errorf("open netns %s: %w", nsPath, err)
-		}
-		defer h.Close()
-		ns = h
-	}
-	s, err := nl.GetNetlinkSocketAt(ns, vnetns.None(), unix.NETLINK_ROUTE)
+	s, err := netns.NewBatchSocket(nsPath)
 	if err != nil {
-		return nil, fmt.Errorf("open route socket: %w", err)
+		return nil, err
 	}
 	return &Batcher{s: s}, nil
 }
@@ -77,38 +65,11 @@ func (b *Batcher) set(ns []*netlink.Neigh) []error {
 }
 
 func (b *Batcher) setChunk(ns []*netlink.Neigh, errs []error) {
-	var buf []byte
-	pending := make(map[uint32]int, len(ns))
+	reqs := make([]*nl.NetlinkRequest, len(ns))
 	for i, n := range ns {
-		req := neighRequest(n)
-		pending[req.Seq] = i
-		buf = append(buf, req.Serialize()...)
+		reqs[i] = neighRequest(n)
 	}
-	if err := unix.Sendto(b.s.GetFd(), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		for _, i := range pending {
-			errs[i] = err
-		}
-		return
-	}
-	for len(pending) > 0 {
-		msgs, _, err := b.s.Receive()
-		if err != nil {
-			for _, i := range pending {
-				errs[i] = fmt.Errorf("read ack: %w", err)
-			}
-			return
-		}
-		for _, m := range msgs {
-			i, ok := pending[m.Header.Seq]
-			if !ok || m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
-				continue
-			}
-			delete(pending, m.Header.Seq)
-			if code := int32(binary.NativeEndian.Uint32(m.Data[:4])); code != 0 {
-				errs[i] = syscall.Errno(-code)
-			}
-		}
-	}
+	copy(errs, b.s.Send(reqs))
 }
 
 // setNeighs sets the entries of ns, through b when it is set and there

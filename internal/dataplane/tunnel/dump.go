@@ -69,13 +69,13 @@ func neighbours(h *netlink.Handle, b *Batcher, idx, family, expect int) ([]neigh
 func (b *Batcher) dumpNeigh(idx, family, expect int) ([]neighEntry, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETNEIGH, unix.NLM_F_DUMP)
 	req.AddData(&netlink.Ndmsg{Family: uint8(family), Index: uint32(idx)})
-	if err := unix.Sendto(b.s.GetFd(), req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if err := unix.Sendto(b.s.Socket().GetFd(), req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, fmt.Errorf("dump neighbours: %w", err)
 	}
 	out := make([]neighEntry, 0, expect+8)
 	var intr bool
 	for {
-		msgs, _, err := b.s.Receive()
+		msgs, _, err := b.s.Socket().Receive()
 		if err != nil {
 			return nil, fmt.Errorf("dump neighbours: %w", err)
 		}
