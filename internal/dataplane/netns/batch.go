@@ -50,7 +50,7 @@ func (b *BatchSocket) Send(reqs []*nl.NetlinkRequest) []error {
 		return errs
 	}
 	pending := make(map[uint32]int, len(reqs))
-	var buf []byte
+	buf := make([]byte, 0, 64*len(reqs)) // a route or neighbour request is about 50-60 bytes
 	for i, req := range reqs {
 		pending[req.Seq] = i
 		buf = append(buf, req.Serialize()...)
