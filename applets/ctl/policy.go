@@ -199,6 +199,9 @@ type party struct {
 	node string     // the endpoint's node, or the node whose host address it is
 	addr netip.Addr // the address the flow uses
 	host bool       // a host: a host endpoint or a node's own address
+	// failsafe: a failsafe port decided the flow at this host endpoint
+	// (before any of its policy).
+	failsafe bool
 }
 
 // workload reports whether the party is a workload endpoint.
@@ -344,6 +347,9 @@ func (w *policyWorld) explain(out io.Writer, a explainArgs, proto uint8) error {
 	// Egress at the source.
 	if src.id == "" {
 		note("Egress: ", ruleset.Allow, "no Calico policy applies: "+src.desc)
+	} else if fp, ok := w.failsafeFor(src, false, pkt); ok {
+		note("Egress: ", ruleset.Allow, failsafeText(fp))
+		src.failsafe = true
 	} else {
 		w.evaluate(out, "Egress: ", src, ruleset.Egress, pkt, note)
 	}
@@ -356,9 +362,15 @@ func (w *policyWorld) explain(out io.Writer, a explainArgs, proto uint8) error {
 	case dst.id == "":
 		note("Ingress:", ruleset.Allow, "no Calico policy applies: "+dst.desc)
 	default:
+		if fp, ok := w.failsafeFor(dst, true, pkt); ok {
+			note("Ingress:", ruleset.Allow, failsafeText(fp))
+			dst.failsafe = true
+			break
+		}
 		w.evaluate(out, "Ingress:", dst, ruleset.Ingress, pkt, note)
 	}
 	fmt.Fprintf(out, "Verdict: %s\n", verdict)
+	w.unmodelled(out, src, dst)
 	return nil
 }
 

@@ -80,10 +80,10 @@ func (a *Agent) policyOptions() nft.PolicyOptions {
 		o.EndpointToHost = nft.EndpointToHostReturn
 	}
 	if s.FailsafeInboundHostPorts != nil {
-		o.FailsafeInbound = failsafePorts(*s.FailsafeInboundHostPorts)
+		o.FailsafeInbound = FailsafePorts(*s.FailsafeInboundHostPorts)
 	}
 	if s.FailsafeOutboundHostPorts != nil {
-		o.FailsafeOutbound = failsafePorts(*s.FailsafeOutboundHostPorts)
+		o.FailsafeOutbound = FailsafePorts(*s.FailsafeOutboundHostPorts)
 	}
 	if prefix != "" {
 		o.WorkloadPrefixes = strings.Split(prefix, ",")
@@ -95,12 +95,13 @@ func (a *Agent) policyOptions() nft.PolicyOptions {
 	return o
 }
 
-// failsafePorts converts FelixConfiguration's list (protocol defaults to
+// FailsafePorts converts FelixConfiguration's list (protocol defaults to
 // TCP, as upstream). An entry with a net is open to that net only (as
 // upstream); one whose net does not parse (calicoctl refuses it; a bad
 // FELIX_FAILSAFE* variable or a foreign write can still bring one) is
-// left out rather than opened to every address.
-func failsafePorts(ps []api.ProtoPort) []nft.ProtoPort {
+// left out rather than opened to every address. calicoctl's explain uses
+// it too, so that it answers as the kernel does.
+func FailsafePorts(ps []api.ProtoPort) []nft.ProtoPort {
 	out := make([]nft.ProtoPort, 0, len(ps))
 	for _, p := range ps {
 		proto := uint8(6)

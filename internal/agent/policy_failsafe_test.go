@@ -14,7 +14,7 @@ import (
 // /128, a CIDR is masked); an entry whose net does not parse is left out,
 // not opened to every address.
 func TestFailsafePortsKeepTheNet(t *testing.T) {
-	got := failsafePorts([]api.ProtoPort{
+	got := FailsafePorts([]api.ProtoPort{
 		{Port: 22},
 		{Protocol: "UDP", Port: 68},
 		{Protocol: "TCP", Port: 10250, Net: "10.1.2.3/8"},
