@@ -51,10 +51,6 @@ import (
 
 const component = "calico"
 
-// notReady is upstream's message when ClusterInformation says
-// datastoreReady=false (e.g. during a datastore migration).
-const notReady = "Calico is currently not ready to process requests"
-
 // notInitialised says why ClusterInformation may be missing and what to do.
 const notInitialised = "the datastore is not initialised: start calico-node on a node (it initialises the datastore), or make the first calicoctl write, e.g. apply the IPPool"
 

@@ -182,7 +182,7 @@ func (p *plugin) status(args *skel.CmdArgs) error {
 	default:
 		ci, err := datastore.Decode(kindInfo(api.KindClusterInformation), item)
 		if err == nil && !ci.(*api.ClusterInformation).Ready() {
-			return unavailable("%s", notReady)
+			return unavailable("%s", cniipam.NotReady)
 		}
 	}
 	if s.Conf.IPAM.Type == cniipam.PluginType {

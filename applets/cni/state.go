@@ -14,6 +14,7 @@ import (
 
 	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/cniconf"
+	"github.com/onecalico/calico/internal/cniipam"
 	"github.com/onecalico/calico/internal/datastore"
 	"github.com/onecalico/calico/internal/kv"
 )
@@ -122,7 +123,7 @@ func (st *state) readyErr() error {
 	case st.ciMissing:
 		return types.NewError(types.ErrInternal, "error getting ClusterInformation: resource does not exist: ClusterInformation(default): "+notInitialised, "")
 	case !st.ready:
-		return types.NewError(types.ErrTryAgainLater, notReady, "")
+		return types.NewError(types.ErrTryAgainLater, cniipam.NotReady, "")
 	}
 	return nil
 }
