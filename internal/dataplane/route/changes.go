@@ -53,10 +53,7 @@ func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Ro
 			}
 		}()
 	}
-	var batch []Route
-	if b != nil && len(todo) >= minBatch {
-		batch = make([]Route, 0, len(todo))
-	}
+	var add, replace []Route
 	for _, r := range todo {
 		if r.LinkName != "" {
 			if _, ok := ls.byName[r.LinkName]; !ok {
@@ -68,29 +65,14 @@ func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Ro
 				ls.byName[r.LinkName] = l.Attrs().Index
 			}
 		}
-		if b != nil && len(todo) >= minBatch && batchable(r) {
-			batch = append(batch, r)
-			continue
-		}
-		nr, err := toNetlink(r, owner.table(), ls)
-		if err == nil {
-			err = h.RouteReplace(nr)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("replace route %s: %w", r, err))
-			continue
-		}
-		res.count(old, r)
-	}
-	if len(batch) > 0 {
-		berrs := b.replace(batch, owner.table(), ls)
-		errs = append(errs, berrs...)
-		// Failed routes are counted too; the error makes the caller retry
-		// with a full Apply.
-		for _, r := range batch {
-			res.count(old, r)
+		if _, ok := old[r.Dst]; ok {
+			replace = append(replace, r)
+		} else {
+			add = append(add, r)
 		}
 	}
+	errs = append(errs, replaceAll(h, b, owner, ls, add, &res.Added)...)
+	errs = append(errs, replaceAll(h, b, owner, ls, replace, &res.Replaced)...)
 	for _, r := range prev {
 		if seen[r.Dst] {
 			continue
@@ -112,11 +94,3 @@ func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Ro
 // minBatch is the smallest change worth a batch; below it each route is
 // one request (the latency of a single change matters more).
 const minBatch = 16
-
-func (r *Result) count(old map[netip.Prefix]Route, rt Route) {
-	if _, ok := old[rt.Dst]; ok {
-		r.Replaced++
-	} else {
-		r.Added++
-	}
-}
