@@ -9,11 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/nftables"
-	"github.com/vishvananda/netlink"
-
-	"github.com/onecalico/calico/internal/dataplane/ifaces"
-	"github.com/onecalico/calico/internal/dataplane/link"
 	"github.com/onecalico/calico/internal/dataplane/netns"
 	"github.com/onecalico/calico/internal/dataplane/nft"
 	"github.com/onecalico/calico/internal/dataplane/route"
@@ -24,11 +19,8 @@ import (
 // reconcile goroutine. It remembers what it last applied successfully, per
 // part, so that an incremental apply touches only what changed.
 type dataplane struct {
-	a        *Agent
-	ns       string
-	h        *netlink.Handle
-	nft      *nftables.Conn
-	nftClose func() error
+	a *Agent
+	k Kernel // every kernel call goes through it (kernel.go)
 
 	host        HostFacts
 	hostFor     netip.Prefix // the node address host facts were read for
@@ -37,8 +29,6 @@ type dataplane struct {
 
 	last    applied
 	wepDone map[string]bool // workload interfaces whose sysctls are set (or that were missing)
-	batch   *route.Batcher  // bulk route changes (calc_bgp.go); nil until first used
-	nbatch  *tunnel.Batcher // bulk neighbour/FDB changes; nil until first used
 	// calc is the last Calc's result and calcModel its input (reconcileOnce),
 	// valid with calcOK.
 	calc      Desired
@@ -66,29 +56,21 @@ type applied struct {
 	mtuOK      bool
 }
 
+// newDataplane applies through Config.Kernel, or the kernel of
+// Config.NetNS when that is nil.
 func newDataplane(a *Agent) (*dataplane, error) {
-	h, err := netns.NewHandle(a.cfg.NetNS)
-	if err != nil {
-		return nil, fmt.Errorf("open netlink in %q: %w", a.cfg.NetNS, err)
+	k := a.cfg.Kernel
+	if k == nil {
+		nk, err := newNetlinkKernel(a.cfg.NetNS, a.log)
+		if err != nil {
+			return nil, err
+		}
+		k = nk
 	}
-	c, closer, err := netns.NewNftConn(a.cfg.NetNS)
-	if err != nil {
-		h.Close()
-		return nil, fmt.Errorf("open nftables in %q: %w", a.cfg.NetNS, err)
-	}
-	return &dataplane{a: a, ns: a.cfg.NetNS, h: h, nft: c, nftClose: closer, wepDone: map[string]bool{}}, nil
+	return &dataplane{a: a, k: k, wepDone: map[string]bool{}}, nil
 }
 
-func (dp *dataplane) close() {
-	dp.h.Close()
-	if dp.batch != nil {
-		dp.batch.Close()
-	}
-	if dp.nbatch != nil {
-		dp.nbatch.Close()
-	}
-	_ = dp.nftClose()
-}
+func (dp *dataplane) close() { dp.k.Close() }
 
 // refreshHost reads the kernel facts calc needs (the interface holding the
 // node address, the host MTU) when they may have changed: on the first
@@ -104,7 +86,7 @@ func (dp *dataplane) refreshHost(m *Model, full bool) error {
 		(dp.host.ParentIf != "" || !me.IPv4.IsValid()) {
 		return nil
 	}
-	ifs, err := ifaces.List(dp.h)
+	ifs, err := dp.k.Interfaces()
 	if err != nil {
 		return err
 	}
@@ -119,7 +101,7 @@ func (dp *dataplane) refreshHost(m *Model, full bool) error {
 		}
 	}
 	if m.Felix.MTUIfacePattern != nil {
-		if facts.HostMTU, err = link.HostMTU(dp.h, m.Felix.MTUIfacePattern); err != nil {
+		if facts.HostMTU, err = dp.k.HostMTU(m.Felix.MTUIfacePattern); err != nil {
 			return err
 		}
 	}
@@ -156,7 +138,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 	if full || !l.sysctlsOK || !reflect.DeepEqual(d.Sysctls, l.sysctls) {
 		timed("sysctl", func() {
 			l.sysctlsOK = false
-			if err := netns.SetSysctls(dp.ns, d.Sysctls...); err != nil {
+			if err := dp.k.SetSysctls(d.Sysctls...); err != nil {
 				res.fail("sysctl", err, dp)
 				return
 			}
@@ -169,7 +151,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 	if d.VXLANState == DevicePresent && (full || !l.vxlanOK || l.vxlanState != DevicePresent || !reflect.DeepEqual(d.VXLAN, l.vxlan)) {
 		timed("vxlan", func() {
 			l.vxlanOK = false
-			if err := tunnel.EnsureVXLAN(dp.h, d.VXLAN); err != nil {
+			if err := dp.k.EnsureVXLAN(d.VXLAN); err != nil {
 				res.fail("vxlan", err, dp)
 				return
 			}
@@ -179,10 +161,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 	if d.VXLANState == DevicePresent && l.vxlanOK && (full || vxlanApplied || !l.vtepsOK || !reflect.DeepEqual(d.VTEPs, l.vteps)) {
 		timed("vteps", func() {
 			l.vtepsOK = false
-			if dp.nbatch == nil {
-				dp.nbatch, _ = tunnel.NewBatcher(dp.ns) // nil: one request per entry
-			}
-			if err := tunnel.SyncVTEPsWith(dp.h, dp.nbatch, VXLANDevice, d.VTEPs); err != nil {
+			if err := dp.k.SyncVTEPs(VXLANDevice, d.VTEPs); err != nil {
 				res.fail("vteps", err, dp)
 				return
 			}
@@ -192,7 +171,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 	if d.IPIPState == DevicePresent && (full || !l.ipipOK || !reflect.DeepEqual(d.IPIP, l.ipip)) {
 		timed("ipip", func() {
 			l.ipipOK = false
-			err := tunnel.EnsureIPIP(dp.h, d.IPIP)
+			err := dp.k.EnsureIPIP(d.IPIP)
 			switch {
 			case errors.Is(err, tunnel.ErrNotSupported):
 				dp.host.IPIPUnsupported = true
@@ -229,7 +208,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 	if d.VXLANState == DeviceAbsent && (full || !l.vxlanOK || l.vxlanState != DeviceAbsent) {
 		timed("vxlan", func() {
 			l.vxlanOK = false
-			if err := tunnel.DeleteLink(dp.h, VXLANDevice); err != nil {
+			if err := dp.k.DeleteLink(VXLANDevice); err != nil {
 				res.fail("vxlan", err, dp)
 				return
 			}
@@ -240,7 +219,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 	if full || !l.natOK || !reflect.DeepEqual(d.NAT, l.nat) {
 		timed("nat", func() {
 			l.natOK = false
-			if err := nft.Apply(dp.nft, d.NAT); err != nil {
+			if err := dp.k.ApplyNAT(d.NAT); err != nil {
 				res.fail("nat", err, dp)
 				return
 			}
@@ -289,7 +268,7 @@ func (dp *dataplane) workloads(d Desired, full bool, res *applyResult, timed fun
 	}
 	timed("workload", func() {
 		for _, i := range todo {
-			err := netns.SetSysctls(dp.ns, WorkloadSysctls(i)...)
+			err := dp.k.SetSysctls(WorkloadSysctls(i)...)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
 				dp.a.log.Debug("workload interface not present; its sysctls are retried at the next resync", "component", "dataplane", "iface", i)

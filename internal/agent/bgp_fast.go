@@ -64,7 +64,7 @@ func (a *Agent) reconcileLearned() (ok, done bool) {
 		b.recalc.Store(true)
 		return false, false
 	}
-	res, err := route.ApplyChanges(dp.h, dp.batcher(), f.owner, prev, want)
+	res, err := dp.k.ApplyRouteChanges(f.owner, prev, want)
 	n := res.Added + res.Replaced + res.Deleted
 	a.met.routeChanges.Add(float64(n))
 	if err != nil {

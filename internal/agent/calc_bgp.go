@@ -103,25 +103,7 @@ func (c *calc) bgpRoute(dst netip.Prefix, nh netip.Addr, pool Pool) (route.Route
 func (dp *dataplane) applyRoutes(d Desired, full bool) (route.Result, error) {
 	l := &dp.last
 	if full || l.ownBGP != d.OwnBGPRoutes {
-		b := dp.batcher()
-		if b != nil {
-			b.Forget()
-		}
-		return route.ApplyWith(dp.h, b, d.routeOwner(), d.Routes)
+		return dp.k.ApplyRoutes(d.routeOwner(), d.Routes)
 	}
-	return route.ApplyChanges(dp.h, dp.batcher(), d.routeOwner(), l.routes, d.Routes)
-}
-
-// batcher opens the bulk route socket on first use; nil (ApplyChanges
-// then writes one route per request) when it cannot be opened.
-func (dp *dataplane) batcher() *route.Batcher {
-	if dp.batch == nil {
-		b, err := route.NewBatcher(dp.ns)
-		if err != nil {
-			dp.a.log.Warn("bulk route socket", "component", "dataplane", "err", err)
-			return nil
-		}
-		dp.batch = b
-	}
-	return dp.batch
+	return dp.k.ApplyRouteChanges(d.routeOwner(), l.routes, d.Routes)
 }

@@ -103,6 +103,9 @@ type Config struct {
 	DisableListeners bool              // no health/metrics TCP listeners (control socket only)
 	ClusterType      string            // CLUSTER_TYPE: added to ClusterInformation clusterType
 	BGPSecretDir     string            // "" = DefaultBGPSecretDir; BGP passwords as <dir>/<secret>/<key>
+	// Kernel is what the dataplane is applied to; nil is the kernel of
+	// NetNS. The scale harness sets one that records instead (kernel.go).
+	Kernel Kernel
 }
 
 // ErrConfig is wrapped by every configuration error.

@@ -3,17 +3,12 @@ package agent
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/google/nftables"
-
 	"github.com/onecalico/calico/internal/api"
-	"github.com/onecalico/calico/internal/dataplane/ifaces"
-	"github.com/onecalico/calico/internal/dataplane/netns"
 	"github.com/onecalico/calico/internal/dataplane/nft"
 	"github.com/onecalico/calico/internal/policy"
 	"github.com/onecalico/calico/internal/ruleset"
@@ -24,37 +19,23 @@ import (
 // used by the reconcile goroutine only; its counters are read for
 // metrics on a Conn of their own.
 type policyPlane struct {
-	applier *nft.PolicyApplier
-	conn    *nftables.Conn
-	nsFile  *os.File
+	applier PolicyKernel
 	opts    nft.PolicyOptions
 	ok      bool     // the last apply succeeded
 	skipped []string // endpoints the last apply left out (logged when it changes)
 }
 
-// newPolicyPlane opens a Conn with big buffers in the agent's namespace
-// and registers the policy counters' collector.
+// newPolicyPlane opens the policy table's applier through the Kernel and,
+// for the real one, registers the policy counters' collector.
 func (a *Agent) newPolicyPlane() (*policyPlane, error) {
-	var opts []nftables.ConnOption
-	var f *os.File
-	if a.cfg.NetNS != "" {
-		var err error
-		if f, err = netns.Open(a.cfg.NetNS); err != nil {
-			return nil, err
-		}
-		opts = append(opts, nftables.WithNetNSFd(int(f.Fd())))
-	}
-	batch := &nft.BatchSocket{}
-	c, err := nftables.New(append(opts, nftables.AsLasting(), nftables.WithSockOptions(batch.Grab))...)
+	k, err := a.dp.k.Policy(nft.PolicyTableName)
 	if err != nil {
-		if f != nil {
-			f.Close()
-		}
-		return nil, fmt.Errorf("open nftables for policy: %w", err)
+		return nil, err
 	}
-	p := &policyPlane{applier: nft.NewPolicyApplier(c, nft.PolicyTableName).SendThrough(batch), conn: c, nsFile: f}
-	a.met.registry.MustRegister(newPolicyCollector(a.cfg.NetNS, p.applier))
-	return p, nil
+	if np, ok := k.(*nftPolicy); ok {
+		a.met.registry.MustRegister(newPolicyCollector(a.cfg.NetNS, np.PolicyApplier))
+	}
+	return &policyPlane{applier: k}, nil
 }
 
 // policyOptions resolves the FelixConfiguration settings the policy table
@@ -155,7 +136,7 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 		return
 	}
 	if full && p.ok {
-		if _, err := p.conn.ListTableOfFamily(nft.PolicyTableName, nftables.TableFamilyINet); err != nil {
+		if err := p.applier.Check(); err != nil {
 			a.log.Warn("policy table missing; replacing it", "component", "dataplane", "err", err)
 			p.applier.Invalidate()
 		}
@@ -200,7 +181,7 @@ func needsHostIfaces(rs *ruleset.Ruleset) bool {
 
 // hostInterfaces lists the node's interfaces with their addresses.
 func (a *Agent) hostInterfaces() map[string][]netip.Addr {
-	ifs, err := ifaces.List(a.dp.h)
+	ifs, err := a.dp.k.Interfaces()
 	if err != nil {
 		a.log.Error("list interfaces for host endpoints", "component", "dataplane", "err", err)
 		return nil
@@ -223,8 +204,5 @@ func (a *Agent) closePolicy() {
 	if a.pol == nil {
 		return
 	}
-	_ = a.pol.conn.CloseLasting()
-	if a.pol.nsFile != nil {
-		a.pol.nsFile.Close()
-	}
+	a.pol.applier.Close()
 }

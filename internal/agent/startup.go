@@ -49,8 +49,12 @@ func (a *Agent) startup(ctx context.Context) error {
 	return nil
 }
 
-// interfaces lists the node's interfaces in its namespace.
+// interfaces lists the node's interfaces in its namespace (through
+// Config.Kernel when set).
 func (a *Agent) interfaces() ([]ifaces.Interface, error) {
+	if a.cfg.Kernel != nil {
+		return a.cfg.Kernel.Interfaces()
+	}
 	h, err := netns.NewHandle(a.cfg.NetNS)
 	if err != nil {
 		return nil, err
