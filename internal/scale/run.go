@@ -1,0 +1,528 @@
+package scale
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/onecalico/calico/internal/agent"
+	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/ipam"
+)
+
+// Env is what a run needs from its surroundings (the tests provide it:
+// the etcd cluster is theirs).
+type Env struct {
+	NewStore StoreFactory
+	Dir      string
+	// EtcdPIDs are the members' processes (for their memory).
+	EtcdPIDs func() []int
+	// EtcdRequests is the number of requests the members have served so
+	// far, summed (nil: the request rate is not measured).
+	EtcdRequests func(ctx context.Context) (float64, error)
+	// Logf reports progress.
+	Logf func(format string, args ...any)
+	// Quick shortens the idle and churn windows (the smoke test).
+	Quick bool
+}
+
+// Result is one run's figures.
+type Result struct {
+	N int
+	// Cold start: every agent started at once until every one has every
+	// other node's routes and VTEP.
+	ColdStart     time.Duration
+	ColdStartDist Dist
+	PeakEtcdRate  float64 // requests/s, the highest over 1 s windows (0: not measured)
+	EtcdRSS       int64   // all members, after the cold start
+	EtcdRSSMax    int64   // the largest member
+	// Memory and CPU of the harness process.
+	Base               ProcStats // before any agent
+	Idle, Churn        ProcStats // after the idle and churn windows
+	ChurnPeakRSS       int64
+	IdleCPU, ChurnCPU  float64 // per agent, in cores (1 = one core busy)
+	ChurnPods          int
+	IdleWin, ChurnWin  time.Duration
+	NewBlock           Dist // per node and sample
+	NewBlockSamples    int
+	Join, Delete       Dist
+	JoinSelf           time.Duration // until the joining node's tunnel address is written
+	Felix, Pool        Dist
+	FelixCPU, PoolCPU  time.Duration // process CPU until every node had it
+	RoutesPerNode      int
+	KernelCallsPerNode float64 // during the churn window
+}
+
+// PerAgentRSS is the process's resident memory above Base, per agent.
+func (r *Result) PerAgentRSS(s ProcStats) int64 { return (s.RSS - r.Base.RSS) / int64(r.N) }
+
+// PerAgentHeap is the Go heap above Base, per agent.
+func (r *Result) PerAgentHeap(s ProcStats) int64 {
+	return (int64(s.HeapInuse) - int64(r.Base.HeapInuse)) / int64(r.N)
+}
+
+// Run measures a cluster of n agents.
+func Run(ctx context.Context, env Env, n int) (*Result, error) {
+	f, err := NewFleet(env.Dir, env.NewStore)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r := &Result{N: n}
+	steps := []struct {
+		name string
+		run  func(context.Context, *Env, *Fleet, *Result) error
+	}{
+		{"cold start", coldStart},
+		{"pods", addPods},
+		{"idle and churn", idleAndChurn},
+		{"new block", newBlock},
+		{"join and delete", joinAndDelete},
+		{"FelixConfiguration change", felixChange},
+		{"IPPool change", poolChange},
+	}
+	for _, s := range steps {
+		t := time.Now()
+		if err := s.run(ctx, &env, f, r); err != nil {
+			return r, fmt.Errorf("N=%d %s: %w", n, s.name, err)
+		}
+		env.Logf("N=%d %s done in %s", n, s.name, time.Since(t).Round(time.Millisecond))
+	}
+	return r, nil
+}
+
+// waitFor bounds a wait by how many nodes there are.
+func waitFor(ctx context.Context, n int) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, 60*time.Second+time.Duration(n)*200*time.Millisecond)
+}
+
+func coldStart(ctx context.Context, env *Env, f *Fleet, r *Result) error {
+	if err := f.Setup(ctx); err != nil {
+		return err
+	}
+	r.Base = memNow()
+	stop := sampleRate(ctx, env, &r.PeakEtcdRate)
+	t0 := time.Now()
+	for i := range r.N {
+		if _, err := f.Start(ctx, i); err != nil {
+			stop()
+			return err
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	truth, err := completeTruth(wctx, f, r.N)
+	if err != nil {
+		stop()
+		return err
+	}
+	ds, err := WaitAll(wctx, f.Nodes(), t0, truth.Converged)
+	stop()
+	if err != nil {
+		return err
+	}
+	r.ColdStartDist = Summarize(ds)
+	r.ColdStart = r.ColdStartDist.Max
+	r.RoutesPerNode = len(truth.Blocks) - 1
+	for _, pid := range env.EtcdPIDs() {
+		m := RSS(pid)
+		r.EtcdRSS += m
+		r.EtcdRSSMax = max(r.EtcdRSSMax, m)
+	}
+	return nil
+}
+
+// completeTruth polls the datastore until every one of n nodes has its
+// tunnel address and block.
+func completeTruth(ctx context.Context, f *Fleet, n int) (*Truth, error) {
+	for {
+		t, err := f.ReadTruth(ctx)
+		if err == nil && t.Complete(n) {
+			return t, nil
+		}
+		select {
+		case <-ctx.Done():
+			if t != nil {
+				return nil, fmt.Errorf("datastore has %d nodes, %d blocks (want %d complete nodes): %w", len(t.Nodes), len(t.Blocks), n, ctx.Err())
+			}
+			return nil, errors.Join(err, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// sampleRate records the highest etcd request rate over windows of
+// about a second (sampled every 250 ms)
+// until the returned stop is called.
+func sampleRate(ctx context.Context, env *Env, peak *float64) (stop func()) {
+	if env.EtcdRequests == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		type sample struct {
+			v float64
+			t time.Time
+		}
+		var win []sample // the samples of the last second
+		for {
+			v, err := env.EtcdRequests(ctx)
+			now := time.Now()
+			if err == nil {
+				win = append(win, sample{v, now})
+				for len(win) > 1 && now.Sub(win[0].t) > time.Second {
+					win = win[1:]
+				}
+				if first := win[0]; len(win) > 1 && now.Sub(first.t) >= 500*time.Millisecond {
+					*peak = max(*peak, (v-first.v)/now.Sub(first.t).Seconds())
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+// Pod is one simulated pod: an address from IPAM and its endpoint.
+type Pod struct {
+	Node, Handle, WEP, Iface string
+	Addr                     netip.Addr
+}
+
+// AddPod does what the CNI plugin and calico-ipam do for a pod on node:
+// an address from pool A through IPAM, then the WorkloadEndpoint.
+func (f *Fleet) AddPod(ctx context.Context, node, id string) (*Pod, error) {
+	cid := node + "-" + id
+	p := &Pod{Node: node, Handle: "scale." + cid, Iface: "cali" + id}
+	v4, _, err := f.IPAM.AutoAssign(ctx, ipam.AutoAssignArgs{Num4: 1, HandleID: p.Handle, Hostname: node,
+		IPv4Pools: []string{PoolA}, Attrs: map[string]string{api.AttrNode: node}})
+	if err != nil {
+		return nil, fmt.Errorf("assign pod %s: %w", cid, err)
+	}
+	if len(v4) != 1 {
+		return nil, fmt.Errorf("assign pod %s: got %d addresses", cid, len(v4))
+	}
+	p.Addr = v4[0].Addr()
+	if p.WEP, err = api.WorkloadEndpointName(api.WorkloadEndpointIdentifiers{Node: node, Orchestrator: api.OrchestratorCNI,
+		ContainerID: cid, Endpoint: "eth0"}); err != nil {
+		return nil, err
+	}
+	w := api.NewWorkloadEndpoint()
+	w.Name, w.Namespace = p.WEP, "default"
+	w.Spec = api.WorkloadEndpointSpec{Orchestrator: api.OrchestratorCNI, Node: node, ContainerID: cid, Endpoint: "eth0",
+		IPNetworks: []string{netip.PrefixFrom(p.Addr, 32).String()}, InterfaceName: p.Iface}
+	if _, err := f.Client.Create(ctx, w); err != nil {
+		return nil, fmt.Errorf("create endpoint %s: %w", p.WEP, err)
+	}
+	return p, nil
+}
+
+// DeletePod undoes AddPod.
+func (f *Fleet) DeletePod(ctx context.Context, p *Pod) error {
+	if _, err := f.Client.Delete(ctx, api.KindWorkloadEndpoint, "default", p.WEP, ""); err != nil {
+		return fmt.Errorf("delete endpoint %s: %w", p.WEP, err)
+	}
+	return f.IPAM.ReleaseByHandle(ctx, p.Handle)
+}
+
+// podsPerNode is how many pods every node gets before the idle window.
+const podsPerNode = 2
+
+func addPods(ctx context.Context, env *Env, f *Fleet, r *Result) error {
+	nodes := f.Nodes()
+	var pods []*Pod
+	var mu sync.Mutex
+	if err := parallel(ctx, 8, len(nodes)*podsPerNode, func(ctx context.Context, i int) error {
+		n := nodes[i%len(nodes)]
+		p, err := f.AddPod(ctx, n.Name, fmt.Sprintf("p%d", i/len(nodes)))
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		pods = append(pods, p)
+		mu.Unlock()
+		return nil
+	}); err != nil {
+		return err
+	}
+	byNode := map[string][]*Pod{}
+	for _, p := range pods {
+		byNode[p.Node] = append(byNode[p.Node], p)
+	}
+	wctx, cancel := waitFor(ctx, len(nodes))
+	defer cancel()
+	_, err := WaitAll(wctx, nodes, time.Now(), func(n *Node) (time.Time, bool) {
+		for _, p := range byNode[n.Name] {
+			if _, ok := n.Kernel.Sysctl(agent.WorkloadSysctls(p.Iface)[0].Key); !ok {
+				return time.Time{}, false
+			}
+		}
+		return time.Now(), true
+	})
+	return err
+}
+
+// parallel runs do(0..count-1) on width goroutines; the first error stops it.
+func parallel(ctx context.Context, width, count int, do func(context.Context, int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, width)
+	for w := range width {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= count || ctx.Err() != nil {
+					return
+				}
+				if err := do(ctx, i); err != nil {
+					errs[w] = err
+					next.Store(int64(count))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func memNow() ProcStats { return SelfStats(true) }
+
+func cpuNow() time.Duration { return SelfStats(false).CPU }
+
+// The churn: churnRate pods a second are added on random nodes, each
+// deleted churnLife after it was added.
+const (
+	churnRate = 10
+	churnLife = 5 * time.Second
+)
+
+func idleAndChurn(ctx context.Context, env *Env, f *Fleet, r *Result) error {
+	r.IdleWin, r.ChurnWin = 10*time.Second, 20*time.Second
+	life := churnLife
+	if env.Quick {
+		r.IdleWin, r.ChurnWin, life = 2*time.Second, 3*time.Second, time.Second
+	}
+	c0 := cpuNow()
+	time.Sleep(r.IdleWin) // a measurement window, not a wait for a condition
+	c1 := cpuNow()
+	r.Idle = memNow()
+	r.IdleCPU = float64(c1-c0) / float64(r.IdleWin) / float64(r.N)
+
+	nodes := f.Nodes()
+	calls0 := kernelCalls(nodes)
+	rng := rand.New(rand.NewPCG(uint64(r.N), 12))
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		errs    []error
+		peakRSS int64
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	c2 := cpuNow()
+	start := time.Now()
+	tick := time.NewTicker(time.Second / churnRate)
+	for i := 0; time.Since(start) < r.ChurnWin; i++ {
+		<-tick.C
+		n := nodes[rng.IntN(len(nodes))]
+		wg.Go(func() {
+			p, err := f.AddPod(ctx, n.Name, fmt.Sprintf("c%d", i))
+			if err != nil {
+				fail(err)
+				return
+			}
+			time.Sleep(life) // the pod's lifetime
+			if err := f.DeletePod(ctx, p); err != nil {
+				fail(err)
+			}
+		})
+		r.ChurnPods++
+		if i%churnRate == 0 {
+			peakRSS = max(peakRSS, RSS(os.Getpid()))
+		}
+	}
+	tick.Stop()
+	c3 := cpuNow()
+	r.ChurnCPU = float64(c3-c2) / float64(time.Since(start)) / float64(r.N)
+	r.KernelCallsPerNode = float64(kernelCalls(nodes)-calls0) / float64(len(nodes))
+	r.Churn = memNow()
+	r.ChurnPeakRSS = max(peakRSS, r.Churn.RSS)
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func kernelCalls(nodes []*Node) int {
+	s := 0
+	for _, n := range nodes {
+		s += n.Kernel.Counts().Calls
+	}
+	return s
+}
+
+// NewBlockSamples is how many fresh blocks the new-block measurement claims.
+const NewBlockSamples = 5
+
+func newBlock(ctx context.Context, env *Env, f *Fleet, r *Result) error {
+	nodes := f.Nodes()
+	slices.SortFunc(nodes, func(a, b *Node) int { return compareName(a.Name, b.Name) })
+	var all []time.Duration
+	for s := range NewBlockSamples {
+		owner := nodes[s*len(nodes)/NewBlockSamples]
+		t0 := time.Now()
+		v4, _, err := f.IPAM.AutoAssign(ctx, ipam.AutoAssignArgs{Num4: 1, HandleID: fmt.Sprintf("scale.nb%d", s),
+			Hostname: owner.Name, IPv4Pools: []string{PoolB}})
+		if err != nil {
+			return err
+		}
+		blk := netip.PrefixFrom(v4[0].Addr(), BlockBits).Masked()
+		others := slices.DeleteFunc(slices.Clone(nodes), func(n *Node) bool { return n == owner })
+		wctx, cancel := waitFor(ctx, len(nodes))
+		ds, err := WaitAll(wctx, others, t0, func(n *Node) (time.Time, bool) {
+			_, at, ok := n.Kernel.Route(blk)
+			return at, ok
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("route to %s (claimed by %s): %w", blk, owner.Name, err)
+		}
+		all = append(all, ds...)
+	}
+	r.NewBlock, r.NewBlockSamples = Summarize(all), NewBlockSamples
+	return nil
+}
+
+func compareName(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func joinAndDelete(ctx context.Context, env *Env, f *Fleet, r *Result) error {
+	others := f.Nodes()
+	t0 := time.Now()
+	n, err := f.Start(ctx, r.N)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := waitFor(ctx, len(others))
+	defer cancel()
+	var tip netip.Addr
+	var blk netip.Prefix
+	for !blk.IsValid() {
+		t, err := f.ReadTruth(wctx)
+		if err != nil {
+			return err
+		}
+		tip = t.Nodes[n.Name].TunnelIP
+		for b, owner := range t.Blocks {
+			if owner == n.Name && tip.IsValid() && b.Contains(tip) {
+				blk = b
+				r.JoinSelf = time.Since(t0)
+			}
+		}
+		if !blk.IsValid() {
+			select {
+			case <-wctx.Done():
+				return fmt.Errorf("node %s has no tunnel address: %w", n.Name, wctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	ds, err := WaitAll(wctx, others, t0, func(o *Node) (time.Time, bool) {
+		_, rt, ok := o.Kernel.Route(blk)
+		v, vt, ok2 := o.Kernel.VTEP(tip)
+		return later(rt, vt), ok && ok2 && v.NodeIP == n.Addr.Addr()
+	})
+	if err != nil {
+		return fmt.Errorf("join of %s: %w", n.Name, err)
+	}
+	r.Join = Summarize(ds)
+	if err := f.Stop(n); err != nil {
+		return err
+	}
+	t0 = time.Now()
+	if err := f.DeleteNode(ctx, n.Name); err != nil {
+		return err
+	}
+	ds, err = WaitAll(wctx, others, t0, func(o *Node) (time.Time, bool) {
+		rt, ok := o.Kernel.RouteGone(blk)
+		vt, ok2 := o.Kernel.VTEPGone(tip)
+		return later(rt, vt), ok && ok2
+	})
+	if err != nil {
+		return fmt.Errorf("delete of %s: %w", n.Name, err)
+	}
+	r.Delete = Summarize(ds)
+	return nil
+}
+
+// felixMTU is what the FelixConfiguration change sets (vxlanMTU).
+const felixMTU = 1400
+
+func felixChange(ctx context.Context, env *Env, f *Fleet, r *Result) error {
+	res, err := f.Client.Get(ctx, api.KindFelixConfiguration, "", "default")
+	if err != nil {
+		return err
+	}
+	fc := res.(*api.FelixConfiguration)
+	fc.Spec.VXLANMTU = new(int)
+	*fc.Spec.VXLANMTU = felixMTU
+	c0, t0 := cpuNow(), time.Now()
+	if _, err := f.Client.Update(ctx, fc); err != nil {
+		return err
+	}
+	wctx, cancel := waitFor(ctx, r.N)
+	defer cancel()
+	ds, err := WaitAll(wctx, f.Nodes(), t0, func(n *Node) (time.Time, bool) {
+		v, ok := n.Kernel.VXLAN(agent.VXLANDevice)
+		return n.Kernel.ChangedAt("link:" + agent.VXLANDevice), ok && v.MTU == felixMTU
+	})
+	r.FelixCPU = cpuNow() - c0
+	r.Felix = Summarize(ds)
+	return err
+}
+
+func poolChange(ctx context.Context, env *Env, f *Fleet, r *Result) error {
+	res, err := f.Client.Get(ctx, api.KindIPPool, "", PoolA)
+	if err != nil {
+		return err
+	}
+	p := res.(*api.IPPool)
+	p.Spec.NATOutgoing = false
+	cidr := netip.MustParsePrefix(PoolACIDR)
+	c0, t0 := cpuNow(), time.Now()
+	if _, err := f.Client.Update(ctx, p); err != nil {
+		return err
+	}
+	wctx, cancel := waitFor(ctx, r.N)
+	defer cancel()
+	ds, err := WaitAll(wctx, f.Nodes(), t0, func(n *Node) (time.Time, bool) {
+		t := n.Kernel.NAT()
+		return n.Kernel.ChangedAt("nat"), t.Name != "" && !slices.Contains(t.NAT.MasqPools, cidr)
+	})
+	r.PoolCPU = cpuNow() - c0
+	r.Pool = Summarize(ds)
+	return err
+}

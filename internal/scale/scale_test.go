@@ -1,0 +1,221 @@
+package scale_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+
+	"github.com/onecalico/calico/internal/datastore/etcd"
+	"github.com/onecalico/calico/internal/kv"
+	"github.com/onecalico/calico/internal/scale"
+	"github.com/onecalico/calico/internal/testutil"
+)
+
+// newEnv starts a 3-member etcd cluster (testutil.StartEtcdCluster:
+// `calico etcd` processes with TLS, members talking on the loopback of a
+// namespace of their own, clients on unix sockets) and returns the
+// harness's environment on it.
+func newEnv(t *testing.T) scale.Env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		testutil.Unavailable(t, "the etcd cluster runs in a network namespace of its own: needs root")
+	}
+	bin := os.Getenv("CALICO_BIN")
+	if bin == "" {
+		testutil.Unavailable(t, "needs the make-built binary with the embedded etcd server: run `make test` or `make scale` (CALICO_BIN unset)")
+	}
+	cl := testutil.StartEtcdCluster(t, bin, 3)
+	cfg := etcd.Config{Endpoints: cl.Endpoints(), CACertFile: cl.CACertFile, CertFile: cl.CertFile, KeyFile: cl.KeyFile,
+		DialTimeout: 30 * time.Second, RequestTimeout: 60 * time.Second}
+	scrape := newScraper(t, cl)
+	return scale.Env{
+		NewStore: func() (kv.Store, error) { return etcd.New(cfg) },
+		Dir:      t.TempDir(),
+		EtcdPIDs: func() []int {
+			var pids []int
+			for _, m := range cl.Members {
+				pids = append(pids, m.PID())
+			}
+			return pids
+		},
+		EtcdRequests: scrape.requests,
+		Logf:         t.Logf,
+	}
+}
+
+// scraper reads the members' /metrics (served on their client sockets).
+type scraper struct {
+	members []*testutil.EtcdMember
+	clients []*http.Client
+}
+
+func newScraper(t *testing.T, cl *testutil.EtcdCluster) *scraper {
+	tlsCfg, err := transport.TLSInfo{CertFile: cl.CertFile, KeyFile: cl.KeyFile, TrustedCAFile: cl.CACertFile}.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &scraper{members: cl.Members}
+	for _, m := range cl.Members {
+		path := strings.TrimPrefix(m.Endpoint, "unixs://")
+		c := tlsCfg.Clone()
+		c.ServerName = "localhost"
+		tr := &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			},
+			TLSClientConfig: c,
+		}
+		t.Cleanup(tr.CloseIdleConnections)
+		s.clients = append(s.clients, &http.Client{Transport: tr, Timeout: 5 * time.Second})
+	}
+	return s
+}
+
+// requests sums grpc_server_started_total (every RPC a member started,
+// unary or stream) over the members.
+func (s *scraper) requests(ctx context.Context) (float64, error) {
+	total := 0.0
+	for _, c := range s.clients {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://localhost/metrics", nil)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		v, err := sumMetric(bufio.NewScanner(resp.Body), "grpc_server_started_total")
+		resp.Body.Close()
+		if err != nil {
+			return 0, err
+		}
+		total += v
+	}
+	return total, nil
+}
+
+func sumMetric(sc *bufio.Scanner, name string) (float64, error) {
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	found, sum := false, 0.0
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metric line %q: %w", line, err)
+		}
+		sum, found = sum+v, true
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("no %s in the member's metrics", name)
+	}
+	return sum, nil
+}
+
+// TestScaleSmoke runs the whole harness with 10 agents: every step must
+// converge (cold start, pods, churn, new block, join, delete,
+// FelixConfiguration and IPPool changes).
+func TestScaleSmoke(t *testing.T) {
+	env := newEnv(t)
+	env.Quick = true
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	const n = 10
+	if _, err := env.EtcdRequests(ctx); err != nil {
+		t.Errorf("etcd request counter: %v", err)
+	}
+	r, err := scale.Run(ctx, env, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RoutesPerNode != n-1 {
+		t.Errorf("every node has %d remote blocks, want %d", r.RoutesPerNode, n-1)
+	}
+	if r.ColdStartDist.N != n || r.NewBlock.N != scale.NewBlockSamples*(n-1) || r.Join.N != n || r.Delete.N != n {
+		t.Errorf("samples: cold start %d, new block %d, join %d, delete %d", r.ColdStartDist.N, r.NewBlock.N, r.Join.N, r.Delete.N)
+	}
+	t.Log("\n" + scale.Tables([]*scale.Result{r}))
+}
+
+// TestScale is the full harness that `make scale` runs: SCALE_N lists
+// the cluster sizes (e.g. 100,300,1000), each on a fresh 3-member
+// cluster; without it the test skips. The tables are printed; with
+// SCALE_DOCS=<dir> they and the plots also go into <dir>/scale.md and
+// <dir>/scale-*.svg.
+func TestScale(t *testing.T) {
+	spec := os.Getenv("SCALE_N")
+	if spec == "" {
+		t.Skip("SCALE_N unset: the full harness runs with `make scale` (SCALE_N=100,300,1000)")
+	}
+	var sizes []int
+	for _, s := range strings.Split(spec, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 2 {
+			t.Fatalf("SCALE_N=%q: want a comma-separated list of node counts, each at least 2", spec)
+		}
+		sizes = append(sizes, n)
+	}
+	var results []*scale.Result
+	for _, n := range sizes {
+		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
+			env := newEnv(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+			defer cancel()
+			r, err := scale.Run(ctx, env, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			results = append(results, r)
+			t.Log("\n" + scale.Tables([]*scale.Result{r}))
+		})
+	}
+	if len(results) == 0 {
+		return
+	}
+	fmt.Println(scale.Tables(results))
+	if dir := os.Getenv("SCALE_DOCS"); dir != "" {
+		if err := scale.WriteDocs(dir, results, machine()); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s/scale.md and its plots", dir)
+	}
+}
+
+// machine describes this machine for the docs: CPU model, cores, memory.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) > 1 {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			mem = fmt.Sprintf(", %d GB RAM", (kb+(1<<19))>>20)
+		}
+	}
+	return fmt.Sprintf("%d × %s%s, %s/%s", runtime.NumCPU(), model, mem, runtime.GOOS, runtime.GOARCH)
+}
