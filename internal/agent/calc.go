@@ -135,9 +135,10 @@ func (c *calc) run() Desired {
 }
 
 func (c *calc) workloads() {
+	// Map order: ifs is sorted below, and the count needs no order (the
+	// cluster's endpoints are not sorted for the few that are local).
 	var ifs []string
-	for _, k := range sortedKeys(c.m.WEPs) {
-		w := c.m.WEPs[k]
+	for _, w := range c.m.WEPs {
 		if w.Node != c.m.NodeName {
 			continue
 		}
@@ -303,7 +304,7 @@ func (c *calc) poolFor(p netip.Prefix) (Pool, bool) {
 
 func (c *calc) routes() {
 	m := c.m
-	want := map[netip.Prefix]route.Route{}
+	want := make(map[netip.Prefix]route.Route, len(m.Blocks))
 	// Addresses of local workloads: their /32 routes are the CNI plugin's,
 	// so no route of ours may ever take their destination.
 	local := map[netip.Prefix]bool{}
@@ -323,9 +324,11 @@ func (c *calc) routes() {
 	}
 	// owner[ip] is the node an address belongs to when it is not the
 	// block's affine node (borrowed addresses, from blocks and endpoints).
+	// When two endpoints claim one address, the one with the greatest key
+	// wins (the last in key order), without sorting every endpoint.
 	borrowed := map[netip.Addr]string{}
-	for _, k := range sortedKeys(m.WEPs) {
-		w := m.WEPs[k]
+	borrowedKey := map[netip.Addr]string{}
+	for k, w := range m.WEPs {
 		if w.Node == "" {
 			continue
 		}
@@ -334,7 +337,9 @@ func (c *calc) routes() {
 				continue
 			}
 			if b, ok := c.blockOf(ip.Addr()); !ok || b.Affinity != w.Node {
-				borrowed[ip.Addr()] = w.Node
+				if prev, seen := borrowedKey[ip.Addr()]; !seen || k > prev {
+					borrowed[ip.Addr()], borrowedKey[ip.Addr()] = w.Node, k
+				}
 			}
 		}
 	}
