@@ -10,7 +10,7 @@ GO       ?= go
 # are heavy and the reference machine has two cores.
 TESTFLAGS ?= -count=1 -p 1 -timeout 30m
 
-.PHONY: all build links test lint demo demo-bgp bench clean
+.PHONY: all build links test lint demo demo-bgp bench scale clean
 
 all: build
 
@@ -46,6 +46,15 @@ lint:
 # package's benchmark. The lab benchmarks need root, as the tests do.
 bench: build
 	CALICO_BIN=$(CURDIR)/bin $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -p 1 -timeout 60m ./...
+
+# The scale harness (internal/scale, docs/scale.md): for each N in SCALE_N,
+# N node agents in this process against a fresh 3-member etcd cluster,
+# measured; prints the tables and rewrites docs/scale.md's figures and the
+# plots. Needs root (the cluster's namespace). `make test` runs only its
+# N=10 smoke test.
+SCALE_N ?= 100,300,1000
+scale: build
+	CALICO_BIN=$(CURDIR)/bin SCALE_N=$(SCALE_N) SCALE_DOCS=$(CURDIR)/docs $(GO) test -run '^TestScale$$' -count 1 -v -timeout 60m ./internal/scale
 
 # demo.sh checks for the tools it needs (installing missing Debian
 # packages) before it runs `make build` itself.

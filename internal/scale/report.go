@@ -14,25 +14,25 @@ func Tables(rs []*Result) string {
 	row := func(cells ...string) { b.WriteString("| " + strings.Join(cells, " | ") + " |\n") }
 	rule := func(n int) { b.WriteString("|" + strings.Repeat("---|", n) + "\n") }
 	b.WriteString("Convergence (each figure is per node: when that node's counted kernel got the change, from the datastore write; p50 / p99 / max across nodes)\n\n")
-	row("N", "cold start: all nodes have all routes and VTEPs", "new block → route on every other node", "node joins → its route and VTEP everywhere", "node deleted → withdrawn everywhere", "FelixConfiguration (vxlanMTU) → every node", "IPPool (natOutgoing) → every node")
-	rule(7)
+	row("N", "cold start: all nodes have all routes and VTEPs", "new block → route on every other node", "CPU per node per new block", "node joins → its route and VTEP everywhere", "node deleted → withdrawn everywhere", "FelixConfiguration (vxlanMTU) → every node", "IPPool (natOutgoing) → every node")
+	rule(8)
 	for _, r := range rs {
-		row(fmt.Sprint(r.N), fmt.Sprintf("%s (p50 %s)", ms(r.ColdStart), ms(r.ColdStartDist.P50)), dist(r.NewBlock), dist(r.Join), dist(r.Delete), dist(r.Felix), dist(r.Pool))
+		row(fmt.Sprint(r.N), fmt.Sprintf("%s (p50 %s)", ms(r.ColdStart), ms(r.ColdStartDist.P50)), dist(r.NewBlock), fmt.Sprintf("%.2f ms", float64(r.NewBlockCPU.Microseconds())/1000), dist(r.Join), dist(r.Delete), dist(r.Felix), dist(r.Pool))
 	}
 	b.WriteString("\nResources (one process holds every agent; per-agent figures are the process's figure above the baseline, divided by N)\n\n")
-	row("N", "baseline RSS (no agent)", "per agent RSS idle", "per agent Go heap idle", "per agent RSS churn (peak)", "churn − idle", "per agent CPU idle", "per agent CPU churn", "etcd RSS (3 members; largest)", "peak etcd requests/s (cold start)", "FelixConfiguration change CPU (per node)", "IPPool change CPU (per node)")
+	row("N", "baseline RSS (no agent)", "per agent RSS idle", "per agent Go heap idle", "per agent RSS churn (peak)", "churn − idle", "per agent CPU idle (process)", "per agent CPU churn (process)", "etcd RSS (3 members; largest)", "peak etcd requests/s (cold start)", "FelixConfiguration change CPU (per node)", "IPPool change CPU (per node)")
 	rule(12)
 	for _, r := range rs {
 		idle, churn := r.PerAgentRSS(r.Idle), (r.ChurnPeakRSS-r.Base.RSS)/int64(r.N)
 		row(fmt.Sprint(r.N), mb(r.Base.RSS), mb(idle), mb(r.PerAgentHeap(r.Idle)), mb(churn), mb(churn-idle),
-			pct(r.IdleCPU), pct(r.ChurnCPU), fmt.Sprintf("%s (%s)", mb(r.EtcdRSS), mb(r.EtcdRSSMax)), rate(r.PeakEtcdRate),
+			fmt.Sprintf("%s (%.2f cores)", pct(r.IdleCPU), r.IdleProcCores), fmt.Sprintf("%s (%.2f cores)", pct(r.ChurnCPU), r.ChurnProcCores), fmt.Sprintf("%s (%s)", mb(r.EtcdRSS), mb(r.EtcdRSSMax)), rate(r.PeakEtcdRate),
 			perNode(r.FelixCPU, r.N), perNode(r.PoolCPU, r.N))
 	}
 	b.WriteString("\nWorkload per run: ")
 	if len(rs) > 0 {
 		r := rs[0]
-		fmt.Fprintf(&b, "%d pods per node before the idle window (%s); churn of %d pods/s on random nodes for %s, each deleted %s after it was added (%d pods added); %d new blocks claimed (one at a time) for the new-block figure.\n",
-			podsPerNode, r.IdleWin, churnRate, r.ChurnWin, churnLife, r.ChurnPods, r.NewBlockSamples)
+		fmt.Fprintf(&b, "%d pod(s) per node before the idle window (%s); churn of %d pods/s on random nodes for %s, each deleted %s after it was added (%d pods added); %d new blocks claimed (one at a time) for the new-block figure.\n",
+			podsPerNode, r.IdleWin, churnRate, r.ChurnWin, r.ChurnLife, r.ChurnPods, r.NewBlockSamples)
 	}
 	return b.String()
 }

@@ -40,17 +40,26 @@ type Result struct {
 	// other node's routes and VTEP.
 	ColdStart     time.Duration
 	ColdStartDist Dist
-	PeakEtcdRate  float64 // requests/s, the highest over 1 s windows (0: not measured)
-	EtcdRSS       int64   // all members, after the cold start
-	EtcdRSSMax    int64   // the largest member
+	// ColdRegistered is when the datastore held every Node with its
+	// tunnel address and block (as the harness polled it).
+	ColdRegistered time.Duration
+	PeakEtcdRate   float64 // requests/s, the highest over 1 s windows (0: not measured)
+	EtcdRSS        int64   // all members, after the cold start
+	EtcdRSSMax     int64   // the largest member
 	// Memory and CPU of the harness process.
-	Base               ProcStats // before any agent
-	Idle, Churn        ProcStats // after the idle and churn windows
-	ChurnPeakRSS       int64
-	IdleCPU, ChurnCPU  float64 // per agent, in cores (1 = one core busy)
-	ChurnPods          int
-	IdleWin, ChurnWin  time.Duration
-	NewBlock           Dist // per node and sample
+	Base              ProcStats // before any agent
+	Idle, Churn       ProcStats // after the idle and churn windows
+	ChurnPeakRSS      int64
+	IdleCPU, ChurnCPU float64 // per agent, in cores (1 = one core busy)
+	// IdleProcCores and ChurnProcCores are the whole process's (near the
+	// machine's core count: saturated, the per-agent figure is a floor).
+	IdleProcCores, ChurnProcCores float64
+	ChurnPods                     int
+	IdleWin, ChurnWin             time.Duration
+	NewBlock                      Dist // per node and sample
+	// NewBlockCPU is the process CPU per node per new block: what one
+	// node spends on one remote block (its latency on a core of its own).
+	NewBlockCPU        time.Duration
 	NewBlockSamples    int
 	Join, Delete       Dist
 	JoinSelf           time.Duration // until the joining node's tunnel address is written
@@ -116,13 +125,15 @@ func coldStart(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 			return err
 		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
-	truth, err := completeTruth(wctx, f, r.N)
+	truth, err := completeTruth(wctx, env, f, r.N)
 	if err != nil {
 		stop()
 		return err
 	}
+	r.ColdRegistered = time.Since(t0)
+	env.Logf("N=%d every node registered with its tunnel address and block after %s", r.N, r.ColdRegistered.Round(time.Millisecond))
 	ds, err := WaitAll(wctx, f.Nodes(), t0, truth.Converged)
 	stop()
 	if err != nil {
@@ -141,11 +152,16 @@ func coldStart(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 
 // completeTruth polls the datastore until every one of n nodes has its
 // tunnel address and block.
-func completeTruth(ctx context.Context, f *Fleet, n int) (*Truth, error) {
+func completeTruth(ctx context.Context, env *Env, f *Fleet, n int) (*Truth, error) {
+	start, logged := time.Now(), time.Now()
 	for {
 		t, err := f.ReadTruth(ctx)
 		if err == nil && t.Complete(n) {
 			return t, nil
+		}
+		if err == nil && time.Since(logged) > 10*time.Second {
+			env.Logf("N=%d after %s: %d Nodes, %d blocks in the datastore", n, time.Since(start).Round(time.Second), len(t.Nodes), len(t.Blocks))
+			logged = time.Now()
 		}
 		select {
 		case <-ctx.Done():
@@ -240,7 +256,7 @@ func (f *Fleet) DeletePod(ctx context.Context, p *Pod) error {
 }
 
 // podsPerNode is how many pods every node gets before the idle window.
-const podsPerNode = 2
+const podsPerNode = 1
 
 func addPods(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	nodes := f.Nodes()
@@ -312,16 +328,17 @@ const (
 )
 
 func idleAndChurn(ctx context.Context, env *Env, f *Fleet, r *Result) error {
-	r.IdleWin, r.ChurnWin = 10*time.Second, 20*time.Second
-	life := churnLife
+	r.IdleWin, r.ChurnWin, r.ChurnLife = 10*time.Second, 20*time.Second, churnLife
 	if env.Quick {
-		r.IdleWin, r.ChurnWin, life = 2*time.Second, 3*time.Second, time.Second
+		r.IdleWin, r.ChurnWin, r.ChurnLife = 2*time.Second, 3*time.Second, time.Second
 	}
+	life := r.ChurnLife
 	c0 := cpuNow()
 	time.Sleep(r.IdleWin) // a measurement window, not a wait for a condition
 	c1 := cpuNow()
 	r.Idle = memNow()
-	r.IdleCPU = float64(c1-c0) / float64(r.IdleWin) / float64(r.N)
+	r.IdleProcCores = float64(c1-c0) / float64(r.IdleWin)
+	r.IdleCPU = r.IdleProcCores / float64(r.N)
 
 	nodes := f.Nodes()
 	calls0 := kernelCalls(nodes)
@@ -361,7 +378,8 @@ func idleAndChurn(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	}
 	tick.Stop()
 	c3 := cpuNow()
-	r.ChurnCPU = float64(c3-c2) / float64(time.Since(start)) / float64(r.N)
+	r.ChurnProcCores = float64(c3-c2) / float64(time.Since(start))
+	r.ChurnCPU = r.ChurnProcCores / float64(r.N)
 	r.KernelCallsPerNode = float64(kernelCalls(nodes)-calls0) / float64(len(nodes))
 	r.Churn = memNow()
 	r.ChurnPeakRSS = max(peakRSS, r.Churn.RSS)
@@ -384,9 +402,10 @@ func newBlock(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	nodes := f.Nodes()
 	slices.SortFunc(nodes, func(a, b *Node) int { return compareName(a.Name, b.Name) })
 	var all []time.Duration
+	var cpu time.Duration
 	for s := range NewBlockSamples {
 		owner := nodes[s*len(nodes)/NewBlockSamples]
-		t0 := time.Now()
+		c0, t0 := cpuNow(), time.Now()
 		v4, _, err := f.IPAM.AutoAssign(ctx, ipam.AutoAssignArgs{Num4: 1, HandleID: fmt.Sprintf("scale.nb%d", s),
 			Hostname: owner.Name, IPv4Pools: []string{PoolB}})
 		if err != nil {
@@ -400,12 +419,14 @@ func newBlock(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 			return at, ok
 		})
 		cancel()
+		cpu += cpuNow() - c0
 		if err != nil {
 			return fmt.Errorf("route to %s (claimed by %s): %w", blk, owner.Name, err)
 		}
 		all = append(all, ds...)
 	}
 	r.NewBlock, r.NewBlockSamples = Summarize(all), NewBlockSamples
+	r.NewBlockCPU = cpu / time.Duration(NewBlockSamples*r.N)
 	return nil
 }
 
