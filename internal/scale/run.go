@@ -56,7 +56,8 @@ type Result struct {
 	IdleProcCores, ChurnProcCores float64
 	ChurnPods                     int
 	IdleWin, ChurnWin             time.Duration
-	NewBlock                      Dist // per node and sample
+	ChurnLife                     time.Duration // how long a churned pod lives
+	NewBlock                      Dist          // per node and sample
 	// NewBlockCPU is the process CPU per node per new block: what one
 	// node spends on one remote block (its latency on a core of its own).
 	NewBlockCPU        time.Duration
