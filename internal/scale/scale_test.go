@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime"
 	"strconv"
@@ -172,6 +173,9 @@ func TestScale(t *testing.T) {
 		}
 		sizes = append(sizes, n)
 	}
+	if path := os.Getenv("SCALE_PPROF"); path != "" {
+		servePprof(t, path)
+	}
 	var results []*scale.Result
 	for _, n := range sizes {
 		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
@@ -184,18 +188,35 @@ func TestScale(t *testing.T) {
 			}
 			results = append(results, r)
 			t.Log("\n" + scale.Tables([]*scale.Result{r}))
+			// After every size, so that a run stopped later keeps these.
+			if dir := os.Getenv("SCALE_DOCS"); dir != "" {
+				if err := scale.WriteDocs(dir, results, machine()); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("wrote %s/scale.md and its plots", dir)
+			}
 		})
 	}
-	if len(results) == 0 {
-		return
+	if len(results) > 0 {
+		fmt.Println(scale.Tables(results))
 	}
-	fmt.Println(scale.Tables(results))
-	if dir := os.Getenv("SCALE_DOCS"); dir != "" {
-		if err := scale.WriteDocs(dir, results, machine()); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %s/scale.md and its plots", dir)
+}
+
+// servePprof serves net/http/pprof on a unix socket at path, for
+// `go tool pprof http+unix://...`-style inspection of a long run (e.g.
+// curl --unix-socket path http://x/debug/pprof/goroutine?debug=1).
+func servePprof(t *testing.T, path string) {
+	_ = os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatalf("SCALE_PPROF=%s: %v", path, err)
 	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close(); os.Remove(path) })
 }
 
 // machine describes this machine for the docs: CPU model, cores, memory.
