@@ -43,9 +43,12 @@ type Result struct {
 	// ColdRegistered is when the datastore held every Node with its
 	// tunnel address and block (as the harness polled it).
 	ColdRegistered time.Duration
-	PeakEtcdRate   float64 // requests/s, the highest over 1 s windows (0: not measured)
-	EtcdRSS        int64   // all members, after the cold start
-	EtcdRSSMax     int64   // the largest member
+	// ColdCPU is the process CPU from the start until every node had
+	// converged, per node: what one node spends on a cold start.
+	ColdCPU      time.Duration
+	PeakEtcdRate float64 // requests/s, the highest over 1 s windows (0: not measured)
+	EtcdRSS      int64   // all members, after the cold start
+	EtcdRSSMax   int64   // the largest member
 	// Memory and CPU of the harness process.
 	Base              ProcStats // before any agent
 	Idle, Churn       ProcStats // after the idle and churn windows
@@ -119,7 +122,7 @@ func coldStart(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	}
 	r.Base = memNow()
 	stop := sampleRate(ctx, env, &r.PeakEtcdRate)
-	t0 := time.Now()
+	c0, t0 := cpuNow(), time.Now()
 	for i := range r.N {
 		if _, err := f.Start(ctx, i); err != nil {
 			stop()
@@ -137,6 +140,7 @@ func coldStart(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	env.Logf("N=%d every node registered with its tunnel address and block after %s", r.N, r.ColdRegistered.Round(time.Millisecond))
 	ds, err := WaitAll(wctx, f.Nodes(), t0, truth.Converged)
 	stop()
+	r.ColdCPU = (cpuNow() - c0) / time.Duration(r.N)
 	if err != nil {
 		return err
 	}
