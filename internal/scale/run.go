@@ -267,7 +267,7 @@ func addPods(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	nodes := f.Nodes()
 	var pods []*Pod
 	var mu sync.Mutex
-	if err := parallel(ctx, 8, len(nodes)*podsPerNode, func(ctx context.Context, i int) error {
+	if err := parallel(ctx, 16, len(nodes)*podsPerNode, func(ctx context.Context, i int) error {
 		n := nodes[i%len(nodes)]
 		p, err := f.AddPod(ctx, n.Name, fmt.Sprintf("p%d", i/len(nodes)))
 		if err != nil {

@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -180,7 +182,11 @@ func TestScale(t *testing.T) {
 	for _, n := range sizes {
 		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
 			env := newEnv(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+			// SIGINT or SIGTERM ends the run through the test's cleanups
+			// (members killed, their namespace removed), not around them.
+			sctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			ctx, cancel := context.WithTimeout(sctx, 20*time.Minute)
 			defer cancel()
 			r, err := scale.Run(ctx, env, n)
 			if err != nil {
