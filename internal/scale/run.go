@@ -15,6 +15,7 @@ import (
 	"github.com/onecalico/calico/internal/agent"
 	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/ipam"
+	"github.com/onecalico/calico/internal/kv"
 )
 
 // Env is what a run needs from its surroundings (the tests provide it:
@@ -246,7 +247,8 @@ func (f *Fleet) AddPod(ctx context.Context, node, id string) (*Pod, error) {
 	w.Name, w.Namespace = p.WEP, "default"
 	w.Spec = api.WorkloadEndpointSpec{Orchestrator: api.OrchestratorCNI, Node: node, ContainerID: cid, Endpoint: "eth0",
 		IPNetworks: []string{netip.PrefixFrom(p.Addr, 32).String()}, InterfaceName: p.Iface}
-	if _, err := f.Client.Create(ctx, w); err != nil {
+	// ErrExists: an earlier attempt wrote it and then failed (retry).
+	if _, err := f.Client.Create(ctx, w); err != nil && !errors.Is(err, kv.ErrExists) {
 		return nil, fmt.Errorf("create endpoint %s: %w", p.WEP, err)
 	}
 	return p, nil
@@ -254,7 +256,7 @@ func (f *Fleet) AddPod(ctx context.Context, node, id string) (*Pod, error) {
 
 // DeletePod undoes AddPod.
 func (f *Fleet) DeletePod(ctx context.Context, p *Pod) error {
-	if _, err := f.Client.Delete(ctx, api.KindWorkloadEndpoint, "default", p.WEP, ""); err != nil {
+	if _, err := f.Client.Delete(ctx, api.KindWorkloadEndpoint, "default", p.WEP, ""); err != nil && !errors.Is(err, kv.ErrNotFound) {
 		return fmt.Errorf("delete endpoint %s: %w", p.WEP, err)
 	}
 	return f.IPAM.ReleaseByHandle(ctx, p.Handle)
@@ -269,7 +271,8 @@ func addPods(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	var mu sync.Mutex
 	if err := parallel(ctx, 16, len(nodes)*podsPerNode, func(ctx context.Context, i int) error {
 		n := nodes[i%len(nodes)]
-		p, err := f.AddPod(ctx, n.Name, fmt.Sprintf("p%d", i/len(nodes)))
+		var p *Pod
+		err := retry(ctx, func() (err error) { p, err = f.AddPod(ctx, n.Name, fmt.Sprintf("p%d", i/len(nodes))); return err })
 		if err != nil {
 			return err
 		}
@@ -294,6 +297,24 @@ func addPods(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 		}
 		return time.Now(), true
 	})
+	return err
+}
+
+// retry runs do until it succeeds, five times at most: the harness's own
+// writes meet the same etcd hiccups as the agents (a leader election on a
+// loaded machine), which the agents retry too.
+func retry(ctx context.Context, do func() error) error {
+	var err error
+	for i := range 5 {
+		if err = do(); err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(i+1) * 500 * time.Millisecond):
+		}
+	}
 	return err
 }
 
@@ -366,13 +387,13 @@ func idleAndChurn(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 		<-tick.C
 		n := nodes[rng.IntN(len(nodes))]
 		wg.Go(func() {
-			p, err := f.AddPod(ctx, n.Name, fmt.Sprintf("c%d", i))
-			if err != nil {
+			var p *Pod
+			if err := retry(ctx, func() (err error) { p, err = f.AddPod(ctx, n.Name, fmt.Sprintf("c%d", i)); return err }); err != nil {
 				fail(err)
 				return
 			}
 			time.Sleep(life) // the pod's lifetime
-			if err := f.DeletePod(ctx, p); err != nil {
+			if err := retry(ctx, func() error { return f.DeletePod(ctx, p) }); err != nil {
 				fail(err)
 			}
 		})
@@ -411,9 +432,12 @@ func newBlock(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	for s := range NewBlockSamples {
 		owner := nodes[s*len(nodes)/NewBlockSamples]
 		c0, t0 := cpuNow(), time.Now()
-		v4, _, err := f.IPAM.AutoAssign(ctx, ipam.AutoAssignArgs{Num4: 1, HandleID: fmt.Sprintf("scale.nb%d", s),
-			Hostname: owner.Name, IPv4Pools: []string{PoolB}})
-		if err != nil {
+		var v4 []netip.Prefix
+		if err := retry(ctx, func() (err error) {
+			v4, _, err = f.IPAM.AutoAssign(ctx, ipam.AutoAssignArgs{Num4: 1, HandleID: fmt.Sprintf("scale.nb%d", s),
+				Hostname: owner.Name, IPv4Pools: []string{PoolB}})
+			return err
+		}); err != nil {
 			return err
 		}
 		blk := netip.PrefixFrom(v4[0].Addr(), BlockBits).Masked()
