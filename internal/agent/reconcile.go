@@ -60,7 +60,9 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		}
 		start := time.Now()
 		ok, interval := a.reconcileOnce(full, changed)
-		next = time.Now().Add(min(passGap*time.Since(start), maxPassWait))
+		if d := time.Since(start); d >= minThrottledPass {
+			next = time.Now().Add(min(passGap*d, maxPassWait))
+		}
 		if !ok {
 			log.Debug("apply incomplete; retrying", "retry_in", backoff)
 			retry = time.After(backoff)
@@ -82,13 +84,15 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 // datastore keeps changing: after a pass of length d, a signal waits
 // until passGap*d after its end, so at most 1/(passGap+1) of the time
 // goes to passes (a fifth). A signal after a quiet spell runs at once, so
-// a single change is not delayed. It matters with many nodes: a pass is
-// a full calculation over every node and block (about 3 ms with 1,000
-// nodes), and a cold start of the cluster sends every node thousands of
-// events (docs/scale.md).
+// a single change is not delayed, and passes shorter than
+// minThrottledPass (a small cluster's) are never held back. It matters
+// with many nodes: a pass is a full calculation over every node and block
+// (about 3 ms with 1,000 nodes), and a cold start of the cluster sends
+// every node thousands of events (docs/scale.md).
 const (
-	passGap     = 4
-	maxPassWait = time.Second
+	passGap          = 4
+	maxPassWait      = time.Second
+	minThrottledPass = time.Millisecond
 )
 
 // heartbeatInterval is how often the idle reconcile loop reports in; the

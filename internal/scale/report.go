@@ -31,8 +31,8 @@ func Tables(rs []*Result) string {
 	b.WriteString("\nWorkload per run: ")
 	if len(rs) > 0 {
 		r := rs[0]
-		fmt.Fprintf(&b, "%d pod(s) per node before the idle window (%s); churn of %d pods/s on random nodes for %s, each deleted %s after it was added (%d pods added); %d new blocks claimed (one at a time) for the new-block figure.\n",
-			podsPerNode, r.IdleWin, churnRate, r.ChurnWin, r.ChurnLife, r.ChurnPods, r.NewBlockSamples)
+		fmt.Fprintf(&b, "%d pods spread over the nodes before the idle window (%s); churn of %d pods/s on random nodes for %s, each deleted %s after it was added (%d pods added); %d new blocks claimed (one at a time) for the new-block figure.\n",
+			min(setupPods, r.N), r.IdleWin, churnRate, r.ChurnWin, r.ChurnLife, r.ChurnPods, r.NewBlockSamples)
 	}
 	return b.String()
 }

@@ -262,15 +262,21 @@ func (f *Fleet) DeletePod(ctx context.Context, p *Pod) error {
 	return f.IPAM.ReleaseByHandle(ctx, p.Handle)
 }
 
-// podsPerNode is how many pods every node gets before the idle window.
-const podsPerNode = 1
+// setupPods is how many pods the cluster gets before the idle window,
+// spread evenly over the nodes (one per node up to 100 nodes). Every pod
+// is an event for every node, and in one process N nodes compute each
+// event on the same cores, so N pods would cost the harness N² passes
+// before it measures anything; the churn adds pods on any node.
+const setupPods = 100
 
 func addPods(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	nodes := f.Nodes()
 	var pods []*Pod
 	var mu sync.Mutex
-	if err := parallel(ctx, 16, len(nodes)*podsPerNode, func(ctx context.Context, i int) error {
-		n := nodes[i%len(nodes)]
+	slices.SortFunc(nodes, func(a, b *Node) int { return compareName(a.Name, b.Name) })
+	count := min(setupPods, len(nodes))
+	if err := parallel(ctx, 16, count, func(ctx context.Context, i int) error {
+		n := nodes[i*len(nodes)/count]
 		var p *Pod
 		err := retry(ctx, func() (err error) { p, err = f.AddPod(ctx, n.Name, fmt.Sprintf("p%d", i/len(nodes))); return err })
 		if err != nil {
