@@ -82,8 +82,9 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 
 // passGap bounds the share of a core the reconcile loop takes while the
 // datastore keeps changing: after a pass of length d, a signal waits
-// until passGap*d after its end, so at most 1/(passGap+1) of the time
-// goes to passes (a fifth). A signal after a quiet spell runs at once, so
+// until passGap*d after its end (maxPassWait at most), so at most
+// 1/(passGap+1) of the time goes to passes (a fifth) unless passes take
+// longer than 25 ms. A signal after a quiet spell runs at once, so
 // a single change is not delayed, and passes shorter than
 // minThrottledPass (a small cluster's) are never held back. It matters
 // with many nodes: a pass is a full calculation over every node and block
@@ -91,7 +92,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 // every node thousands of events (docs/scale.md).
 const (
 	passGap          = 4
-	maxPassWait      = time.Second
+	maxPassWait      = 100 * time.Millisecond
 	minThrottledPass = time.Millisecond
 )
 

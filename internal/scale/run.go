@@ -96,11 +96,14 @@ func Run(ctx context.Context, env Env, n int) (*Result, error) {
 	}{
 		{"cold start", coldStart},
 		{"pods", addPods},
-		{"idle and churn", idleAndChurn},
+		{"idle", idle},
 		{"new block", newBlock},
 		{"join and delete", joinAndDelete},
 		{"FelixConfiguration change", felixChange},
 		{"IPPool change", poolChange},
+		// Last: the churn's tail (deletes still being processed) must not
+		// delay another step's figures.
+		{"churn", churn},
 	}
 	for _, s := range steps {
 		t := time.Now()
@@ -359,19 +362,29 @@ const (
 	churnLife = 5 * time.Second
 )
 
-func idleAndChurn(ctx context.Context, env *Env, f *Fleet, r *Result) error {
-	r.IdleWin, r.ChurnWin, r.ChurnLife = 10*time.Second, 20*time.Second, churnLife
+// idle measures CPU and memory over a window in which nothing changes.
+func idle(ctx context.Context, env *Env, f *Fleet, r *Result) error {
+	r.IdleWin = 10 * time.Second
 	if env.Quick {
-		r.IdleWin, r.ChurnWin, r.ChurnLife = 2*time.Second, 3*time.Second, time.Second
+		r.IdleWin = 2 * time.Second
 	}
-	life := r.ChurnLife
 	c0 := cpuNow()
 	time.Sleep(r.IdleWin) // a measurement window, not a wait for a condition
 	c1 := cpuNow()
 	r.Idle = memNow()
 	r.IdleProcCores = float64(c1-c0) / float64(r.IdleWin)
 	r.IdleCPU = r.IdleProcCores / float64(r.N)
+	return nil
+}
 
+// churn adds churnRate pods a second on random nodes for the churn
+// window, each deleted churnLife later, and measures CPU and memory.
+func churn(ctx context.Context, env *Env, f *Fleet, r *Result) error {
+	r.ChurnWin, r.ChurnLife = 20*time.Second, churnLife
+	if env.Quick {
+		r.ChurnWin, r.ChurnLife = 3*time.Second, time.Second
+	}
+	life := r.ChurnLife
 	nodes := f.Nodes()
 	calls0 := kernelCalls(nodes)
 	rng := rand.New(rand.NewPCG(uint64(r.N), 12))
