@@ -178,14 +178,18 @@ func TestScale(t *testing.T) {
 	if path := os.Getenv("SCALE_PPROF"); path != "" {
 		servePprof(t, path)
 	}
+	// SIGINT or SIGTERM ends the run through the test's cleanups (members
+	// killed, their namespace removed), not around them, and starts no
+	// further size.
+	sctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var results []*scale.Result
 	for _, n := range sizes {
+		if sctx.Err() != nil {
+			t.Fatalf("stopped by a signal before N=%d", n)
+		}
 		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
 			env := newEnv(t)
-			// SIGINT or SIGTERM ends the run through the test's cleanups
-			// (members killed, their namespace removed), not around them.
-			sctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			ctx, cancel := context.WithTimeout(sctx, 20*time.Minute)
 			defer cancel()
 			r, err := scale.Run(ctx, env, n)
