@@ -34,8 +34,10 @@ type dataplane struct {
 	hostFor     netip.Prefix // the node address host facts were read for
 	hostPattern string       // the mtuIfacePattern they were read with
 	hostRead    bool
+	hostFor6    netip.Prefix // the node IPv6 address host facts were read for
 
 	last    applied
+	last6   applied6        // the IPv6 device (apply6.go)
 	wepDone map[string]bool // workload interfaces whose sysctls are set (or that were missing)
 	batch   *route.Batcher  // bulk route changes (calc_bgp.go); nil until first used
 	nbatch  *tunnel.Batcher // bulk neighbour/FDB changes; nil until first used
@@ -101,7 +103,7 @@ func (dp *dataplane) refreshHost(m *Model, full bool) error {
 		pattern = m.Felix.MTUIfacePattern.String()
 	}
 	if dp.hostRead && !full && me.IPv4 == dp.hostFor && pattern == dp.hostPattern &&
-		(dp.host.ParentIf != "" || !me.IPv4.IsValid()) {
+		(dp.host.ParentIf != "" || !me.IPv4.IsValid()) && !dp.host6Stale(me) {
 		return nil
 	}
 	ifs, err := ifaces.List(dp.h)
@@ -118,12 +120,14 @@ func (dp *dataplane) refreshHost(m *Model, full bool) error {
 			}
 		}
 	}
+	hostFacts6(&facts, me, ifs)
 	if m.Felix.MTUIfacePattern != nil {
 		if facts.HostMTU, err = link.HostMTU(dp.h, m.Felix.MTUIfacePattern); err != nil {
 			return err
 		}
 	}
 	dp.host, dp.hostFor, dp.hostPattern, dp.hostRead = facts, me.IPv4, pattern, true
+	dp.hostFor6 = me.IPv6
 	return nil
 }
 
@@ -189,6 +193,9 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 			l.vteps, l.vtepsOK = d.VTEPs, true
 		})
 	}
+	if dp.applyVXLANV6(d, full, &res, timed) {
+		vxlanApplied = true
+	}
 	if d.IPIPState == DevicePresent && (full || !l.ipipOK || !reflect.DeepEqual(d.IPIP, l.ipip)) {
 		timed("ipip", func() {
 			l.ipipOK = false
@@ -237,6 +244,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 			l.vteps, l.vtepsOK = nil, false
 		})
 	}
+	dp.deleteVXLANV6(d, full, &res, timed)
 	if full || !l.natOK || !reflect.DeepEqual(d.NAT, l.nat) {
 		timed("nat", func() {
 			l.natOK = false
@@ -289,7 +297,11 @@ func (dp *dataplane) workloads(d Desired, full bool, res *applyResult, timed fun
 	}
 	timed("workload", func() {
 		for _, i := range todo {
-			err := netns.SetSysctls(dp.ns, WorkloadSysctls(i)...)
+			sysctls := WorkloadSysctls(i)
+			if d.WorkloadV6 {
+				sysctls = append(sysctls, WorkloadSysctlsV6(i)...)
+			}
+			err := netns.SetSysctls(dp.ns, sysctls...)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
 				dp.a.log.Debug("workload interface not present; its sysctls are retried at the next resync", "component", "dataplane", "iface", i)
