@@ -1,0 +1,178 @@
+package e2e_test
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/onecalico/calico/internal/agent"
+	"github.com/onecalico/calico/internal/agent/labtest"
+	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/datastore"
+)
+
+// TestPrivilegedDualStack is the dual-stack lab: three calico-node
+// processes (n1, n2 on one subnet, n3 behind the router) with IPv4 and
+// IPv6 underlays, IP6=autodetect, an IPv4 VXLAN pool applied with
+// calicoctl and the IPv6 VXLAN pool the daemons create from
+// CALICO_IPV6POOL_*; one dual-stack CNI pod per node. Every pod pings
+// every other over both families, reaches the external host's IPv6
+// address through NAT outgoing, and each node routes the other nodes'
+// /122 blocks over vxlan-v6.calico with a blackhole for its own.
+func TestPrivilegedDualStack(t *testing.T) {
+	c := newLab(t)
+	c.n1, c.n2, c.n3 = c.lab.AddNode("n1", 99, 11), c.lab.AddNode("n2", 99, 12), c.lab.AddNode("n3", 98, 13)
+	c.nodes = []*labtest.Node{c.n1, c.n2, c.n3}
+	c.lab.AddExternal()
+	c.lab.AddIPv6()
+	c.applyPools(t, pool{name: "pool4", cidr: "10.244.0.0/16", vxlan: "Always", nat: true})
+	c.start(t, true, "IP6=autodetect", "NO_DEFAULT_POOLS=false",
+		"CALICO_IPV6POOL_CIDR=fd00:244::/64", "CALICO_IPV6POOL_VXLAN=Always", "CALICO_IPV6POOL_NAT_OUTGOING=true")
+
+	p6 := c.pool6(t)
+	if p6.Spec.CIDR != "fd00:244::/64" || p6.Spec.BlockSize != 122 || p6.Spec.VXLANMode != api.VXLANModeAlways || !p6.Spec.NATOutgoing {
+		t.Errorf("default-ipv6-ippool spec %+v", p6.Spec)
+	}
+	for _, n := range c.nodes {
+		c.eventually(t, "IPv6 VTEPs on "+n.Name, func() error {
+			s, err := c.procs[n.Name].Status()
+			if err != nil {
+				return err
+			}
+			if s.IPv6Address != n.IP6.String() || s.VTEPsV6 != len(c.nodes)-1 {
+				return fmt.Errorf("ipv6Address %q (want %s), %d IPv6 VTEPs: %+v", s.IPv6Address, n.IP6, s.VTEPsV6, s)
+			}
+			return nil
+		})
+		res := c.node(t, n.Name)
+		if res.Spec.BGP == nil || res.Spec.BGP.IPv6Address != n.IP6.String() {
+			t.Errorf("node %s bgp %+v, want ipv6Address %s", n.Name, res.Spec.BGP, n.IP6)
+		}
+		if want := agent.VTEPMACV6(n.Name).String(); res.Spec.VXLANTunnelMACAddrV6 != want {
+			t.Errorf("node %s vxlanTunnelMACAddrV6 %q, want %s", n.Name, res.Spec.VXLANTunnelMACAddrV6, want)
+		}
+	}
+
+	pods := c.addDualPods(t, "p")
+	pingMatrix(t, pods)
+	pingMatrix6(t, pods)
+	for _, p := range pods {
+		if err := labtest.Ping6(p.NS, labtest.ExternalIP6, 2); err != nil {
+			t.Errorf("NAT outgoing for IPv6 from %s/%s: %v", p.Node.Name, p.Name, err)
+		}
+	}
+
+	for i, n := range c.nodes {
+		var want []string
+		for j, p := range pods {
+			b := block6(p)
+			if i == j {
+				want = append(want, blackhole(b))
+				continue
+			}
+			want = append(want, fmt.Sprintf("%s via %s dev %s onlink proto %d", b, c.tunnelAddr6(t, p.Node.Name), agent.VXLANV6Device, agent.RouteProtocol))
+		}
+		if got := routesIn(t, n, netip.MustParsePrefix("fd00:244::/64")); !slicesEqualSorted(got, want) {
+			t.Errorf("IPv6 routes on %s:\n got  %q\n want %q", n.Name, got, want)
+		}
+		out, err := labtest.IPv6Routes(n.NS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("ip -6 route on %s:\n%s", n.Name, out)
+		for j, p := range pods {
+			if !hasRouteLine(out, block6(p).String(), i == j) {
+				t.Errorf("ip -6 route on %s lacks %s (blackhole: %v):\n%s", n.Name, block6(p), i == j, out)
+			}
+		}
+	}
+	if table := natTable(t, c.n1); !strings.Contains(table, "fd00:244::") {
+		t.Errorf("no IPv6 pool in n1's NAT table:\n%s", table)
+	}
+}
+
+// pool6 reads default-ipv6-ippool.
+func (c *cluster) pool6(t testing.TB) *api.IPPool {
+	t.Helper()
+	p, err := datastore.GetOf[*api.IPPool](ctx(t), c.lab.Client, api.KindIPPool, "", agent.DefaultIPv6PoolName)
+	if err != nil {
+		t.Fatalf("read %s: %v", agent.DefaultIPv6PoolName, err)
+	}
+	return p
+}
+
+func (c *cluster) node(t testing.TB, name string) *api.Node {
+	t.Helper()
+	n, err := datastore.GetOf[*api.Node](ctx(t), c.lab.Client, api.KindNode, "", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// tunnelAddr6 is node name's IPv6 VXLAN tunnel address.
+func (c *cluster) tunnelAddr6(t testing.TB, name string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(c.node(t, name).Spec.IPv6VXLANTunnelAddr)
+	if err != nil || !a.Is6() {
+		t.Fatalf("node %s has no IPv6 VXLAN tunnel address: %v", name, err)
+	}
+	return a
+}
+
+// addDualPods adds one dual-stack pod per node through CNI, in parallel.
+func (c *cluster) addDualPods(t testing.TB, name string) []*labtest.CNIPod {
+	t.Helper()
+	pods := make([]*labtest.CNIPod, len(c.nodes))
+	errs := make([]error, len(c.nodes))
+	var wg sync.WaitGroup
+	for i, n := range c.nodes {
+		wg.Go(func() { pods[i], errs[i] = n.CNIAddDual(ctx(t), name, "", "") })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pods
+}
+
+// block6 is the /122 holding a pod's IPv6 address.
+func block6(p *labtest.CNIPod) netip.Prefix {
+	b, _ := p.IP6.Prefix(api.DefaultBlockSizeV6)
+	return b
+}
+
+// pingMatrix6 has every pod ping every other pod's IPv6 address.
+func pingMatrix6(t testing.TB, pods []*labtest.CNIPod) {
+	t.Helper()
+	for _, a := range pods {
+		for _, b := range pods {
+			if a == b {
+				continue
+			}
+			if err := labtest.Poll(convergeTimeout, func() error { return labtest.Ping6(a.NS, b.IP6, 1) }); err != nil {
+				t.Fatalf("%s/%s -> %s: %v", a.Node.Name, a.Name, b.IP6, err)
+			}
+			if err := labtest.Ping6(a.NS, b.IP6, 3); err != nil {
+				t.Fatalf("%s/%s -> %s: %v", a.Node.Name, a.Name, b.IP6, err)
+			}
+		}
+	}
+}
+
+// hasRouteLine reports whether `ip -6 route` output has the route for dst:
+// a blackhole, or one via vxlan-v6.calico.
+func hasRouteLine(out, dst string, blackhole bool) bool {
+	return slices.ContainsFunc(strings.Split(out, "\n"), func(l string) bool {
+		f := strings.Fields(l)
+		if blackhole {
+			return len(f) > 1 && f[0] == "blackhole" && f[1] == dst
+		}
+		return len(f) > 0 && f[0] == dst && strings.Contains(l, "dev "+agent.VXLANV6Device) && strings.Contains(l, "onlink")
+	})
+}
