@@ -11,6 +11,7 @@ import (
 	"github.com/onecalico/calico/internal/agent"
 	"github.com/onecalico/calico/internal/agent/labtest"
 	"github.com/onecalico/calico/internal/api"
+	"github.com/onecalico/calico/internal/dataplane/netns"
 	"github.com/onecalico/calico/internal/datastore"
 )
 
@@ -91,6 +92,86 @@ func TestPrivilegedDualStack(t *testing.T) {
 	}
 	if table := natTable(t, c.n1); !strings.Contains(table, "fd00:244::") {
 		t.Errorf("no IPv6 pool in n1's NAT table:\n%s", table)
+	}
+	c.checkSysctls6(t, pods)
+	c.checkStatus6(t)
+
+	// Without natOutgoing on the IPv6 pool the external host cannot answer
+	// (neither it nor the router has a route to the pool).
+	c.calicoctl(t, pool6YAML(false), "apply", "-f", "-")
+	c.eventually(t, "IPv6 NAT outgoing off", func() error {
+		if err := labtest.Ping6(pods[0].NS, labtest.ExternalIP6, 1); err == nil {
+			return fmt.Errorf("the external host still answers %s", pods[0].IP6)
+		}
+		return nil
+	})
+
+	// Deleting the IPv6 pool removes the IPv6 device, routes and tunnel
+	// addresses; IPv4 keeps working.
+	c.calicoctl(t, "", "delete", "ippool", agent.DefaultIPv6PoolName)
+	for _, n := range c.nodes {
+		c.eventually(t, "IPv6 cleanup on "+n.Name, func() error {
+			if _, err := n.Handle().LinkByName(agent.VXLANV6Device); err == nil {
+				return fmt.Errorf("%s still exists", agent.VXLANV6Device)
+			}
+			if rs := routesIn(t, n, netip.MustParsePrefix("fd00:244::/64")); len(rs) > 0 {
+				return fmt.Errorf("IPv6 routes left: %q", rs)
+			}
+			if a := c.node(t, n.Name).Spec.IPv6VXLANTunnelAddr; a != "" {
+				return fmt.Errorf("ipv6VXLANTunnelAddr still %s", a)
+			}
+			return nil
+		})
+	}
+	ping(t, pods[0], pods[2].IP, 3)
+}
+
+// pool6YAML is default-ipv6-ippool as the daemons created it, with nat.
+func pool6YAML(nat bool) string {
+	return fmt.Sprintf(`apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: %s
+spec:
+  cidr: fd00:244::/64
+  blockSize: 122
+  vxlanMode: Always
+  ipipMode: Never
+  natOutgoing: %t
+`, agent.DefaultIPv6PoolName, nat)
+}
+
+// checkSysctls6 checks the IPv6 settings Felix keeps: forwarding on the
+// node, proxy NDP and forwarding on each workload interface.
+func (c *cluster) checkSysctls6(t testing.TB, pods []*labtest.CNIPod) {
+	t.Helper()
+	for _, p := range pods {
+		for key, want := range map[string]string{
+			"net/ipv6/conf/all/forwarding":              "1",
+			"net/ipv6/conf/" + p.HostIf + "/proxy_ndp":  "1",
+			"net/ipv6/conf/" + p.HostIf + "/forwarding": "1",
+		} {
+			c.eventually(t, key+" on "+p.Node.Name, func() error {
+				got, err := netns.GetSysctl(p.Node.NS, key)
+				if err != nil || got != want {
+					return fmt.Errorf("%s = %q (%v), want %s", key, got, err, want)
+				}
+				return nil
+			})
+		}
+	}
+}
+
+// checkStatus6 checks the IPv6 rows of calicoctl node status.
+func (c *cluster) checkStatus6(t testing.TB) {
+	t.Helper()
+	for _, n := range c.nodes {
+		out := c.calicoctl(t, "", "node", "status", "--run-dir="+n.RunDir())
+		for _, want := range []string{"IPv6 address:     " + n.IP6.String(), "IPv6 routes:      3 (of the 6)", "IPv6 VXLAN peers: 2"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("calicoctl node status on %s lacks %q:\n%s", n.Name, want, out)
+			}
+		}
 	}
 }
 
