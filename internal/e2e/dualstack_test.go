@@ -7,12 +7,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/onecalico/calico/internal/agent"
 	"github.com/onecalico/calico/internal/agent/labtest"
 	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/dataplane/netns"
 	"github.com/onecalico/calico/internal/datastore"
+	"github.com/onecalico/calico/internal/testutil"
 )
 
 // TestPrivilegedDualStack is the dual-stack lab: three calico-node
@@ -30,8 +32,9 @@ func TestPrivilegedDualStack(t *testing.T) {
 	c.lab.AddExternal()
 	c.lab.AddIPv6()
 	c.applyPools(t, pool{name: "pool4", cidr: "10.244.0.0/16", vxlan: "Always", nat: true})
-	c.start(t, true, "IP6=autodetect", "NO_DEFAULT_POOLS=false",
-		"CALICO_IPV6POOL_CIDR=fd00:244::/64", "CALICO_IPV6POOL_VXLAN=Always", "CALICO_IPV6POOL_NAT_OUTGOING=true")
+	env := []string{"IP6=autodetect", "NO_DEFAULT_POOLS=false",
+		"CALICO_IPV6POOL_CIDR=fd00:244::/64", "CALICO_IPV6POOL_VXLAN=Always", "CALICO_IPV6POOL_NAT_OUTGOING=true"}
+	c.start(t, true, env...)
 
 	p6 := c.pool6(t)
 	if p6.Spec.CIDR != "fd00:244::/64" || p6.Spec.BlockSize != 122 || p6.Spec.VXLANMode != api.VXLANModeAlways || !p6.Spec.NATOutgoing {
@@ -95,6 +98,7 @@ func TestPrivilegedDualStack(t *testing.T) {
 	}
 	c.checkSysctls6(t, pods)
 	c.checkStatus6(t)
+	c.restart6(t, pods, env)
 
 	// Without natOutgoing on the IPv6 pool the external host cannot answer
 	// (neither it nor the router has a route to the pool).
@@ -256,4 +260,61 @@ func hasRouteLine(out, dst string, blackhole bool) bool {
 		}
 		return len(f) > 0 && f[0] == dst && strings.Contains(l, "dev "+agent.VXLANV6Device) && strings.Contains(l, "onlink")
 	})
+}
+
+// restart6 restarts n1's daemon under IPv6 traffic through n1 in both
+// directions (to n3, over VXLAN across the router): no packet is lost, no
+// route changes and the IPv6 device, neighbours and FDB stay as they were.
+func (c *cluster) restart6(t testing.TB, pods []*labtest.CNIPod, env []string) {
+	t.Helper()
+	before := state6(t, c.n1)
+	routes := labtest.WatchRoutes(t, c.n1.NS)
+	var pingers []*labtest.Pinger
+	for _, pr := range [][2]*labtest.CNIPod{{pods[0], pods[2]}, {pods[2], pods[0]}} {
+		name := fmt.Sprintf("ping %s/%s -> %s", pr[0].Node.Name, pr[0].Name, pr[1].IP6)
+		pingers = append(pingers, labtest.StartPing(t, name, pr[0].NS, pr[1].IP6))
+	}
+	for _, pg := range pingers {
+		pg.WaitReplies(t, 20, convergeTimeout)
+	}
+	if code, err := c.procs["n1"].Stop(10 * time.Second); err != nil || code != 0 {
+		t.Fatalf("stop calico-node n1: exit %d, %v", code, err)
+	}
+	p := c.n1.StartProcess(c.bin, c.n1.Env(env...))
+	c.procs["n1"] = p
+	if _, err := p.WaitReady(readyTimeout); err != nil {
+		t.Fatal(err)
+	}
+	for _, pg := range pingers {
+		pg.WaitReplies(t, pg.Replies()+100, convergeTimeout)
+	}
+	for _, pg := range pingers {
+		sent, lost := pg.Stop(t)
+		if len(lost) > 0 {
+			t.Errorf("%s lost %d of %d packets during the restart: icmp_seq %v", pg.Name, len(lost), sent, lost)
+		}
+	}
+	if changes := routes.Changes(); len(changes) > 0 {
+		t.Errorf("the restart changed n1's routes:\n%s", strings.Join(changes, "\n"))
+	}
+	if after := state6(t, c.n1); after != before {
+		t.Errorf("n1's IPv6 dataplane differs after the restart:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// state6 is the IPv6 part of what the daemon programs in n.
+func state6(t testing.TB, n *labtest.Node) string {
+	t.Helper()
+	var b strings.Builder
+	for _, cmd := range [][]string{
+		{"ip", "-d", "link", "show", agent.VXLANV6Device},
+		{"ip", "-6", "addr", "show", "dev", agent.VXLANV6Device},
+		{"ip", "-6", "route", "show", "table", "all"},
+		{"ip", "-6", "neigh", "show", "dev", agent.VXLANV6Device},
+		{"bridge", "fdb", "show", "dev", agent.VXLANV6Device},
+	} {
+		out, _ := testutil.RunInErr(n.NS, cmd...)
+		fmt.Fprintf(&b, "$ %s\n%s\n", strings.Join(cmd, " "), out)
+	}
+	return b.String()
 }
