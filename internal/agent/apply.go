@@ -39,6 +39,7 @@ type dataplane struct {
 	last    applied
 	last6   applied6        // the IPv6 device (apply6.go)
 	wepDone map[string]bool // workload interfaces whose sysctls are set (or that were missing)
+	wepV6   bool            // wepDone's interfaces got the IPv6 settings too
 	batch   *route.Batcher  // bulk route changes (calc_bgp.go); nil until first used
 	nbatch  *tunnel.Batcher // bulk neighbour/FDB changes; nil until first used
 	// calc is the last Calc's result and calcModel its input (reconcileOnce),
@@ -277,6 +278,9 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 // next full resync: the CNI plugin sets the same values when it creates
 // the veth, so nothing waits on this.
 func (dp *dataplane) workloads(d Desired, full bool, res *applyResult, timed func(string, func())) {
+	if d.WorkloadV6 != dp.wepV6 {
+		full, dp.wepV6 = true, d.WorkloadV6 // IPv6 came on: set every interface again
+	}
 	want := make(map[string]bool, len(d.WorkloadIfaces))
 	for _, i := range d.WorkloadIfaces {
 		want[i] = true
