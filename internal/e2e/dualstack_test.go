@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -60,6 +61,16 @@ func TestPrivilegedDualStack(t *testing.T) {
 		}
 	}
 
+	// VXLAN over IPv6 costs 70 bytes of the lab's 1500: the pod MTU.
+	for _, n := range c.nodes {
+		c.eventually(t, "MTU file on "+n.Name, func() error {
+			b, err := os.ReadFile(n.MTUFile())
+			if err != nil || string(b) != "1430" {
+				return fmt.Errorf("MTU file %q, %v; want 1430", b, err)
+			}
+			return nil
+		})
+	}
 	pods := c.addDualPods(t, "p")
 	pingMatrix(t, pods)
 	pingMatrix6(t, pods)
