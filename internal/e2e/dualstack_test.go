@@ -329,3 +329,39 @@ func state6(t testing.TB, n *labtest.Node) string {
 	}
 	return b.String()
 }
+
+// TestPrivilegedDualStackCrossSubnet: with an IPv6 pool in CrossSubnet
+// mode, n1 and n2 (same IPv6 subnet) route each other's /122 blocks
+// straight over eth0 and n3's over vxlan-v6.calico, and every pod still
+// reaches every other over IPv6.
+func TestPrivilegedDualStackCrossSubnet(t *testing.T) {
+	c := newLab(t)
+	c.n1, c.n2, c.n3 = c.lab.AddNode("n1", 99, 11), c.lab.AddNode("n2", 99, 12), c.lab.AddNode("n3", 98, 13)
+	c.nodes = []*labtest.Node{c.n1, c.n2, c.n3}
+	c.lab.AddIPv6()
+	c.applyPools(t, pool{name: "pool4", cidr: "10.244.0.0/16", vxlan: "Always", nat: true})
+	c.start(t, true, "IP6=autodetect", "NO_DEFAULT_POOLS=false",
+		"CALICO_IPV6POOL_CIDR=fd00:244::/64", "CALICO_IPV6POOL_VXLAN=CrossSubnet")
+	pods := c.addDualPods(t, "p")
+	for i, n := range c.nodes {
+		var want []string
+		for j, p := range pods {
+			b := block6(p)
+			switch {
+			case i == j:
+				want = append(want, blackhole(b))
+			case n.IP6.Masked().Contains(p.Node.IP6.Addr()):
+				want = append(want, fmt.Sprintf("%s via %s dev eth0 proto %d", b, p.Node.IP6.Addr(), agent.RouteProtocol))
+			default:
+				want = append(want, fmt.Sprintf("%s via %s dev %s onlink proto %d", b, c.tunnelAddr6(t, p.Node.Name), agent.VXLANV6Device, agent.RouteProtocol))
+			}
+		}
+		c.eventually(t, "IPv6 routes on "+n.Name, func() error {
+			if got := routesIn(t, n, netip.MustParsePrefix("fd00:244::/64")); !slicesEqualSorted(got, want) {
+				return fmt.Errorf("got %q, want %q", got, want)
+			}
+			return nil
+		})
+	}
+	pingMatrix6(t, pods)
+}
