@@ -55,8 +55,8 @@ const DatastoreBudget = 4 * time.Second
 
 // budget is the datastore time an operation has left.
 type budget struct {
-	mu   sync.Mutex
-	left time.Duration
+	mu          sync.Mutex
+	total, left time.Duration
 }
 
 type budgetKey struct{}
@@ -66,7 +66,7 @@ type budgetKey struct{}
 // a failure should use a context without it, so that it is not starved by
 // the failure it cleans up after.
 func WithBudget(ctx context.Context, d time.Duration) context.Context {
-	return context.WithValue(ctx, budgetKey{}, &budget{left: d})
+	return context.WithValue(ctx, budgetKey{}, &budget{total: d, left: d})
 }
 
 // ErrBudget is wrapped by a request that the datastore budget cut short.
@@ -75,8 +75,10 @@ var ErrBudget = errors.New("the datastore did not answer within the CNI operatio
 func (t *Store) begin(ctx context.Context) (context.Context, func(error) error) {
 	limit := RequestTimeout
 	b, _ := ctx.Value(budgetKey{}).(*budget)
+	bound := false // the budget, not RequestTimeout, sets this request's deadline
 	if b != nil {
 		b.mu.Lock()
+		bound = b.left < limit
 		limit = min(limit, b.left)
 		b.mu.Unlock()
 	}
@@ -96,10 +98,9 @@ func (t *Store) begin(ctx context.Context) (context.Context, func(error) error) 
 		}
 		b.mu.Lock()
 		b.left -= took
-		spent := b.left <= 0
 		b.mu.Unlock()
-		if spent && errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%w (%v): %w", ErrBudget, DatastoreBudget, err)
+		if bound && errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w (%v): %w", ErrBudget, b.total, err)
 		}
 		return err
 	}
