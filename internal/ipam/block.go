@@ -122,9 +122,10 @@ func sanitizeHandle(h string) string {
 	return h
 }
 
-// attrHandle returns the (sanitised) handle of an attribute, or "".
+// attrHandle returns the (sanitised) handle of an attribute, or "". A
+// cooling address (releasedAt) belongs to no handle, whatever it carries.
 func attrHandle(a api.AllocationAttribute) string {
-	if a.HandleID == nil {
+	if a.HandleID == nil || a.Cooling() {
 		return ""
 	}
 	return sanitizeHandle(*a.HandleID)
