@@ -384,3 +384,52 @@ func TestCooldownConcurrentNeverReuses(t *testing.T) {
 		t.Fatal(bad)
 	}
 }
+
+// TestCooldownReadsUpstreamShape loads a block and config as upstream
+// master writes them (releasedAt with sub-second precision, the config's
+// camel-case ipCooldownSeconds) and checks the cooling address is
+// respected, then reused once the cooldown has passed.
+func TestCooldownReadsUpstreamShape(t *testing.T) {
+	s := etcdStore(t)
+	ctx := context.Background()
+	putPool(t, s, "p", "10.85.0.0/30", func(p *api.IPPool) { p.Spec.BlockSize = 30 })
+	putNode(t, s, "n1", nil)
+	cfg := `{"strict_affinity":false,"auto_allocate_blocks":true,"ipCooldownSeconds":120}`
+	block := `{"cidr":"10.85.0.0/30","affinity":"host:n1","allocations":[0,1,null,null],"unallocated":[2,3],` +
+		`"attributes":[{"handle_id":"k8s-pod-network.a","secondary":{"node":"n1"}},{"releasedAt":"2030-01-02T03:04:05.250Z"}],` +
+		`"sequenceNumber":7,"sequenceNumberForAllocation":{"0":5},"deleted":false}`
+	for k, v := range map[string]string{
+		api.IPAMConfigKey: cfg,
+		api.BlockKey(netip.MustParsePrefix("10.85.0.0/30")):          block,
+		api.AffinityKey("n1", netip.MustParsePrefix("10.85.0.0/30")): `{"state":"confirmed","deleted":false}`,
+		api.HandleKey("k8s-pod-network.a"):                           `{"block":{"10.85.0.0/30":1},"deleted":false}`,
+	} {
+		if _, err := s.Create(ctx, k, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock := &fakeClock{t: time.Date(2030, 1, 2, 3, 5, 0, 0, time.UTC)}
+	a := New(s, Options{Now: clock.Now})
+	var got []netip.Addr
+	for i := range 2 {
+		v4, _, err := a.AutoAssign(ctx, AutoAssignArgs{Num4: 1, HandleID: fmt.Sprintf("b%d", i), Hostname: "n1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, v4[0].Addr())
+	}
+	if got[0].String() != "10.85.0.2" || got[1].String() != "10.85.0.3" {
+		t.Fatalf("allocated %v, want .2 and .3 (.1 is cooling)", got)
+	}
+	if _, _, err := a.AutoAssign(ctx, AutoAssignArgs{Num4: 1, HandleID: "c", Hostname: "n1"}); !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("allocation with only the cooling address left: %v", err)
+	}
+	clock.Add(2 * time.Minute) // 03:07:00 > 03:04:05.25 + 120 s
+	v4, _, err := a.AutoAssign(ctx, AutoAssignArgs{Num4: 1, HandleID: "c", Hostname: "n1"})
+	if err != nil || v4[0].Addr().String() != "10.85.0.1" {
+		t.Fatalf("after upstream's cooldown: %v %v", v4, err)
+	}
+	if bad := invariants(t, s); len(bad) > 0 {
+		t.Fatal(bad)
+	}
+}
