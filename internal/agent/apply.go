@@ -47,6 +47,7 @@ type dataplane struct {
 	calc      Desired
 	calcModel *Model
 	calcOK    bool
+	vxf       *vxlanFilterPlane // VXLAN peer filter (vxlanfilter.go); nil until first used
 }
 
 // applied is what the last successful apply of each part installed.
@@ -181,6 +182,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 			l.vxlan, l.vxlanState, l.vxlanOK, vxlanApplied = d.VXLAN, DevicePresent, true, true
 		})
 	}
+	dp.applyVXLANFilter(d, full, &res, timed)
 	if d.VXLANState == DevicePresent && l.vxlanOK && (full || vxlanApplied || !l.vtepsOK || !reflect.DeepEqual(d.VTEPs, l.vteps)) {
 		timed("vteps", func() {
 			l.vtepsOK = false
