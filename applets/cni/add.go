@@ -44,8 +44,12 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 		return err
 	}
 	ph.mark("parse")
+	// Every datastore round trip of the ADD shares one budget, so an
+	// unreachable datastore fails it well inside a runtime's 5 s; the undo
+	// of a failed ADD has a context of its own (undoTimeout).
 	ctx, cancel := context.WithTimeout(context.Background(), cniipam.OpTimeout)
 	defer cancel()
+	ctx = cniipam.WithBudget(ctx, cniipam.DatastoreBudget)
 	st, err := r.readState(ctx)
 	if err != nil {
 		return cniipam.CNIError(err)

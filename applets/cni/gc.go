@@ -97,6 +97,13 @@ func (p *plugin) gc(args *skel.CmdArgs) error {
 		if err := p.gcAddresses(ctx, node, cids, inUse); err != nil {
 			errs = append(errs, err)
 		}
+		// The IP cooldown's garbage collection: addresses whose cooldown
+		// has passed go back to their blocks' free lists (each block a CAS).
+		if n, err := s.Alloc.ReclaimCooled(ctx); err != nil {
+			errs = append(errs, cniipam.CNIError(err))
+		} else if n > 0 {
+			s.Log.Info("GC: cooled-down addresses returned to the free lists", "addresses", n)
+		}
 	} else if err := invoke.DelegateGC(ctx, s.Conf.IPAM.Type, s.Conf.Raw, nil); err != nil && !olderSpec(err) {
 		errs = append(errs, delegateError(s.Conf.IPAM.Type, "GC", err))
 	}

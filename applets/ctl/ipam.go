@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"sort"
+	"time"
 
 	"github.com/onecalico/calico/internal/ipam"
 )
@@ -108,6 +109,12 @@ func runIPAMShow(ctx context.Context, e *Env, args []string) error {
 
 func showIP(ctx context.Context, w io.Writer, a *ipam.Allocator, addr netip.Addr) error {
 	info, err := a.Lookup(ctx, addr)
+	var cooling *ipam.CoolingError
+	if errors.As(err, &cooling) {
+		fmt.Fprintf(w, "%s is not assigned: released at %s, cooling down until %s (ipCooldownSeconds %d)\n", addr,
+			cooling.ReleasedAt.UTC().Format(time.RFC3339), cooling.ReusableAt.UTC().Format(time.RFC3339), cooling.Seconds)
+		return nil
+	}
 	if errors.Is(err, ipam.ErrNotAllocated) {
 		fmt.Fprintf(w, "%s is not assigned\n", addr)
 		return nil
@@ -138,12 +145,13 @@ func showIP(ctx context.Context, w io.Writer, a *ipam.Allocator, addr netip.Addr
 }
 
 // usageRow renders one row of the utilisation table as upstream does:
-// counts with %.5g and rounded percentages.
-func usageRow(kind, cidr string, capacity float64, inUse int) []string {
+// counts with %.5g and rounded percentages. Cooling addresses (IP
+// cooldown) are neither in use nor free.
+func usageRow(kind, cidr string, capacity float64, inUse, cooling int) []string {
 	pct := func(n float64) string {
 		return fmt.Sprintf("%.5g (%.f%%)", n, 100*n/capacity)
 	}
-	return []string{kind, cidr, fmt.Sprintf("%.5g", capacity), pct(float64(inUse)), pct(capacity - float64(inUse))}
+	return []string{kind, cidr, fmt.Sprintf("%.5g", capacity), pct(float64(inUse)), pct(capacity - float64(inUse) - float64(cooling))}
 }
 
 func showUsage(ctx context.Context, w io.Writer, a *ipam.Allocator, showBlocks bool) error {
@@ -152,17 +160,22 @@ func showUsage(ctx context.Context, w io.Writer, a *ipam.Allocator, showBlocks b
 		return err
 	}
 	var rows [][]string
+	cooling := 0
 	for _, p := range usage {
+		cooling += p.Cooling
 		if p.CIDR.IsValid() {
-			rows = append(rows, usageRow("IP Pool", p.CIDR.String(), p.Capacity, p.InUse))
+			rows = append(rows, usageRow("IP Pool", p.CIDR.String(), p.Capacity, p.InUse, p.Cooling))
 		}
 		if showBlocks {
 			for _, b := range p.Blocks {
-				rows = append(rows, usageRow("Block", b.CIDR.String(), float64(b.Capacity), b.InUse))
+				rows = append(rows, usageRow("Block", b.CIDR.String(), float64(b.Capacity), b.InUse, b.Cooling))
 			}
 		}
 	}
 	renderBoxTable(w, []string{"GROUPING", "CIDR", "IPS TOTAL", "IPS IN USE", "IPS FREE"}, rows)
+	if cooling > 0 {
+		fmt.Fprintf(w, "%d released IP(s) are cooling down (ipCooldownSeconds): neither in use nor free until the cooldown passes.\n", cooling)
+	}
 	return nil
 }
 
@@ -187,11 +200,15 @@ func showIPAMConfig(ctx context.Context, w io.Writer, a *ipam.Allocator) error {
 	if err != nil {
 		return err
 	}
-	renderBoxTable(w, []string{"PROPERTY", "VALUE"}, [][]string{
+	rows := [][]string{
 		{"StrictAffinity", fmt.Sprint(c.StrictAffinity)},
 		{"AutoAllocateBlocks", fmt.Sprint(c.AutoAllocateBlocks)},
 		{"MaxBlocksPerHost", fmt.Sprint(c.MaxBlocksPerHost)},
 		{"KubeVirtVMAddressPersistence", c.KubeVirtVMAddressPersistence},
-	})
+	}
+	if c.IPCooldownSeconds != 0 { // the row of upstream master; older releases have no cooldown
+		rows = append(rows, []string{"IPCooldownSeconds", fmt.Sprint(c.IPCooldownSeconds)})
+	}
+	renderBoxTable(w, []string{"PROPERTY", "VALUE"}, rows)
 	return nil
 }

@@ -77,7 +77,11 @@ func printCheck(w io.Writer, r *ipam.Report, showAll, showProblems bool) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "IPAM blocks record %d allocations.\n\n", s.NumAllocations)
+	fmt.Fprintf(w, "IPAM blocks record %d allocations.\n", s.NumAllocations)
+	if s.Cooling > 0 {
+		fmt.Fprintf(w, "%d released IPs are cooling down (ipCooldownSeconds): neither allocated nor leaked.\n", s.Cooling)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Loading all IPAM pools...")
 	for _, c := range s.ActivePools {
 		fmt.Fprintf(w, "  %s\n", c)

@@ -9,17 +9,18 @@ import (
 // runIPAMConfigure is `calicoctl ipam configure`: it changes the IPAM
 // config (/calico/ipam/v2/config) with upstream's rules.
 func runIPAMConfigure(ctx context.Context, e *Env, args []string) error {
-	fs := e.newFlagSet("ipam configure", "calicoctl ipam configure [--strictaffinity=<true/false>] [--max-blocks-per-host=<number>] [--kubevirt-ip-persistence=<Enabled|Disabled>] [--config=<CONFIG>]")
+	fs := e.newFlagSet("ipam configure", "calicoctl ipam configure [--strictaffinity=<true/false>] [--max-blocks-per-host=<number>] [--kubevirt-ip-persistence=<Enabled|Disabled>] [--ip-cooldown-seconds=<number>] [--config=<CONFIG>]")
 	strict := fs.String("strictaffinity", "", "true forbids borrowing addresses from other hosts' blocks")
 	maxBlocks := fs.String("max-blocks-per-host", "", "the maximum number of blocks a host may own (needs strict affinity)")
 	persistence := fs.String("kubevirt-ip-persistence", "", "Enabled or Disabled")
+	cooldown := fs.String("ip-cooldown-seconds", "", "how long a released address stays unused before it is handed out again (0 = at once)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("calicoctl ipam configure: unexpected argument %q", fs.Arg(0))
 	}
-	if *strict == "" && *maxBlocks == "" && *persistence == "" {
+	if *strict == "" && *maxBlocks == "" && *persistence == "" && *cooldown == "" {
 		return usagef("calicoctl ipam configure: at least one configuration option must be specified")
 	}
 	var sa *bool
@@ -38,6 +39,15 @@ func runIPAMConfigure(ctx context.Context, e *Env, args []string) error {
 		}
 		n := int(v)
 		mb = &n
+	}
+	var cd *int
+	if *cooldown != "" {
+		v, err := strconv.ParseInt(*cooldown, 10, 32)
+		if err != nil || v < 0 {
+			return usagef("invalid value for ip-cooldown-seconds. Use a number of seconds, 0 or more")
+		}
+		n := int(v)
+		cd = &n
 	}
 	if *persistence != "" && *persistence != "Enabled" && *persistence != "Disabled" {
 		return usagef("invalid value for --kubevirt-ip-persistence. Use Enabled or Disabled")
@@ -59,6 +69,9 @@ func runIPAMConfigure(ctx context.Context, e *Env, args []string) error {
 	if *persistence != "" {
 		c.KubeVirtVMAddressPersistence = *persistence
 	}
+	if cd != nil {
+		c.IPCooldownSeconds = *cd
+	}
 	if err := a.SetConfig(ctx, c); err != nil {
 		return err
 	}
@@ -70,6 +83,9 @@ func runIPAMConfigure(ctx context.Context, e *Env, args []string) error {
 	}
 	if *persistence != "" {
 		fmt.Fprintln(e.Stdout, "Successfully set KubeVirtVMAddressPersistence to:", *persistence)
+	}
+	if cd != nil {
+		fmt.Fprintln(e.Stdout, "Successfully set IPCooldownSeconds to:", *cd)
 	}
 	return nil
 }

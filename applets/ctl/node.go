@@ -89,6 +89,10 @@ func printNodeStatus(w io.Writer, s agent.Status) {
 	row("Local endpoints", fmt.Sprint(s.LocalWorkloads))
 	row("Routes", fmt.Sprint(s.Routes))
 	row("VXLAN peers", fmt.Sprint(s.VTEPs))
+	if s.IPv6Address != "" || s.RoutesV6 > 0 || s.VTEPsV6 > 0 {
+		row("IPv6 routes", fmt.Sprintf("%d (of the %d)", s.RoutesV6, s.Routes))
+		row("IPv6 VXLAN peers", fmt.Sprint(s.VTEPsV6))
+	}
 	if len(s.Degraded) == 0 {
 		row("Degraded", "none")
 	} else {

@@ -116,6 +116,7 @@ func (p *plugin) add(args *skel.CmdArgs) error {
 	defer unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), cniipam.OpTimeout)
 	defer cancel()
+	ctx = cniipam.WithBudget(ctx, cniipam.DatastoreBudget) // as the plugin's ADD
 	t := time.Now()
 	if err := s.CheckReady(ctx); err != nil {
 		return err

@@ -66,6 +66,8 @@ type options struct {
 	nodename, ip, ip6, ipMethod, ip6Method, as, backend string
 	poolCIDR, poolBlockSize, poolIPIP, poolVXLAN        string
 	poolNAT, poolSelector                               string
+	pool6CIDR, pool6BlockSize, pool6VXLAN, pool6NAT     string
+	pool6Selector                                       string
 	noDefaultPools                                      bool
 	etcdEndpoints, etcdCA, etcdCert, etcdKey, etcdUser  string
 	nodenameFile, mtuFile, runDir, netns                string
@@ -114,6 +116,11 @@ func run(ctx context.Context, stdout, stderr io.Writer, getenv func(string) stri
 	str(&o.poolVXLAN, "ipv4pool-vxlan", "CALICO_IPV4POOL_VXLAN", "", "vxlanMode of the default pool: Always, CrossSubnet, Never (default: Always with vxlan)")
 	str(&o.poolNAT, "ipv4pool-nat-outgoing", "CALICO_IPV4POOL_NAT_OUTGOING", "", "natOutgoing of the default pool (default true)")
 	str(&o.poolSelector, "ipv4pool-node-selector", "CALICO_IPV4POOL_NODE_SELECTOR", "", "nodeSelector of the default pool (default all())")
+	str(&o.pool6CIDR, "ipv6pool-cidr", "CALICO_IPV6POOL_CIDR", "", "CIDR of the default IPv6 pool, created when IPv6 is on (IP6 set or this set; default a random fdXX:XXXX:XXXX::/48; none = no pool)")
+	str(&o.pool6BlockSize, "ipv6pool-block-size", "CALICO_IPV6POOL_BLOCK_SIZE", "", "block size of the default IPv6 pool (default 122)")
+	str(&o.pool6VXLAN, "ipv6pool-vxlan", "CALICO_IPV6POOL_VXLAN", "", "vxlanMode of the default IPv6 pool: Always, CrossSubnet, Never (default Never)")
+	str(&o.pool6NAT, "ipv6pool-nat-outgoing", "CALICO_IPV6POOL_NAT_OUTGOING", "", "natOutgoing of the default IPv6 pool (default false)")
+	str(&o.pool6Selector, "ipv6pool-node-selector", "CALICO_IPV6POOL_NODE_SELECTOR", "", "nodeSelector of the default IPv6 pool (default all())")
 	noPools, err := envBool(getenv, "NO_DEFAULT_POOLS")
 	if err != nil {
 		return usageError{err}
@@ -216,6 +223,11 @@ func buildConfig(o options, getenv func(string) string, environ func() []string,
 			VXLANMode:    o.poolVXLAN,
 			NodeSelector: o.poolSelector,
 		},
+		DefaultPoolV6: agent.DefaultPool{
+			CIDR:         o.pool6CIDR,
+			VXLANMode:    o.pool6VXLAN,
+			NodeSelector: o.pool6Selector,
+		},
 		NoDefaultPools: o.noDefaultPools,
 		FelixOverrides: map[string]string{},
 		Logger:         logger,
@@ -235,6 +247,9 @@ func buildConfig(o options, getenv func(string) string, environ func() []string,
 			return cfg, nil, usageError{err}
 		}
 		cfg.DefaultPool.NATOutgoing = &b
+	}
+	if err := pool6Options(o, &cfg.DefaultPoolV6); err != nil {
+		return cfg, nil, err
 	}
 	for _, kv := range environ() {
 		k, v, _ := strings.Cut(kv, "=")

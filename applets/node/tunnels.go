@@ -10,7 +10,7 @@ import (
 )
 
 // tunnelAddresser gives the agent its tunnel addresses from IPAM: handles
-// ipip-tunnel-addr-<node> / vxlan-tunnel-addr-<node>, attributes
+// ipip-tunnel-addr-<node> / vxlan-tunnel-addr-<node> / vxlan-v6-tunnel-addr-<node>, attributes
 // {node, type}, from pools that allow Tunnel use, as upstream calico-node.
 type tunnelAddresser struct{ alloc *ipam.Allocator }
 
@@ -22,6 +22,8 @@ func ipamKind(k agent.TunnelKind) (ipam.TunnelKind, error) {
 		return ipam.TunnelVXLAN, nil
 	case agent.TunnelIPIP:
 		return ipam.TunnelIPIP, nil
+	case agent.TunnelVXLANV6:
+		return ipam.TunnelVXLANV6, nil
 	}
 	return 0, fmt.Errorf("unknown tunnel kind %v", k)
 }

@@ -73,6 +73,8 @@ type statusState struct {
 	local     int
 	routes    int
 	vteps     int
+	routes6   int
+	vteps6    int
 	changes   int64 // routes added, replaced or deleted since start
 	ds        dsHealth
 }
@@ -90,8 +92,12 @@ type Status struct {
 	LocalWorkloads int       `json:"localWorkloads"`
 	Routes         int       `json:"routes"`
 	VTEPs          int       `json:"vteps"`
-	RouteChanges   int64     `json:"routeChanges"`
-	BGP            string    `json:"bgp"`
+	// RoutesV6 is how many of Routes are IPv6, and VTEPsV6 the IPv6
+	// VXLAN peers (vxlan-v6.calico), apart from VTEPs (status6.go).
+	RoutesV6     int    `json:"routesV6"`
+	VTEPsV6      int    `json:"vtepsV6"`
+	RouteChanges int64  `json:"routeChanges"`
+	BGP          string `json:"bgp"`
 	// BGPPeers and BGPProblems come from the BGP speaker (bgp.go).
 	BGPPeers    []bgp.PeerStatus `json:"bgpPeers,omitempty"`
 	BGPProblems []string         `json:"bgpProblems,omitempty"`
@@ -188,6 +194,8 @@ func (a *Agent) statusLocked() Status {
 		LocalWorkloads: s.local,
 		Routes:         s.routes,
 		VTEPs:          s.vteps,
+		RoutesV6:       s.routes6,
+		VTEPsV6:        s.vteps6,
 		RouteChanges:   s.changes,
 		BGP:            "not enabled",
 		Version:        version.Version,

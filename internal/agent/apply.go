@@ -26,14 +26,18 @@ type dataplane struct {
 	hostFor     netip.Prefix // the node address host facts were read for
 	hostPattern string       // the mtuIfacePattern they were read with
 	hostRead    bool
+	hostFor6    netip.Prefix // the node IPv6 address host facts were read for
 
 	last    applied
+	last6   applied6        // the IPv6 device (apply6.go)
 	wepDone map[string]bool // workload interfaces whose sysctls are set (or that were missing)
+	wepV6   bool            // wepDone's interfaces got the IPv6 settings too
 	// calc is the last Calc's result and calcModel its input (reconcileOnce),
 	// valid with calcOK.
 	calc      Desired
 	calcModel *Model
 	calcOK    bool
+	vxf       *vxlanFilterPlane // VXLAN peer filter (vxlanfilter.go); nil until first used
 }
 
 // applied is what the last successful apply of each part installed.
@@ -83,7 +87,7 @@ func (dp *dataplane) refreshHost(m *Model, full bool) error {
 		pattern = m.Felix.MTUIfacePattern.String()
 	}
 	if dp.hostRead && !full && me.IPv4 == dp.hostFor && pattern == dp.hostPattern &&
-		(dp.host.ParentIf != "" || !me.IPv4.IsValid()) {
+		(dp.host.ParentIf != "" || !me.IPv4.IsValid()) && !dp.host6Stale(me) {
 		return nil
 	}
 	ifs, err := dp.k.Interfaces()
@@ -100,12 +104,14 @@ func (dp *dataplane) refreshHost(m *Model, full bool) error {
 			}
 		}
 	}
+	hostFacts6(&facts, me, ifs)
 	if m.Felix.MTUIfacePattern != nil {
 		if facts.HostMTU, err = dp.k.HostMTU(m.Felix.MTUIfacePattern); err != nil {
 			return err
 		}
 	}
 	dp.host, dp.hostFor, dp.hostPattern, dp.hostRead = facts, me.IPv4, pattern, true
+	dp.hostFor6 = me.IPv6
 	return nil
 }
 
@@ -158,6 +164,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 			l.vxlan, l.vxlanState, l.vxlanOK, vxlanApplied = d.VXLAN, DevicePresent, true, true
 		})
 	}
+	dp.applyVXLANFilter(d, full, &res, timed)
 	if d.VXLANState == DevicePresent && l.vxlanOK && (full || vxlanApplied || !l.vtepsOK || !reflect.DeepEqual(d.VTEPs, l.vteps)) {
 		timed("vteps", func() {
 			l.vtepsOK = false
@@ -167,6 +174,9 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 			}
 			l.vteps, l.vtepsOK = d.VTEPs, true
 		})
+	}
+	if dp.applyVXLANV6(d, full, &res, timed) {
+		vxlanApplied = true
 	}
 	if d.IPIPState == DevicePresent && (full || !l.ipipOK || !reflect.DeepEqual(d.IPIP, l.ipip)) {
 		timed("ipip", func() {
@@ -216,6 +226,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 			l.vteps, l.vtepsOK = nil, false
 		})
 	}
+	dp.deleteVXLANV6(d, full, &res, timed)
 	if full || !l.natOK || !reflect.DeepEqual(d.NAT, l.nat) {
 		timed("nat", func() {
 			l.natOK = false
@@ -248,6 +259,9 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 // next full resync: the CNI plugin sets the same values when it creates
 // the veth, so nothing waits on this.
 func (dp *dataplane) workloads(d Desired, full bool, res *applyResult, timed func(string, func())) {
+	if d.WorkloadV6 != dp.wepV6 {
+		full, dp.wepV6 = true, d.WorkloadV6 // IPv6 came on: set every interface again
+	}
 	want := make(map[string]bool, len(d.WorkloadIfaces))
 	for _, i := range d.WorkloadIfaces {
 		want[i] = true
@@ -268,7 +282,11 @@ func (dp *dataplane) workloads(d Desired, full bool, res *applyResult, timed fun
 	}
 	timed("workload", func() {
 		for _, i := range todo {
-			err := dp.k.SetSysctls(WorkloadSysctls(i)...)
+			sysctls := WorkloadSysctls(i)
+			if d.WorkloadV6 {
+				sysctls = append(sysctls, WorkloadSysctlsV6(i)...)
+			}
+			err := dp.k.SetSysctls(sysctls...)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
 				dp.a.log.Debug("workload interface not present; its sysctls are retried at the next resync", "component", "dataplane", "iface", i)

@@ -119,6 +119,11 @@ func TestResolveIP(t *testing.T) {
 		{"fd00::5", "", 4, ff, "", "", "not an IPv4 address"},
 		{"", "", 6, ff, "", "", ""}, // IPv6 only when asked for
 		{"autodetect", "", 6, ff, "fd00:99::11/64", "", ""},
+		{"fd00:99::11", "", 6, ff, "fd00:99::11/64", "", ""},        // IP6 literal: prefix from the interface
+		{"fd00:99::11/80", "", 6, ff, "fd00:99::11/80", "", ""},     // given prefix wins
+		{"fd00:7::7", "", 6, ff, "fd00:7::7/128", "no local", ""},   // not on the host
+		{"none", "fd00:99::12/64", 6, ff, "fd00:99::12/64", "", ""}, // keep the Node's value
+		{"10.99.0.11", "", 6, ff, "", "", "not an IPv6 address"},
 	} {
 		got, warn, err := resolveIP(tc.setting, tc.current, tc.version, tc.m, ifs, nil)
 		if tc.err != "" {

@@ -29,9 +29,9 @@ const (
 )
 
 // RouteOwner says which routes of the main table are the daemon's: protocol
-// 80, and anything on vxlan.calico or tunl0. Workload /32 routes on cali*
+// 80, and anything on vxlan.calico, vxlan-v6.calico or tunl0. Workload /32 routes on cali*
 // belong to the CNI plugin and are never touched.
-var RouteOwner = route.Owner{Protocols: []int{RouteProtocol}, LinkPrefixes: []string{VXLANDevice, IPIPDevice}}
+var RouteOwner = route.Owner{Protocols: []int{RouteProtocol}, LinkPrefixes: []string{VXLANDevice, VXLANV6Device, IPIPDevice}}
 
 // DeviceState is whether an overlay device should exist.
 type DeviceState int
@@ -58,8 +58,14 @@ type Desired struct {
 	VTEPs          []tunnel.VTEP
 	IPIPState      DeviceState
 	IPIP           tunnel.IPIP
-	Routes         []route.Route
-	NAT            nft.Table
+	// VXLANV6State, VXLANV6 and VTEPsV6 are the IPv6 device (calc6.go).
+	VXLANV6State DeviceState
+	VXLANV6      tunnel.VXLAN
+	VTEPsV6      []tunnel.VTEP
+	// WorkloadV6 says the workload interfaces also get WorkloadSysctlsV6.
+	WorkloadV6 bool
+	Routes     []route.Route
+	NAT        nft.Table
 	// MTU is the pod MTU for the MTU file.
 	MTU int
 	// Degraded lists features that do not work, one sentence each.
@@ -121,9 +127,13 @@ func (c *calc) run() Desired {
 	vxlanPools, ipipPools := c.encapPools()
 	c.vxlan(vxlanPools)
 	c.ipip(ipipPools)
+	c.run6()
 	c.routes()
 	c.nat()
 	c.mtu(c.vxlanEnabled(vxlanPools), c.ipipEnabled(ipipPools))
+	if c.d.VXLANV6State != DeviceAbsent {
+		c.d.MTU = min(c.d.MTU, c.vxlanV6MTU())
+	}
 	for _, reason := range sortedKeys(c.skipped) {
 		what := c.skipped[reason]
 		slices.Sort(what)
@@ -333,9 +343,6 @@ func (c *calc) routes() {
 			continue
 		}
 		for _, ip := range w.IPs {
-			if !ip.Addr().Is4() {
-				continue
-			}
 			if b, ok := c.blockOf(ip.Addr()); !ok || b.Affinity != w.Node {
 				if prev, seen := borrowedKey[ip.Addr()]; !seen || k > prev {
 					borrowed[ip.Addr()], borrowedKey[ip.Addr()] = w.Node, k
@@ -345,7 +352,7 @@ func (c *calc) routes() {
 	}
 	for _, cidr := range slices.SortedFunc(maps.Keys(m.Blocks), comparePrefix) {
 		b := m.Blocks[cidr]
-		if !cidr.Addr().Is4() {
+		if c.off6(cidr.Addr()) {
 			continue
 		}
 		for ip, node := range b.Borrowed {
@@ -358,7 +365,7 @@ func (c *calc) routes() {
 			continue
 		}
 		if b.Affinity == m.NodeName {
-			if cidr.Bits() < 32 {
+			if cidr.Bits() < cidr.Addr().BitLen() {
 				add(cidr, route.Route{Dst: cidr, Type: route.Blackhole, Protocol: RouteProtocol})
 			}
 			continue
@@ -372,10 +379,10 @@ func (c *calc) routes() {
 	}
 	for _, ip := range slices.SortedFunc(maps.Keys(borrowed), func(a, b netip.Addr) int { return a.Compare(b) }) {
 		node := borrowed[ip]
-		if node == m.NodeName {
+		if node == m.NodeName || c.off6(ip) {
 			continue
 		}
-		dst := netip.PrefixFrom(ip, 32)
+		dst := netip.PrefixFrom(ip, ip.BitLen())
 		pool, ok := c.poolFor(dst)
 		if !ok || c.bgpSource(pool) {
 			continue
@@ -416,6 +423,9 @@ func (c *calc) blockOf(a netip.Addr) (Block, bool) {
 // encapsulation mode of pool. ok is false when it cannot be programmed; the
 // reason is recorded as degraded.
 func (c *calc) routeTo(dst netip.Prefix, name string, pool Pool) (route.Route, bool) {
+	if dst.Addr().Is6() {
+		return c.routeTo6(dst, name, pool)
+	}
 	n, ok := c.m.Nodes[name]
 	what := func() string { return fmt.Sprintf("%s (node %s)", dst, name) } // only when skipped
 	if !ok || !n.IPv4.IsValid() {
@@ -506,6 +516,7 @@ func (d Desired) String() string {
 	for _, v := range d.VTEPs {
 		fmt.Fprintf(&b, "vtep %s mac %s node %s\n", v.TunnelIP, v.MAC, v.NodeIP)
 	}
+	d.string6(&b)
 	if d.IPIPState == DevicePresent {
 		fmt.Fprintf(&b, "ipip %s mtu %d addr %s\n", d.IPIP.Name, d.IPIP.MTU, d.IPIP.Addr)
 	}

@@ -37,6 +37,7 @@ type TunnelKind int
 const (
 	TunnelVXLAN TunnelKind = iota + 1
 	TunnelIPIP
+	TunnelVXLANV6 // the IPv6 VXLAN tunnel address (ipv6VXLANTunnelAddr)
 )
 
 func (k TunnelKind) String() string {
@@ -45,6 +46,8 @@ func (k TunnelKind) String() string {
 		return "vxlan"
 	case TunnelIPIP:
 		return "ipip"
+	case TunnelVXLANV6:
+		return "vxlan-v6"
 	}
 	return "unknown"
 }
@@ -94,6 +97,7 @@ type Config struct {
 	AS               string // "" = leave the Node's AS as it is
 	Backend          string // bird (default), vxlan or none
 	DefaultPool      DefaultPool
+	DefaultPoolV6    DefaultPool // CALICO_IPV6POOL_*; IPIPMode unused (config6.go)
 	NoDefaultPools   bool
 	FelixOverrides   map[string]string // FELIX_<NAME> settings, keys without the prefix
 	Tunnels          TunnelAddresser   // nil: tunnel addresses are managed elsewhere
@@ -156,6 +160,7 @@ func (c *Config) Validate() error {
 			add(err)
 		}
 	}
+	add(c.validate6())
 	if s, _, err := felixEnvLayer(c.FelixOverrides); err != nil {
 		add(cfgErr("%v", err))
 	} else if _, err := resolveFelix(s); err != nil {

@@ -153,6 +153,8 @@ type FelixConfig struct {
 	VXLANVNI             int
 	VXLANPort            int
 	VXLANMTU             int // 0: host MTU - 50
+	VXLANMTUV6           int // 0: host MTU - 70
+	IPv6Support          bool
 	IPIPEnabled          *bool
 	IPIPMTU              int // 0: host MTU - 20
 	MTUIfacePattern      *regexp.Regexp
@@ -191,6 +193,7 @@ func resolveFelix(s api.FelixConfigurationSpec) (FelixConfig, error) {
 		VXLANPort:            4789,
 		IPIPEnabled:          s.IPIPEnabled,
 		IPForwarding:         true,
+		IPv6Support:          s.IPv6Support == nil || *s.IPv6Support,
 		InterfacePrefix:      "cali",
 		RouteRefreshInterval: 90 * time.Second,
 		HealthEnabled:        true,
@@ -216,6 +219,7 @@ func resolveFelix(s api.FelixConfigurationSpec) (FelixConfig, error) {
 	setInt(&c.VXLANVNI, s.VXLANVNI, "vxlanVNI", 1, 1<<24-1)
 	setInt(&c.VXLANPort, s.VXLANPort, "vxlanPort", 1, 65535)
 	setInt(&c.VXLANMTU, s.VXLANMTU, "vxlanMTU", 0, 65535)
+	setInt(&c.VXLANMTUV6, s.VXLANMTUV6, "vxlanMTUV6", 0, 65535)
 	setInt(&c.IPIPMTU, s.IPIPMTU, "ipipMTU", 0, 65535)
 	setInt(&c.HealthPort, s.HealthPort, "healthPort", 0, 65535)
 	setInt(&c.MetricsPort, s.PrometheusMetricsPort, "prometheusMetricsPort", 0, 65535)

@@ -72,7 +72,7 @@ func TestFelixLayerPrecedence(t *testing.T) {
 	}
 	want := FelixConfig{
 		VXLANVNI: 7000, VXLANPort: 4790, IPIPMTU: 1400, NATPortRange: "3000:4000", NATPortMin: 3000, NATPortMax: 4000, IPForwarding: true,
-		InterfacePrefix: "tap", RouteRefreshInterval: 5 * time.Second, HealthEnabled: false, HealthHost: "localhost",
+		InterfacePrefix: "tap", RouteRefreshInterval: 5 * time.Second, HealthEnabled: false, HealthHost: "localhost", IPv6Support: true,
 		HealthPort: 9099, MetricsEnabled: true, MetricsHost: "10.0.0.1", MetricsPort: 9091, LogSeverityScreen: "Error",
 		MTUIfacePattern: regexp.MustCompile(DefaultMTUIfacePattern),
 	}

@@ -52,6 +52,8 @@ type Kernel interface {
 	ApplyNAT(t nft.Table) error
 	// Policy opens the policy table's applier.
 	Policy(table string) (PolicyKernel, error)
+	// VXLANFilter is the VXLAN peer filter table's applier.
+	VXLANFilter(table string) VXLANFilterKernel
 	// Close releases the Kernel's sockets; what it installed stays.
 	Close()
 }
@@ -67,6 +69,17 @@ type PolicyKernel interface {
 	Check() error
 	// Close releases the applier's sockets; the table stays.
 	Close()
+}
+
+// VXLANFilterKernel applies the VXLAN peer filter table
+// (nft.VXLANFilterApplier is the real one).
+type VXLANFilterKernel interface {
+	// Apply makes the table admit exactly f's peers.
+	Apply(f nft.VXLANFilter) (nft.VXLANFilterStats, error)
+	// Invalidate makes the next Apply rewrite the table.
+	Invalidate()
+	// Delete removes the table.
+	Delete() error
 }
 
 // netlinkKernel is the real Kernel: netlink and nftables in one network
@@ -142,6 +155,10 @@ func (k *netlinkKernel) batcher() *route.Batcher {
 }
 
 func (k *netlinkKernel) ApplyNAT(t nft.Table) error { return nft.Apply(k.nft, t) }
+
+func (k *netlinkKernel) VXLANFilter(table string) VXLANFilterKernel {
+	return nft.NewVXLANFilterApplier(k.nft, table)
+}
 
 func (k *netlinkKernel) Close() {
 	k.h.Close()

@@ -22,8 +22,13 @@ type Node struct {
 	VXLANTunnelAddr netip.Addr
 	VXLANMAC        net.HardwareAddr // nil: derived from the name (VTEPMAC)
 	IPIPTunnelAddr  netip.Addr
-	ASNumber        uint32 // spec.bgp.asNumber; 0 = the cluster's
-	RRClusterID     string // spec.bgp.routeReflectorClusterID
+	// IPv6, VXLANTunnelAddrV6 and VXLANMACV6 are the IPv6 counterparts
+	// (calc6.go).
+	IPv6              netip.Prefix
+	VXLANTunnelAddrV6 netip.Addr
+	VXLANMACV6        net.HardwareAddr
+	ASNumber          uint32 // spec.bgp.asNumber; 0 = the cluster's
+	RRClusterID       string // spec.bgp.routeReflectorClusterID
 }
 
 // Pool is what the dataplane needs from one IPPool.
@@ -106,6 +111,7 @@ func nodeFromAPI(r *api.Node) Node {
 	if m, err := net.ParseMAC(r.Spec.VXLANTunnelMACAddr); err == nil && len(m) == 6 {
 		n.VXLANMAC = m
 	}
+	n.fill6(r)
 	if r.Spec.BGP != nil {
 		if a, err := netip.ParseAddr(r.Spec.BGP.IPv4IPIPTunnelAddr); err == nil && a.Is4() {
 			n.IPIPTunnelAddr = a
@@ -218,6 +224,9 @@ type HostFacts struct {
 	// IPv4 address ("" when it is on no interface).
 	ParentIf    string
 	ParentIndex int
+	// ParentIfV6 and ParentIndexV6 are the same for its IPv6 address.
+	ParentIfV6    string
+	ParentIndexV6 int
 	// HostMTU is the smallest MTU of the up links matching mtuIfacePattern
 	// (1460 when none match).
 	HostMTU int
@@ -244,17 +253,17 @@ func sortedKeys[K interface{ ~string }, V any](m map[K]V) []K {
 	return ks
 }
 
-// tunnelPools lists, in pool name order, the CIDRs of the enabled IPv4
-// pools that use kind's encapsulation, select node n and allow tunnel
-// addresses.
+// tunnelPools lists, in pool name order, the CIDRs of the enabled pools
+// of kind's family that use kind's encapsulation, select node n and allow
+// tunnel addresses.
 func tunnelPools(m *Model, n Node, kind TunnelKind) []string {
 	var out []string
 	for _, name := range sortedKeys(m.Pools) {
 		p := m.Pools[name]
-		if p.Disabled || !p.Tunnel || !p.CIDR.Addr().Is4() || !p.selects(n) {
+		if p.Disabled || !p.Tunnel || p.CIDR.Addr().Is6() != (kind == TunnelVXLANV6) || !p.selects(n) {
 			continue
 		}
-		if (kind == TunnelVXLAN && p.vxlan()) || (kind == TunnelIPIP && p.ipip()) {
+		if ((kind == TunnelVXLAN || kind == TunnelVXLANV6) && p.vxlan()) || (kind == TunnelIPIP && p.ipip()) {
 			out = append(out, p.CIDR.String())
 		}
 	}

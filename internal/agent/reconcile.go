@@ -198,6 +198,7 @@ func (a *Agent) reconcileOnce(full, changed bool) (bool, time.Duration) {
 	}
 	s.lastApply = time.Now()
 	s.local, s.routes, s.vteps = d.LocalWorkloads, len(d.Routes), len(d.VTEPs)
+	s.status6(me, d)
 	s.changes += int64(res.routeChanges)
 	becameReady := false
 	if len(errs) == 0 && full && !s.ready {

@@ -39,6 +39,9 @@ func (a *Agent) startup(ctx context.Context) error {
 	if err := a.ensureDefaultPool(ctx); err != nil {
 		return err
 	}
+	if err := a.ensureDefaultPoolV6(ctx); err != nil {
+		return err
+	}
 	if err := a.ensureFelixConfigs(ctx); err != nil {
 		return err
 	}

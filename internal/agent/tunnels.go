@@ -74,7 +74,7 @@ func (a *Agent) syncTunnels(ctx context.Context, m *Model) error {
 		return nil // the node watch has not seen our Node yet
 	}
 	var errs []error
-	for _, kind := range []TunnelKind{TunnelVXLAN, TunnelIPIP} {
+	for _, kind := range []TunnelKind{TunnelVXLAN, TunnelIPIP, TunnelVXLANV6} {
 		if err := a.syncTunnel(ctx, m, me, kind); err != nil {
 			errs = append(errs, err)
 		}
@@ -86,8 +86,14 @@ func (a *Agent) syncTunnel(ctx context.Context, m *Model, me Node, kind TunnelKi
 	log := a.log.With("component", "tunnels", "kind", kind.String())
 	pools := tunnelPools(m, me, kind)
 	current := me.VXLANTunnelAddr
-	if kind == TunnelIPIP {
+	switch kind {
+	case TunnelIPIP:
 		current = me.IPIPTunnelAddr
+	case TunnelVXLANV6:
+		current = me.VXLANTunnelAddrV6
+		if !me.IPv6.IsValid() {
+			pools = nil // no IPv6 underlay: the device cannot exist
+		}
 	}
 	want := current
 	if len(pools) > 0 {
@@ -123,6 +129,8 @@ func (a *Agent) syncTunnel(ctx context.Context, m *Model, me Node, kind TunnelKi
 			s = want.String()
 		}
 		switch kind {
+		case TunnelVXLANV6:
+			return recordVXLANV6(n, s, current.IsValid(), log), nil
 		case TunnelVXLAN:
 			changed := n.Spec.IPv4VXLANTunnelAddr != s
 			n.Spec.IPv4VXLANTunnelAddr = s

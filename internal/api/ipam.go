@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // IPAM keys, exactly as upstream's etcd v3 backend writes them.
@@ -52,11 +53,23 @@ type Block struct {
 	Deleted                     bool                  `json:"deleted"`
 }
 
-// AllocationAttribute is who holds an address: the handle and free-form attributes.
+// AllocationAttribute is who holds an address: the handle and free-form
+// attributes. Upstream master adds two fields: alternateOwnerAttrs
+// (KubeVirt; kept as read) and releasedAt, which marks an address released
+// while an IP cooldown is configured: such an attribute carries only
+// releasedAt, the address belongs to nobody and is not handed out again
+// until the cooldown has passed. releasedAt is written at second
+// resolution, as Kubernetes' metav1.Time.
 type AllocationAttribute struct {
-	HandleID         *string           `json:"handle_id,omitempty"`
-	ActiveOwnerAttrs map[string]string `json:"secondary,omitempty"`
+	HandleID            *string           `json:"handle_id,omitempty"`
+	ActiveOwnerAttrs    map[string]string `json:"secondary,omitempty"`
+	AlternateOwnerAttrs map[string]string `json:"alternateOwnerAttrs,omitempty"`
+	ReleasedAt          *time.Time        `json:"releasedAt,omitempty"`
 }
+
+// Cooling reports whether the attribute marks a released address that is
+// cooling down.
+func (a AllocationAttribute) Cooling() bool { return a.ReleasedAt != nil }
 
 // BlockAffinity is the value under /calico/ipam/v2/host/<host>/<family>/block/<cidr>.
 type BlockAffinity struct {

@@ -38,6 +38,7 @@ func TestPrivilegedMultiNode(t *testing.T) {
 	c := newCluster(t, poolAlways)
 	c.applyPools(t, poolCross, poolNever, poolNoNAT)
 	t.Run("VXLANAlways", c.testVXLANAlways)
+	t.Run("VXLANPeerFilter", c.testVXLANPeerFilter)
 	t.Run("VXLANCrossSubnet", c.testCrossSubnet)
 	t.Run("NoEncapsulation", c.testNoEncap)
 	t.Run("NATOutgoing", c.testNATOutgoing)

@@ -115,6 +115,7 @@ type assignOp struct {
 	attrs    map[string]string
 	rsv      reservations
 	strict   bool
+	cool     cooldown
 	planned  map[netip.Prefix]*plannedBlock
 	order    []netip.Prefix
 }
@@ -150,6 +151,7 @@ func (op *assignOp) assignFrom(ref *blockRef, need int, affine bool) ([]netip.Pr
 		op.planned[ref.cidr] = pb
 		op.order = append(op.order, ref.cidr)
 	}
+	reclaimCooled(pb.b, op.cool)
 	ords := autoAssignOrdinals(pb.b, ref.cidr, need, op.handleID, op.attrs, op.rsv)
 	pb.ords = append(pb.ords, ords...)
 	out := make([]netip.Prefix, len(ords))
@@ -233,7 +235,7 @@ func (a *Allocator) AutoAssign(ctx context.Context, args AutoAssignArgs) (v4, v6
 			}
 		}
 		op := &assignOp{a: a, host: args.Hostname, handle: h, attrs: args.Attrs, rsv: st.rsv,
-			strict: st.config.StrictAffinity, planned: map[netip.Prefix]*plannedBlock{}}
+			strict: st.config.StrictAffinity, cool: cooldownOf(st.config, a.now()), planned: map[netip.Prefix]*plannedBlock{}}
 		if handleID != "" {
 			op.handleID = &handleID
 		}
@@ -327,7 +329,7 @@ func (op *assignOp) autoAssign(ctx context.Context, st *assignState, fam, num in
 		} else if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		if freeCount(op.current(ref), ref.cidr, op.rsv) == 0 {
+		if freeCount(op.current(ref), ref.cidr, op.rsv, op.cool) == 0 {
 			continue
 		}
 		ips, err := op.assignFrom(ref, need(), true)
@@ -353,7 +355,7 @@ func (op *assignOp) autoAssign(ctx context.Context, st *assignState, fam, num in
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		cidr, ok, err := a.findUsableBlock(ctx, pools, existing, op.host, op.rsv, op.current)
+		cidr, ok, err := a.findUsableBlock(ctx, pools, existing, op.host, op.rsv, op.cool, op.current)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
@@ -401,7 +403,7 @@ func (op *assignOp) autoAssign(ctx context.Context, st *assignState, fam, num in
 				} else if ref, err = loadBlock(c, existing[c]); err != nil {
 					continue
 				}
-				if freeCount(op.current(ref), ref.cidr, op.rsv) == 0 {
+				if freeCount(op.current(ref), ref.cidr, op.rsv, op.cool) == 0 {
 					continue
 				}
 				ips, err := op.assignFrom(ref, need(), false)
@@ -607,7 +609,7 @@ const EmptyBlockMinReclaimAge = time.Minute
 // the first block that does not exist yet, or that is this host's and has
 // room. When every block exists, it reclaims an empty block another host
 // claimed more than EmptyBlockMinReclaimAge ago.
-func (a *Allocator) findUsableBlock(ctx context.Context, pools []pool, existing map[netip.Prefix]*kv.KV, host string, rsv reservations, current func(*blockRef) *api.Block) (netip.Prefix, bool, error) {
+func (a *Allocator) findUsableBlock(ctx context.Context, pools []pool, existing map[netip.Prefix]*kv.KV, host string, rsv reservations, cd cooldown, current func(*blockRef) *api.Block) (netip.Prefix, bool, error) {
 	type empty struct {
 		ref   *blockRef
 		owner string
@@ -628,7 +630,7 @@ func (a *Allocator) findUsableBlock(ctx context.Context, pools []pool, existing 
 			if err != nil {
 				return true
 			}
-			free := freeCount(current(ref), c, rsv)
+			free := freeCount(current(ref), c, rsv, cd)
 			if isAffineTo(ref.b, host) && free > 0 {
 				found = c
 				return false
@@ -709,7 +711,7 @@ func (a *Allocator) AssignIP(ctx context.Context, args AssignIPArgs) (netip.Pref
 	if args.IntendedUse != "" && !p.Allows(args.IntendedUse) {
 		return netip.Prefix{}, fmt.Errorf("%s: %w: pool %s does not allow use %s (allowedUses %v)", what, ErrNoPool, p, args.IntendedUse, p.Spec.AllowedUses)
 	}
-	op := &assignOp{a: a, host: args.Hostname, attrs: args.Attrs, strict: cfg.StrictAffinity}
+	op := &assignOp{a: a, host: args.Hostname, attrs: args.Attrs, strict: cfg.StrictAffinity, cool: cooldownOf(cfg, a.now())}
 	if handleID != "" {
 		op.handleID = &handleID
 		if op.handle, err = loadHandle(handleID, res.Keys[1]); err != nil {
@@ -744,6 +746,10 @@ func (a *Allocator) AssignIP(ctx context.Context, args AssignIPArgs) (netip.Pref
 			return netip.Prefix{}, fmt.Errorf("%s: %w: the address is in block %s, which belongs to %s", what, ErrStrictAffinity, cidr, owner)
 		}
 		b := ref.mutable()
+		reclaimCooled(b, op.cool)
+		if t, ok := coolingAt(b, ord); ok {
+			return netip.Prefix{}, fmt.Errorf("%s: %w", what, coolingError(t, op.cool))
+		}
 		if err := assignOrdinal(b, ord, op.handleID, op.attrs); err != nil {
 			holder := attrHandle(b.Attributes[*b.Allocations[ord]])
 			return netip.Prefix{}, fmt.Errorf("%s: %w (held by handle %q)", what, err, holder)

@@ -122,9 +122,10 @@ func sanitizeHandle(h string) string {
 	return h
 }
 
-// attrHandle returns the (sanitised) handle of an attribute, or "".
+// attrHandle returns the (sanitised) handle of an attribute, or "". A
+// cooling address (releasedAt) belongs to no handle, whatever it carries.
 func attrHandle(a api.AllocationAttribute) string {
-	if a.HandleID == nil {
+	if a.HandleID == nil || a.Cooling() {
 		return ""
 	}
 	return sanitizeHandle(*a.HandleID)
@@ -160,16 +161,21 @@ func inUse(b *api.Block) int {
 	return n
 }
 
-// freeCount counts the free ordinals that are not reserved.
-func freeCount(b *api.Block, cidr netip.Prefix, rsv reservations) int {
-	if !rsv.overlaps(cidr) {
-		return len(b.Unallocated)
-	}
+// freeCount counts the free ordinals that are not reserved, counting the
+// cooling ordinals whose cooldown has passed (an allocation reclaims them).
+func freeCount(b *api.Block, cidr netip.Prefix, rsv reservations, cd cooldown) int {
 	if rsv.covers(cidr) {
 		return 0
 	}
+	free := b.Unallocated
+	if cooled := expiredCooling(b, cd); len(cooled) > 0 {
+		free = append(append([]int(nil), free...), cooled...)
+	}
+	if !rsv.overlaps(cidr) {
+		return len(free)
+	}
 	n := 0
-	for _, o := range b.Unallocated {
+	for _, o := range free {
 		if !rsv.contains(ordinalAddr(cidr, o)) {
 			n++
 		}
@@ -182,7 +188,8 @@ func freeCount(b *api.Block, cidr netip.Prefix, rsv reservations) int {
 func findOrAddAttribute(b *api.Block, handle *string, attrs map[string]string) int {
 	for i, a := range b.Attributes {
 		sameHandle := (a.HandleID == nil) == (handle == nil) && (handle == nil || *a.HandleID == *handle)
-		if sameHandle && maps.Equal(a.ActiveOwnerAttrs, attrs) {
+		plain := !a.Cooling() && len(a.AlternateOwnerAttrs) == 0
+		if plain && sameHandle && maps.Equal(a.ActiveOwnerAttrs, attrs) {
 			return i
 		}
 	}
@@ -241,6 +248,9 @@ func autoAssignOrdinals(b *api.Block, cidr netip.Prefix, num int, handle *string
 // assignOrdinal allocates one specific ordinal (AssignIP).
 func assignOrdinal(b *api.Block, ord int, handle *string, attrs map[string]string) error {
 	if b.Allocations[ord] != nil {
+		if _, ok := coolingAt(b, ord); ok {
+			return ErrCoolingDown
+		}
 		return ErrAlreadyAllocated
 	}
 	idx := findOrAddAttribute(b, handle, attrs)
@@ -269,21 +279,27 @@ func ordinalsOfHandle(b *api.Block, handle string) []int {
 // unallocated list (observed upstream behaviour), then attributes nobody
 // refers to any more are removed and the rest renumbered. With clearSeq the
 // ordinals' sequenceNumberForAllocation entries are deleted (upstream's
-// ReleaseIPs); release by handle keeps them, as upstream's DEL does. It
-// returns how many addresses each handle lost.
-func releaseOrdinals(b *api.Block, ords []int, clearSeq bool) map[string]int {
+// ReleaseIPs); release by handle keeps them, as upstream's DEL does. With
+// an IP cooldown the ordinals are marked releasedAt instead of freed (and
+// cooled-down ones are freed first). It returns how many addresses each
+// handle lost.
+func releaseOrdinals(b *api.Block, ords []int, clearSeq bool, cd cooldown) map[string]int {
 	perHandle := map[string]int{}
-	released := false
+	released := reclaimCooled(b, cd)
+	stamp := cd.stamp()
 	for _, o := range ords {
-		idx := b.Allocations[o]
-		if idx == nil {
+		if !allocated(b, o) {
 			continue
 		}
-		if h := attrHandle(b.Attributes[*idx]); h != "" {
+		if h := attrHandle(b.Attributes[*b.Allocations[o]]); h != "" {
 			perHandle[h]++
 		}
-		b.Allocations[o] = nil
-		b.Unallocated = append(b.Unallocated, o)
+		if stamp != nil {
+			markCooling(b, o, *stamp)
+		} else {
+			b.Allocations[o] = nil
+			b.Unallocated = append(b.Unallocated, o)
+		}
 		if clearSeq {
 			delete(b.SequenceNumberForAllocation, seqKey(o))
 		}

@@ -141,7 +141,7 @@ func TestBlockJSONMatchesUpstream(t *testing.T) {
 	if got := ordinalsOfHandle(b, upHandle); len(got) != 1 || got[0] != 0 {
 		t.Fatalf("ordinalsOfHandle = %v", got)
 	}
-	per := releaseOrdinals(b, []int{0}, false)
+	per := releaseOrdinals(b, []int{0}, false, cooldown{})
 	b.SequenceNumber++
 	if per[upHandle] != 1 {
 		t.Fatalf("released per handle %v", per)
@@ -169,7 +169,7 @@ func TestAttributesDeduplicatedAndCompacted(t *testing.T) {
 		t.Fatal("identical attribute not reused")
 	}
 	// Release handle a's addresses: its attribute goes, b's is renumbered to 0.
-	releaseOrdinals(b, append(o1, o3...), true)
+	releaseOrdinals(b, append(o1, o3...), true, cooldown{})
 	if len(b.Attributes) != 1 || attrHandle(b.Attributes[0]) != "b" || *b.Allocations[o2[0]] != 0 {
 		t.Fatalf("after release: attrs %+v alloc %v", b.Attributes, *b.Allocations[o2[0]])
 	}
@@ -189,7 +189,7 @@ func TestReservedOrdinalsSkipped(t *testing.T) {
 	cidr := netip.MustParsePrefix("10.0.0.0/30")
 	b := newBlock(cidr, "host:n", time.Unix(0, 1))
 	rsv := reservations{netip.MustParsePrefix("10.0.0.0/31")}
-	if n := freeCount(b, cidr, rsv); n != 2 {
+	if n := freeCount(b, cidr, rsv, cooldown{}); n != 2 {
 		t.Fatalf("freeCount = %d, want 2", n)
 	}
 	got := autoAssignOrdinals(b, cidr, 4, nil, nil, rsv)

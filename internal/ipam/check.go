@@ -86,6 +86,9 @@ type Summary struct {
 	Handles         int
 	GoodHandles     int
 	NodeAllocations map[string]int
+	// Cooling counts released addresses still marked releasedAt (IP
+	// cooldown): neither allocated nor leaked.
+	Cooling int
 	// PendingAffinities are claims that did not finish (harmless: the next
 	// allocation on that host completes or removes them).
 	PendingAffinities []string
@@ -163,8 +166,9 @@ func (a *Allocator) Check(ctx context.Context, opts CheckOptions) (*Report, erro
 			}
 		}
 		r.Summary.Blocks = append(r.Summary.Blocks, fmt.Sprintf("%s affinity=%s", cidr, aff))
+		r.Summary.Cooling += coolingCount(b)
 		for o, idx := range b.Allocations {
-			if idx == nil {
+			if idx == nil || b.Attributes[*idx].Cooling() {
 				continue
 			}
 			r.Summary.NumAllocations++

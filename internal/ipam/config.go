@@ -35,6 +35,9 @@ func ValidateConfig(c api.IPAMConfig) error {
 	if c.MaxBlocksPerHost < 0 {
 		return fmt.Errorf("invalid IPAM config: maxBlocksPerHost %d is negative", c.MaxBlocksPerHost)
 	}
+	if c.IPCooldownSeconds < 0 {
+		return fmt.Errorf("invalid IPAM config: ipCooldownSeconds %d is negative", c.IPCooldownSeconds)
+	}
 	if c.MaxBlocksPerHost > 0 && !c.StrictAffinity {
 		return errors.New("invalid IPAM config: maxBlocksPerHost requires strictAffinity to be true (set --strictaffinity=true)")
 	}

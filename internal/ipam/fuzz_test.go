@@ -25,7 +25,7 @@ func FuzzBlock(f *testing.F) {
 				t.Fatalf("ordinal %d assigned but not marked", o)
 			}
 		}
-		releaseOrdinals(b, ordinalsOfHandle(b, h), true)
+		releaseOrdinals(b, ordinalsOfHandle(b, h), true, cooldown{})
 		_ = blockEmpty(b)
 		if _, _, err := decodeBlock("k", encodeBlock(b)); err != nil {
 			t.Fatalf("our own encoding does not decode: %v", err)

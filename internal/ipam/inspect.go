@@ -18,6 +18,9 @@ type BlockUsage struct {
 	Affinity string // "host:<name>", or "" for none
 	Capacity int
 	InUse    int
+	// Cooling counts released addresses still cooling down: neither in
+	// use nor free.
+	Cooling int
 }
 
 // PoolUsage is one pool's utilisation, with its blocks. The pseudo-pool
@@ -27,6 +30,7 @@ type PoolUsage struct {
 	CIDR     netip.Prefix
 	Capacity float64 // 2^(host bits): may exceed int64 for IPv6
 	InUse    int
+	Cooling  int
 	Blocks   []BlockUsage
 }
 
@@ -50,7 +54,8 @@ func (a *Allocator) Usage(ctx context.Context) ([]PoolUsage, error) {
 			a.log.Warn("skipping unreadable block", "key", item.Key, "err", err)
 			continue
 		}
-		bu := BlockUsage{CIDR: cidr, Capacity: len(b.Allocations), InUse: len(b.Allocations) - len(b.Unallocated)}
+		cooling := coolingCount(b)
+		bu := BlockUsage{CIDR: cidr, Capacity: len(b.Allocations), InUse: len(b.Allocations) - len(b.Unallocated) - cooling, Cooling: cooling}
 		if b.Affinity != nil {
 			bu.Affinity = *b.Affinity
 		}
@@ -63,6 +68,7 @@ func (a *Allocator) Usage(ctx context.Context) ([]PoolUsage, error) {
 		}
 		dst.Blocks = append(dst.Blocks, bu)
 		dst.InUse += bu.InUse
+		dst.Cooling += bu.Cooling
 	}
 	if len(orphans.Blocks) > 0 {
 		out = append(out, orphans)
@@ -102,7 +108,7 @@ func (a *Allocator) Borrowed(ctx context.Context) ([]BorrowedIP, int, error) {
 			}
 		}
 		for o, idx := range b.Allocations {
-			if idx == nil {
+			if idx == nil || b.Attributes[*idx].Cooling() {
 				continue
 			}
 			at := b.Attributes[*idx].ActiveOwnerAttrs
@@ -135,12 +141,17 @@ type AllocationInfo struct {
 	SequenceNumber uint64
 }
 
-// Lookup says who holds addr, or returns ErrNotAllocated.
+// Lookup says who holds addr, or returns ErrNotAllocated (also wrapping a
+// *CoolingError when the address was released and is cooling down).
 func (a *Allocator) Lookup(ctx context.Context, addr netip.Addr) (*AllocationInfo, error) {
 	addr = addr.Unmap()
-	res, err := a.store.Read(ctx, nil, []string{poolsPrefix()})
+	res, err := a.store.Read(ctx, []string{api.IPAMConfigKey}, []string{poolsPrefix()})
 	if err != nil {
 		return nil, fmt.Errorf("look up %s: %w", addr, err)
+	}
+	cfg, err := decodeConfig(res.Keys[0])
+	if err != nil {
+		return nil, err
 	}
 	var item *kv.KV
 	if p, ok := poolFor(decodePools(res.Prefixes[0]), addr); ok {
@@ -169,6 +180,11 @@ func (a *Allocator) Lookup(ctx context.Context, addr netip.Addr) (*AllocationInf
 		return nil, err
 	}
 	ord, ok := addrOrdinal(cidr, addr)
+	if ok {
+		if t, cooling := coolingAt(b, ord); cooling {
+			return nil, fmt.Errorf("%s: %w: %w", addr, ErrNotAllocated, coolingError(t, cooldownOf(cfg, a.now())))
+		}
+	}
 	if !ok || b.Allocations[ord] == nil {
 		return nil, fmt.Errorf("%s: %w", addr, ErrNotAllocated)
 	}

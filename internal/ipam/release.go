@@ -51,11 +51,15 @@ func (a *Allocator) ReleaseIPs(ctx context.Context, ips []ReleaseOptions) (notAl
 			return nil, errors.New("release addresses: an entry has no address")
 		}
 	}
-	items, _, err := a.store.List(ctx, poolsPrefix())
+	res, err := a.store.Read(ctx, []string{api.IPAMConfigKey}, []string{poolsPrefix()})
 	if err != nil {
 		return nil, fmt.Errorf("release addresses: %w", err)
 	}
-	pools := decodePools(items) // all pools, disabled ones included
+	cfg, err := decodeConfig(res.Keys[0])
+	if err != nil {
+		return nil, err
+	}
+	pools := decodePools(res.Prefixes[0]) // all pools, disabled ones included
 	byBlock := map[netip.Prefix][]ReleaseOptions{}
 	var listed map[netip.Prefix]*kv.KV
 	for _, o := range ips {
@@ -92,7 +96,7 @@ func (a *Allocator) ReleaseIPs(ctx context.Context, ips []ReleaseOptions) (notAl
 	var mismatched []netip.Addr
 	var errs []error
 	for _, c := range blocks {
-		na, mm, err := a.releaseFromBlock(ctx, c, byBlock[c])
+		na, mm, err := a.releaseFromBlock(ctx, c, byBlock[c], cfg)
 		notAllocated = append(notAllocated, na...)
 		mismatched = append(mismatched, mm...)
 		if err != nil {
@@ -106,7 +110,7 @@ func (a *Allocator) ReleaseIPs(ctx context.Context, ips []ReleaseOptions) (notAl
 }
 
 // releaseFromBlock releases the given addresses of one block.
-func (a *Allocator) releaseFromBlock(ctx context.Context, cidr netip.Prefix, opts []ReleaseOptions) (notAllocated, mismatched []netip.Addr, err error) {
+func (a *Allocator) releaseFromBlock(ctx context.Context, cidr netip.Prefix, opts []ReleaseOptions, cfg api.IPAMConfig) (notAllocated, mismatched []netip.Addr, err error) {
 	ref := &blockRef{key: api.BlockKey(cidr), cidr: cidr}
 	if err := a.readBlockAndHandle(ctx, ref, nil); err != nil {
 		return nil, nil, err
@@ -129,11 +133,11 @@ func (a *Allocator) releaseFromBlock(ctx context.Context, cidr netip.Prefix, opt
 				continue
 			}
 			seen[ord] = true
-			idx := b.Allocations[ord]
-			if idx == nil {
+			if !allocated(b, ord) {
 				notAllocated = append(notAllocated, o.Address)
 				continue
 			}
+			idx := b.Allocations[ord]
 			if o.SequenceNumber != nil && *o.SequenceNumber != seqForOrdinal(b, ord) {
 				mismatched = append(mismatched, o.Address)
 				continue
@@ -147,7 +151,7 @@ func (a *Allocator) releaseFromBlock(ctx context.Context, cidr netip.Prefix, opt
 		if len(ords) == 0 {
 			return notAllocated, mismatched, nil
 		}
-		perHandle := releaseOrdinals(b, ords, true)
+		perHandle := releaseOrdinals(b, ords, true, cooldownOf(cfg, a.now()))
 		if handles == nil {
 			if handles, err = a.readHandles(ctx, perHandle); err != nil {
 				return nil, nil, err
@@ -290,9 +294,13 @@ func (a *Allocator) ReleaseByHandles(ctx context.Context, handleIDs ...string) e
 	if len(ids) == 0 {
 		return nil
 	}
-	res, err := a.store.Read(ctx, keys, nil)
+	res, err := a.store.Read(ctx, append(keys, api.IPAMConfigKey), nil)
 	if err != nil {
 		return fmt.Errorf("release handles %s: %w", strings.Join(ids, ", "), err)
+	}
+	cfg, err := decodeConfig(res.Keys[len(ids)])
+	if err != nil {
+		return err
 	}
 	var errs []error
 	for i, id := range ids {
@@ -304,7 +312,7 @@ func (a *Allocator) ReleaseByHandles(ctx context.Context, handleIDs ...string) e
 		if h.h == nil {
 			continue
 		}
-		if err := a.releaseHandle(ctx, h); err != nil {
+		if err := a.releaseHandle(ctx, h, cfg); err != nil {
 			errs = append(errs, fmt.Errorf("release handle %s: %w", id, err))
 		}
 	}
@@ -313,7 +321,7 @@ func (a *Allocator) ReleaseByHandles(ctx context.Context, handleIDs ...string) e
 
 // releaseHandle releases every allocation of one handle, block by block,
 // each block committed together with the handle.
-func (a *Allocator) releaseHandle(ctx context.Context, h *handleRef) error {
+func (a *Allocator) releaseHandle(ctx context.Context, h *handleRef, cfg api.IPAMConfig) error {
 	var cidrs []netip.Prefix
 	for k := range h.h.Block {
 		c, err := netip.ParsePrefix(k)
@@ -336,14 +344,14 @@ func (a *Allocator) releaseHandle(ctx context.Context, h *handleRef) error {
 				return err
 			}
 		}
-		if err := a.releaseHandleInBlock(ctx, h, ref); err != nil {
+		if err := a.releaseHandleInBlock(ctx, h, ref, cfg); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (a *Allocator) releaseHandleInBlock(ctx context.Context, h *handleRef, ref *blockRef) error {
+func (a *Allocator) releaseHandleInBlock(ctx context.Context, h *handleRef, ref *blockRef, cfg api.IPAMConfig) error {
 	for range a.maxRetries {
 		var ords []int
 		if ref.b != nil {
@@ -358,7 +366,7 @@ func (a *Allocator) releaseHandleInBlock(ctx context.Context, h *handleRef, ref 
 		del := false
 		if len(ords) > 0 {
 			b = ref.mutable()
-			releaseOrdinals(b, ords, false)
+			releaseOrdinals(b, ords, false, cooldownOf(cfg, a.now()))
 			b.SequenceNumber++
 			del = b.Affinity == nil && blockEmpty(b)
 			writes = append(writes, ref.blockWrite(b, del))

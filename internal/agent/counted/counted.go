@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,7 +37,7 @@ type Counts struct {
 	FDBSet, FDBDeleted                         int
 	LinksAdded, LinksChanged, LinksDeleted     int
 	Sysctls                                    int
-	NATWrites, PolicyWrites                    int
+	NATWrites, PolicyWrites, FilterWrites      int
 	// Calls is every call that could change something.
 	Calls int
 }
@@ -59,8 +60,9 @@ type Kernel struct {
 	counts  Counts
 	links   map[string]any // tunnel.VXLAN or tunnel.IPIP
 	routes  map[netip.Prefix]route.Route
-	neigh   map[netip.Addr]net.HardwareAddr
-	fdb     map[string]netip.Addr // MAC -> node address
+	neigh   map[netip.Addr]neighEntry
+	fdb     map[string]fdbEntry // key: device and MAC (fdbKey)
+	filter  nft.VXLANFilter     // the VXLAN peer filter; zero when absent
 	sysctls map[string]string
 	nat     nft.Table
 	policy  PolicySummary
@@ -73,6 +75,21 @@ type Kernel struct {
 	changedAt map[string]time.Time
 	changed   chan struct{}
 }
+
+// neighEntry is a permanent neighbour on a device; fdbEntry a permanent
+// FDB entry (the MAC is in the key).
+type (
+	neighEntry struct {
+		mac net.HardwareAddr
+		dev string
+	}
+	fdbEntry struct {
+		node netip.Addr
+		dev  string
+	}
+)
+
+func fdbKey(dev string, mac net.HardwareAddr) string { return dev + "|" + mac.String() }
 
 // PolicySummary is the last rule set applied to the policy table.
 type PolicySummary struct {
@@ -88,8 +105,8 @@ func New(host Host) *Kernel {
 		host:        host,
 		links:       map[string]any{},
 		routes:      map[netip.Prefix]route.Route{},
-		neigh:       map[netip.Addr]net.HardwareAddr{},
-		fdb:         map[string]netip.Addr{},
+		neigh:       map[netip.Addr]neighEntry{},
+		fdb:         map[string]fdbEntry{},
 		sysctls:     map[string]string{},
 		routeAt:     map[netip.Prefix]time.Time{},
 		routeGoneAt: map[netip.Prefix]time.Time{},
@@ -149,15 +166,15 @@ func (k *Kernel) RouteGone(dst netip.Prefix) (time.Time, bool) {
 func (k *Kernel) VTEP(ip netip.Addr) (tunnel.VTEP, time.Time, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	mac, ok := k.neigh[ip]
+	n, ok := k.neigh[ip]
 	if !ok {
 		return tunnel.VTEP{}, time.Time{}, false
 	}
-	node, ok := k.fdb[mac.String()]
+	f, ok := k.fdb[fdbKey(n.dev, n.mac)]
 	if !ok {
 		return tunnel.VTEP{}, time.Time{}, false
 	}
-	return tunnel.VTEP{TunnelIP: ip, MAC: mac, NodeIP: node}, k.vtepAt[ip], true
+	return tunnel.VTEP{TunnelIP: ip, MAC: n.mac, NodeIP: f.node}, k.vtepAt[ip], true
 }
 
 // VTEPGone returns when the VTEP with tunnel address ip went, if it is
@@ -323,11 +340,17 @@ func (k *Kernel) DeleteLink(name string) error {
 		}
 	}
 	if _, vxlan := dev.(tunnel.VXLAN); vxlan {
-		for ip := range k.neigh {
-			k.vtepGoneAt[ip] = now
+		for ip, n := range k.neigh {
+			if n.dev == name {
+				delete(k.neigh, ip)
+				k.vtepGoneAt[ip] = now
+			}
 		}
-		clear(k.neigh)
-		clear(k.fdb)
+		for key, f := range k.fdb {
+			if f.dev == name {
+				delete(k.fdb, key)
+			}
+		}
 	}
 	k.signal()
 	return nil
@@ -343,39 +366,39 @@ func (k *Kernel) SyncVTEPs(device string, vteps []tunnel.VTEP) error {
 		return fmt.Errorf("sync VTEPs: link %s not found", device)
 	}
 	now := time.Now()
-	wantN := make(map[netip.Addr]net.HardwareAddr, len(vteps))
-	wantF := make(map[string]netip.Addr, len(vteps))
+	wantN := make(map[netip.Addr]neighEntry, len(vteps))
+	wantF := make(map[string]fdbEntry, len(vteps))
 	for _, v := range vteps {
-		wantN[v.TunnelIP] = v.MAC
-		wantF[v.MAC.String()] = v.NodeIP
+		wantN[v.TunnelIP] = neighEntry{v.MAC, device}
+		wantF[fdbKey(device, v.MAC)] = fdbEntry{v.NodeIP, device}
 	}
 	changed := false
-	for ip, mac := range wantN {
-		if old, ok := k.neigh[ip]; !ok || old.String() != mac.String() {
-			k.neigh[ip] = mac
+	for ip, n := range wantN {
+		if old, ok := k.neigh[ip]; !ok || old.dev != device || old.mac.String() != n.mac.String() {
+			k.neigh[ip] = n
 			k.vtepAt[ip] = now
 			k.counts.NeighSet++
 			changed = true
 		}
 	}
-	for ip := range k.neigh {
-		if _, ok := wantN[ip]; !ok {
+	for ip, n := range k.neigh {
+		if _, ok := wantN[ip]; !ok && n.dev == device {
 			delete(k.neigh, ip)
 			k.vtepGoneAt[ip] = now
 			k.counts.NeighDeleted++
 			changed = true
 		}
 	}
-	for mac, node := range wantF {
-		if old, ok := k.fdb[mac]; !ok || old != node {
-			k.fdb[mac] = node
+	for key, f := range wantF {
+		if old, ok := k.fdb[key]; !ok || old != f {
+			k.fdb[key] = f
 			k.counts.FDBSet++
 			changed = true
 		}
 	}
-	for mac := range k.fdb {
-		if _, ok := wantF[mac]; !ok {
-			delete(k.fdb, mac)
+	for key, f := range k.fdb {
+		if _, ok := wantF[key]; !ok && f.dev == device {
+			delete(k.fdb, key)
 			k.counts.FDBDeleted++
 			changed = true
 		}
@@ -476,6 +499,61 @@ func (k *Kernel) ApplyNAT(t nft.Table) error {
 	k.counts.NATWrites++
 	k.changedAt["nat"] = time.Now()
 	k.signal()
+	return nil
+}
+
+// VXLANFilter returns the VXLAN peer filter's recorder.
+func (k *Kernel) VXLANFilter(string) agent.VXLANFilterKernel { return &vxlanFilter{k: k} }
+
+// Filter returns the VXLAN peer filter last applied (zero when absent).
+func (k *Kernel) Filter() nft.VXLANFilter {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.filter
+}
+
+type vxlanFilter struct{ k *Kernel }
+
+// Apply records the filter: one table write, or one element change per
+// peer that came or went.
+func (f *vxlanFilter) Apply(want nft.VXLANFilter) (nft.VXLANFilterStats, error) {
+	k := f.k
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.counts.Calls++
+	var st nft.VXLANFilterStats
+	old := make(map[netip.Addr]bool, len(k.filter.Peers))
+	for _, p := range k.filter.Peers {
+		old[p] = true
+	}
+	for _, p := range want.Peers {
+		if !old[p] {
+			st.Added++
+		}
+		delete(old, p)
+	}
+	st.Deleted = len(old)
+	if st.Added+st.Deleted > 0 || want.Port != k.filter.Port {
+		k.counts.FilterWrites++
+		k.changedAt["vxlan-filter"] = time.Now()
+	}
+	k.filter = nft.VXLANFilter{Port: want.Port, Peers: slices.Clone(want.Peers)}
+	return st, nil
+}
+
+func (f *vxlanFilter) Invalidate() {}
+
+// Delete records the table's removal.
+func (f *vxlanFilter) Delete() error {
+	k := f.k
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.counts.Calls++
+	if k.filter.Port != 0 || len(k.filter.Peers) > 0 {
+		k.counts.FilterWrites++
+		k.changedAt["vxlan-filter"] = time.Now()
+	}
+	k.filter = nft.VXLANFilter{}
 	return nil
 }
 

@@ -32,6 +32,7 @@ type CNIPod struct {
 	ContainerID string
 	NS          string     // the pod's netns path
 	IP          netip.Addr // its IPv4 address
+	IP6         netip.Addr // its IPv6 address (CNIAddDual), else invalid
 	HostIf      string     // the host-side veth in the node
 	WEPName     string     // its WorkloadEndpoint (namespace "default")
 	Pools       []string   // ipam.ipv4_pools of its netconf
@@ -118,9 +119,12 @@ func (p *CNIPod) parseResult() error {
 		return fmt.Errorf("decode CNI result of %s: %w: %s", p.ContainerID, err, p.Result)
 	}
 	for _, ip := range res.IPs {
-		if a, ok := netip.AddrFromSlice(ip.Address.IP); ok && a.Unmap().Is4() {
+		a, ok := netip.AddrFromSlice(ip.Address.IP)
+		switch {
+		case ok && a.Unmap().Is4() && !p.IP.IsValid():
 			p.IP = a.Unmap()
-			break
+		case ok && a.Is6() && !a.Is4In6() && !p.IP6.IsValid():
+			p.IP6 = a
 		}
 	}
 	for _, i := range res.Interfaces {

@@ -232,6 +232,7 @@ type Node struct {
 	Name string
 	NS   string       // netns path
 	IP   netip.Prefix // eth0's address, e.g. 10.99.0.11/24
+	IP6  netip.Prefix // eth0's IPv6 address once the lab has IPv6 (AddIPv6)
 	Dir  string       // nodename file, MTU file and run dir live here
 	pods int
 }

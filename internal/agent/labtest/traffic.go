@@ -51,7 +51,8 @@ func StartPing(t testing.TB, name, ns string, dst netip.Addr) *Pinger {
 	return pg
 }
 
-var replyRE = regexp.MustCompile(`(?m)^\d+ bytes from [0-9.]+: icmp_seq=(\d+) `)
+// replyRE matches a reply line of ping, to an IPv4 or IPv6 address.
+var replyRE = regexp.MustCompile(`(?m)^\d+ bytes from [0-9a-f.:]+: icmp_seq=(\d+) `)
 
 // Replies counts the replies received so far.
 func (pg *Pinger) Replies() int { return len(replyRE.FindAllStringIndex(pg.out.String(), -1)) }

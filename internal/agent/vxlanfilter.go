@@ -1,0 +1,86 @@
+package agent
+
+import (
+	"net/netip"
+
+	"github.com/onecalico/calico/internal/dataplane/nft"
+)
+
+// vxlanFilterPlane keeps the VXLAN peer filter (nft.VXLANFilterApplier,
+// Felix's all-vxlan-net) in step with the VTEPs: while the VXLAN device
+// is present, the node accepts VXLAN only from the underlay addresses of
+// the VTEPs it programs; when the device goes, so does the filter.
+type vxlanFilterPlane struct {
+	applier VXLANFilterKernel
+	want    nft.VXLANFilter
+	present bool // the filter was applied and is installed
+	absent  bool // the table was deleted (VXLAN off)
+}
+
+// vxlanPeers are the underlay addresses the filter admits: every VTEP's
+// node address (IPv6 VTEPs belong here too when the daemon programs them).
+func vxlanPeers(d Desired) []netip.Addr {
+	out := make([]netip.Addr, 0, len(d.VTEPs))
+	for _, v := range d.VTEPs {
+		out = append(out, v.NodeIP)
+	}
+	return out
+}
+
+// applyVXLANFilter runs before the VTEPs are programmed, so a new node's
+// packets are admitted by the time its FDB entry exists. A full resync
+// rewrites the table (one batch), repairing anything changed behind our
+// back; otherwise only the peers that came and went are sent.
+func (dp *dataplane) applyVXLANFilter(d Desired, full bool, res *applyResult, timed func(string, func())) {
+	if dp.vxf == nil {
+		dp.vxf = &vxlanFilterPlane{applier: dp.k.VXLANFilter(nft.VXLANFilterTableName)}
+	}
+	p := dp.vxf
+	switch d.VXLANState {
+	case DevicePresent:
+		want := nft.VXLANFilter{Port: uint16(d.VXLAN.Port), Peers: vxlanPeers(d)}
+		if !full && p.present && equalFilter(want, p.want) {
+			return
+		}
+		timed("vxlan-filter", func() {
+			p.present, p.absent = false, false
+			if full {
+				p.applier.Invalidate()
+			}
+			st, err := p.applier.Apply(want)
+			if err != nil {
+				res.fail("vxlan-filter", err, dp)
+				return
+			}
+			p.want, p.present = want, true
+			if st.Replaced || st.Added+st.Deleted > 0 {
+				dp.a.log.Debug("VXLAN peer filter applied", "component", "dataplane", "replaced", st.Replaced,
+					"added", st.Added, "deleted", st.Deleted, "peers_v4", st.PeersV4, "peers_v6", st.PeersV6)
+			}
+		})
+	case DeviceAbsent:
+		if p.absent && !full {
+			return
+		}
+		timed("vxlan-filter", func() {
+			p.present = false
+			if err := p.applier.Delete(); err != nil {
+				res.fail("vxlan-filter", err, dp)
+				return
+			}
+			p.absent = true
+		})
+	}
+}
+
+func equalFilter(a, b nft.VXLANFilter) bool {
+	if a.Port != b.Port || len(a.Peers) != len(b.Peers) {
+		return false
+	}
+	for i := range a.Peers {
+		if a.Peers[i] != b.Peers[i] {
+			return false
+		}
+	}
+	return true
+}
