@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -201,11 +202,13 @@ type ProcStats struct {
 }
 
 // SelfStats reads this process's RSS and CPU; with gc it also collects
-// garbage first and reads the heap in use.
+// garbage and returns it to the OS first, and reads the heap in use.
 func SelfStats(gc bool) ProcStats {
 	var s ProcStats
 	if gc {
-		runtime.GC()
+		// Collect and return freed memory to the OS, so that the RSS is
+		// live data (the baseline would otherwise keep an earlier size's).
+		debug.FreeOSMemory()
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
 		s.HeapInuse = m.HeapInuse

@@ -17,7 +17,7 @@ func Tables(rs []*Result) string {
 	row("N", "cold start: all nodes have all routes and VTEPs", "CPU per node for the cold start", "new block → route on every other node", "CPU per node per new block", "node joins → its route and VTEP everywhere", "node deleted → withdrawn everywhere", "FelixConfiguration (vxlanMTU) → every node", "IPPool (natOutgoing) → every node")
 	rule(9)
 	for _, r := range rs {
-		row(fmt.Sprint(r.N), fmt.Sprintf("%s (p50 %s)", ms(r.ColdStart), ms(r.ColdStartDist.P50)), fmt.Sprintf("%.0f ms", float64(r.ColdCPU.Microseconds())/1000), dist(r.NewBlock), fmt.Sprintf("%.2f ms", float64(r.NewBlockCPU.Microseconds())/1000), dist(r.Join), dist(r.Delete), dist(r.Felix), dist(r.Pool))
+		row(fmt.Sprint(r.N), fmt.Sprintf("%s (p50 %s)", ms(r.ColdStart), ms(r.ColdStartDist.P50)), fmt.Sprintf("%.0f ms", float64(r.ColdCPU.Microseconds())/1000), dist(r.NewBlock), fmt.Sprintf("%.2f ms", float64(r.NewBlockCPU.Microseconds())/1000), fmt.Sprintf("%s (harness saw it registered after %s)", dist(r.Join), ms(r.JoinSelf)), fmt.Sprintf("%s (the deletion's writes %s)", dist(r.Delete), ms(r.DeleteSelf)), dist(r.Felix), dist(r.Pool))
 	}
 	b.WriteString("\nResources (one process holds every agent; per-agent figures are the process's figure above the baseline, divided by N)\n\n")
 	row("N", "baseline RSS (no agent)", "per agent RSS idle", "per agent Go heap idle", "per agent RSS churn (peak)", "churn − idle", "per agent CPU idle (process)", "per agent CPU churn (process)", "etcd RSS (3 members; largest)", "peak etcd requests/s (cold start)", "FelixConfiguration change CPU (per node)", "IPPool change CPU (per node)")

@@ -68,6 +68,7 @@ type Result struct {
 	NewBlockSamples    int
 	Join, Delete       Dist
 	JoinSelf           time.Duration // until the joining node's tunnel address is written
+	DeleteSelf         time.Duration // the deletion's own datastore writes
 	Felix, Pool        Dist
 	FelixCPU, PoolCPU  time.Duration // process CPU until every node had it
 	RoutesPerNode      int
@@ -535,6 +536,7 @@ func joinAndDelete(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	if err := f.DeleteNode(ctx, n.Name); err != nil {
 		return err
 	}
+	r.DeleteSelf = time.Since(t0)
 	ds, err = WaitAll(wctx, others, t0, func(o *Node) (time.Time, bool) {
 		rt, ok := o.Kernel.RouteGone(blk)
 		vt, ok2 := o.Kernel.VTEPGone(tip)
