@@ -28,6 +28,7 @@ func Tables(rs []*Result) string {
 			fmt.Sprintf("%s (%.2f cores)", pct(r.IdleCPU), r.IdleProcCores), fmt.Sprintf("%s (%.2f cores)", pct(r.ChurnCPU), r.ChurnProcCores), fmt.Sprintf("%s (%s)", mb(r.EtcdRSS), mb(r.EtcdRSSMax)), rate(r.PeakEtcdRate),
 			perNode(r.FelixCPU, r.N), perNode(r.PoolCPU, r.N))
 	}
+	targets(&b, rs)
 	b.WriteString("\nWorkload per run: ")
 	if len(rs) > 0 {
 		r := rs[0]
@@ -35,6 +36,33 @@ func Tables(rs []*Result) string {
 			min(setupPods, r.N), r.IdleWin, churnRate, r.ChurnWin, r.ChurnLife, r.ChurnPods, r.NewBlockSamples)
 	}
 	return b.String()
+}
+
+// targets adds the done-when targets at N = 1,000, when the run
+// has that size.
+func targets(b *strings.Builder, rs []*Result) {
+	var r *Result
+	for _, x := range rs {
+		if x.N == 1000 {
+			r = x
+		}
+	}
+	if r == nil {
+		return
+	}
+	met := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "missed"
+	}
+	idle, churn := r.PerAgentRSS(r.Idle), (r.ChurnPeakRSS-r.Base.RSS)/int64(r.N)
+	b.WriteString("\nThe issue's targets at N = 1,000 (this machine, all agents in one process)\n\n")
+	b.WriteString("| target | figure | |\n|---|---|---|\n")
+	fmt.Fprintf(b, "| new block → every node's routes, p99 ≤ 1 s | %s | %s |\n", ms(r.NewBlock.P99), met(r.NewBlock.P99 <= time.Second))
+	fmt.Fprintf(b, "| cold start of all agents converged ≤ 30 s | %s | %s |\n", ms(r.ColdStart), met(r.ColdStart <= 30*time.Second))
+	fmt.Fprintf(b, "| per-agent memory ≤ 5 MB above the baseline (idle share) | %s | %s |\n", mb(idle), met(idle <= 5<<20))
+	fmt.Fprintf(b, "| per-agent memory under churn ≤ 5 MB above the idle share | %s | %s |\n", mb(churn-idle), met(churn-idle <= 5<<20))
 }
 
 func dist(d Dist) string {
