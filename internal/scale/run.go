@@ -169,8 +169,12 @@ func completeTruth(ctx context.Context, env *Env, f *Fleet, n int) (*Truth, erro
 		if err == nil && t.Complete(n) {
 			return t, nil
 		}
-		if err == nil && time.Since(logged) > 10*time.Second {
-			env.Logf("N=%d after %s: %d Nodes, %d blocks in the datastore", n, time.Since(start).Round(time.Second), len(t.Nodes), len(t.Blocks))
+		if time.Since(logged) > 10*time.Second {
+			if err != nil {
+				env.Logf("N=%d after %s: reading the datastore: %v", n, time.Since(start).Round(time.Second), err)
+			} else {
+				env.Logf("N=%d after %s: %d Nodes, %d blocks in the datastore", n, time.Since(start).Round(time.Second), len(t.Nodes), len(t.Blocks))
+			}
 			logged = time.Now()
 		}
 		select {
