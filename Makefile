@@ -54,7 +54,7 @@ bench: build
 # N=10 smoke test.
 SCALE_N ?= 100,300,1000
 scale: build
-	CALICO_BIN=$(CURDIR)/bin SCALE_N=$(SCALE_N) SCALE_DOCS=$(CURDIR)/docs $(GO) test -run '^TestScale$$' -count 1 -v -timeout 60m ./internal/scale
+	CALICO_BIN=$(CURDIR)/bin SCALE_N=$(SCALE_N) SCALE_DOCS=$(CURDIR)/docs $(GO) test -run '^TestScale$$' -count 1 -v -timeout 180m ./internal/scale
 
 # demo.sh checks for the tools it needs (installing missing Debian
 # packages) before it runs `make build` itself.

@@ -134,7 +134,7 @@ func coldStart(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 			return err
 		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	wctx, cancel := context.WithTimeout(ctx, 45*time.Minute)
 	defer cancel()
 	truth, err := completeTruth(wctx, env, f, r.N)
 	if err != nil {

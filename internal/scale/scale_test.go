@@ -190,7 +190,7 @@ func TestScale(t *testing.T) {
 		}
 		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
 			env := newEnv(t)
-			ctx, cancel := context.WithTimeout(sctx, 20*time.Minute)
+			ctx, cancel := context.WithTimeout(sctx, 90*time.Minute)
 			defer cancel()
 			r, err := scale.Run(ctx, env, n)
 			if err != nil {
