@@ -50,6 +50,11 @@ func (c *calc) bgpRoutes(add func(netip.Prefix, route.Route)) {
 			add(dst, r)
 		}
 	}
+	// A BGPPeer's reachableBy: the peer via its gateway (upstream's
+	// static protocol, which BIRD prefers to BGP).
+	for _, s := range m.BGP.Static {
+		add(s.Dst, route.Route{Dst: s.Dst, Gw: s.Gw, Protocol: BGPRouteProtocol})
+	}
 }
 
 // poolsBySpecificity lists pools by prefix length, longest first: the

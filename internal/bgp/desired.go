@@ -90,6 +90,9 @@ type Peer struct {
 	Keepalive   uint32 // seconds; 0: default
 	TTLSecurity uint8  // hops; 0: off
 	AllowOwnAS  uint32
+	// NextHop is the next hop sent to the peer: NextHopAuto, NextHopSelf
+	// or NextHopKeep (nextHopMode, keepOriginalNextHop).
+	NextHop string
 	// Down is set when the session must not come up (its password
 	// secret cannot be read); Problem says why.
 	Down    bool
@@ -113,6 +116,14 @@ type Origin struct {
 	Large       [][3]uint32
 }
 
+// StaticRoute is a kernel route the speaker needs: a BGPPeer's
+// reachableBy (the peer's address via a gateway, so that the session
+// comes up across a subnet).
+type StaticRoute struct {
+	Dst netip.Prefix
+	Gw  netip.Addr
+}
+
 // Desired is one node's whole BGP state.
 type Desired struct {
 	// Enabled is false when this node cannot speak BGP (it has no IPv4
@@ -122,6 +133,8 @@ type Desired struct {
 	NextHop    netip.Addr
 	Peers      []Peer   // sorted by Key
 	Originated []Origin // sorted by prefix
+	// Static are the routes to install for the sessions, sorted by Dst.
+	Static []StaticRoute
 	// Problems are configuration issues, one sentence each.
 	Problems []string
 }
@@ -143,6 +156,7 @@ func Calc(in *Input) Desired {
 	c.explicit()
 	c.d.Peers = slices.SortedFunc(maps.Values(c.peers), func(a, b Peer) int { return strings.Compare(a.Key(), b.Key()) })
 	c.originate()
+	slices.SortFunc(c.d.Static, func(a, b StaticRoute) int { return comparePrefix(a.Dst, b.Dst) })
 	slices.Sort(c.d.Problems)
 	c.d.Problems = slices.Compact(c.d.Problems)
 	return c.d
@@ -346,7 +360,17 @@ func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port u
 	if id := c.me.RRClusterID; id != "" && as == c.asOf(c.me) && (node == nil || node.RRClusterID != id) {
 		out.RRClient, out.ClusterID = true, id
 	}
-	out.Import, out.Export = c.filterRules(s.Filters, "BGPPeer "+p.Name)
+	switch {
+	case s.KeepOriginalNextHop || s.NextHopMode != nil && *s.NextHopMode == api.NextHopModeKeep:
+		out.NextHop = NextHopKeep
+	case s.NextHopMode != nil && *s.NextHopMode == api.NextHopModeSelf:
+		out.NextHop = NextHopSelf
+	}
+	localAS := c.asOf(c.me)
+	if out.LocalAS != 0 {
+		localAS = out.LocalAS
+	}
+	out.Import, out.Export = c.filterRules(s.Filters, "BGPPeer "+p.Name, as, localAS)
 	if s.Password != nil {
 		out.Password, out.Problem = c.secret(s.Password, "BGPPeer "+p.Name+" password")
 		out.Down = out.Problem != ""
@@ -357,6 +381,24 @@ func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port u
 		return
 	}
 	c.peers[out.Key()] = out
+	c.reachableBy(p, addr)
+}
+
+// reachableBy adds the static route of a peerIP BGPPeer's reachableBy:
+// the peer's address via the gateway, as upstream's static protocol.
+func (c *calc) reachableBy(p *api.BGPPeer, addr netip.Addr) {
+	if p.Spec.ReachableBy == "" || p.Spec.PeerIP == "" {
+		return
+	}
+	gw, err := netip.ParseAddr(p.Spec.ReachableBy)
+	if err != nil || gw.Is4() != addr.Is4() {
+		c.problem("BGPPeer %s: reachableBy %q is not an address of the peer's family", p.Name, p.Spec.ReachableBy)
+		return
+	}
+	dst := netip.PrefixFrom(addr, addr.BitLen())
+	if !slices.ContainsFunc(c.d.Static, func(r StaticRoute) bool { return r.Dst == dst }) {
+		c.d.Static = append(c.d.Static, StaticRoute{Dst: dst, Gw: gw})
+	}
 }
 
 func (c *calc) secret(pw *api.BGPPassword, what string) (string, string) {

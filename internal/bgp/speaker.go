@@ -184,9 +184,10 @@ func (s *Speaker) reconcilePeers(ctx context.Context, want []Peer) error {
 		}
 	}
 	for _, p := range want {
-		// Filters are policies, changed without resetting the session.
+		// Filters and the next-hop mode are policies, changed without
+		// resetting the session.
 		q := p
-		q.Import, q.Export = nil, nil
+		q.Import, q.Export, q.NextHop = nil, nil, ""
 		h := hashOf(q)
 		old, exists := s.peers[p.Key()]
 		if exists && old.hash == h {

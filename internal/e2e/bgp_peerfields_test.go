@@ -1,0 +1,79 @@
+package e2e_test
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/onecalico/calico/internal/testutil"
+)
+
+// ebgpPeerDoc is n1's BGPPeer to a BIRD at 10.98.0.1 (AS 65001) on
+// another subnet, reached through the gateway 10.99.0.1.
+func ebgpPeerDoc(nextHopMode string) string {
+	return fmt.Sprintf(`apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: far
+spec:
+  node: n1
+  peerIP: 10.98.0.1
+  asNumber: 65001
+  reachableBy: 10.99.0.1
+  nextHopMode: %s
+`, nextHopMode)
+}
+
+// TestPrivilegedBGPPeerReachableByNextHop: n1 has no default route, so
+// the eBGP peer on another subnet is reachable only through reachableBy's
+// static route (installed proto bird). nextHopMode Keep sends n2's block
+// (learned over the mesh) with n2 as next hop; Self with n1; the change
+// does not reset the session.
+func TestPrivilegedBGPPeerReachableByNextHop(t *testing.T) {
+	c := newLab(t)
+	c.sameSubnet(2)
+	c.lab.Subnet(98)
+	testutil.RunIn(t, c.n1.NS, "ip", "route", "del", "default")
+	tor := startBird(t, c.lab.Router, `router id 10.98.0.1;
+protocol device { scan time 2; }
+protocol bgp n1 {
+  local 10.98.0.1 as 65001; neighbor 10.99.0.11 as 64512; multihop;
+  import all; export none; connect retry time 1; connect delay time 1; error wait time 1,5;
+}
+`)
+	c.calicoctl(t, noEncapPool+"---\n"+ebgpPeerDoc("Keep"), "apply", "-f", "-")
+	c.startBGP(t)
+	peer := netip.MustParsePrefix("10.98.0.1/32")
+	c.waitIPRoute(t, c.n1, peer, "10.98.0.1/32 via 10.99.0.1 dev eth0 proto bird")
+	c.waitEstablished(t, c.n1, 2)
+
+	b2 := c.lab.ClaimBlock("n2", netip.MustParseAddr("10.244.2.0"))
+	b1 := c.lab.ClaimBlock("n1", netip.MustParseAddr("10.244.1.0"))
+	torRoute := func(p netip.Prefix, via string) func() error {
+		return func() error {
+			out, err := tor.birdc("show", "route", p.String(), "all")
+			if err != nil || !strings.Contains(out, "BGP.next_hop: "+via+"\n") {
+				return fmt.Errorf("want via %s: %v\n%s", via, err, out)
+			}
+			return nil
+		}
+	}
+	c.eventually(t, "Keep: n2's block with n2's next hop", torRoute(b2, "10.99.0.12"))
+	c.eventually(t, "n1's own block", torRoute(b1, "10.99.0.11"))
+
+	c.calicoctl(t, ebgpPeerDoc("Self"), "apply", "-f", "-")
+	c.eventually(t, "Self: n2's block with n1's next hop", torRoute(b2, "10.99.0.11"))
+	s, err := c.procs["n1"].Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range s.BGPPeers {
+		if p.Flaps != 0 || p.State != "Established" {
+			t.Errorf("next-hop change reset a session: %+v", p)
+		}
+	}
+	// Without reachableBy the static route goes.
+	c.calicoctl(t, strings.Replace(ebgpPeerDoc("Self"), "  reachableBy: 10.99.0.1\n", "", 1), "apply", "-f", "-")
+	c.waitIPRoute(t, c.n1, peer, "")
+}
