@@ -33,8 +33,7 @@ func (c *calc) bgpSource(p Pool) bool {
 // pool without VXLAN, following upstream's kernel export filter: no
 // encapsulation (or CrossSubnet with the next hop on this node's subnet)
 // routes via the next hop; IPIP routes via the next hop on tunl0.
-// Learned paths outside every pool are not installed (they could shadow
-// the host's own routes).
+// Learned paths outside every pool are installed too (externalRoute).
 func (c *calc) bgpRoutes(add func(netip.Prefix, route.Route)) {
 	m := c.m
 	c.d.OwnBGPRoutes = !m.BGP.Enabled || m.BGP.Synced
@@ -67,7 +66,8 @@ func poolsBySpecificity(m map[string]Pool) []Pool {
 }
 
 // learnedRoute is the route for one learned path, if it is installed:
-// inside a pool without VXLAN, not this node's own block.
+// inside a pool without VXLAN, not this node's own block; outside every
+// pool, see externalRoute.
 func (c *calc) learnedRoute(pools []Pool, dst netip.Prefix, l bgp.Learned) (route.Route, bool) {
 	m := c.m
 	if !dst.Addr().Is4() || !l.NextHop.Is4() {
@@ -76,13 +76,29 @@ func (c *calc) learnedRoute(pools []Pool, dst netip.Prefix, l bgp.Learned) (rout
 	i := slices.IndexFunc(pools, func(p Pool) bool {
 		return p.CIDR.Addr().Is4() && p.CIDR.Bits() <= dst.Bits() && p.CIDR.Contains(dst.Addr())
 	})
-	if i < 0 || pools[i].vxlan() {
+	if i < 0 {
+		return c.externalRoute(dst, l.NextHop)
+	}
+	if pools[i].vxlan() {
 		return route.Route{}, false
 	}
 	if b, ok := m.Blocks[dst]; ok && b.Affinity == m.NodeName {
 		return route.Route{}, false // our own block, reflected back
 	}
 	return c.bgpRoute(dst, l.NextHop, pools[i])
+}
+
+// externalRoute is the route for a path learned outside every pool:
+// upstream's kernel filter ends with accept, so BIRD installs such routes
+// (a ToR's other subnets, say) via their next hop, and so do we. One
+// exception: a destination that contains this node's own address (its
+// subnet, a default route) is not installed, as it would replace the
+// host's own route to it (BIRD's add fails on the existing route).
+func (c *calc) externalRoute(dst netip.Prefix, nh netip.Addr) (route.Route, bool) {
+	if c.me.IPv4.IsValid() && dst.Contains(c.me.IPv4.Addr()) {
+		return route.Route{}, false
+	}
+	return c.bgpRoute(dst, nh, Pool{})
 }
 
 // bgpRoute is the kernel route for one learned path.

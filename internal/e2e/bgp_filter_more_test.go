@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/onecalico/calico/internal/agent/labtest"
+	"github.com/onecalico/calico/internal/testutil"
 )
 
 // filterOpsDoc matches on communities and AS path prefixes on import, and
@@ -113,5 +114,43 @@ func TestPrivilegedBGPFilterOperations(t *testing.T) {
 	}
 	if strings.Contains(rib, quiet.String()) {
 		t.Errorf("block rejected on export reached gobgpd:\n%s", rib)
+	}
+}
+
+// TestPrivilegedBGPExternalRoutes: routes a BIRD peer announces outside
+// every IP pool are installed proto bird, as upstream's kernel filter
+// (it ends with accept) does; a default route, which covers n1's own
+// address, is not put over the host's default route.
+func TestPrivilegedBGPExternalRoutes(t *testing.T) {
+	c := newLab(t)
+	c.n1 = c.lab.AddNode("n1", 99, 11)
+	c.nodes = []*labtest.Node{c.n1}
+	startBird(t, c.lab.Router, `router id 10.99.0.1;
+protocol device { scan time 2; }
+protocol static ext { route 192.0.2.0/24 blackhole; route 198.51.100.0/25 blackhole; route 0.0.0.0/0 blackhole; }
+protocol bgp n1 {
+  local 10.99.0.1 as 64512; neighbor 10.99.0.11 as 64512; direct; next hop self;
+  import all; export all; graceful restart; connect retry time 1; connect delay time 1; error wait time 1,5;
+}
+`)
+	c.calicoctl(t, noEncapPool+"---\n"+meshOff+`---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: tor
+spec:
+  peerIP: 10.99.0.1
+  asNumber: 64512
+`, "apply", "-f", "-")
+	c.startBGP(t)
+	c.waitEstablished(t, c.n1, 1)
+	gw := netip.MustParseAddr("10.99.0.1")
+	for _, p := range []string{"192.0.2.0/24", "198.51.100.0/25"} {
+		dst := netip.MustParsePrefix(p)
+		c.waitIPRoute(t, c.n1, dst, bgpRoute(dst, gw))
+	}
+	def := testutil.RunIn(t, c.n1.NS, "ip", "-4", "route", "show", "default")
+	if strings.Contains(def, "proto bird") || !strings.Contains(def, "default via 10.99.0.1") {
+		t.Errorf("n1's default route: %q", def)
 	}
 }
