@@ -289,7 +289,7 @@ func (a *Agent) bgpView(v BGPView) BGPView {
 func (a *Agent) bgpInput(m *Model) *bgp.Input {
 	in := &bgp.Input{NodeName: m.NodeName, Nodes: map[string]bgp.Node{}, Peers: m.BGP.Peers, Filters: m.BGP.Filters, Secret: a.readSecret}
 	for name, n := range m.Nodes {
-		in.Nodes[name] = bgp.Node{Name: name, Labels: n.Labels, IPv4: n.IPv4, ASNumber: n.ASNumber, RRClusterID: n.RRClusterID}
+		in.Nodes[name] = bgp.Node{Name: name, Labels: n.Labels, IPv4: n.IPv4, IPv6: n.IPv6, ASNumber: n.ASNumber, RRClusterID: n.RRClusterID}
 	}
 	in.Global = m.BGP.Configs[api.GlobalConfigName]
 	in.Local = m.BGP.Configs[api.NodeConfigName(m.NodeName)]

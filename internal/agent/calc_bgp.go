@@ -70,11 +70,12 @@ func poolsBySpecificity(m map[string]Pool) []Pool {
 // pool, see externalRoute.
 func (c *calc) learnedRoute(pools []Pool, dst netip.Prefix, l bgp.Learned) (route.Route, bool) {
 	m := c.m
-	if !dst.Addr().Is4() || !l.NextHop.Is4() {
+	v6 := dst.Addr().Is6()
+	if !l.NextHop.IsValid() || l.NextHop.Is6() != v6 {
 		return route.Route{}, false
 	}
 	i := slices.IndexFunc(pools, func(p Pool) bool {
-		return p.CIDR.Addr().Is4() && p.CIDR.Bits() <= dst.Bits() && p.CIDR.Contains(dst.Addr())
+		return p.CIDR.Addr().Is6() == v6 && p.CIDR.Bits() <= dst.Bits() && p.CIDR.Contains(dst.Addr())
 	})
 	if i < 0 {
 		return c.externalRoute(dst, l.NextHop)
@@ -95,15 +96,27 @@ func (c *calc) learnedRoute(pools []Pool, dst netip.Prefix, l bgp.Learned) (rout
 // subnet, a default route) is not installed, as it would replace the
 // host's own route to it (BIRD's add fails on the existing route).
 func (c *calc) externalRoute(dst netip.Prefix, nh netip.Addr) (route.Route, bool) {
-	if c.me.IPv4.IsValid() && dst.Contains(c.me.IPv4.Addr()) {
+	if me := c.myPrefix(dst.Addr().Is6()); me.IsValid() && dst.Contains(me.Addr()) {
 		return route.Route{}, false
 	}
 	return c.bgpRoute(dst, nh, Pool{})
 }
 
+// myPrefix is this node's address (with its subnet) of one family.
+func (c *calc) myPrefix(v6 bool) netip.Prefix {
+	if v6 {
+		return c.me.IPv6
+	}
+	return c.me.IPv4
+}
+
 // bgpRoute is the kernel route for one learned path.
 func (c *calc) bgpRoute(dst netip.Prefix, nh netip.Addr, pool Pool) (route.Route, bool) {
-	sameSubnet := c.me.IPv4.IsValid() && c.me.IPv4.Masked().Contains(nh)
+	me := c.myPrefix(nh.Is6())
+	sameSubnet := me.IsValid() && me.Masked().Contains(nh)
+	if nh.Is6() {
+		pool.IPIPMode = "" // IPIP is IPv4 only
+	}
 	if pool.IPIPMode == api.IPIPModeAlways || (pool.IPIPMode == api.IPIPModeCrossSubnet && !sameSubnet) {
 		if c.d.IPIPState != DevicePresent {
 			return route.Route{}, false // reported as the ipip degradation

@@ -136,3 +136,31 @@ func TestCalcBGPDownIsDegraded(t *testing.T) {
 		t.Errorf("degraded %q", d.Degraded)
 	}
 }
+
+// TestCalcBGPIPv6: learned IPv6 paths in an IPv6 pool go via their next
+// hop (on the node's subnet: dev eth0), outside every pool too, except a
+// destination covering this node's IPv6 address; a path whose next hop
+// is of the other family is ignored.
+func TestCalcBGPIPv6(t *testing.T) {
+	m := bgpModel(ipipPool(api.IPIPModeAlways), true)
+	me := m.Nodes[m.NodeName]
+	me.IPv6 = pfx("fd99::11/64")
+	m.Nodes[m.NodeName] = me
+	m.Pools["v6"] = Pool{Name: "v6", CIDR: pfx("fd00:244::/112"), IPIPMode: api.IPIPModeAlways}
+	m.BGP.Learned = map[netip.Prefix]bgp.Learned{
+		pfx("fd00:244::40/122"): {NextHop: ip("fd99::12")},
+		pfx("2001:db8::/64"):    {NextHop: ip("fd99::1")},
+		pfx("fd99::/64"):        {NextHop: ip("fd99::1")},
+		pfx("fd00:244::80/122"): {NextHop: ip("10.99.0.12")},
+	}
+	var got []string
+	for _, r := range Calc(m).Routes {
+		if r.Dst.Addr().Is6() {
+			got = append(got, r.String())
+		}
+	}
+	want := []string{"2001:db8::/64 via fd99::1 dev eth0 proto 12", "fd00:244::40/122 via fd99::12 dev eth0 proto 12"}
+	if !slices.Equal(got, want) {
+		t.Errorf("IPv6 routes:\n%q\nwant\n%q", got, want)
+	}
+}

@@ -2,6 +2,8 @@ package bgp
 
 import (
 	"cmp"
+	"encoding/binary"
+	"hash/fnv"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -18,6 +20,7 @@ type Node struct {
 	Name        string
 	Labels      map[string]string
 	IPv4        netip.Prefix // address with its subnet; invalid: none
+	IPv6        netip.Prefix // address with its subnet; invalid: none
 	ASNumber    uint32       // 0: the cluster's AS
 	RRClusterID string       // non-empty: this node is a route reflector
 }
@@ -126,11 +129,13 @@ type StaticRoute struct {
 
 // Desired is one node's whole BGP state.
 type Desired struct {
-	// Enabled is false when this node cannot speak BGP (it has no IPv4
+	// Enabled is false when this node cannot speak BGP (it has no
 	// address yet); the speaker then stops.
-	Enabled    bool
-	Global     Global
-	NextHop    netip.Addr
+	Enabled bool
+	Global  Global
+	// NextHop and NextHop6 are the next hops of originated IPv4 and IPv6
+	// prefixes (the node's addresses; invalid: that family is off).
+	NextHop, NextHop6 netip.Addr
 	Peers      []Peer   // sorted by Key
 	Originated []Origin // sorted by prefix
 	// Static are the routes to install for the sessions, sorted by Dst.
@@ -190,13 +195,17 @@ func (c *calc) asOf(n Node) uint32 {
 
 func (c *calc) global() {
 	g, l := c.globalSpec(), c.in.Local
-	if !c.me.IPv4.IsValid() {
+	if !c.me.IPv4.IsValid() && !c.me.IPv6.IsValid() {
 		return
 	}
 	c.d.Enabled = true
-	me := c.me.IPv4.Addr()
-	c.d.NextHop = me
-	gl := Global{RouterID: me, ASNumber: c.asOf(c.me), ListenPort: int32(g.EffectiveListenPort()),
+	if c.me.IPv4.IsValid() {
+		c.d.NextHop = c.me.IPv4.Addr()
+	}
+	if c.me.IPv6.IsValid() {
+		c.d.NextHop6 = c.me.IPv6.Addr()
+	}
+	gl := Global{RouterID: routerID(c.me), ASNumber: c.asOf(c.me), ListenPort: int32(g.EffectiveListenPort()),
 		LogSeverity: g.EffectiveLogSeverity(), RestartTime: DefaultRestartTime}
 	bind := g.BindMode
 	if l != nil {
@@ -210,10 +219,42 @@ func (c *calc) global() {
 			bind = l.BindMode
 		}
 	}
-	if bind != nil && *bind == api.BindModeNodeIP {
-		gl.ListenAddrs = []string{me.String()}
+	switch {
+	case bind != nil && *bind == api.BindModeNodeIP:
+		for _, a := range []netip.Addr{c.d.NextHop, c.d.NextHop6} {
+			if a.IsValid() {
+				gl.ListenAddrs = append(gl.ListenAddrs, a.String())
+			}
+		}
+	case c.me.IPv6.IsValid():
+		gl.ListenAddrs = []string{"0.0.0.0", "::"}
 	}
 	c.d.Global = gl
+}
+
+// routerID is the node's IPv4 address, else (an IPv6-only node) a
+// 32-bit hash of its name, as upstream's CALICO_ROUTER_ID=hash.
+func routerID(n Node) netip.Addr {
+	if n.IPv4.IsValid() {
+		return n.IPv4.Addr()
+	}
+	h := fnv.New32a()
+	h.Write([]byte(n.Name))
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], h.Sum32())
+	return netip.AddrFrom4(b)
+}
+
+// addrOf is a node's address of one family (invalid: none).
+func addrOf(n Node, v6 bool) netip.Addr {
+	p := n.IPv4
+	if v6 {
+		p = n.IPv6
+	}
+	if !p.IsValid() {
+		return netip.Addr{}
+	}
+	return p.Addr()
 }
 
 // mesh adds a session to every other node, unless the mesh is off or this
@@ -234,19 +275,25 @@ func (c *calc) mesh() {
 		password, problem = c.secret(g.NodeMeshPassword, "nodeMeshPassword")
 		down = problem != ""
 	}
-	me := c.me.IPv4.Addr()
-	for _, name := range slices.Sorted(maps.Keys(c.in.Nodes)) {
-		n := c.in.Nodes[name]
-		if name == c.in.NodeName || !n.IPv4.IsValid() || n.RRClusterID != "" || n.IPv4.Addr() == me {
+	// One session per family, as upstream's bird and bird6.
+	for _, v6 := range []bool{false, true} {
+		me := addrOf(c.me, v6)
+		if !me.IsValid() {
 			continue
 		}
-		ip := n.IPv4.Addr()
-		p := Peer{Type: PeerMesh, Addr: ip, ASNumber: c.asOf(n), Passive: ip.String() > me.String(),
-			LocalAddr: me.String(), Password: password, RestartTime: restart, Down: down, Problem: problem}
-		if lp := g.EffectiveListenPort(); lp != api.DefaultListenPort {
-			p.Port = lp
+		for _, name := range slices.Sorted(maps.Keys(c.in.Nodes)) {
+			n := c.in.Nodes[name]
+			ip := addrOf(n, v6)
+			if name == c.in.NodeName || !ip.IsValid() || n.RRClusterID != "" || ip == me {
+				continue
+			}
+			p := Peer{Type: PeerMesh, Addr: ip, ASNumber: c.asOf(n), Passive: ip.String() > me.String(),
+				LocalAddr: me.String(), Password: password, RestartTime: restart, Down: down, Problem: problem}
+			if lp := g.EffectiveListenPort(); lp != api.DefaultListenPort {
+				p.Port = lp
+			}
+			c.peers[p.Key()] = p
 		}
-		c.peers[p.Key()] = p
 	}
 }
 
@@ -307,21 +354,26 @@ func (c *calc) selected(p *api.BGPPeer, typ PeerType) {
 	selectedMe := c.selects("BGPPeer "+p.Name+" peerSelector", p.Spec.PeerSelector, c.me.Labels)
 	for _, name := range slices.Sorted(maps.Keys(c.in.Nodes)) {
 		n := c.in.Nodes[name]
-		if name == c.in.NodeName || !n.IPv4.IsValid() {
+		if name == c.in.NodeName {
 			continue
 		}
 		forward := mine && c.selects("BGPPeer "+p.Name+" peerSelector", p.Spec.PeerSelector, n.Labels)
 		back := reverse && selectedMe && c.appliesTo(p, n)
-		if forward || back {
-			nn := n
-			c.addExplicit(p, typ, n.IPv4.Addr(), 0, c.asOf(n), &nn)
+		if !forward && !back {
+			continue
+		}
+		for _, v6 := range []bool{false, true} {
+			if ip := addrOf(n, v6); ip.IsValid() {
+				nn := n
+				c.addExplicit(p, typ, ip, 0, c.asOf(n), &nn)
+			}
 		}
 	}
 }
 
 func (c *calc) nodeByIP(a netip.Addr) *Node {
 	for _, name := range slices.Sorted(maps.Keys(c.in.Nodes)) {
-		if n := c.in.Nodes[name]; n.IPv4.IsValid() && n.IPv4.Addr() == a {
+		if n := c.in.Nodes[name]; addrOf(n, a.Is6()) == a {
 			return &n
 		}
 	}
@@ -329,8 +381,10 @@ func (c *calc) nodeByIP(a netip.Addr) *Node {
 }
 
 func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port uint16, as uint32, node *Node) {
-	me := c.me.IPv4.Addr()
-	if addr == me || !addr.Is4() {
+	// A session is of its address's family; this node needs an address
+	// of that family (upstream: bird6 runs only with an IPv6 address).
+	me := addrOf(c.me, addr.Is6())
+	if !me.IsValid() || addr == me {
 		return
 	}
 	s := &p.Spec
@@ -433,9 +487,17 @@ func (c *calc) originate() {
 	inPool := func(p netip.Prefix) bool {
 		return slices.ContainsFunc(in.Pools, func(pool Pool) bool { return pool.CIDR.Bits() <= p.Bits() && pool.CIDR.Contains(p.Addr()) })
 	}
+	// A family is advertised only over sessions of that family, which
+	// need this node's address of that family (the next hop).
+	family := func(p netip.Prefix) bool {
+		if p.Addr().Is4() {
+			return c.d.NextHop.IsValid()
+		}
+		return c.d.NextHop6.IsValid()
+	}
 	set := map[netip.Prefix]bool{}
 	for _, b := range in.Blocks {
-		if !b.CIDR.Addr().Is4() {
+		if !family(b.CIDR) {
 			continue
 		}
 		if b.Affinity == in.NodeName {
@@ -445,7 +507,7 @@ func (c *calc) originate() {
 			continue
 		}
 		for ip, node := range b.Borrowed {
-			p := netip.PrefixFrom(ip, 32)
+			p := netip.PrefixFrom(ip, ip.BitLen())
 			if node == in.NodeName && inPool(p) && !noExport(p) {
 				set[p] = true
 			}
@@ -467,7 +529,7 @@ func (c *calc) originate() {
 			c.problem("service CIDR %q does not parse", s)
 			continue
 		}
-		if p.Addr().Is4() {
+		if family(p) {
 			set[p.Masked()] = true
 		}
 	}

@@ -40,7 +40,7 @@ type Speaker struct {
 	globalHash string
 	peers      map[string]peerEntry
 	origin     map[netip.Prefix]string // prefix -> hash of its path
-	nextHop    netip.Addr
+	nextHop    [2]netip.Addr // of originated IPv4 and IPv6 prefixes
 	policyHash string // of the BGPFilter policies installed
 
 	mu      sync.Mutex                // guards the fields below (written by GoBGP's callbacks)
@@ -103,7 +103,7 @@ func (s *Speaker) Apply(ctx context.Context, d Desired) error {
 	}
 	s.adapter.SetLevel(levelFor(d.Global.LogSeverity))
 	errs := []error{s.reconcilePeers(ctx, d.Peers), s.reconcilePolicies(ctx, d.Peers)}
-	errs = append(errs, s.reconcileOrigin(ctx, d.NextHop, d.Originated))
+	errs = append(errs, s.reconcileOrigin(ctx, [2]netip.Addr{d.NextHop, d.NextHop6}, d.Originated))
 	return errors.Join(errs...)
 }
 
@@ -214,10 +214,22 @@ func (s *Speaker) reconcilePeers(ctx context.Context, want []Peer) error {
 	return errors.Join(errs...)
 }
 
-var familyV4 = &gobgpapi.Family{Afi: gobgpapi.Family_AFI_IP, Safi: gobgpapi.Family_SAFI_UNICAST}
+var (
+	familyV4 = &gobgpapi.Family{Afi: gobgpapi.Family_AFI_IP, Safi: gobgpapi.Family_SAFI_UNICAST}
+	familyV6 = &gobgpapi.Family{Afi: gobgpapi.Family_AFI_IP6, Safi: gobgpapi.Family_SAFI_UNICAST}
+)
+
+// familyOf is the unicast family of an address.
+func familyOf(a netip.Addr) *gobgpapi.Family {
+	if a.Is4() {
+		return familyV4
+	}
+	return familyV6
+}
 
 // apiPeer converts a Peer to GoBGP's configuration: graceful restart on,
-// IPv4 unicast, multihop for eBGP (as upstream's templates).
+// the unicast family of the peer's address only (as upstream's separate
+// bird and bird6), multihop for eBGP (as upstream's templates).
 func apiPeer(p Peer) *gobgpapi.Peer {
 	out := &gobgpapi.Peer{
 		Conf: &gobgpapi.PeerConf{NeighborAddress: p.Addr.String(), PeerAsn: p.ASNumber, LocalAsn: p.LocalAS,
@@ -226,7 +238,7 @@ func apiPeer(p Peer) *gobgpapi.Peer {
 		Timers:          &gobgpapi.Timers{Config: &gobgpapi.TimersConfig{ConnectRetry: 2}},
 		GracefulRestart: &gobgpapi.GracefulRestart{Enabled: true, RestartTime: p.RestartTime},
 		AfiSafis: []*gobgpapi.AfiSafi{{
-			Config:            &gobgpapi.AfiSafiConfig{Family: familyV4, Enabled: true},
+			Config:            &gobgpapi.AfiSafiConfig{Family: familyOf(p.Addr), Enabled: true},
 			MpGracefulRestart: &gobgpapi.MpGracefulRestart{Config: &gobgpapi.MpGracefulRestartConfig{Enabled: true}},
 		}},
 	}
@@ -246,12 +258,18 @@ func apiPeer(p Peer) *gobgpapi.Peer {
 	return out
 }
 
-func (s *Speaker) reconcileOrigin(ctx context.Context, nh netip.Addr, want []Origin) error {
+func (s *Speaker) reconcileOrigin(ctx context.Context, nhs [2]netip.Addr, want []Origin) error {
 	var errs []error
-	if nh != s.nextHop {
+	if nhs != s.nextHop {
 		// Every path carries the next hop: re-announce them all.
 		s.origin = map[netip.Prefix]string{}
-		s.nextHop = nh
+		s.nextHop = nhs
+	}
+	nhOf := func(p netip.Prefix) netip.Addr {
+		if p.Addr().Is4() {
+			return nhs[0]
+		}
+		return nhs[1]
 	}
 	keep := make(map[netip.Prefix]bool, len(want))
 	for _, o := range want {
@@ -261,9 +279,9 @@ func (s *Speaker) reconcileOrigin(ctx context.Context, nh netip.Addr, want []Ori
 		if keep[p] {
 			continue
 		}
-		path, err := originPath(Origin{Prefix: p}, nh, true)
+		path, err := originPath(Origin{Prefix: p}, nhOf(p), true)
 		if err == nil {
-			err = s.srv.DeletePath(ctx, &gobgpapi.DeletePathRequest{TableType: gobgpapi.TableType_GLOBAL, Family: familyV4, Path: path})
+			err = s.srv.DeletePath(ctx, &gobgpapi.DeletePathRequest{TableType: gobgpapi.TableType_GLOBAL, Family: familyOf(p.Addr()), Path: path})
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("withdraw %s: %w", p, err))
@@ -276,7 +294,7 @@ func (s *Speaker) reconcileOrigin(ctx context.Context, nh netip.Addr, want []Ori
 		if s.origin[o.Prefix] == h {
 			continue
 		}
-		path, err := originPath(o, nh, false)
+		path, err := originPath(o, nhOf(o.Prefix), false)
 		if err == nil {
 			_, err = s.srv.AddPath(ctx, &gobgpapi.AddPathRequest{TableType: gobgpapi.TableType_GLOBAL, Path: path})
 		}
@@ -289,13 +307,17 @@ func (s *Speaker) reconcileOrigin(ctx context.Context, nh netip.Addr, want []Ori
 	return errors.Join(errs...)
 }
 
-// originPath builds a locally originated IPv4 path (origin IGP, next hop
-// this node).
+// originPath builds a locally originated path (origin IGP, next hop
+// this node): IPv4 with a NEXT_HOP, IPv6 in an MP_REACH_NLRI.
 func originPath(o Origin, nh netip.Addr, withdraw bool) (*gobgpapi.Path, error) {
-	nlri := bgp.NewIPAddrPrefix(uint8(o.Prefix.Bits()), o.Prefix.Addr().String())
-	attrs := []bgp.PathAttributeInterface{
-		bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP),
-		bgp.NewPathAttributeNextHop(nh.String()),
+	var nlri bgp.AddrPrefixInterface
+	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
+	if o.Prefix.Addr().Is4() {
+		nlri = bgp.NewIPAddrPrefix(uint8(o.Prefix.Bits()), o.Prefix.Addr().String())
+		attrs = append(attrs, bgp.NewPathAttributeNextHop(nh.String()))
+	} else {
+		nlri = bgp.NewIPv6AddrPrefix(uint8(o.Prefix.Bits()), o.Prefix.Addr().String())
+		attrs = append(attrs, bgp.NewPathAttributeMpReachNLRI(nh.String(), []bgp.AddrPrefixInterface{nlri}))
 	}
 	if len(o.Communities) > 0 {
 		attrs = append(attrs, bgp.NewPathAttributeCommunities(o.Communities))
@@ -378,11 +400,15 @@ func (s *Speaker) onPeer(pe *gobgpapi.WatchEventResponse_PeerEvent) {
 	s.onChange(true)
 }
 
-// decodePath reads an IPv4 unicast path's prefix, next hop and source.
-// It unpacks only the prefix and the next-hop attributes (not every
-// attribute into its native form): it runs once per learned path.
+// decodePath reads an IPv4 or IPv6 unicast path's prefix, next hop and
+// source. It unpacks only the prefix and the next-hop attributes (not
+// every attribute into its native form): it runs once per learned path.
 func decodePath(p *gobgpapi.Path) (netip.Prefix, Learned, bool) {
-	if p.Family == nil || p.Family.Afi != gobgpapi.Family_AFI_IP || p.Family.Safi != gobgpapi.Family_SAFI_UNICAST || p.Nlri == nil {
+	if p.Family == nil || p.Family.Safi != gobgpapi.Family_SAFI_UNICAST || p.Nlri == nil {
+		return netip.Prefix{}, Learned{}, false
+	}
+	v6 := p.Family.Afi == gobgpapi.Family_AFI_IP6
+	if !v6 && p.Family.Afi != gobgpapi.Family_AFI_IP {
 		return netip.Prefix{}, Learned{}, false
 	}
 	var nlri gobgpapi.IPAddressPrefix
@@ -390,7 +416,7 @@ func decodePath(p *gobgpapi.Path) (netip.Prefix, Learned, bool) {
 		return netip.Prefix{}, Learned{}, false
 	}
 	a, err := netip.ParseAddr(nlri.Prefix)
-	if err != nil || !a.Is4() || nlri.PrefixLen > 32 {
+	if err != nil || a.Is6() != v6 || a.Zone() != "" || int(nlri.PrefixLen) > a.BitLen() {
 		return netip.Prefix{}, Learned{}, false
 	}
 	pfx := netip.PrefixFrom(a, int(nlri.PrefixLen)).Masked()
@@ -413,8 +439,10 @@ func decodePath(p *gobgpapi.Path) (netip.Prefix, Learned, bool) {
 			}
 		}
 	}
-	l.NextHop = l.NextHop.Unmap()
-	return pfx, l, l.NextHop.Is4()
+	if !v6 {
+		l.NextHop = l.NextHop.Unmap()
+	}
+	return pfx, l, l.NextHop.IsValid() && l.NextHop.Is6() == v6 && l.NextHop.Zone() == ""
 }
 
 // Running reports whether the server is started.
