@@ -3,8 +3,8 @@ package bgp
 import (
 	"cmp"
 	"encoding/binary"
-	"hash/fnv"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"net/netip"
 	"slices"
@@ -136,8 +136,8 @@ type Desired struct {
 	// NextHop and NextHop6 are the next hops of originated IPv4 and IPv6
 	// prefixes (the node's addresses; invalid: that family is off).
 	NextHop, NextHop6 netip.Addr
-	Peers      []Peer   // sorted by Key
-	Originated []Origin // sorted by prefix
+	Peers             []Peer   // sorted by Key
+	Originated        []Origin // sorted by prefix
 	// Static are the routes to install for the sessions, sorted by Dst.
 	Static []StaticRoute
 	// Problems are configuration issues, one sentence each.

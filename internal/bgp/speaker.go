@@ -40,8 +40,8 @@ type Speaker struct {
 	globalHash string
 	peers      map[string]peerEntry
 	origin     map[netip.Prefix]string // prefix -> hash of its path
-	nextHop    [2]netip.Addr // of originated IPv4 and IPv6 prefixes
-	policyHash string // of the BGPFilter policies installed
+	nextHop    [2]netip.Addr           // of originated IPv4 and IPv6 prefixes
+	policyHash string                  // of the BGPFilter policies installed
 
 	mu      sync.Mutex                // guards the fields below (written by GoBGP's callbacks)
 	learned map[netip.Prefix]Learned  // changed in place by onEvent
