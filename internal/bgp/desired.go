@@ -340,6 +340,8 @@ func (c *calc) explicit() {
 			c.addExplicit(p, typ, addr, port, uint32(p.Spec.ASNumber), c.nodeByIP(addr))
 		case p.Spec.PeerSelector != "":
 			c.selected(p, typ)
+		case p.Spec.LocalWorkloadSelector != "" && c.appliesTo(p, c.me):
+			c.problem("BGPPeer %s: localWorkloadSelector (peering with local workloads) is not supported; no session", name)
 		}
 	}
 }
