@@ -245,6 +245,9 @@ func (a *Agent) bgpAfterApply(d bgp.Desired, err error) {
 	if b.running && !b.synced {
 		b.synced = time.Since(b.started) > bgpSyncMax || a.bgpSettled()
 	}
+	if b.synced && !wasSynced {
+		a.log.Info("BGP learned routes complete", "component", "bgp", "after", time.Since(b.started).Round(time.Millisecond))
+	}
 	changed := wasSynced != b.synced || wasRunning != b.running || !slices.Equal(b.static, d.Static)
 	b.static = d.Static
 	b.mu.Unlock()

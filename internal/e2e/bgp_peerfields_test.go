@@ -77,3 +77,51 @@ protocol bgp n1 {
 	c.calicoctl(t, strings.Replace(ebgpPeerDoc("Self"), "  reachableBy: 10.99.0.1\n", "", 1), "apply", "-f", "-")
 	c.waitIPRoute(t, c.n1, peer, "")
 }
+
+// TestPrivilegedBGPAllowLocalAS: gobgpd (AS 65001) announces a route
+// whose AS path already holds n1's AS 64512. n1 drops it as a loop until
+// its BGPPeer sets numAllowedLocalASNumbers: 1; then it is installed.
+func TestPrivilegedBGPAllowLocalAS(t *testing.T) {
+	c := newLab(t)
+	c.sameSubnet(2)
+	c.nodes = c.nodes[:1]
+	cli := startGobgpd(t, c.lab.Router, `[global.config]
+  as = 65001
+  router-id = "10.99.0.1"
+  local-address-list = ["10.99.0.1"]
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "10.99.0.11"
+    peer-as = 64512
+  [neighbors.timers.config]
+    connect-retry = 1
+`)
+	looped := netip.MustParsePrefix("10.244.210.0/26")
+	plain := netip.MustParsePrefix("10.244.211.0/26")
+	for _, a := range [][]string{{looped.String(), "aspath", "64512"}, {plain.String()}} {
+		args := append([]string{"global", "rib", "add", "-a", "ipv4", a[0], "nexthop", "10.99.0.1"}, a[1:]...)
+		if out, err := cli(args...); err != nil {
+			t.Fatalf("gobgp %v: %v %s", args, err, out)
+		}
+	}
+	peer := func(allow string) string {
+		return `apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: edge
+spec:
+  peerIP: 10.99.0.1
+  asNumber: 65001
+` + allow
+	}
+	c.calicoctl(t, strings.Join([]string{noEncapPool, meshOff, peer("")}, "---\n"), "apply", "-f", "-")
+	c.startBGP(t)
+	c.waitEstablished(t, c.n1, 1)
+	gw := netip.MustParseAddr("10.99.0.1")
+	c.waitIPRoute(t, c.n1, plain, bgpRoute(plain, gw))
+	if rs := ipRoutes(t, c.n1, looped); len(rs) != 0 {
+		t.Errorf("route with n1's own AS in its path installed: %q", rs)
+	}
+	c.calicoctl(t, peer("  numAllowedLocalASNumbers: 1\n"), "apply", "-f", "-")
+	c.waitIPRoute(t, c.n1, looped, bgpRoute(looped, gw))
+}

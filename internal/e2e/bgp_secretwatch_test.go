@@ -65,6 +65,14 @@ spec:
 	if !strings.Contains(c.procs["n1"].Stderr.String(), "BGP secrets watched") {
 		t.Fatalf("the secret directory is not watched")
 	}
+	// From here on the 2 s tick no longer re-reads the secrets: only the
+	// watch can notice the change below.
+	c.eventually(t, "learned routes complete", func() error {
+		if !strings.Contains(c.procs["n1"].Stderr.String(), "BGP learned routes complete") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
 
 	conf := filepath.Join(t.TempDir(), "bird2.conf")
 	if err := os.WriteFile(conf, []byte(torConf("10.99.0.1", c.nodes, gw, ` password "second-pw";`)), 0o644); err != nil {
