@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -124,4 +125,73 @@ spec:
 	}
 	c.calicoctl(t, peer("  numAllowedLocalASNumbers: 1\n"), "apply", "-f", "-")
 	c.waitIPRoute(t, c.n1, looped, bgpRoute(looped, gw))
+}
+
+// TestPrivilegedBGPTTLSecurity: BIRD on the lab's external host, two hops
+// from n1 (through the router), with TTL security on (it sends TTL 255).
+// n1's BGPPeer with ttlSecurity: 1 accepts only packets with TTL 255, so
+// the session stays down; with ttlSecurity: 2 (TTL 254 accepted) it comes
+// up.
+func TestPrivilegedBGPTTLSecurity(t *testing.T) {
+	c := newLab(t)
+	c.sameSubnet(2)
+	c.nodes = c.nodes[:1]
+	ext := c.lab.AddExternal()
+	b := startBird(t, ext, `router id 203.0.113.10;
+protocol device { scan time 2; }
+protocol bgp n1 {
+  local 203.0.113.10 as 65001; neighbor 10.99.0.11 as 64512; multihop 2; ttl security on;
+  import all; export none; connect retry time 1; connect delay time 1; error wait time 1,5;
+}
+`)
+	peer := func(hops int) string {
+		return fmt.Sprintf(`apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: ext
+spec:
+  peerIP: 203.0.113.10
+  asNumber: 65001
+  ttlSecurity: %d
+`, hops)
+	}
+	c.calicoctl(t, strings.Join([]string{noEncapPool, meshOff, peer(1)}, "---\n"), "apply", "-f", "-")
+	c.startBGP(t)
+	// n1's packets (TTL 255) reach BIRD; BIRD's arrive with TTL 254 and
+	// n1 drops them once the socket's minimum TTL is set (before n1 sends
+	// its OPEN), so BIRD's KEEPALIVE, which answers that OPEN, never gets
+	// through: BIRD moves on (OpenConfirm or Established), n1 does not.
+	// The kernel counts those drops (TcpExtTCPMinTTLDrop in n1's netns).
+	c.eventually(t, "BIRD answered n1's OPEN and n1 dropped the answer", func() error {
+		out, err := b.birdc("show", "protocols", "n1")
+		if err != nil || !strings.Contains(out, "OpenConfirm") && !strings.Contains(out, "Established") {
+			return fmt.Errorf("%v %s", err, out)
+		}
+		if d := minTTLDrops(t, c.n1.NS); d == 0 {
+			return fmt.Errorf("no TCPMinTTLDrop yet")
+		}
+		return nil
+	})
+	if s, err := c.procs["n1"].Status(); err != nil || len(s.BGPPeers) != 1 || s.BGPPeers[0].State == "Established" {
+		t.Fatalf("session with ttlSecurity 1 across two hops: %+v %v", s.BGPPeers, err)
+	}
+	c.calicoctl(t, peer(2), "apply", "-f", "-")
+	c.waitEstablished(t, c.n1, 1)
+}
+
+// minTTLDrops is the TCPMinTTLDrop counter of namespace ns.
+func minTTLDrops(t *testing.T, ns string) int {
+	out := testutil.RunIn(t, ns, "cat", "/proc/net/netstat")
+	lines := strings.Split(out, "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		names, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		for j, n := range names {
+			if n == "TCPMinTTLDrop" && j < len(vals) {
+				v, _ := strconv.Atoi(vals[j])
+				return v
+			}
+		}
+	}
+	t.Fatalf("no TCPMinTTLDrop in /proc/net/netstat of %s", ns)
+	return 0
 }
