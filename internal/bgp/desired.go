@@ -138,6 +138,9 @@ type Desired struct {
 	NextHop, NextHop6 netip.Addr
 	Peers             []Peer   // sorted by Key
 	Originated        []Origin // sorted by prefix
+	// ExportPools are the pools whose learned routes may be passed on
+	// to peers (not disableBGPExport), sorted.
+	ExportPools []netip.Prefix
 	// Static are the routes to install for the sessions, sorted by Dst.
 	Static []StaticRoute
 	// Problems are configuration issues, one sentence each.
@@ -535,6 +538,12 @@ func (c *calc) originate() {
 			set[p.Masked()] = true
 		}
 	}
+	for _, pool := range in.Pools {
+		if !pool.DisableExport {
+			c.d.ExportPools = append(c.d.ExportPools, pool.CIDR.Masked())
+		}
+	}
+	slices.SortFunc(c.d.ExportPools, comparePrefix)
 	for _, p := range slices.SortedFunc(maps.Keys(set), comparePrefix) {
 		o := Origin{Prefix: p}
 		c.communities(&o, g)

@@ -162,7 +162,7 @@ var (
 // their assignments (default accept) stay valid. A peer's next-hop mode
 // is an export statement that changes the next hop and decides nothing
 // (evaluation continues), placed before its rules.
-func policies(peers []Peer) *gobgpapi.SetPoliciesRequest {
+func policies(peers []Peer, exportPools []netip.Prefix) *gobgpapi.SetPoliciesRequest {
 	req := &gobgpapi.SetPoliciesRequest{}
 	imp := &gobgpapi.Policy{Name: "calico-import"}
 	exp := &gobgpapi.Policy{Name: "calico-export"}
@@ -182,8 +182,41 @@ func policies(peers []Peer) *gobgpapi.SetPoliciesRequest {
 		req.DefinedSets, imp.Statements = statements(req.DefinedSets, imp.Statements, nset+"-import", nset, p.Import)
 		req.DefinedSets, exp.Statements = statements(req.DefinedSets, exp.Statements, nset+"-export", nset, p.Export)
 	}
+	req.DefinedSets, exp.Statements = exportDefault(req.DefinedSets, exp.Statements, exportPools)
 	req.Policies = []*gobgpapi.Policy{imp, exp}
 	return req
+}
+
+// exportDefault ends the export policy as upstream's peer export filter
+// ends: after the BGPFilter rules, a route learned from a peer is passed
+// on only inside a pool without disableBGPExport; everything else
+// learned is rejected. (This node's own routes are exported as Calc
+// chose them.) One statement per family and learned route type.
+func exportDefault(sets []*gobgpapi.DefinedSet, sts []*gobgpapi.Statement, pools []netip.Prefix) ([]*gobgpapi.DefinedSet, []*gobgpapi.Statement) {
+	for _, fam := range []*gobgpapi.Family{familyV4Filter, familyV6Filter} {
+		name := "calico-pools-v4"
+		if fam == familyV6Filter {
+			name = "calico-pools-v6"
+		}
+		var prefixes []*gobgpapi.Prefix
+		for _, p := range pools {
+			if p.Addr().Is6() == (fam == familyV6Filter) {
+				prefixes = append(prefixes, &gobgpapi.Prefix{IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: uint32(p.Addr().BitLen())})
+			}
+		}
+		if len(prefixes) > 0 {
+			sets = append(sets, &gobgpapi.DefinedSet{DefinedType: gobgpapi.DefinedType_PREFIX, Name: name, Prefixes: prefixes})
+		}
+		for _, rt := range []gobgpapi.Conditions_RouteType{gobgpapi.Conditions_ROUTE_TYPE_INTERNAL, gobgpapi.Conditions_ROUTE_TYPE_EXTERNAL} {
+			cond := &gobgpapi.Conditions{AfiSafiIn: []*gobgpapi.Family{fam}, RouteType: rt}
+			if len(prefixes) > 0 {
+				cond.PrefixSet = &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_INVERT, Name: name}
+			}
+			sts = append(sts, &gobgpapi.Statement{Name: fmt.Sprintf("%s-learned-%d", name, rt), Conditions: cond,
+				Actions: &gobgpapi.Actions{RouteAction: gobgpapi.RouteAction_REJECT}})
+		}
+	}
+	return sets, sts
 }
 
 // statements appends the statements (and their sets) of rules. A rule
@@ -294,8 +327,8 @@ func acceptActions(r FilterRule) *gobgpapi.Actions {
 // reconcilePolicies installs the peers' filter rules when they changed
 // and re-evaluates every session's routes both ways (a soft reset: no
 // session goes down).
-func (s *Speaker) reconcilePolicies(ctx context.Context, peers []Peer) error {
-	req := policies(peers)
+func (s *Speaker) reconcilePolicies(ctx context.Context, peers []Peer, exportPools []netip.Prefix) error {
+	req := policies(peers, exportPools)
 	h := hashOf(req)
 	if h == s.policyHash {
 		return nil

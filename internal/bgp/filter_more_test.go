@@ -49,10 +49,10 @@ func TestFilterAllFields(t *testing.T) {
 		}
 	}
 
-	req := policies([]Peer{{Addr: netip.MustParseAddr("10.99.0.1"), Import: imp, Export: exp, NextHop: NextHopSelf}})
+	req := policies([]Peer{{Addr: netip.MustParseAddr("10.99.0.1"), Import: imp, Export: exp, NextHop: NextHopSelf}}, nil)
 	ex := req.Policies[1].Statements
 	// next hop, RemotePeers (iBGP and eBGP routes), the accept rule.
-	if len(ex) != 4 || ex[0].Actions.Nexthop == nil || !ex[0].Actions.Nexthop.Self || ex[0].Actions.RouteAction != gobgpapi.RouteAction_NONE {
+	if len(ex) != 4+4 || ex[0].Actions.Nexthop == nil || !ex[0].Actions.Nexthop.Self || ex[0].Actions.RouteAction != gobgpapi.RouteAction_NONE {
 		t.Fatalf("export statements %v", ex)
 	}
 	if ex[1].Conditions.RouteType != gobgpapi.Conditions_ROUTE_TYPE_INTERNAL || ex[2].Conditions.RouteType != gobgpapi.Conditions_ROUTE_TYPE_EXTERNAL {
@@ -106,5 +106,26 @@ func TestPeerFields(t *testing.T) {
 	}
 	if ak := apiPeer(keep); ak.Transport.RemotePort != 1179 || ak.Transport.LocalAddress != "10.99.0.11" || ak.EbgpMultihop == nil {
 		t.Errorf("GoBGP peer %v", ak)
+	}
+}
+
+// TestExportDefault: after the rules, learned routes are passed on only
+// inside pools that allow export (one statement per family and learned
+// route type); a family without such pools rejects every learned route.
+func TestExportDefault(t *testing.T) {
+	req := policies(nil, []netip.Prefix{pfx("10.244.0.0/16")})
+	ex := req.Policies[1].Statements
+	if len(ex) != 4 || len(req.DefinedSets) != 1 || req.DefinedSets[0].Prefixes[0].MaskLengthMin != 16 || req.DefinedSets[0].Prefixes[0].MaskLengthMax != 32 {
+		t.Fatalf("statements %v sets %v", ex, req.DefinedSets)
+	}
+	for i, st := range ex {
+		v6 := i >= 2
+		if st.Actions.RouteAction != gobgpapi.RouteAction_REJECT || st.Conditions.RouteType == gobgpapi.Conditions_ROUTE_TYPE_NONE ||
+			(st.Conditions.PrefixSet == nil) != v6 || (st.Conditions.AfiSafiIn[0].Afi == gobgpapi.Family_AFI_IP6) != v6 {
+			t.Errorf("statement %d: %v", i, st)
+		}
+	}
+	if st := ex[0]; st.Conditions.PrefixSet.Type != gobgpapi.MatchSet_INVERT {
+		t.Errorf("IPv4 statement does not invert the pool set: %v", st)
 	}
 }

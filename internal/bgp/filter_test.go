@@ -37,15 +37,15 @@ func TestFilterRules(t *testing.T) {
 		t.Errorf("problems %q", c.d.Problems)
 	}
 
-	req := policies([]Peer{{Addr: netip.MustParseAddr("10.99.0.1")}, {Addr: netip.MustParseAddr("10.99.0.2"), Import: imp, Export: exp}})
-	if len(req.Policies) != 2 || len(req.Policies[0].Statements) != 3 || len(req.Policies[1].Statements) != 1 {
+	req := policies([]Peer{{Addr: netip.MustParseAddr("10.99.0.1")}, {Addr: netip.MustParseAddr("10.99.0.2"), Import: imp, Export: exp}}, nil)
+	if len(req.Policies) != 2 || len(req.Policies[0].Statements) != 3 || len(req.Policies[1].Statements) != 1+4 {
 		t.Fatalf("policies %v", req.Policies)
 	}
 	st := req.Policies[0].Statements[1]
 	if st.Conditions.PrefixSet.Type != gobgpapi.MatchSet_INVERT || st.Actions.RouteAction != gobgpapi.RouteAction_REJECT || st.Conditions.NeighborSet.Name != "peer1" {
 		t.Errorf("NotEqual reject statement %v", st)
 	}
-	if hashOf(req) != hashOf(policies([]Peer{{Addr: netip.MustParseAddr("10.99.0.1")}, {Addr: netip.MustParseAddr("10.99.0.2"), Import: imp, Export: exp}})) {
+	if hashOf(req) != hashOf(policies([]Peer{{Addr: netip.MustParseAddr("10.99.0.1")}, {Addr: netip.MustParseAddr("10.99.0.2"), Import: imp, Export: exp}}, nil)) {
 		t.Error("the same rules give different policies")
 	}
 }

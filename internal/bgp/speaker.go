@@ -102,7 +102,7 @@ func (s *Speaker) Apply(ctx context.Context, d Desired) error {
 		s.globalHash = gh
 	}
 	s.adapter.SetLevel(levelFor(d.Global.LogSeverity))
-	errs := []error{s.reconcilePeers(ctx, d.Peers), s.reconcilePolicies(ctx, d.Peers)}
+	errs := []error{s.reconcilePeers(ctx, d.Peers), s.reconcilePolicies(ctx, d.Peers, d.ExportPools)}
 	errs = append(errs, s.reconcileOrigin(ctx, [2]netip.Addr{d.NextHop, d.NextHop6}, d.Originated))
 	return errors.Join(errs...)
 }

@@ -120,17 +120,26 @@ func TestPrivilegedBGPFilterOperations(t *testing.T) {
 // TestPrivilegedBGPExternalRoutes: routes a BIRD peer announces outside
 // every IP pool are installed proto bird, as upstream's kernel filter
 // (it ends with accept) does; a default route, which covers n1's own
-// address, is not put over the host's default route.
+// address, is not put over the host's default route. Passed on to an
+// eBGP peer (a second BIRD on the external host) is only the learned
+// route inside the pool, as upstream's export filter ends with reject.
 func TestPrivilegedBGPExternalRoutes(t *testing.T) {
 	c := newLab(t)
 	c.n1 = c.lab.AddNode("n1", 99, 11)
 	c.nodes = []*labtest.Node{c.n1}
 	startBird(t, c.lab.Router, `router id 10.99.0.1;
 protocol device { scan time 2; }
-protocol static ext { route 192.0.2.0/24 blackhole; route 198.51.100.0/25 blackhole; route 0.0.0.0/0 blackhole; }
+protocol static ext { route 192.0.2.0/24 blackhole; route 198.51.100.0/25 blackhole; route 0.0.0.0/0 blackhole; route 10.244.220.0/26 blackhole; }
 protocol bgp n1 {
   local 10.99.0.1 as 64512; neighbor 10.99.0.11 as 64512; direct; next hop self;
   import all; export all; graceful restart; connect retry time 1; connect delay time 1; error wait time 1,5;
+}
+`)
+	far := startBird(t, c.lab.AddExternal(), `router id 203.0.113.10;
+protocol device { scan time 2; }
+protocol bgp n1 {
+  local 203.0.113.10 as 65001; neighbor 10.99.0.11 as 64512; multihop;
+  import all; export none; connect retry time 1; connect delay time 1; error wait time 1,5;
 }
 `)
 	c.calicoctl(t, noEncapPool+"---\n"+meshOff+`---
@@ -141,13 +150,31 @@ metadata:
 spec:
   peerIP: 10.99.0.1
   asNumber: 64512
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: far
+spec:
+  peerIP: 203.0.113.10
+  asNumber: 65001
 `, "apply", "-f", "-")
 	c.startBGP(t)
-	c.waitEstablished(t, c.n1, 1)
+	c.waitEstablished(t, c.n1, 2)
 	gw := netip.MustParseAddr("10.99.0.1")
 	for _, p := range []string{"192.0.2.0/24", "198.51.100.0/25"} {
 		dst := netip.MustParsePrefix(p)
 		c.waitIPRoute(t, c.n1, dst, bgpRoute(dst, gw))
+	}
+	c.eventually(t, "far BIRD learns the pool route", func() error {
+		out, err := far.birdc("show", "route", "10.244.220.0/26")
+		if err != nil || !strings.Contains(out, "10.244.220.0/26") {
+			return fmt.Errorf("%v %s", err, out)
+		}
+		return nil
+	})
+	if out, _ := far.birdc("show", "route"); strings.Contains(out, "192.0.2.0") || strings.Contains(out, "198.51.100.0") || strings.Contains(out, "0.0.0.0/0") {
+		t.Errorf("routes outside every pool passed on to an eBGP peer:\n%s", out)
 	}
 	def := testutil.RunIn(t, c.n1.NS, "ip", "-4", "route", "show", "default")
 	if strings.Contains(def, "proto bird") || !strings.Contains(def, "default via 10.99.0.1") {
