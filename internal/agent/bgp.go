@@ -348,7 +348,7 @@ func (a *Agent) bgpStatus() (string, []bgp.PeerStatus, []string) {
 // bgpHandlers feed BGPConfiguration and BGPPeer objects into the model.
 func (a *Agent) bgpHandlers() []*syncHandler {
 	cfgKind, peerKind, filterKind := mustKind(api.KindBGPConfiguration), mustKind(api.KindBGPPeer), mustKind(api.KindBGPFilter)
-	affinities := api.HostAffinityPrefix(a.cfg.NodeName, 4)
+	affinities := api.HostAffinityPrefix(a.cfg.NodeName, 0) // IPv4 and IPv6
 	return []*syncHandler{
 		{
 			// Not in watchedPrefixes: until it syncs, every affinity
