@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
+	gobgpapi "github.com/osrg/gobgp/v3/api"
+
 	"github.com/onecalico/calico/internal/api"
 )
 
@@ -82,4 +84,27 @@ func joinSp(s []string) string {
 		out += x
 	}
 	return out
+}
+
+// TestLearnedCountKeepsChanges: counting the learned paths (a metrics
+// scrape) does not take the changes the fast path has not read yet.
+func TestLearnedCountKeepsChanges(t *testing.T) {
+	s := NewSpeaker(nil, nil)
+	o := Origin{Prefix: pfx("10.244.2.0/26")}
+	p, err := originPath(o, netip.MustParseAddr("10.99.0.12"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Family, p.NeighborIp = familyV4, "10.99.0.12"
+	s.onEvent(eventWith(p))
+	if n := s.LearnedCount(); n != 1 {
+		t.Fatalf("count %d", n)
+	}
+	if ch := s.TakeChanges(nil); len(ch) != 1 || ch[0].Prefix != o.Prefix {
+		t.Errorf("changes after a count: %+v", ch)
+	}
+}
+
+func eventWith(p *gobgpapi.Path) *gobgpapi.WatchEventResponse {
+	return &gobgpapi.WatchEventResponse{Event: &gobgpapi.WatchEventResponse_Table{Table: &gobgpapi.WatchEventResponse_TableEvent{Paths: []*gobgpapi.Path{p}}}}
 }

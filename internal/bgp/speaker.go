@@ -465,6 +465,14 @@ func (s *Speaker) Learned() (map[netip.Prefix]Learned, uint64) {
 	return s.snap, s.gen
 }
 
+// LearnedCount is the number of best paths learned from peers. Unlike
+// Learned, it leaves the changes TakeChanges reports alone.
+func (s *Speaker) LearnedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.learned)
+}
+
 // Change is one learned prefix that changed: its best path now, or Gone.
 type Change struct {
 	Prefix netip.Prefix
