@@ -19,7 +19,6 @@ type Node struct {
 	Name            string
 	Labels          map[string]string
 	IPv4            netip.Prefix // address with its subnet (host bits kept); invalid: none
-	IPv6            netip.Prefix // spec.bgp.ipv6Address, as IPv4; invalid: none
 	VXLANTunnelAddr netip.Addr
 	VXLANMAC        net.HardwareAddr // nil: derived from the name (VTEPMAC)
 	IPIPTunnelAddr  netip.Addr
@@ -105,11 +104,6 @@ func nodeFromAPI(r *api.Node) Node {
 	n := Node{Name: r.Name, Labels: r.Labels}
 	if p, ok := r.IPv4(); ok {
 		n.IPv4 = p
-	}
-	if r.Spec.BGP != nil {
-		if p, err := api.ParseAddrOrCIDR(r.Spec.BGP.IPv6Address); err == nil && p.Addr().Is6() {
-			n.IPv6 = p
-		}
 	}
 	if a, err := netip.ParseAddr(r.Spec.IPv4VXLANTunnelAddr); err == nil && a.Is4() {
 		n.VXLANTunnelAddr = a
