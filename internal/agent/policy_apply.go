@@ -132,8 +132,8 @@ func changesEmpty(c policy.Changes) bool {
 
 // applyPolicy is the reconcile step's policy part: it applies the
 // calculator's current Ruleset (only what changed since the last
-// successful apply goes to the kernel). On a full resync it also checks
-// that the table is still there and replaces it if not.
+// successful apply goes to the kernel). On a full resync, when
+// checkPolicy found the table changed, the apply repairs it.
 func (a *Agent) applyPolicy(res *applyResult, full bool) {
 	t := time.Now()
 	defer func() { a.met.reconcile.WithLabelValues("policy").Observe(time.Since(t).Seconds()) }()
@@ -154,12 +154,6 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 	if p.ok && !full && changesEmpty(changes) && equalPolicyOptions(opts, p.opts) {
 		return
 	}
-	if full && p.ok {
-		if _, err := p.conn.ListTableOfFamily(nft.PolicyTableName, nftables.TableFamilyINet); err != nil {
-			a.log.Warn("policy table missing; replacing it", "component", "dataplane", "err", err)
-			p.applier.Invalidate()
-		}
-	}
 	p.ok = false
 	snap := time.Since(t)
 	st, err := p.applier.Apply(rs, opts)
@@ -174,15 +168,32 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 		}
 		p.skipped = st.Skipped
 	}
-	if st.Full {
-		// A full write builds the whole table and its netlink batch at
-		// once; hand that garbage back now rather than carry it.
+	if st.Full || st.Adopted {
+		// A full write (or a read back of the table) builds the whole
+		// table at once; hand that garbage back now rather than carry it.
 		debug.FreeOSMemory()
 		a.log.Info("policy table written", "component", "dataplane", "snapshot", snap, "elapsed", time.Since(t),
-			"endpoints", len(rs.Endpoints), "chains", len(rs.Chains), "sets", len(rs.Sets), "rules", st.Rules)
+			"endpoints", len(rs.Endpoints), "chains", len(rs.Chains), "sets", len(rs.Sets), "rules", st.Rules,
+			"read_back", st.Adopted, "chains_written", st.ChainsWritten)
 	} else if st.Changed() {
 		a.log.Debug("policy applied", "component", "dataplane", "full", st.Full, "chains", st.ChainsWritten,
 			"chains_gone", st.ChainsGone, "elems_added", st.ElemsAdded, "elems_deleted", st.ElemsDeleted, "rules", st.Rules)
+	}
+}
+
+// checkPolicy is a full resync's look at the policy table: has someone
+// edited it? It runs before the resync rewrites the NAT table: that
+// commit moves the nftables generation, after which Check would have to
+// read the whole policy table back instead of comparing one number. When
+// the table changed, the resync's applyPolicy restores it (in place, in
+// one batch).
+func (a *Agent) checkPolicy() {
+	p := a.pol
+	if p == nil || !p.ok {
+		return
+	}
+	if same, err := p.applier.Check(); err != nil || !same {
+		a.log.Warn("policy table changed outside calico-node; restoring it", "component", "dataplane", "err", err)
 	}
 }
 

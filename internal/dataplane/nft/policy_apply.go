@@ -202,7 +202,7 @@ func (p *PolicyApplier) setLast(want *policyState) {
 // none or it cannot be diffed (then it is replaced whole).
 func (p *PolicyApplier) adopt(want *policyState) *policyState {
 	g0, gerr := p.batch.genID()
-	kst, err := readPolicyState(p.conn, want)
+	kst, err := readPolicyState(p.conn, p.batch, want)
 	if err != nil || kst == nil {
 		p.genOK = false
 		return nil
@@ -227,7 +227,7 @@ func (p *PolicyApplier) Check() (bool, error) {
 	if gerr == nil && p.genOK && g0 == p.gen {
 		return true, nil
 	}
-	kst, err := readPolicyState(p.conn, p.last)
+	kst, err := readPolicyState(p.conn, p.batch, p.last)
 	if err != nil && !errors.Is(err, errForeign) {
 		return false, err
 	}

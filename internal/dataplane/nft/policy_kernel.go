@@ -47,7 +47,7 @@ var errForeign = errors.New("policy table holds objects of another shape")
 // against: a chain whose rules are want's keeps want's fingerprint, any
 // other gets one no build produces; sets carry their kernel elements;
 // counters their names. It returns nil when the table does not exist.
-func readPolicyState(c *nftables.Conn, want *policyState) (*policyState, error) {
+func readPolicyState(c *nftables.Conn, b *BatchSocket, want *policyState) (*policyState, error) {
 	t := want.table
 	if _, err := c.ListTableOfFamily(t.Name, t.Family); err != nil {
 		if errors.Is(err, unix.ENOENT) || strings.Contains(err.Error(), "no such file") {
@@ -56,7 +56,7 @@ func readPolicyState(c *nftables.Conn, want *policyState) (*policyState, error) 
 		return nil, fmt.Errorf("read table inet %s: %w", t.Name, err)
 	}
 	st := &policyState{table: t, chains: map[string]*pChain{}, sets: map[string]*pSet{}, counters: map[string]CounterInfo{}}
-	if err := readChains(c, want, st); err != nil {
+	if err := readChains(c, b, want, st); err != nil {
 		return nil, err
 	}
 	if err := readSets(c, want, st); err != nil {
@@ -77,11 +77,15 @@ func readPolicyState(c *nftables.Conn, want *policyState) (*policyState, error) 
 }
 
 // readChains reads every chain of the table with its rules.
-func readChains(c *nftables.Conn, want, st *policyState) error {
+func readChains(c *nftables.Conn, b *BatchSocket, want, st *policyState) error {
 	t := want.table
 	chains, err := c.ListChainsOfTableFamily(t.Family)
 	if err != nil {
 		return fmt.Errorf("read chains of inet %s: %w", t.Name, err)
+	}
+	all, err := b.tableRules(t)
+	if err != nil {
+		return err
 	}
 	for _, ch := range chains {
 		if ch.Table == nil || ch.Table.Name != t.Name {
@@ -91,9 +95,11 @@ func readChains(c *nftables.Conn, want, st *policyState) error {
 		if w != nil && !sameChainShape(ch, w.chain) {
 			return fmt.Errorf("chain %s: %w", ch.Name, errForeign)
 		}
-		rules, err := c.GetRules(t, ch)
-		if err != nil {
-			return fmt.Errorf("read chain %s of inet %s: %w", ch.Name, t.Name, err)
+		rules, ok := all[ch.Name]
+		if all == nil || !ok {
+			if rules, err = c.GetRules(t, ch); err != nil {
+				return fmt.Errorf("read chain %s of inet %s: %w", ch.Name, t.Name, err)
+			}
 		}
 		fp := "\x00kernel" // matches no built chain
 		if w != nil && kernelRulesSig(rules) == w.kernelSig() {
@@ -264,6 +270,54 @@ func dumpedReg(r uint32) uint32 {
 		return (r-unix.NFT_REG32_00)/4 + 1
 	}
 	return r
+}
+
+// tableRules reads every rule of table t in one dump (google/nftables
+// asks per chain: thousands of round trips for a big table), by the
+// chain they are in; nil without a batch socket. The dump is parsed by
+// google/nftables' GetRules over a Conn whose "socket" is the dump.
+func (b *BatchSocket) tableRules(t *nftables.Table) (map[string][]*nftables.Rule, error) {
+	if b == nil || b.nl == nil {
+		return nil, nil
+	}
+	var derr error
+	parse, err := nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
+		if len(req) != 1 {
+			return nil, nil
+		}
+		data, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_RULE_TABLE, Data: []byte(t.Name + "\x00")}})
+		if err != nil {
+			return nil, err
+		}
+		m := req[0]
+		m.Header.Flags = netlink.Request | netlink.Dump
+		m.Header.PID, m.Header.Sequence = 0, 0
+		m.Data = append(append([]byte(nil), m.Data[:4]...), data...)
+		msgs, err := b.nl.Execute(m)
+		if err != nil {
+			derr = err
+			return nil, err
+		}
+		for i := range msgs {
+			msgs[i].Header.Flags &^= netlink.Multi
+			msgs[i].Header.PID, msgs[i].Header.Sequence = req[0].Header.PID, req[0].Header.Sequence
+		}
+		return msgs, nil
+	}))
+	if err != nil {
+		return nil, err
+	}
+	rules, err := parse.GetRules(t, &nftables.Chain{Name: "", Table: t})
+	if derr != nil || err != nil {
+		return nil, fmt.Errorf("read rules of inet %s: %w", t.Name, errors.Join(derr, err))
+	}
+	out := map[string][]*nftables.Rule{}
+	for _, r := range rules {
+		if r.Chain != nil {
+			out[r.Chain.Name] = append(out[r.Chain.Name], r)
+		}
+	}
+	return out, nil
 }
 
 // genID reads the namespace's nftables generation (bumped by every
