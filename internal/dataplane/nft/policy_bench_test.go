@@ -160,7 +160,10 @@ func BenchmarkPolicyResyncCheck(b *testing.B) {
 		b.ReportMetric(cpu.ms()/float64(b.N), "cpu-ms/op")
 	}
 	b.Run("exists", func(b *testing.B) {
-		run(b, func() error { _, err := p.conn.ListTableOfFamily(PolicyTableName, nftables.TableFamilyINet); return err })
+		run(b, func() error {
+			_, err := p.conn.ListTableOfFamily(PolicyTableName, nftables.TableFamilyINet)
+			return err
+		})
 	})
 	check := func() error {
 		if ok, err := p.Check(); !ok || err != nil {
