@@ -78,4 +78,3 @@ func (w *policyWorld) hostEndpoints(node string) []*ruleset.Endpoint {
 	}
 	return eps
 }
-
