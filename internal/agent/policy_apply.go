@@ -53,6 +53,13 @@ func (a *Agent) newPolicyPlane() (*policyPlane, error) {
 		return nil, fmt.Errorf("open nftables for policy: %w", err)
 	}
 	p := &policyPlane{applier: nft.NewPolicyApplier(c, nft.PolicyTableName).SendThrough(batch), conn: c, nsFile: f}
+	nsFd := 0
+	if f != nil {
+		nsFd = int(f.Fd())
+	}
+	if err := p.applier.Watch(nsFd); err != nil {
+		a.log.Warn("policy table edits are found by reading it back on each resync", "component", "dataplane", "err", err)
+	}
 	a.met.registry.MustRegister(newPolicyCollector(a.cfg.NetNS, p.applier))
 	return p, nil
 }
@@ -132,8 +139,8 @@ func changesEmpty(c policy.Changes) bool {
 
 // applyPolicy is the reconcile step's policy part: it applies the
 // calculator's current Ruleset (only what changed since the last
-// successful apply goes to the kernel). On a full resync, when
-// checkPolicy found the table changed, the apply repairs it.
+// successful apply goes to the kernel). On a full resync it also checks
+// that the table still holds what was applied and repairs it if not.
 func (a *Agent) applyPolicy(res *applyResult, full bool) {
 	t := time.Now()
 	defer func() { a.met.reconcile.WithLabelValues("policy").Observe(time.Since(t).Seconds()) }()
@@ -153,6 +160,13 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 	}
 	if p.ok && !full && changesEmpty(changes) && equalPolicyOptions(opts, p.opts) {
 		return
+	}
+	if full && p.ok {
+		// Someone may have edited our table: Check notices (cheaply
+		// unless someone did), and Apply then restores it in place.
+		if same, err := p.applier.Check(); err != nil || !same {
+			a.log.Warn("policy table changed outside calico-node; restoring it", "component", "dataplane", "err", err)
+		}
 	}
 	p.ok = false
 	snap := time.Since(t)
@@ -178,22 +192,6 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 	} else if st.Changed() {
 		a.log.Debug("policy applied", "component", "dataplane", "full", st.Full, "chains", st.ChainsWritten,
 			"chains_gone", st.ChainsGone, "elems_added", st.ElemsAdded, "elems_deleted", st.ElemsDeleted, "rules", st.Rules)
-	}
-}
-
-// checkPolicy is a full resync's look at the policy table: has someone
-// edited it? It runs before the resync rewrites the NAT table: that
-// commit moves the nftables generation, after which Check would have to
-// read the whole policy table back instead of comparing one number. When
-// the table changed, the resync's applyPolicy restores it (in place, in
-// one batch).
-func (a *Agent) checkPolicy() {
-	p := a.pol
-	if p == nil || !p.ok {
-		return
-	}
-	if same, err := p.applier.Check(); err != nil || !same {
-		a.log.Warn("policy table changed outside calico-node; restoring it", "component", "dataplane", "err", err)
 	}
 }
 
@@ -234,6 +232,7 @@ func (a *Agent) closePolicy() {
 	if a.pol == nil {
 		return
 	}
+	a.pol.applier.Close()
 	_ = a.pol.conn.CloseLasting()
 	if a.pol.nsFile != nil {
 		a.pol.nsFile.Close()

@@ -98,9 +98,6 @@ func (a *Agent) reconcileOnce(full, changed bool) (bool, time.Duration) {
 	start := time.Now()
 	dp := a.dp
 	a.beginFullPass()
-	if full {
-		a.checkPolicy()
-	}
 	var m *Model
 	var d Desired
 	var res applyResult

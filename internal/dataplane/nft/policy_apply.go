@@ -44,6 +44,19 @@ type PolicyApplier struct {
 	// known to hold last (when genOK): see Check.
 	gen   uint32
 	genOK bool
+	// verified: the kernel's table held last at generation verifiedGen
+	// (read back, or replaced whole) and, if nobody else changed it
+	// since, holds it now (this applier's own changes keep it so); with a
+	// watch, Check then needs no read back.
+	verified    bool
+	verifiedGen uint32
+	watch     *tableWatch
+	readBacks int // tables read back (for tests)
+	// kernel is the table as Check last read it back and found changed,
+	// at generation kernelGen: the next Apply diffs against it if nothing
+	// was committed since.
+	kernel    *policyState
+	kernelGen uint32
 
 	mu       sync.Mutex
 	counters map[string]CounterInfo
@@ -125,7 +138,7 @@ func (s PolicyStats) Changed() bool {
 
 // Invalidate makes the next Apply replace the whole table.
 func (p *PolicyApplier) Invalidate() {
-	p.last, p.genOK = nil, false
+	p.last, p.genOK, p.verified = nil, false, false
 	p.replace = true
 }
 
@@ -157,6 +170,7 @@ func (p *PolicyApplier) apply(want *policyState, replace bool) (PolicyStats, err
 		old = p.adopt(want)
 		st.Adopted = old != nil
 	}
+	p.kernel = nil
 	c, err := p.queueConn()
 	if err != nil {
 		return st, err
@@ -169,7 +183,7 @@ func (p *PolicyApplier) apply(want *policyState, replace bool) (PolicyStats, err
 		c.AddTable(want.table)
 	}
 	if err := p.queue(c, old, want, &st); err != nil {
-		p.last, p.genOK = nil, false
+		p.last, p.genOK, p.verified = nil, false, false
 		return st, fmt.Errorf("queue policy table %s: %w", p.table, discard(c, err))
 	}
 	if !st.Changed() {
@@ -178,7 +192,7 @@ func (p *PolicyApplier) apply(want *policyState, replace bool) (PolicyStats, err
 	}
 	g0, gerr := p.batch.genID()
 	if err := p.flush(c); err != nil {
-		p.last, p.genOK = nil, false
+		p.last, p.genOK, p.verified = nil, false, false
 		return st, fmt.Errorf("apply policy table inet %s: %w", p.table, err)
 	}
 	g1, gerr1 := p.batch.genID()
@@ -186,6 +200,9 @@ func (p *PolicyApplier) apply(want *policyState, replace bool) (PolicyStats, err
 	// old at g0 (or was replaced whole).
 	p.genOK = gerr == nil && gerr1 == nil && g1 == g0+1 && (st.Full || p.genOK && p.gen == g0)
 	p.gen = g1
+	if st.Full {
+		p.verified, p.verifiedGen = gerr == nil, g0+1
+	}
 	p.replace = false
 	p.setLast(want)
 	return st, nil
@@ -202,13 +219,19 @@ func (p *PolicyApplier) setLast(want *policyState) {
 // none or it cannot be diffed (then it is replaced whole).
 func (p *PolicyApplier) adopt(want *policyState) *policyState {
 	g0, gerr := p.batch.genID()
-	kst, err := readPolicyState(p.conn, p.batch, want)
+	if p.kernel != nil && gerr == nil && g0 == p.kernelGen {
+		p.gen, p.genOK = g0, true
+		p.verified, p.verifiedGen = true, g0
+		return p.kernel
+	}
+	kst, err := p.readBack(want)
 	if err != nil || kst == nil {
-		p.genOK = false
+		p.genOK, p.verified = false, false
 		return nil
 	}
 	g1, gerr1 := p.batch.genID()
 	p.gen, p.genOK = g0, gerr == nil && gerr1 == nil && g0 == g1
+	p.verified, p.verifiedGen = p.genOK, g0
 	return kst
 }
 
@@ -217,8 +240,9 @@ func (p *PolicyApplier) adopt(want *policyState) *policyState {
 // changed, added or removed behind the applier's back, or the table
 // gone), the next Apply repairs it. While the namespace's nftables
 // generation has not moved since the table was last known good, Check
-// costs one netlink round trip (see policy_kernel.go); otherwise it reads
-// the table back and compares.
+// costs one netlink round trip (see policy_kernel.go); so it does, with a
+// Watch, while no other socket changed the table; otherwise it reads the
+// table back and compares.
 func (p *PolicyApplier) Check() (bool, error) {
 	if p.last == nil {
 		return false, nil
@@ -227,17 +251,30 @@ func (p *PolicyApplier) Check() (bool, error) {
 	if gerr == nil && p.genOK && g0 == p.gen {
 		return true, nil
 	}
-	kst, err := readPolicyState(p.conn, p.batch, p.last)
+	if p.watch != nil && gerr == nil && p.watch.clean(g0, p.verifiedGen) && p.verified {
+		p.gen, p.genOK = g0, true
+		return true, nil
+	}
+	kst, err := p.readBack(p.last)
 	if err != nil && !errors.Is(err, errForeign) {
 		return false, err
 	}
 	if kst == nil || err != nil || !sameState(kst, p.last) {
-		p.last, p.genOK = nil, false
+		p.last, p.genOK, p.verified = nil, false, false
+		if g1, gerr1 := p.batch.genID(); kst != nil && gerr == nil && gerr1 == nil && g0 == g1 {
+			p.kernel, p.kernelGen = kst, g0
+		}
 		return false, nil
 	}
 	g1, gerr1 := p.batch.genID()
 	p.gen, p.genOK = g0, gerr == nil && gerr1 == nil && g0 == g1
+	p.verified, p.verifiedGen = p.genOK, g0
 	return true, nil
+}
+
+func (p *PolicyApplier) readBack(want *policyState) (*policyState, error) {
+	p.readBacks++
+	return readPolicyState(p.conn, p.batch, want)
 }
 
 // sameState reports whether the kernel's table k holds exactly w.
@@ -425,7 +462,7 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // Delete removes the policy table (a missing table is not an error).
 func (p *PolicyApplier) Delete() error {
-	p.last, p.genOK = nil, false
+	p.last, p.genOK, p.verified = nil, false, false
 	return Delete(p.conn, p.table)
 }
 

@@ -50,6 +50,7 @@ func (l *policyLab) checkAndRepair(t *testing.T, what string) PolicyStats {
 // values.
 func TestPrivilegedPolicyResyncRepair(t *testing.T) {
 	l := newPolicyLab(t)
+	l.watch(t)
 	serveTCP(t, l.pod1, pod1IP, 7070)
 	serveTCP(t, l.pod2, pod2IP, 8080)
 	serveTCP(t, l.node, nodeIP, 2223)
@@ -59,11 +60,27 @@ func TestPrivilegedPolicyResyncRepair(t *testing.T) {
 	if ok, err := l.p.Check(); !ok || err != nil {
 		t.Fatalf("Check of an untouched table: %v %v", ok, err)
 	}
-	// Another table's commit moves the generation: Check reads the table
-	// back and finds it intact.
+	// Another table's commit moves the generation: the watch knows it was
+	// not ours, and Check does not read the table back.
+	reads := l.p.readBacks
 	testutil.RunIn(t, l.node, "nft", "add table ip other; delete table ip other")
-	if ok, err := l.p.Check(); !ok || err != nil {
-		t.Fatalf("Check after another table changed: %v %v", ok, err)
+	for range 2 {
+		if ok, err := l.p.Check(); !ok || err != nil {
+			t.Fatalf("Check after another table changed: %v %v", ok, err)
+		}
+	}
+	if l.p.readBacks != reads {
+		t.Errorf("Check read the table back %d times after another table's change", l.p.readBacks-reads)
+	}
+	// Without a watch it reads back, and finds the table intact.
+	unwatched := NewPolicyApplier(l.conn, PolicyTableName).SendThrough(l.batch)
+	l.apply(t, rs, DefaultPolicyOptions())
+	if st, err := unwatched.Apply(rs, DefaultPolicyOptions()); err != nil || st.Changed() || !st.Adopted {
+		t.Fatalf("second applier: %+v %v", st, err)
+	}
+	testutil.RunIn(t, l.node, "nft", "add table ip other; delete table ip other")
+	if ok, err := unwatched.Check(); !ok || err != nil || unwatched.readBacks != 2 {
+		t.Fatalf("Check without a watch after another table changed: %v %v, %d reads", ok, err, unwatched.readBacks)
 	}
 	checkFlows(t, []flow{
 		{"pod1 -> pod2 tcp 8080", func() error { return tcpProbe(l.pod1, pod2IP, 8080) }, true},
@@ -156,7 +173,9 @@ func TestPrivilegedPolicyAdoptKeepsCounters(t *testing.T) {
 		t.Fatal("no packet counted")
 	}
 	restart := func() PolicyStats {
+		l.p.Close()
 		l.p = NewPolicyApplier(l.conn, PolicyTableName).SendThrough(l.batch)
+		l.watch(t)
 		return l.apply(t, rs, DefaultPolicyOptions())
 	}
 	if st := restart(); !st.Adopted || st.Changed() {
@@ -177,6 +196,21 @@ func TestPrivilegedPolicyAdoptKeepsCounters(t *testing.T) {
 		t.Fatalf("restart with one changed chain: %+v", st)
 	}
 	checkFlows(t, []flow{{"pod1 -> pod2 tcp 8080 (after restart)", func() error { return tcpProbe(l.pod1, pod2IP, 8080) }, true}})
+}
+
+// watch makes the lab's applier follow the node's nftables notifications.
+func (l *policyLab) watch(t *testing.T) {
+	t.Helper()
+	f, err := netns.Open(l.node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := l.p.Watch(int(f.Fd())); err != nil {
+		t.Fatal(err)
+	}
+	p := l.p
+	t.Cleanup(p.Close)
 }
 
 func nftIn(t *testing.T, l *policyLab, cmd string) {
