@@ -50,8 +50,8 @@ type PolicyApplier struct {
 	// watch, Check then needs no read back.
 	verified    bool
 	verifiedGen uint32
-	watch     *tableWatch
-	readBacks int // tables read back (for tests)
+	watch       *tableWatch
+	readBacks   int // tables read back (for tests)
 	// kernel is the table as Check last read it back and found changed,
 	// at generation kernelGen: the next Apply diffs against it if nothing
 	// was committed since.
@@ -190,10 +190,21 @@ func (p *PolicyApplier) apply(want *policyState, replace bool) (PolicyStats, err
 		p.setLast(want)
 		return st, nil
 	}
+	var left uint32
+	paused := false
+	if p.watch != nil && (st.Full || st.Adopted || st.Rules+st.ElemsAdded+st.ElemsDeleted > bigBatch) {
+		left, paused = p.watch.pause(p.batch)
+	}
 	g0, gerr := p.batch.genID()
 	if err := p.flush(c); err != nil {
+		if paused {
+			p.watch.resume(p.batch, left, 0)
+		}
 		p.last, p.genOK, p.verified = nil, false, false
 		return st, fmt.Errorf("apply policy table inet %s: %w", p.table, err)
+	}
+	if paused {
+		p.watch.resume(p.batch, left, 1)
 	}
 	g1, gerr1 := p.batch.genID()
 	// Ours was the only commit since g0: the table holds want if it held
@@ -377,6 +388,10 @@ func (p *PolicyApplier) queue(c *nftables.Conn, old, want *policyState, st *Poli
 	}
 	return nil
 }
+
+// bigBatch: a batch with more rules and elements than this is sent with
+// the watch paused (see tableWatch.pause).
+const bigBatch = 500
 
 // elemChunk bounds the elements per netlink message.
 const elemChunk = 1000

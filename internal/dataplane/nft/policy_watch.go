@@ -195,3 +195,35 @@ func (w *tableWatch) clean(g, since uint32) bool {
 	}
 	return int32(w.foreign-since) <= 0
 }
+
+// pause stops the notifications while the applier sends a big batch of
+// its own (their notifications would cost more than the batch): the
+// watch leaves the group and returns the generation then.
+func (w *tableWatch) pause(b *BatchSocket) (uint32, bool) {
+	if err := w.nl.LeaveGroup(unix.NFNLGRP_NFTABLES); err != nil {
+		return 0, false
+	}
+	g, err := b.genID()
+	if err != nil {
+		_ = w.nl.JoinGroup(unix.NFNLGRP_NFTABLES)
+		return 0, false
+	}
+	return g, true
+}
+
+// resume rejoins the group after pause at generation left, during which
+// the applier committed commits (0 or 1) transactions: any other commit
+// in between went unseen, and counts as a lost notification.
+func (w *tableWatch) resume(b *BatchSocket, left uint32, commits uint32) {
+	err := w.nl.JoinGroup(unix.NFNLGRP_NFTABLES)
+	g, gerr := b.genID()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil || gerr != nil || g != left+commits {
+		w.lost = true
+	}
+	if gerr == nil && int32(g-w.seen) > 0 {
+		w.seen = g
+		w.changed.Broadcast()
+	}
+}
