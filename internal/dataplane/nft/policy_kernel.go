@@ -95,8 +95,8 @@ func readChains(c *nftables.Conn, b *BatchSocket, want, st *policyState) error {
 		if w != nil && !sameChainShape(ch, w.chain) {
 			return fmt.Errorf("chain %s: %w", ch.Name, errForeign)
 		}
-		rules, ok := all[ch.Name]
-		if all == nil || !ok {
+		rules := all[ch.Name] // an empty chain has no entry
+		if all == nil {
 			if rules, err = c.GetRules(t, ch); err != nil {
 				return fmt.Errorf("read chain %s of inet %s: %w", ch.Name, t.Name, err)
 			}
@@ -251,6 +251,14 @@ func writeExprsSig(b *strings.Builder, es []expr.Any) {
 		case *expr.Meta:
 			y := *x
 			y.Register = dumpedReg(y.Register)
+			e = &y
+		case *expr.Log:
+			// The kernel reports the default level (warning) it applied.
+			y := *x
+			if y.Level == expr.LogLevelWarning {
+				y.Key &^= 1 << unix.NFTA_LOG_LEVEL
+				y.Level = 0
+			}
 			e = &y
 		}
 		data, err := expr.Marshal(byte(nftables.TableFamilyINet), e)

@@ -10,6 +10,7 @@ import (
 	"github.com/google/nftables/expr"
 
 	"github.com/onecalico/calico/internal/dataplane/netns"
+	"github.com/onecalico/calico/internal/ruleset"
 	"github.com/onecalico/calico/internal/testutil"
 )
 
@@ -267,5 +268,37 @@ func damageSet(t *testing.T, l *policyLab, set, addr string) {
 	}
 	if err := c.Flush(); err != nil {
 		t.Fatalf("delete %s from %s: %v", addr, set, err)
+	}
+}
+
+// TestPrivilegedPolicyReadBackShapes: every shape the builder makes (the
+// golden fixtures: tiers, Pass, Log, ICMP, named ports, port lists, host
+// endpoints with every stage, failsafe nets, VXLAN peers) plus sets
+// holding the whole address space read back as what was written: a
+// second applier adopts the table and sends nothing, and Check without a
+// watch reads it back and finds it intact.
+func TestPrivilegedPolicyReadBackShapes(t *testing.T) {
+	o := PolicyOptions{EndpointToHost: EndpointToHostAccept,
+		FailsafeInbound:  []ProtoPort{{Protocol: 6, Port: 22}, {Protocol: 6, Port: 10250, Net: netip.MustParsePrefix("10.0.0.0/8")}},
+		FailsafeOutbound: []ProtoPort{{Protocol: 17, Port: 53}, {Protocol: 6, Port: 443, Net: netip.MustParsePrefix("fd00::/64")}},
+		VXLANPeers:       []netip.Addr{netip.MustParseAddr("10.99.0.12")},
+		HostInterfaces:   map[string][]netip.Addr{"eth7": {netip.MustParseAddr("192.0.2.50")}}}
+	for name, rs := range map[string]*ruleset.Ruleset{"fixture": fixtureRuleset(), "hosts": hostRuleset()} {
+		t.Run(name, func(t *testing.T) {
+			l := newPolicyLab(t)
+			rs.Sets["s:all"] = &ruleset.Set{ID: "s:all", Kind: ruleset.Nets,
+				Nets: pfxs("0.0.0.0/0", "10.0.0.0/8", "::/0", "2001:db8::/32", "255.255.255.255/32")}
+			rs.Sets["s:edge"] = &ruleset.Set{ID: "s:edge", Kind: ruleset.Nets,
+				Nets: pfxs("255.255.255.0/24", "0.0.0.0/32", "10.1.0.0/24", "10.1.1.0/24", "ffff::/16")}
+			l.apply(t, rs, o)
+			second := NewPolicyApplier(l.conn, PolicyTableName).SendThrough(l.batch)
+			if st, err := second.Apply(rs, o); err != nil || !st.Adopted || st.Changed() {
+				t.Fatalf("second applier: %+v %v", st, err)
+			}
+			testutil.RunIn(t, l.node, "nft", "add table ip other")
+			if ok, err := second.Check(); !ok || err != nil || second.readBacks != 2 {
+				t.Fatalf("Check: %v %v after %d reads", ok, err, second.readBacks)
+			}
+		})
 	}
 }
