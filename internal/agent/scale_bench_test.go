@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,6 +133,10 @@ func countKernel(h *netlink.Handle) (kernelCounts, error) {
 // that point; then the CPU of a full resync that finds nothing to change
 // (asked for on the control socket, 20 in a row, mean; the route change
 // counter must not move), and the kernel objects after a restart.
+//
+// For a breakdown: SCALE_NODE_ENV="FELIX_LOGSEVERITYSCREEN=Debug
+// GODEBUG=gctrace=1" adds to the daemon's environment (later entries win),
+// and SCALE_LOG=<file> writes its log there once the kernel is complete.
 func BenchmarkRemoteNodes(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) { benchRemoteNodes(b, n) })
@@ -161,7 +166,7 @@ func benchRemoteNodes(b *testing.B, n int) {
 	var resyncCPU time.Duration
 	b.ResetTimer()
 	for range b.N {
-		p := n1.StartProcess(bin, n1.Env())
+		p := n1.StartProcess(bin, n1.Env(strings.Fields(os.Getenv("SCALE_NODE_ENV"))...))
 		var last kernelCounts
 		err := labtest.Poll(60*time.Second, func() error {
 			time.Sleep(20 * time.Millisecond)
@@ -176,6 +181,12 @@ func benchRemoteNodes(b *testing.B, n int) {
 			b.Fatalf("%v (last %+v); log:\n%s", err, last, p.Stderr)
 		}
 		toKernel = time.Since(p.Start)
+		if path := os.Getenv("SCALE_LOG"); path != "" {
+			log := fmt.Sprintf("kernel complete after %v\n%s", toKernel, p.Stderr)
+			if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
 		if atKernel, err = labtest.Stats(p.PID); err != nil {
 			b.Fatal(err)
 		}
