@@ -300,7 +300,9 @@ func (c *calc) selected(p *api.BGPPeer, typ PeerType) {
 		back := reverse && selectedMe && c.appliesTo(p, n)
 		if forward || back {
 			nn := n
-			c.addExplicit(p, typ, n.IPv4.Addr(), 0, c.asOf(n), &nn)
+			if c.addExplicit(p, typ, n.IPv4.Addr(), 0, c.asOf(n), &nn) && reverse {
+				c.oneSideConnects(n.IPv4.Addr())
+			}
 		}
 	}
 }
@@ -314,10 +316,23 @@ func (c *calc) nodeByIP(a netip.Addr) *Node {
 	return nil
 }
 
-func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port uint16, as uint32, node *Node) {
+// oneSideConnects makes the session to addr passive when addr's string is
+// the greater, as the mesh does. With reversePeering Auto both ends have
+// the session, and if both connect GoBGP drops both connections of the
+// collision and retries 2-4 s later: at 100 nodes behind two reflectors
+// that took sessions tens of seconds (BenchmarkRouteReflectors).
+func (c *calc) oneSideConnects(addr netip.Addr) {
+	k := Peer{Addr: addr}.Key()
+	p := c.peers[k]
+	p.Passive = addr.String() > c.me.IPv4.Addr().String()
+	c.peers[k] = p
+}
+
+// addExplicit stores a session of BGPPeer p; it reports whether it did.
+func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port uint16, as uint32, node *Node) bool {
 	me := c.me.IPv4.Addr()
 	if addr == me || !addr.Is4() {
-		return
+		return false
 	}
 	s := &p.Spec
 	if as == 0 {
@@ -354,9 +369,10 @@ func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port u
 	// Explicit peers replace a mesh session to the same address; between
 	// two explicit ones the first by name wins.
 	if old, ok := c.peers[out.Key()]; ok && old.Type != PeerMesh {
-		return
+		return false
 	}
 	c.peers[out.Key()] = out
+	return true
 }
 
 func (c *calc) secret(pw *api.BGPPassword, what string) (string, string) {
