@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -21,6 +22,8 @@ import (
 //     v3's connectLoop waits a random 1-2 s before its first connect
 //     (fsm.go), both ends try, so the first to fire wins: this is the
 //     floor of every session and so of convergence;
+//   - start-cpu-s: the process's CPU from the first Apply to all sessions
+//     up (a busy machine stretches wall times; this much less);
 //   - block-p50/max-ms: a block added on one client (10 rounds, each on
 //     another client) until each other speaker holds it;
 //   - rr-loss-*: reflector 1 stopped with a NOTIFICATION: best paths of
@@ -48,11 +51,13 @@ func benchRR(b *testing.B, k int, shared, bothActive bool) {
 	for range b.N {
 		c := newRRCluster(b, k, freePortK(b, k), shared)
 		c.bothActive = bothActive
+		cpu0 := processCPU(b)
 		t0 := time.Now()
 		c.start()
 		started := time.Since(t0)
 		converged := c.converge(t0, 60*time.Second)
 		sessions := c.waitSessions(t0, 60*time.Second)
+		startCPU := processCPU(b) - cpu0
 		waits := c.connectWaits()
 		first, _, n := c.established(t0)
 
@@ -73,6 +78,7 @@ func benchRR(b *testing.B, k int, shared, bothActive bool) {
 		b.ReportMetric(ms(started), "all-started-ms")
 		b.ReportMetric(ms(converged), "converged-ms")
 		b.ReportMetric(ms(sessions), "sessions-ms")
+		b.ReportMetric(startCPU.Seconds(), "start-cpu-s")
 		b.ReportMetric(float64(n), "sessions")
 		b.ReportMetric(ms(first), "first-session-ms")
 		b.ReportMetric(ms(waits[0]), "connect-wait-min-ms")
@@ -126,6 +132,17 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// processCPU is the test process's user+system CPU so far: the cost of
+// the speakers (and the harness's light watching), which a busy machine
+// does not inflate the way it does wall time.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
