@@ -164,6 +164,7 @@ func benchRemoteNodes(b *testing.B, n int) {
 	var toKernel time.Duration
 	var atKernel, after labtest.ProcStats
 	var resyncCPU time.Duration
+	var anon, file float64
 	b.ResetTimer()
 	for range b.N {
 		p := n1.StartProcess(bin, n1.Env(strings.Fields(os.Getenv("SCALE_NODE_ENV"))...))
@@ -197,6 +198,7 @@ func benchRemoteNodes(b *testing.B, n int) {
 		if after, err = labtest.Stats(p.PID); err != nil {
 			b.Fatal(err)
 		}
+		anon, file = rssParts(b, p.PID)
 		if _, err := p.Stop(10 * time.Second); err != nil {
 			b.Fatal(err)
 		}
@@ -210,6 +212,33 @@ func benchRemoteNodes(b *testing.B, n int) {
 	b.ReportMetric(atKernel.CPU.Seconds(), "cpu-at-kernel-s")
 	b.ReportMetric(float64(after.HWMKiB)/1024, "hwm-MB")
 	b.ReportMetric(ms(resyncCPU), "noop-resync-cpu-ms")
+	b.ReportMetric(anon, "rss-anon-end-MB")
+	b.ReportMetric(file, "rss-file-end-MB")
+}
+
+// rssParts reads the daemon's resident anonymous memory (Go's heap,
+// stacks and runtime) and file-backed memory (the binary's pages) from
+// /proc, in MB, to tell what VmHWM is made of.
+func rssParts(b *testing.B, pid int) (anon, file float64) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		var kib float64
+		fmt.Sscan(f[1], &kib)
+		switch f[0] {
+		case "RssAnon:":
+			anon = kib / 1024
+		case "RssFile:":
+			file = kib / 1024
+		}
+	}
+	return anon, file
 }
 
 // noopResyncs asks the daemon for count full resyncs one after another,
