@@ -370,7 +370,9 @@ func (c *calc) selected(p *api.BGPPeer, typ PeerType) {
 		for _, v6 := range []bool{false, true} {
 			if ip := addrOf(n, v6); ip.IsValid() {
 				nn := n
-				c.addExplicit(p, typ, ip, 0, c.asOf(n), &nn)
+				if c.addExplicit(p, typ, ip, 0, c.asOf(n), &nn) && reverse {
+					c.oneSideConnects(ip)
+				}
 			}
 		}
 	}
@@ -385,12 +387,25 @@ func (c *calc) nodeByIP(a netip.Addr) *Node {
 	return nil
 }
 
-func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port uint16, as uint32, node *Node) {
+// oneSideConnects makes the session to addr passive when addr's string is
+// the greater, as the mesh does. With reversePeering Auto both ends have
+// the session, and if both connect GoBGP drops both connections of the
+// collision and retries 2-4 s later: at 100 nodes behind two reflectors
+// that took sessions tens of seconds (BenchmarkRouteReflectors).
+func (c *calc) oneSideConnects(addr netip.Addr) {
+	k := Peer{Addr: addr}.Key()
+	p := c.peers[k]
+	p.Passive = addr.String() > addrOf(c.me, addr.Is6()).String()
+	c.peers[k] = p
+}
+
+// addExplicit stores a session of BGPPeer p; it reports whether it did.
+func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port uint16, as uint32, node *Node) bool {
 	// A session is of its address's family; this node needs an address
 	// of that family (upstream: bird6 runs only with an IPv6 address).
 	me := addrOf(c.me, addr.Is6())
 	if !me.IsValid() || addr == me {
-		return
+		return false
 	}
 	s := &p.Spec
 	if as == 0 {
@@ -437,10 +452,11 @@ func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port u
 	// Explicit peers replace a mesh session to the same address; between
 	// two explicit ones the first by name wins.
 	if old, ok := c.peers[out.Key()]; ok && old.Type != PeerMesh {
-		return
+		return false
 	}
 	c.peers[out.Key()] = out
 	c.reachableBy(p, addr)
+	return true
 }
 
 // reachableBy adds the static route of a peerIP BGPPeer's reachableBy:
