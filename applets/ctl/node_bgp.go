@@ -48,7 +48,7 @@ func printBGPStatus(w io.Writer, s agent.Status, now time.Time) {
 		fmt.Fprintln(w)
 	}
 	if len(s.BGPPeers) > 0 {
-		fmt.Fprintln(w, "Prefixes per peer (received / accepted / advertised, IPv4 unicast):")
+		fmt.Fprintln(w, "Prefixes per peer (received / accepted / advertised, in the session's family):")
 		for _, p := range s.BGPPeers {
 			fmt.Fprintf(w, "  %-15s %d / %d / %d  flaps %d\n", p.Address, p.Received, p.Accepted, p.Advertised, p.Flaps)
 		}

@@ -112,6 +112,8 @@ type policyWorld struct {
 	gsets    []*api.GlobalNetworkSet
 	nodes    []*api.Node
 	felix    []*api.FelixConfiguration
+
+	rulesets map[string]*ruleset.Ruleset // by node, computed once
 }
 
 func loadPolicyWorld(ctx context.Context, c *datastore.Client) (*policyWorld, error) {
@@ -162,8 +164,20 @@ func loadPolicyWorld(ctx context.Context, c *datastore.Client) (*policyWorld, er
 	return &w, nil
 }
 
-// calculator builds the ruleset as the daemon on node computes it.
+// ruleset is the ruleset as the daemon on node computes it.
 func (w *policyWorld) ruleset(node string) *ruleset.Ruleset {
+	if rs := w.rulesets[node]; rs != nil {
+		return rs
+	}
+	if w.rulesets == nil {
+		w.rulesets = map[string]*ruleset.Ruleset{}
+	}
+	rs := w.compute(node)
+	w.rulesets[node] = rs
+	return rs
+}
+
+func (w *policyWorld) compute(node string) *ruleset.Ruleset {
 	c := policy.New(node)
 	for _, t := range w.tiers {
 		c.SetTier(t)
@@ -199,9 +213,6 @@ type party struct {
 	node string     // the endpoint's node, or the node whose host address it is
 	addr netip.Addr // the address the flow uses
 	host bool       // a host: a host endpoint or a node's own address
-	// failsafe: a failsafe port decided the flow at this host endpoint
-	// (before any of its policy).
-	failsafe bool
 }
 
 // workload reports whether the party is a workload endpoint.
@@ -337,73 +348,14 @@ func (w *policyWorld) explain(out io.Writer, a explainArgs, proto uint8) error {
 		SrcPort: uint16(a.fromPort), DstPort: uint16(a.port), ICMPType: uint8(a.icmpType), ICMPCode: uint8(a.icmpCode)}
 	fmt.Fprintf(out, "Flow:    %s\n", describePacket(pkt))
 	fmt.Fprintf(out, "From:    %s\nTo:      %s\n", src.desc, dst.desc)
-	verdict := ruleset.Allow
-	note := func(label string, act ruleset.Action, text string) {
-		fmt.Fprintf(out, "%s %s\n", label, text)
-		if act == ruleset.Deny {
-			verdict = ruleset.Deny
-		}
+	e := &explainer{w: w, out: out, pkt: pkt, verdict: ruleset.Allow}
+	e.source(src, dst)
+	e.destination(src, dst)
+	fmt.Fprintf(out, "Verdict: %s\n", e.verdict)
+	for _, n := range e.notes {
+		fmt.Fprintf(out, "note: %s\n", n)
 	}
-	// Egress at the source.
-	if src.id == "" {
-		note("Egress: ", ruleset.Allow, "no Calico policy applies: "+src.desc)
-	} else if fp, ok := w.failsafeFor(src, false, pkt); ok {
-		note("Egress: ", ruleset.Allow, failsafeText(fp))
-		src.failsafe = true
-	} else {
-		w.evaluate(out, "Egress: ", src, ruleset.Egress, pkt, note)
-	}
-	// Ingress at the destination.
-	switch {
-	case src.host && dst.workload() && src.node == dst.node:
-		note("Ingress:", ruleset.Allow, "not policed: a node's own host always reaches its local workloads (as upstream Felix)")
-	case src.workload() && dst.host && dst.node == src.node:
-		w.toOwnHost(out, src, dst, pkt, note)
-	case dst.id == "":
-		note("Ingress:", ruleset.Allow, "no Calico policy applies: "+dst.desc)
-	default:
-		if fp, ok := w.failsafeFor(dst, true, pkt); ok {
-			note("Ingress:", ruleset.Allow, failsafeText(fp))
-			dst.failsafe = true
-			break
-		}
-		w.evaluate(out, "Ingress:", dst, ruleset.Ingress, pkt, note)
-	}
-	fmt.Fprintf(out, "Verdict: %s\n", verdict)
-	w.unmodelled(out, src, dst)
 	return nil
-}
-
-// evaluate prints one direction's verdict at an endpoint, as the daemon on
-// the endpoint's node computes it.
-func (w *policyWorld) evaluate(out io.Writer, label string, p party, dir ruleset.Direction, pkt policy.Packet,
-	note func(string, ruleset.Action, string)) {
-	v := policy.Evaluate(w.ruleset(p.node), p.id, dir, pkt)
-	note(label, v.Action, v.String())
-	for _, t := range v.Passed {
-		fmt.Fprintf(out, "         passed tier %s\n", t)
-	}
-	for _, l := range v.Logged {
-		fmt.Fprintf(out, "         logged by %s %s %s rule %d\n", l.Kind, l.Policy, l.Direction, l.Index)
-	}
-}
-
-// toOwnHost is a workload's traffic to its own node: after the workload's
-// egress policy, the node's defaultEndpointToHostAction decides (Return:
-// the host endpoint's ingress policy, if the address has one).
-func (w *policyWorld) toOwnHost(out io.Writer, src, dst party, pkt policy.Packet, note func(string, ruleset.Action, string)) {
-	switch act := w.endpointToHost(src.node); act {
-	case "Accept":
-		note("Ingress:", ruleset.Allow, "Allow by defaultEndpointToHostAction Accept (a workload to its own host)")
-	case "Return":
-		if dst.id == "" {
-			note("Ingress:", ruleset.Allow, "Allow: defaultEndpointToHostAction Return and no host endpoint for "+dst.addr.String())
-			return
-		}
-		w.evaluate(out, "Ingress:", dst, ruleset.Ingress, pkt, note)
-	default:
-		note("Ingress:", ruleset.Deny, "Deny by defaultEndpointToHostAction "+act+" (a workload to its own host)")
-	}
 }
 
 func describePacket(p policy.Packet) string {

@@ -2,8 +2,6 @@ package ctl
 
 import (
 	"fmt"
-	"io"
-	"slices"
 	"strings"
 
 	"github.com/onecalico/calico/internal/agent"
@@ -69,47 +67,6 @@ func failsafeText(p nft.ProtoPort) string {
 	return s
 }
 
-// unmodelled prints a note for each host endpoint tier the flow also
-// passes that explain does not evaluate: preDNAT and untracked
-// (doNotTrack) policy at a host endpoint the flow enters or leaves, and
-// forward (applyOnForward) policy of the host endpoints of a workload's
-// node when the flow enters or leaves that node. A failsafe port passes
-// before preDNAT and untracked policy too.
-func (w *policyWorld) unmodelled(out io.Writer, src, dst party) {
-	var kinds []string
-	add := func(k string, ok bool) {
-		if ok && !slices.Contains(kinds, k) {
-			kinds = append(kinds, k)
-		}
-	}
-	if strings.HasPrefix(dst.id, "hep/") && !dst.failsafe {
-		if ep, ok := policy.FindEndpoint(w.ruleset(dst.node), dst.id); ok {
-			add("preDNAT", len(ep.PreDNAT) > 0)
-			add("untracked", len(ep.Untracked) > 0)
-		}
-	}
-	if strings.HasPrefix(src.id, "hep/") && !src.failsafe {
-		if ep, ok := policy.FindEndpoint(w.ruleset(src.node), src.id); ok {
-			add("untracked", len(ep.UntrackedEgress) > 0)
-		}
-	}
-	if dst.workload() && (src.node != dst.node || !src.host && !src.workload()) {
-		for _, ep := range w.hostEndpoints(dst.node) {
-			add("preDNAT", len(ep.PreDNAT) > 0)
-			add("untracked", len(ep.Untracked) > 0)
-			add("forward", len(ep.ForwardIn) > 0)
-		}
-	}
-	if src.workload() && (dst.node != src.node || !dst.host && !dst.workload()) {
-		for _, ep := range w.hostEndpoints(src.node) {
-			add("forward", len(ep.ForwardOut) > 0)
-		}
-	}
-	for _, k := range kinds {
-		fmt.Fprintf(out, "note: this flow also passes %s host endpoint policy, which explain does not model\n", k)
-	}
-}
-
 // hostEndpoints are node's host endpoints as its daemon computes them.
 func (w *policyWorld) hostEndpoints(node string) []*ruleset.Endpoint {
 	rs := w.ruleset(node)
@@ -120,13 +77,4 @@ func (w *policyWorld) hostEndpoints(node string) []*ruleset.Endpoint {
 		}
 	}
 	return eps
-}
-
-// failsafeFor is the failsafe entry that decides p's direction of the
-// flow when p is a host endpoint (inbound: the flow goes to it).
-func (w *policyWorld) failsafeFor(p party, inbound bool, pkt policy.Packet) (nft.ProtoPort, bool) {
-	if !strings.HasPrefix(p.id, "hep/") {
-		return nft.ProtoPort{}, false
-	}
-	return w.failsafe(p.node, inbound, pkt)
 }

@@ -78,8 +78,7 @@ Verdict: Allow
 		t.Errorf("port 80 of default is overridden by node.n1:\n%s", out)
 	}
 
-	// A preDNAT policy at the host endpoint: the verdict of normal policy,
-	// and a note that explain does not model the preDNAT tier.
+	// A preDNAT policy at the host endpoint decides before normal policy.
 	apply(`
 kind: GlobalNetworkPolicy
 apiVersion: projectcalico.org/v3
@@ -95,15 +94,14 @@ spec:
 From:    192.168.56.99 (not a Calico endpoint)
 To:      host endpoint h1 (node n1)
 Egress:  no Calico policy applies: 192.168.56.99 (not a Calico endpoint)
-Ingress: Deny at the end of tier default (no policy in it allowed or passed the packet)
+Ingress: preDNAT at host endpoint h1: Deny by GlobalNetworkPolicy host-prednat (tier default) ingress rule 0
 Verdict: Deny
-note: this flow also passes preDNAT host endpoint policy, which explain does not model
 `
 	if out := explain("--from", "192.168.56.99", "--to", "h1", "--port", "8080"); out != want {
 		t.Errorf("preDNAT:\n%s\nwant:\n%s", out, want)
 	}
-	// A failsafe port passes before preDNAT policy too: no note.
-	if out := explain("--from", "10.1.2.3", "--to", "h1", "--port", "22"); strings.Contains(out, "note:") || !strings.Contains(out, "Verdict: Allow\n") {
+	// A failsafe port passes before preDNAT policy too.
+	if out := explain("--from", "10.1.2.3", "--to", "h1", "--port", "22"); strings.Contains(out, "preDNAT") || !strings.Contains(out, "Verdict: Allow\n") {
 		t.Errorf("failsafe with preDNAT:\n%s", out)
 	}
 
@@ -120,13 +118,60 @@ apiVersion: projectcalico.org/v3
 metadata: {name: host-forward}
 spec: {selector: has(host), applyOnForward: true, types: [Ingress], ingress: [{action: Allow}]}
 `)
-	out := explain("--from", "192.168.56.99", "--to", "n1-cni-a-eth0", "--port", "80")
-	for _, k := range []string{"preDNAT", "forward"} {
-		if !strings.Contains(out, "note: this flow also passes "+k+" host endpoint policy, which explain does not model\n") {
-			t.Errorf("forwarded to a workload: no %s note:\n%s", k, out)
-		}
+	want = `Flow:    192.168.56.99:40000 -> 10.65.0.1:80 protocol 6
+From:    192.168.56.99 (not a Calico endpoint)
+To:      workload endpoint default/n1-cni-a-eth0 (node n1)
+Egress:  no Calico policy applies: 192.168.56.99 (not a Calico endpoint)
+Ingress: preDNAT at host endpoint h1: no verdict: no rule decided; the packet goes on
+Ingress: forward at host endpoint h1: Allow by GlobalNetworkPolicy host-forward (tier default) ingress rule 0
+Ingress: Deny: no profile allowed it (default deny)
+Verdict: Deny
+`
+	if out := explain("--from", "192.168.56.99", "--to", "n1-cni-a-eth0", "--port", "80"); out != want {
+		t.Errorf("forwarded to a workload:\n%s\nwant:\n%s", out, want)
 	}
-	if strings.Contains(out, "note: this flow also passes untracked") {
-		t.Errorf("forwarded to a workload: untracked note without a doNotTrack policy:\n%s", out)
+	// Forward policy denies at the end of its tier what it does not allow;
+	// a failsafe port does not open forwarded traffic.
+	apply(`
+kind: GlobalNetworkPolicy
+apiVersion: projectcalico.org/v3
+metadata: {name: host-forward}
+spec: {selector: has(host), applyOnForward: true, types: [Ingress], ingress: [{action: Allow, protocol: UDP}]}
+`)
+	if out := explain("--from", "10.1.2.3", "--to", "n1-cni-a-eth0", "--port", "22"); !strings.Contains(out, "Ingress: forward at host endpoint h1: Deny at the end of tier default") ||
+		!strings.Contains(out, "Verdict: Deny\n") {
+		t.Errorf("forward end of tier:\n%s", out)
+	}
+
+	// doNotTrack: an untracked Allow ends the node's stages; an untracked
+	// egress Deny drops what the host sends.
+	apply(`
+kind: GlobalNetworkPolicy
+apiVersion: projectcalico.org/v3
+metadata: {name: host-untracked}
+spec:
+  selector: has(host)
+  doNotTrack: true
+  applyOnForward: true
+  types: [Ingress, Egress]
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [8080]}}]
+  egress: [{action: Deny, protocol: UDP, destination: {ports: [123]}}]
+`)
+	want = `Flow:    192.168.56.99:40000 -> 192.168.56.21:8080 protocol 6
+From:    192.168.56.99 (not a Calico endpoint)
+To:      host endpoint h1 (node n1)
+Egress:  no Calico policy applies: 192.168.56.99 (not a Calico endpoint)
+Ingress: untracked at host endpoint h1: Allow by GlobalNetworkPolicy host-untracked (tier default) ingress rule 0 (not tracked: the node's later stages accept it, and its replies need untracked policy too)
+Verdict: Allow
+`
+	if out := explain("--from", "192.168.56.99", "--to", "h1", "--port", "8080"); out != want {
+		t.Errorf("untracked allow:\n%s\nwant:\n%s", out, want)
+	}
+	if out := explain("--from", "h1", "--to", "10.9.9.9", "--protocol", "udp", "--port", "123"); !strings.Contains(out, "Egress:  untracked at host endpoint h1: Deny by GlobalNetworkPolicy host-untracked") ||
+		!strings.Contains(out, "Verdict: Deny\n") {
+		t.Errorf("untracked egress deny:\n%s", out)
+	}
+	if strings.Contains(explain("--from", "192.168.56.99", "--to", "n1-cni-a-eth0", "--port", "80"), "note:") {
+		t.Error("a note about stages explain does not model")
 	}
 }

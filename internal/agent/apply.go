@@ -140,6 +140,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 		t := time.Now()
 		f()
 		a.met.reconcile.WithLabelValues(part).Observe(time.Since(t).Seconds())
+		a.log.Debug("applied part", "component", "dataplane", "part", part, "full", full, "elapsed", time.Since(t))
 	}
 	if full || !l.sysctlsOK || !reflect.DeepEqual(d.Sysctls, l.sysctls) {
 		timed("sysctl", func() {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,8 @@ type BGPView struct {
 	// that nobody advertises deleted, so a restart keeps them meanwhile.
 	Synced  bool
 	Learned map[netip.Prefix]bgp.Learned // read-only
+	// Static are the speaker's own routes (BGPPeer reachableBy).
+	Static []bgp.StaticRoute
 	// Down says why a wanted speaker is not running ("" when it runs or
 	// has not been tried yet).
 	Down string
@@ -101,6 +104,7 @@ type bgpAgent struct {
 	started  time.Time
 	synced   bool
 	problems []string
+	static   []bgp.StaticRoute
 }
 
 // bgpWanted reports whether this daemon runs a speaker, and why not.
@@ -162,15 +166,21 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 		log.Info("BGP speaker " + why)
 		return
 	}
-	tick := time.NewTicker(2 * time.Second) // secrets and the sync deadline
+	// The tick checks the sync deadline and polls the secrets while
+	// they are not watched (no directory yet, or no inotify).
+	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	defer b.speaker.Stop(false)
+	w := a.rewatchSecrets(ctx, nil)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-b.kick:
 		case <-tick.C:
+			if w = a.rewatchSecrets(ctx, w); w != nil && a.bgpSynced() {
+				continue
+			}
 		}
 		if !a.allSynced() {
 			continue
@@ -185,6 +195,32 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 		}
 		a.bgpAfterApply(d, err)
 	}
+}
+
+// rewatchSecrets returns w while it still watches the secret directory,
+// else a new watcher (nil when that fails: the caller polls).
+func (a *Agent) rewatchSecrets(ctx context.Context, w *secretWatcher) *secretWatcher {
+	if w != nil && w.watching() {
+		return w
+	}
+	if w != nil {
+		w.close()
+	}
+	w, err := watchSecrets(ctx, a.bgp.secrets, a.log, a.kickBGP)
+	if err != nil {
+		a.log.Debug("BGP secrets polled", "component", "bgp", "err", err)
+		return nil
+	}
+	a.log.Info("BGP secrets watched", "component", "bgp", "dir", a.bgp.secrets)
+	a.kickBGP() // a change may have come before the watch
+	return w
+}
+
+// bgpSynced reports whether the learned routes are complete.
+func (a *Agent) bgpSynced() bool {
+	a.bgp.mu.Lock()
+	defer a.bgp.mu.Unlock()
+	return a.bgp.synced
 }
 
 // bgpAfterApply records the speaker's state and decides when learned
@@ -209,7 +245,11 @@ func (a *Agent) bgpAfterApply(d bgp.Desired, err error) {
 	if b.running && !b.synced {
 		b.synced = time.Since(b.started) > bgpSyncMax || a.bgpSettled()
 	}
-	changed := wasSynced != b.synced || wasRunning != b.running
+	if b.synced && !wasSynced {
+		a.log.Info("BGP learned routes complete", "component", "bgp", "after", time.Since(b.started).Round(time.Millisecond))
+	}
+	changed := wasSynced != b.synced || wasRunning != b.running || !slices.Equal(b.static, d.Static)
+	b.static = d.Static
 	b.mu.Unlock()
 	if changed {
 		a.signal(false)
@@ -237,7 +277,7 @@ func (a *Agent) bgpView(v BGPView) BGPView {
 	}
 	b := a.bgp
 	b.mu.Lock()
-	v.Enabled, v.Synced = b.wanted, b.running && b.synced
+	v.Enabled, v.Synced, v.Static = b.wanted, b.running && b.synced, b.static
 	if b.wanted && !b.running {
 		v.Down = b.reason
 	}
@@ -252,7 +292,7 @@ func (a *Agent) bgpView(v BGPView) BGPView {
 func (a *Agent) bgpInput(m *Model) *bgp.Input {
 	in := &bgp.Input{NodeName: m.NodeName, Nodes: map[string]bgp.Node{}, Peers: m.BGP.Peers, Filters: m.BGP.Filters, Secret: a.readSecret}
 	for name, n := range m.Nodes {
-		in.Nodes[name] = bgp.Node{Name: name, Labels: n.Labels, IPv4: n.IPv4, ASNumber: n.ASNumber, RRClusterID: n.RRClusterID}
+		in.Nodes[name] = bgp.Node{Name: name, Labels: n.Labels, IPv4: n.IPv4, IPv6: n.IPv6, ASNumber: n.ASNumber, RRClusterID: n.RRClusterID}
 	}
 	in.Global = m.BGP.Configs[api.GlobalConfigName]
 	in.Local = m.BGP.Configs[api.NodeConfigName(m.NodeName)]
@@ -308,7 +348,7 @@ func (a *Agent) bgpStatus() (string, []bgp.PeerStatus, []string) {
 // bgpHandlers feed BGPConfiguration and BGPPeer objects into the model.
 func (a *Agent) bgpHandlers() []*syncHandler {
 	cfgKind, peerKind, filterKind := mustKind(api.KindBGPConfiguration), mustKind(api.KindBGPPeer), mustKind(api.KindBGPFilter)
-	affinities := api.HostAffinityPrefix(a.cfg.NodeName, 4)
+	affinities := api.HostAffinityPrefix(a.cfg.NodeName, 0) // IPv4 and IPv6
 	return []*syncHandler{
 		{
 			// Not in watchedPrefixes: until it syncs, every affinity

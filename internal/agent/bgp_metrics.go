@@ -13,7 +13,7 @@ var (
 	bgpFlapsDesc = prometheus.NewDesc("calico_node_bgp_session_flaps_total",
 		"Times the BGP session left Established since the speaker started.", []string{"peer", "type"}, nil)
 	bgpPrefixDesc = prometheus.NewDesc("calico_node_bgp_prefixes",
-		"IPv4 unicast prefixes per BGP session, by direction (received, accepted, advertised).", []string{"peer", "type", "direction"}, nil)
+		"Unicast prefixes (of the session's family) per BGP session, by direction (received, accepted, advertised).", []string{"peer", "type", "direction"}, nil)
 	bgpLearnedDesc = prometheus.NewDesc("calico_node_bgp_learned_routes",
 		"Best paths learned from BGP peers.", nil, nil)
 )
@@ -40,7 +40,8 @@ func (c bgpCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(bgpPrefixDesc, prometheus.GaugeValue, float64(p.Advertised), p.Address, t, "advertised")
 	}
 	if c.a.bgp != nil {
-		l, _ := c.a.bgp.speaker.Learned()
-		ch <- prometheus.MustNewConstMetric(bgpLearnedDesc, prometheus.GaugeValue, float64(len(l)))
+		// Not Learned(): that would take the pending changes from the
+		// learned-route fast path.
+		ch <- prometheus.MustNewConstMetric(bgpLearnedDesc, prometheus.GaugeValue, float64(c.a.bgp.speaker.LearnedCount()))
 	}
 }

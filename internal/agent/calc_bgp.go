@@ -33,8 +33,7 @@ func (c *calc) bgpSource(p Pool) bool {
 // pool without VXLAN, following upstream's kernel export filter: no
 // encapsulation (or CrossSubnet with the next hop on this node's subnet)
 // routes via the next hop; IPIP routes via the next hop on tunl0.
-// Learned paths outside every pool are not installed (they could shadow
-// the host's own routes).
+// Learned paths outside every pool are installed too (externalRoute).
 func (c *calc) bgpRoutes(add func(netip.Prefix, route.Route)) {
 	m := c.m
 	c.d.OwnBGPRoutes = !m.BGP.Enabled || m.BGP.Synced
@@ -50,6 +49,11 @@ func (c *calc) bgpRoutes(add func(netip.Prefix, route.Route)) {
 			add(dst, r)
 		}
 	}
+	// A BGPPeer's reachableBy: the peer via its gateway (upstream's
+	// static protocol, which BIRD prefers to BGP).
+	for _, s := range m.BGP.Static {
+		add(s.Dst, route.Route{Dst: s.Dst, Gw: s.Gw, Protocol: BGPRouteProtocol})
+	}
 }
 
 // poolsBySpecificity lists pools by prefix length, longest first: the
@@ -62,16 +66,21 @@ func poolsBySpecificity(m map[string]Pool) []Pool {
 }
 
 // learnedRoute is the route for one learned path, if it is installed:
-// inside a pool without VXLAN, not this node's own block.
+// inside a pool without VXLAN, not this node's own block; outside every
+// pool, see externalRoute.
 func (c *calc) learnedRoute(pools []Pool, dst netip.Prefix, l bgp.Learned) (route.Route, bool) {
 	m := c.m
-	if !dst.Addr().Is4() || !l.NextHop.Is4() {
+	v6 := dst.Addr().Is6()
+	if !l.NextHop.IsValid() || l.NextHop.Is6() != v6 {
 		return route.Route{}, false
 	}
 	i := slices.IndexFunc(pools, func(p Pool) bool {
-		return p.CIDR.Addr().Is4() && p.CIDR.Bits() <= dst.Bits() && p.CIDR.Contains(dst.Addr())
+		return p.CIDR.Addr().Is6() == v6 && p.CIDR.Bits() <= dst.Bits() && p.CIDR.Contains(dst.Addr())
 	})
-	if i < 0 || pools[i].vxlan() {
+	if i < 0 {
+		return c.externalRoute(dst, l.NextHop)
+	}
+	if pools[i].vxlan() {
 		return route.Route{}, false
 	}
 	if b, ok := m.Blocks[dst]; ok && b.Affinity == m.NodeName {
@@ -80,9 +89,34 @@ func (c *calc) learnedRoute(pools []Pool, dst netip.Prefix, l bgp.Learned) (rout
 	return c.bgpRoute(dst, l.NextHop, pools[i])
 }
 
+// externalRoute is the route for a path learned outside every pool:
+// upstream's kernel filter ends with accept, so BIRD installs such routes
+// (a ToR's other subnets, say) via their next hop, and so do we. One
+// exception: a destination that contains this node's own address (its
+// subnet, a default route) is not installed, as it would replace the
+// host's own route to it (BIRD's add fails on the existing route).
+func (c *calc) externalRoute(dst netip.Prefix, nh netip.Addr) (route.Route, bool) {
+	if me := c.myPrefix(dst.Addr().Is6()); me.IsValid() && dst.Contains(me.Addr()) {
+		return route.Route{}, false
+	}
+	return c.bgpRoute(dst, nh, Pool{})
+}
+
+// myPrefix is this node's address (with its subnet) of one family.
+func (c *calc) myPrefix(v6 bool) netip.Prefix {
+	if v6 {
+		return c.me.IPv6
+	}
+	return c.me.IPv4
+}
+
 // bgpRoute is the kernel route for one learned path.
 func (c *calc) bgpRoute(dst netip.Prefix, nh netip.Addr, pool Pool) (route.Route, bool) {
-	sameSubnet := c.me.IPv4.IsValid() && c.me.IPv4.Masked().Contains(nh)
+	me := c.myPrefix(nh.Is6())
+	sameSubnet := me.IsValid() && me.Masked().Contains(nh)
+	if nh.Is6() {
+		pool.IPIPMode = "" // IPIP is IPv4 only
+	}
 	if pool.IPIPMode == api.IPIPModeAlways || (pool.IPIPMode == api.IPIPModeCrossSubnet && !sameSubnet) {
 		if c.d.IPIPState != DevicePresent {
 			return route.Route{}, false // reported as the ipip degradation

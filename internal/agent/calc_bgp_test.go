@@ -19,6 +19,10 @@ func bgpModel(pool Pool, synced bool) *Model {
 		pfx("10.244.3.0/26"): {NextHop: ip("10.98.0.13")},
 		pfx("10.244.1.0/26"): {NextHop: ip("10.99.0.12")}, // our own block, reflected
 		pfx("192.0.2.0/24"):  {NextHop: ip("10.99.0.1")},
+		// Outside every pool but covering this node's address: never
+		// installed over the host's own routes.
+		pfx("0.0.0.0/0"):    {NextHop: ip("10.99.0.1")},
+		pfx("10.99.0.0/24"): {NextHop: ip("10.99.0.1")},
 	}}
 	return m
 }
@@ -37,6 +41,7 @@ func TestCalcBGPNoEncap(t *testing.T) {
 		"blackhole 10.244.1.0/26 proto 80",
 		"10.244.2.0/26 via 10.99.0.12 dev eth0 proto 12",
 		"10.244.3.0/26 via 10.98.0.13 proto 12",
+		"192.0.2.0/24 via 10.99.0.1 dev eth0 proto 12",
 	}
 	if got := routeLines(d); !slices.Equal(got, want) {
 		t.Errorf("routes:\n%q\nwant\n%q", got, want)
@@ -70,11 +75,13 @@ func TestCalcBGPIPIP(t *testing.T) {
 			"blackhole 10.244.1.0/26 proto 80",
 			"10.244.2.0/26 via 10.99.0.12 dev tunl0 onlink proto 12",
 			"10.244.3.0/26 via 10.98.0.13 dev tunl0 onlink proto 12",
+			"192.0.2.0/24 via 10.99.0.1 dev eth0 proto 12",
 		}},
 		{api.IPIPModeCrossSubnet, []string{
 			"blackhole 10.244.1.0/26 proto 80",
 			"10.244.2.0/26 via 10.99.0.12 dev eth0 proto 12",
 			"10.244.3.0/26 via 10.98.0.13 dev tunl0 onlink proto 12",
+			"192.0.2.0/24 via 10.99.0.1 dev eth0 proto 12",
 		}},
 	} {
 		d := Calc(bgpModel(ipipPool(tc.mode), true))
@@ -84,7 +91,7 @@ func TestCalcBGPIPIP(t *testing.T) {
 	}
 	m := bgpModel(ipipPool(api.IPIPModeAlways), true)
 	m.Host.IPIPUnsupported = true
-	if got := routeLines(Calc(m)); len(got) != 1 {
+	if got := routeLines(Calc(m)); len(got) != 2 {
 		t.Errorf("IPIP unsupported: %q", got)
 	}
 }
@@ -94,7 +101,7 @@ func TestCalcBGPLeavesVXLAN(t *testing.T) {
 	// them are not installed.
 	d := Calc(bgpModel(vxlanPool(api.VXLANModeAlways), true))
 	for _, r := range d.Routes {
-		if r.Protocol == BGPRouteProtocol {
+		if r.Protocol == BGPRouteProtocol && r.Dst.Addr().Is4() && pfx("10.244.0.0/16").Contains(r.Dst.Addr()) {
 			t.Errorf("BGP route in a VXLAN pool: %s", r)
 		}
 	}
@@ -127,5 +134,33 @@ func TestCalcBGPDownIsDegraded(t *testing.T) {
 	d := Calc(m)
 	if len(d.Degraded) != 1 || !strings.Contains(d.Degraded[0], "address already in use") {
 		t.Errorf("degraded %q", d.Degraded)
+	}
+}
+
+// TestCalcBGPIPv6: learned IPv6 paths in an IPv6 pool go via their next
+// hop (on the node's subnet: dev eth0), outside every pool too, except a
+// destination covering this node's IPv6 address; a path whose next hop
+// is of the other family is ignored.
+func TestCalcBGPIPv6(t *testing.T) {
+	m := bgpModel(ipipPool(api.IPIPModeAlways), true)
+	me := m.Nodes[m.NodeName]
+	me.IPv6 = pfx("fd99::11/64")
+	m.Nodes[m.NodeName] = me
+	m.Pools["v6"] = Pool{Name: "v6", CIDR: pfx("fd00:244::/112"), IPIPMode: api.IPIPModeAlways}
+	m.BGP.Learned = map[netip.Prefix]bgp.Learned{
+		pfx("fd00:244::40/122"): {NextHop: ip("fd99::12")},
+		pfx("2001:db8::/64"):    {NextHop: ip("fd99::1")},
+		pfx("fd99::/64"):        {NextHop: ip("fd99::1")},
+		pfx("fd00:244::80/122"): {NextHop: ip("10.99.0.12")},
+	}
+	var got []string
+	for _, r := range Calc(m).Routes {
+		if r.Dst.Addr().Is6() {
+			got = append(got, r.String())
+		}
+	}
+	want := []string{"2001:db8::/64 via fd99::1 dev eth0 proto 12", "fd00:244::40/122 via fd99::12 dev eth0 proto 12"}
+	if !slices.Equal(got, want) {
+		t.Errorf("IPv6 routes:\n%q\nwant\n%q", got, want)
 	}
 }

@@ -65,8 +65,9 @@ type PolicyKernel interface {
 	Apply(rs *ruleset.Ruleset, o nft.PolicyOptions) (nft.PolicyStats, error)
 	// Invalidate makes the next Apply write the whole table.
 	Invalidate()
-	// Check fails when the table is not there any more.
-	Check() error
+	// Check reports whether the table still holds what the last Apply
+	// wrote (if not, the next Apply restores it).
+	Check() (bool, error)
 	// Close releases the applier's sockets; the table stays.
 	Close()
 }
@@ -191,24 +192,27 @@ func (k *netlinkKernel) Policy(table string) (PolicyKernel, error) {
 		}
 		return nil, fmt.Errorf("open nftables for policy: %w", err)
 	}
-	return &nftPolicy{PolicyApplier: nft.NewPolicyApplier(c, table).SendThrough(batch), table: table, conn: c, nsFile: f}, nil
+	p := &nftPolicy{PolicyApplier: nft.NewPolicyApplier(c, table).SendThrough(batch), conn: c, nsFile: f}
+	nsFd := 0
+	if f != nil {
+		nsFd = int(f.Fd())
+	}
+	if err := p.Watch(nsFd); err != nil {
+		k.log.Warn("policy table edits are found by reading it back on each resync", "component", "dataplane", "err", err)
+	}
+	return p, nil
 }
 
 // nftPolicy is the real PolicyKernel. Its counters are read for metrics
 // (policy_metrics.go) through the PolicyApplier.
 type nftPolicy struct {
 	*nft.PolicyApplier
-	table  string
 	conn   *nftables.Conn
 	nsFile *os.File
 }
 
-func (p *nftPolicy) Check() error {
-	_, err := p.conn.ListTableOfFamily(p.table, nftables.TableFamilyINet)
-	return err
-}
-
 func (p *nftPolicy) Close() {
+	p.PolicyApplier.Close() // its watch of the table
 	_ = p.conn.CloseLasting()
 	if p.nsFile != nil {
 		p.nsFile.Close()

@@ -114,7 +114,7 @@ func changesEmpty(c policy.Changes) bool {
 // applyPolicy is the reconcile step's policy part: it applies the
 // calculator's current Ruleset (only what changed since the last
 // successful apply goes to the kernel). On a full resync it also checks
-// that the table is still there and replaces it if not.
+// that the table still holds what was applied and repairs it if not.
 func (a *Agent) applyPolicy(res *applyResult, full bool) {
 	t := time.Now()
 	defer func() { a.met.reconcile.WithLabelValues("policy").Observe(time.Since(t).Seconds()) }()
@@ -136,9 +136,10 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 		return
 	}
 	if full && p.ok {
-		if err := p.applier.Check(); err != nil {
-			a.log.Warn("policy table missing; replacing it", "component", "dataplane", "err", err)
-			p.applier.Invalidate()
+		// Someone may have edited our table: Check notices (cheaply
+		// unless someone did), and Apply then restores it in place.
+		if same, err := p.applier.Check(); err != nil || !same {
+			a.log.Warn("policy table changed outside calico-node; restoring it", "component", "dataplane", "err", err)
 		}
 	}
 	p.ok = false
@@ -155,12 +156,13 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 		}
 		p.skipped = st.Skipped
 	}
-	if st.Full {
-		// A full write builds the whole table and its netlink batch at
-		// once; hand that garbage back now rather than carry it.
+	if st.Full || st.Adopted {
+		// A full write (or a read back of the table) builds the whole
+		// table at once; hand that garbage back now rather than carry it.
 		debug.FreeOSMemory()
 		a.log.Info("policy table written", "component", "dataplane", "snapshot", snap, "elapsed", time.Since(t),
-			"endpoints", len(rs.Endpoints), "chains", len(rs.Chains), "sets", len(rs.Sets), "rules", st.Rules)
+			"endpoints", len(rs.Endpoints), "chains", len(rs.Chains), "sets", len(rs.Sets), "rules", st.Rules,
+			"read_back", st.Adopted, "chains_written", st.ChainsWritten)
 	} else if st.Changed() {
 		a.log.Debug("policy applied", "component", "dataplane", "full", st.Full, "chains", st.ChainsWritten,
 			"chains_gone", st.ChainsGone, "elems_added", st.ElemsAdded, "elems_deleted", st.ElemsDeleted, "rules", st.Rules)

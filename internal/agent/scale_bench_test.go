@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,6 +133,10 @@ func countKernel(h *netlink.Handle) (kernelCounts, error) {
 // that point; then the CPU of a full resync that finds nothing to change
 // (asked for on the control socket, 20 in a row, mean; the route change
 // counter must not move), and the kernel objects after a restart.
+//
+// For a breakdown: SCALE_NODE_ENV="FELIX_LOGSEVERITYSCREEN=Debug
+// GODEBUG=gctrace=1" adds to the daemon's environment (later entries win),
+// and SCALE_LOG=<file> writes its log there after the no-op resyncs.
 func BenchmarkRemoteNodes(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) { benchRemoteNodes(b, n) })
@@ -159,9 +164,10 @@ func benchRemoteNodes(b *testing.B, n int) {
 	var toKernel time.Duration
 	var atKernel, after labtest.ProcStats
 	var resyncCPU time.Duration
+	var anon, file float64
 	b.ResetTimer()
 	for range b.N {
-		p := n1.StartProcess(bin, n1.Env())
+		p := n1.StartProcess(bin, n1.Env(strings.Fields(os.Getenv("SCALE_NODE_ENV"))...))
 		var last kernelCounts
 		err := labtest.Poll(60*time.Second, func() error {
 			time.Sleep(20 * time.Millisecond)
@@ -183,9 +189,16 @@ func benchRemoteNodes(b *testing.B, n int) {
 			b.Fatal(err)
 		}
 		resyncCPU = noopResyncs(b, p, sock, 20)
+		if path := os.Getenv("SCALE_LOG"); path != "" {
+			log := fmt.Sprintf("kernel complete after %v; log to the end of the no-op resyncs:\n%s", toKernel, p.Stderr)
+			if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
 		if after, err = labtest.Stats(p.PID); err != nil {
 			b.Fatal(err)
 		}
+		anon, file = rssParts(b, p.PID)
 		if _, err := p.Stop(10 * time.Second); err != nil {
 			b.Fatal(err)
 		}
@@ -199,6 +212,33 @@ func benchRemoteNodes(b *testing.B, n int) {
 	b.ReportMetric(atKernel.CPU.Seconds(), "cpu-at-kernel-s")
 	b.ReportMetric(float64(after.HWMKiB)/1024, "hwm-MB")
 	b.ReportMetric(ms(resyncCPU), "noop-resync-cpu-ms")
+	b.ReportMetric(anon, "rss-anon-end-MB")
+	b.ReportMetric(file, "rss-file-end-MB")
+}
+
+// rssParts reads the daemon's resident anonymous memory (Go's heap,
+// stacks and runtime) and file-backed memory (the binary's pages) from
+// /proc, in MB, to tell what VmHWM is made of.
+func rssParts(b *testing.B, pid int) (anon, file float64) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		var kib float64
+		fmt.Sscan(f[1], &kib)
+		switch f[0] {
+		case "RssAnon:":
+			anon = kib / 1024
+		case "RssFile:":
+			file = kib / 1024
+		}
+	}
+	return anon, file
 }
 
 // noopResyncs asks the daemon for count full resyncs one after another,

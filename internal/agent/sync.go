@@ -48,6 +48,14 @@ type syncHandler struct {
 	// tunnels says whether a change to key can change this node's tunnel
 	// addresses (nil: never).
 	tunnels func(key string) bool
+	// move hands this prefix's part of a model built from a paged
+	// snapshot over to the live one (nil: pages are gathered and applied
+	// as one snapshot; fine for prefixes that hold a few keys).
+	move func(dst, src *Model)
+	// staging and pending hold a paged snapshot until its last page; only
+	// Sync's goroutine for this prefix touches them.
+	staging *Model
+	pending []*kv.KV
 }
 
 // touchesTunnels reports whether any of keys matters to the tunnel manager.
@@ -78,6 +86,43 @@ func (h *syncHandler) OnSnapshot(kvs []*kv.KV, rev int64) {
 	a.signal(true)
 }
 
+// OnPage takes one page of a snapshot. With move, each page is decoded
+// into a staging model and its raw values dropped; the last page swaps the
+// staged part in under the lock, so the reconcile loop never sees half a
+// snapshot (on a relist it keeps using the previous state until then).
+func (h *syncHandler) OnPage(kvs []*kv.KV, first, last bool, rev int64) {
+	if h.move == nil {
+		if first {
+			h.pending = nil
+		}
+		h.pending = append(h.pending, kvs...)
+		if last {
+			all := h.pending
+			h.pending = nil
+			h.OnSnapshot(all, rev)
+		}
+		return
+	}
+	if first {
+		h.staging = &Model{NodeName: h.a.cfg.NodeName}
+		h.reset(h.staging)
+	}
+	for _, item := range kvs {
+		h.applyTo(h.staging, item.Key, item, false)
+	}
+	if !last {
+		return
+	}
+	a := h.a
+	a.mu.Lock()
+	h.move(a.model, h.staging)
+	a.synced[h.prefix] = true
+	a.mu.Unlock()
+	h.staging = nil
+	a.log.Debug("snapshot", "component", "sync", "prefix", h.prefix, "paged", true, "revision", rev)
+	a.signal(true)
+}
+
 func (h *syncHandler) OnEvents(events []kv.Event) {
 	a := h.a
 	tunnels := false
@@ -92,14 +137,19 @@ func (h *syncHandler) OnEvents(events []kv.Event) {
 
 // apply runs under a.mu.
 func (h *syncHandler) apply(key string, item *kv.KV, deleted bool) {
+	h.applyTo(h.a.model, key, item, deleted)
+}
+
+// applyTo changes m: the live model under a.mu, or a staging one.
+func (h *syncHandler) applyTo(m *Model, key string, item *kv.KV, deleted bool) {
 	if deleted {
-		h.del(h.a.model, key)
+		h.del(m, key)
 		return
 	}
-	if err := h.put(h.a.model, key, item); err != nil {
+	if err := h.put(m, key, item); err != nil {
 		// Upstream skips values it cannot parse; so do we, once per key.
 		h.a.log.Warn("ignoring a value that does not parse", "component", "sync", "key", key, "err", err)
-		h.del(h.a.model, key)
+		h.del(m, key)
 	}
 }
 
@@ -111,6 +161,7 @@ func (a *Agent) handlers() []*syncHandler {
 			a: a, prefix: prefixNodes,
 			tunnels: func(key string) bool { return key == prefixNodes+a.cfg.NodeName },
 			reset:   func(m *Model) { m.Nodes = map[string]Node{} },
+			move:    func(dst, src *Model) { dst.Nodes = src.Nodes },
 			put: func(m *Model, key string, item *kv.KV) error {
 				r, err := datastore.Decode(nodeKind, item)
 				if err != nil {
@@ -145,6 +196,7 @@ func (a *Agent) handlers() []*syncHandler {
 		{
 			a: a, prefix: prefixBlocks,
 			reset: func(m *Model) { m.Blocks = map[netip.Prefix]Block{} },
+			move:  func(dst, src *Model) { dst.Blocks = src.Blocks },
 			put: func(m *Model, key string, item *kv.KV) error {
 				b, err := blockFromJSON(key, item.Value)
 				if err != nil {
@@ -162,6 +214,7 @@ func (a *Agent) handlers() []*syncHandler {
 		{
 			a: a, prefix: prefixWEPs,
 			reset: func(m *Model) { m.WEPs = map[string]WEP{} },
+			move:  func(dst, src *Model) { dst.WEPs = src.WEPs },
 			put: func(m *Model, key string, item *kv.KV) error {
 				r, err := datastore.Decode(wepKind, item)
 				if err != nil {
@@ -248,6 +301,18 @@ func (s countingStore) Get(ctx context.Context, key string) (*kv.KV, error) {
 func (s countingStore) List(ctx context.Context, prefix string) ([]*kv.KV, int64, error) {
 	v, r, err := s.Store.List(ctx, prefix)
 	return v, r, s.note(err)
+}
+
+// ListPage implements kv.Pager; a backend that cannot page answers the
+// first page with everything.
+func (s countingStore) ListPage(ctx context.Context, prefix, from string, rev int64, limit int) ([]*kv.KV, int64, bool, error) {
+	p, ok := s.Store.(kv.Pager)
+	if !ok {
+		v, r, err := s.Store.List(ctx, prefix)
+		return v, r, false, s.note(err)
+	}
+	v, r, more, err := p.ListPage(ctx, prefix, from, rev, limit)
+	return v, r, more, s.note(err)
 }
 
 func (s countingStore) Create(ctx context.Context, key string, value []byte) (int64, error) {

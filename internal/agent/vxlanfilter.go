@@ -17,14 +17,33 @@ type vxlanFilterPlane struct {
 	absent  bool // the table was deleted (VXLAN off)
 }
 
-// vxlanPeers are the underlay addresses the filter admits: every VTEP's
-// node address (IPv6 VTEPs belong here too when the daemon programs them).
+// vxlanPeers are the underlay addresses the filter admits: the node
+// address of every VTEP of each VXLAN device that is present.
 func vxlanPeers(d Desired) []netip.Addr {
-	out := make([]netip.Addr, 0, len(d.VTEPs))
-	for _, v := range d.VTEPs {
-		out = append(out, v.NodeIP)
+	out := make([]netip.Addr, 0, len(d.VTEPs)+len(d.VTEPsV6))
+	if d.VXLANState == DevicePresent {
+		for _, v := range d.VTEPs {
+			out = append(out, v.NodeIP)
+		}
+	}
+	if d.VXLANV6State == DevicePresent {
+		for _, v := range d.VTEPsV6 {
+			out = append(out, v.NodeIP)
+		}
 	}
 	return out
+}
+
+// vxlanFilterState is the filter's own device state: present while
+// either VXLAN device is, absent once both are, kept otherwise.
+func vxlanFilterState(d Desired) DeviceState {
+	switch {
+	case d.VXLANState == DevicePresent || d.VXLANV6State == DevicePresent:
+		return DevicePresent
+	case d.VXLANState == DeviceAbsent && d.VXLANV6State == DeviceAbsent:
+		return DeviceAbsent
+	}
+	return DeviceKeep
 }
 
 // applyVXLANFilter runs before the VTEPs are programmed, so a new node's
@@ -36,9 +55,9 @@ func (dp *dataplane) applyVXLANFilter(d Desired, full bool, res *applyResult, ti
 		dp.vxf = &vxlanFilterPlane{applier: dp.k.VXLANFilter(nft.VXLANFilterTableName)}
 	}
 	p := dp.vxf
-	switch d.VXLANState {
+	switch vxlanFilterState(d) {
 	case DevicePresent:
-		want := nft.VXLANFilter{Port: uint16(d.VXLAN.Port), Peers: vxlanPeers(d)}
+		want := nft.VXLANFilter{Port: uint16(vxlanPort(d)), Peers: vxlanPeers(d)}
 		if !full && p.present && equalFilter(want, p.want) {
 			return
 		}
@@ -83,4 +102,12 @@ func equalFilter(a, b nft.VXLANFilter) bool {
 		}
 	}
 	return true
+}
+
+// vxlanPort is the UDP port of the present device (both use FelixConfiguration's vxlanPort).
+func vxlanPort(d Desired) int {
+	if d.VXLANState == DevicePresent {
+		return d.VXLAN.Port
+	}
+	return d.VXLANV6.Port
 }

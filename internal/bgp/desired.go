@@ -2,7 +2,9 @@ package bgp
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"net/netip"
 	"slices"
@@ -18,6 +20,7 @@ type Node struct {
 	Name        string
 	Labels      map[string]string
 	IPv4        netip.Prefix // address with its subnet; invalid: none
+	IPv6        netip.Prefix // address with its subnet; invalid: none
 	ASNumber    uint32       // 0: the cluster's AS
 	RRClusterID string       // non-empty: this node is a route reflector
 }
@@ -90,6 +93,9 @@ type Peer struct {
 	Keepalive   uint32 // seconds; 0: default
 	TTLSecurity uint8  // hops; 0: off
 	AllowOwnAS  uint32
+	// NextHop is the next hop sent to the peer: NextHopAuto, NextHopSelf
+	// or NextHopKeep (nextHopMode, keepOriginalNextHop).
+	NextHop string
 	// Down is set when the session must not come up (its password
 	// secret cannot be read); Problem says why.
 	Down    bool
@@ -113,15 +119,30 @@ type Origin struct {
 	Large       [][3]uint32
 }
 
+// StaticRoute is a kernel route the speaker needs: a BGPPeer's
+// reachableBy (the peer's address via a gateway, so that the session
+// comes up across a subnet).
+type StaticRoute struct {
+	Dst netip.Prefix
+	Gw  netip.Addr
+}
+
 // Desired is one node's whole BGP state.
 type Desired struct {
-	// Enabled is false when this node cannot speak BGP (it has no IPv4
+	// Enabled is false when this node cannot speak BGP (it has no
 	// address yet); the speaker then stops.
-	Enabled    bool
-	Global     Global
-	NextHop    netip.Addr
-	Peers      []Peer   // sorted by Key
-	Originated []Origin // sorted by prefix
+	Enabled bool
+	Global  Global
+	// NextHop and NextHop6 are the next hops of originated IPv4 and IPv6
+	// prefixes (the node's addresses; invalid: that family is off).
+	NextHop, NextHop6 netip.Addr
+	Peers             []Peer   // sorted by Key
+	Originated        []Origin // sorted by prefix
+	// ExportPools are the pools whose learned routes may be passed on
+	// to peers (not disableBGPExport), sorted.
+	ExportPools []netip.Prefix
+	// Static are the routes to install for the sessions, sorted by Dst.
+	Static []StaticRoute
 	// Problems are configuration issues, one sentence each.
 	Problems []string
 }
@@ -143,6 +164,7 @@ func Calc(in *Input) Desired {
 	c.explicit()
 	c.d.Peers = slices.SortedFunc(maps.Values(c.peers), func(a, b Peer) int { return strings.Compare(a.Key(), b.Key()) })
 	c.originate()
+	slices.SortFunc(c.d.Static, func(a, b StaticRoute) int { return comparePrefix(a.Dst, b.Dst) })
 	slices.Sort(c.d.Problems)
 	c.d.Problems = slices.Compact(c.d.Problems)
 	return c.d
@@ -176,13 +198,17 @@ func (c *calc) asOf(n Node) uint32 {
 
 func (c *calc) global() {
 	g, l := c.globalSpec(), c.in.Local
-	if !c.me.IPv4.IsValid() {
+	if !c.me.IPv4.IsValid() && !c.me.IPv6.IsValid() {
 		return
 	}
 	c.d.Enabled = true
-	me := c.me.IPv4.Addr()
-	c.d.NextHop = me
-	gl := Global{RouterID: me, ASNumber: c.asOf(c.me), ListenPort: int32(g.EffectiveListenPort()),
+	if c.me.IPv4.IsValid() {
+		c.d.NextHop = c.me.IPv4.Addr()
+	}
+	if c.me.IPv6.IsValid() {
+		c.d.NextHop6 = c.me.IPv6.Addr()
+	}
+	gl := Global{RouterID: routerID(c.me), ASNumber: c.asOf(c.me), ListenPort: int32(g.EffectiveListenPort()),
 		LogSeverity: g.EffectiveLogSeverity(), RestartTime: DefaultRestartTime}
 	bind := g.BindMode
 	if l != nil {
@@ -196,10 +222,42 @@ func (c *calc) global() {
 			bind = l.BindMode
 		}
 	}
-	if bind != nil && *bind == api.BindModeNodeIP {
-		gl.ListenAddrs = []string{me.String()}
+	switch {
+	case bind != nil && *bind == api.BindModeNodeIP:
+		for _, a := range []netip.Addr{c.d.NextHop, c.d.NextHop6} {
+			if a.IsValid() {
+				gl.ListenAddrs = append(gl.ListenAddrs, a.String())
+			}
+		}
+	case c.me.IPv6.IsValid():
+		gl.ListenAddrs = []string{"0.0.0.0", "::"}
 	}
 	c.d.Global = gl
+}
+
+// routerID is the node's IPv4 address, else (an IPv6-only node) a
+// 32-bit hash of its name, as upstream's CALICO_ROUTER_ID=hash.
+func routerID(n Node) netip.Addr {
+	if n.IPv4.IsValid() {
+		return n.IPv4.Addr()
+	}
+	h := fnv.New32a()
+	h.Write([]byte(n.Name))
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], h.Sum32())
+	return netip.AddrFrom4(b)
+}
+
+// addrOf is a node's address of one family (invalid: none).
+func addrOf(n Node, v6 bool) netip.Addr {
+	p := n.IPv4
+	if v6 {
+		p = n.IPv6
+	}
+	if !p.IsValid() {
+		return netip.Addr{}
+	}
+	return p.Addr()
 }
 
 // mesh adds a session to every other node, unless the mesh is off or this
@@ -220,19 +278,25 @@ func (c *calc) mesh() {
 		password, problem = c.secret(g.NodeMeshPassword, "nodeMeshPassword")
 		down = problem != ""
 	}
-	me := c.me.IPv4.Addr()
-	for _, name := range slices.Sorted(maps.Keys(c.in.Nodes)) {
-		n := c.in.Nodes[name]
-		if name == c.in.NodeName || !n.IPv4.IsValid() || n.RRClusterID != "" || n.IPv4.Addr() == me {
+	// One session per family, as upstream's bird and bird6.
+	for _, v6 := range []bool{false, true} {
+		me := addrOf(c.me, v6)
+		if !me.IsValid() {
 			continue
 		}
-		ip := n.IPv4.Addr()
-		p := Peer{Type: PeerMesh, Addr: ip, ASNumber: c.asOf(n), Passive: ip.String() > me.String(),
-			LocalAddr: me.String(), Password: password, RestartTime: restart, Down: down, Problem: problem}
-		if lp := g.EffectiveListenPort(); lp != api.DefaultListenPort {
-			p.Port = lp
+		for _, name := range slices.Sorted(maps.Keys(c.in.Nodes)) {
+			n := c.in.Nodes[name]
+			ip := addrOf(n, v6)
+			if name == c.in.NodeName || !ip.IsValid() || n.RRClusterID != "" || ip == me {
+				continue
+			}
+			p := Peer{Type: PeerMesh, Addr: ip, ASNumber: c.asOf(n), Passive: ip.String() > me.String(),
+				LocalAddr: me.String(), Password: password, RestartTime: restart, Down: down, Problem: problem}
+			if lp := g.EffectiveListenPort(); lp != api.DefaultListenPort {
+				p.Port = lp
+			}
+			c.peers[p.Key()] = p
 		}
-		c.peers[p.Key()] = p
 	}
 }
 
@@ -279,6 +343,8 @@ func (c *calc) explicit() {
 			c.addExplicit(p, typ, addr, port, uint32(p.Spec.ASNumber), c.nodeByIP(addr))
 		case p.Spec.PeerSelector != "":
 			c.selected(p, typ)
+		case p.Spec.LocalWorkloadSelector != "" && c.appliesTo(p, c.me):
+			c.problem("BGPPeer %s: localWorkloadSelector (peering with local workloads) is not supported; no session", name)
 		}
 	}
 }
@@ -293,31 +359,53 @@ func (c *calc) selected(p *api.BGPPeer, typ PeerType) {
 	selectedMe := c.selects("BGPPeer "+p.Name+" peerSelector", p.Spec.PeerSelector, c.me.Labels)
 	for _, name := range slices.Sorted(maps.Keys(c.in.Nodes)) {
 		n := c.in.Nodes[name]
-		if name == c.in.NodeName || !n.IPv4.IsValid() {
+		if name == c.in.NodeName {
 			continue
 		}
 		forward := mine && c.selects("BGPPeer "+p.Name+" peerSelector", p.Spec.PeerSelector, n.Labels)
 		back := reverse && selectedMe && c.appliesTo(p, n)
-		if forward || back {
-			nn := n
-			c.addExplicit(p, typ, n.IPv4.Addr(), 0, c.asOf(n), &nn)
+		if !forward && !back {
+			continue
+		}
+		for _, v6 := range []bool{false, true} {
+			if ip := addrOf(n, v6); ip.IsValid() {
+				nn := n
+				if c.addExplicit(p, typ, ip, 0, c.asOf(n), &nn) && reverse {
+					c.oneSideConnects(ip)
+				}
+			}
 		}
 	}
 }
 
 func (c *calc) nodeByIP(a netip.Addr) *Node {
 	for _, name := range slices.Sorted(maps.Keys(c.in.Nodes)) {
-		if n := c.in.Nodes[name]; n.IPv4.IsValid() && n.IPv4.Addr() == a {
+		if n := c.in.Nodes[name]; addrOf(n, a.Is6()) == a {
 			return &n
 		}
 	}
 	return nil
 }
 
-func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port uint16, as uint32, node *Node) {
-	me := c.me.IPv4.Addr()
-	if addr == me || !addr.Is4() {
-		return
+// oneSideConnects makes the session to addr passive when addr's string is
+// the greater, as the mesh does. With reversePeering Auto both ends have
+// the session, and if both connect GoBGP drops both connections of the
+// collision and retries 2-4 s later: at 100 nodes behind two reflectors
+// that took sessions tens of seconds (BenchmarkRouteReflectors).
+func (c *calc) oneSideConnects(addr netip.Addr) {
+	k := Peer{Addr: addr}.Key()
+	p := c.peers[k]
+	p.Passive = addr.String() > addrOf(c.me, addr.Is6()).String()
+	c.peers[k] = p
+}
+
+// addExplicit stores a session of BGPPeer p; it reports whether it did.
+func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port uint16, as uint32, node *Node) bool {
+	// A session is of its address's family; this node needs an address
+	// of that family (upstream: bird6 runs only with an IPv6 address).
+	me := addrOf(c.me, addr.Is6())
+	if !me.IsValid() || addr == me {
+		return false
 	}
 	s := &p.Spec
 	if as == 0 {
@@ -346,7 +434,17 @@ func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port u
 	if id := c.me.RRClusterID; id != "" && as == c.asOf(c.me) && (node == nil || node.RRClusterID != id) {
 		out.RRClient, out.ClusterID = true, id
 	}
-	out.Import, out.Export = c.filterRules(s.Filters, "BGPPeer "+p.Name)
+	switch {
+	case s.KeepOriginalNextHop || s.NextHopMode != nil && *s.NextHopMode == api.NextHopModeKeep:
+		out.NextHop = NextHopKeep
+	case s.NextHopMode != nil && *s.NextHopMode == api.NextHopModeSelf:
+		out.NextHop = NextHopSelf
+	}
+	localAS := c.asOf(c.me)
+	if out.LocalAS != 0 {
+		localAS = out.LocalAS
+	}
+	out.Import, out.Export = c.filterRules(s.Filters, "BGPPeer "+p.Name, as, localAS)
 	if s.Password != nil {
 		out.Password, out.Problem = c.secret(s.Password, "BGPPeer "+p.Name+" password")
 		out.Down = out.Problem != ""
@@ -354,9 +452,28 @@ func (c *calc) addExplicit(p *api.BGPPeer, typ PeerType, addr netip.Addr, port u
 	// Explicit peers replace a mesh session to the same address; between
 	// two explicit ones the first by name wins.
 	if old, ok := c.peers[out.Key()]; ok && old.Type != PeerMesh {
-		return
+		return false
 	}
 	c.peers[out.Key()] = out
+	c.reachableBy(p, addr)
+	return true
+}
+
+// reachableBy adds the static route of a peerIP BGPPeer's reachableBy:
+// the peer's address via the gateway, as upstream's static protocol.
+func (c *calc) reachableBy(p *api.BGPPeer, addr netip.Addr) {
+	if p.Spec.ReachableBy == "" || p.Spec.PeerIP == "" {
+		return
+	}
+	gw, err := netip.ParseAddr(p.Spec.ReachableBy)
+	if err != nil || gw.Is4() != addr.Is4() {
+		c.problem("BGPPeer %s: reachableBy %q is not an address of the peer's family", p.Name, p.Spec.ReachableBy)
+		return
+	}
+	dst := netip.PrefixFrom(addr, addr.BitLen())
+	if !slices.ContainsFunc(c.d.Static, func(r StaticRoute) bool { return r.Dst == dst }) {
+		c.d.Static = append(c.d.Static, StaticRoute{Dst: dst, Gw: gw})
+	}
 }
 
 func (c *calc) secret(pw *api.BGPPassword, what string) (string, string) {
@@ -391,9 +508,17 @@ func (c *calc) originate() {
 	inPool := func(p netip.Prefix) bool {
 		return slices.ContainsFunc(in.Pools, func(pool Pool) bool { return pool.CIDR.Bits() <= p.Bits() && pool.CIDR.Contains(p.Addr()) })
 	}
+	// A family is advertised only over sessions of that family, which
+	// need this node's address of that family (the next hop).
+	family := func(p netip.Prefix) bool {
+		if p.Addr().Is4() {
+			return c.d.NextHop.IsValid()
+		}
+		return c.d.NextHop6.IsValid()
+	}
 	set := map[netip.Prefix]bool{}
 	for _, b := range in.Blocks {
-		if !b.CIDR.Addr().Is4() {
+		if !family(b.CIDR) {
 			continue
 		}
 		if b.Affinity == in.NodeName {
@@ -403,7 +528,7 @@ func (c *calc) originate() {
 			continue
 		}
 		for ip, node := range b.Borrowed {
-			p := netip.PrefixFrom(ip, 32)
+			p := netip.PrefixFrom(ip, ip.BitLen())
 			if node == in.NodeName && inPool(p) && !noExport(p) {
 				set[p] = true
 			}
@@ -425,10 +550,16 @@ func (c *calc) originate() {
 			c.problem("service CIDR %q does not parse", s)
 			continue
 		}
-		if p.Addr().Is4() {
+		if family(p) {
 			set[p.Masked()] = true
 		}
 	}
+	for _, pool := range in.Pools {
+		if !pool.DisableExport {
+			c.d.ExportPools = append(c.d.ExportPools, pool.CIDR.Masked())
+		}
+	}
+	slices.SortFunc(c.d.ExportPools, comparePrefix)
 	for _, p := range slices.SortedFunc(maps.Keys(set), comparePrefix) {
 		o := Origin{Prefix: p}
 		c.communities(&o, g)

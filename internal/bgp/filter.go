@@ -4,122 +4,331 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 
 	gobgpapi "github.com/osrg/gobgp/v3/api"
 
 	"github.com/onecalico/calico/internal/api"
 )
 
-// FilterRule is one IPv4 BGPFilter rule: routes matching Prefix by Op
-// (api.BGPFilterEqual, NotEqual, In, NotIn; "" matches every route) with
-// a length in [Min, Max] (In and NotIn) are accepted or rejected. The
-// first matching rule decides; without one, the default applies (import
-// everything, export what this node originates).
+// FilterRule is one BGPFilter rule for one peer, in the order upstream's
+// BIRD filter evaluates it: the first rule whose every match holds
+// decides (accept, with its operations, or reject); without one, the
+// default applies (import everything, export what this node originates).
 type FilterRule struct {
+	V6 bool // the rule is in exportV6/importV6: it matches IPv6 routes only
+	// Prefix, Op (api.BGPFilterEqual, NotEqual, In, NotIn; "" matches
+	// every prefix) and, for In and NotIn, the length range [Min, Max].
 	Prefix   netip.Prefix
 	Op       string
 	Min, Max int
-	Accept   bool
+	// RemotePeers matches routes learned from BGP peers (source
+	// RemotePeers), not the ones this node originates.
+	RemotePeers bool
+	// Community matches routes carrying it ("aa:nn" or "aa:nn:mm").
+	Community string
+	// ASPath matches routes whose AS path starts with these numbers.
+	ASPath []uint32
+	Accept bool
+	// Operations of an accepted route: communities to add, AS numbers
+	// to prepend (PrependN times PrependAS).
+	AddCommunities []string
+	PrependAS      uint32
+	PrependN       uint32
 }
 
-// filterRules converts the IPv4 rules of the named filters, in order.
-// Rules with match fields this speaker does not implement are left out
-// and reported.
-func (c *calc) filterRules(names []string, what string) (imp, exp []FilterRule) {
+// filterRules converts the rules of the named filters for a peer, in
+// order: the peer's own family first (upstream's bird and bird6 each
+// read their family's lists). Rules with matches this speaker cannot
+// evaluate are reported; see convertRule.
+func (c *calc) filterRules(names []string, what string, peerAS, localAS uint32) (imp, exp []FilterRule) {
 	for _, name := range names {
 		f, ok := c.in.Filters[name]
 		if !ok {
 			c.problem("%s: BGPFilter %s does not exist", what, name)
 			continue
 		}
-		imp = append(imp, c.convertRules(f.ImportV4, what+" filter "+name+" importV4")...)
-		exp = append(exp, c.convertRules(f.ExportV4, what+" filter "+name+" exportV4")...)
+		ebgp := peerAS != localAS
+		for _, l := range []struct {
+			rules  []api.BGPFilterRule
+			v6     bool
+			export bool
+			field  string
+		}{
+			{f.ImportV4, false, false, "importV4"}, {f.ImportV6, true, false, "importV6"},
+			{f.ExportV4, false, true, "exportV4"}, {f.ExportV6, true, true, "exportV6"},
+		} {
+			for i, r := range l.rules {
+				fr, ok := c.convertRule(r, fmt.Sprintf("%s filter %s %s rule %d", what, name, l.field, i), l.v6, l.export, ebgp)
+				if !ok {
+					continue
+				}
+				if l.export {
+					if ebgp && len(fr.ASPath) > 0 {
+						// GoBGP's export policy sees the path after this
+						// node's AS is prepended; BIRD's before.
+						fr.ASPath = append([]uint32{localAS}, fr.ASPath...)
+					}
+					exp = append(exp, fr)
+				} else {
+					imp = append(imp, fr)
+				}
+			}
+		}
 	}
 	return imp, exp
 }
 
-func (c *calc) convertRules(rules []api.BGPFilterRule, what string) []FilterRule {
-	var out []FilterRule
-	for i, r := range rules {
-		if r.Source != "" || r.Interface != "" || r.PeerType != "" || r.Communities != nil || len(r.ASPathPrefix) > 0 ||
-			r.Priority != nil || len(r.Operations) > 0 {
-			c.problem("%s rule %d: only cidr, matchOperator, prefixLength and action are supported; rule ignored", what, i)
-			continue
-		}
-		fr := FilterRule{Op: r.MatchOperator, Accept: r.Action == api.BGPFilterAccept}
-		if r.CIDR != "" {
-			p, err := netip.ParsePrefix(r.CIDR)
-			if err != nil || !p.Addr().Is4() {
-				c.problem("%s rule %d: cidr %q is not an IPv4 prefix; rule ignored", what, i, r.CIDR)
-				continue
-			}
-			fr.Prefix = p.Masked()
-			fr.Min, fr.Max = p.Bits(), p.Bits()
-			if fr.Op == api.BGPFilterIn || fr.Op == api.BGPFilterNotIn {
-				fr.Max = 32
-				if pl := r.PrefixLength; pl != nil && pl.Min != nil {
-					fr.Min = max(fr.Min, int(*pl.Min))
-				}
-				if pl := r.PrefixLength; pl != nil && pl.Max != nil {
-					fr.Max = int(*pl.Max)
-				}
-			}
-		}
-		out = append(out, fr)
+// convertRule converts one rule; ok is false when the rule can never
+// match this peer (peerType) or cannot be evaluated here (interface,
+// priority: reported, the rule is left out).
+func (c *calc) convertRule(r api.BGPFilterRule, what string, v6, export, ebgp bool) (FilterRule, bool) {
+	fr := FilterRule{V6: v6, Op: r.MatchOperator, Accept: r.Action == api.BGPFilterAccept}
+	switch {
+	case r.Interface != "":
+		c.problem("%s: interface matches are not supported (this speaker exports no interface routes); rule ignored", what)
+		return fr, false
+	case r.Priority != nil:
+		c.problem("%s: priority matches are not supported; rule ignored", what)
+		return fr, false
+	case r.PeerType == "eBGP" && !ebgp, r.PeerType == "iBGP" && ebgp:
+		return fr, false // the rule is for the other kind of peer
 	}
-	return out
+	if r.CIDR != "" {
+		p, err := netip.ParsePrefix(r.CIDR)
+		if err != nil || p.Addr().Is6() != v6 {
+			c.problem("%s: cidr %q is not a prefix of the list's family; rule ignored", what, r.CIDR)
+			return fr, false
+		}
+		fr.Prefix = p.Masked()
+		fr.Min, fr.Max = p.Bits(), p.Bits()
+		if fr.Op == api.BGPFilterIn || fr.Op == api.BGPFilterNotIn {
+			fr.Max = p.Addr().BitLen()
+			if pl := r.PrefixLength; pl != nil && pl.Min != nil {
+				fr.Min = max(fr.Min, int(*pl.Min))
+			}
+			if pl := r.PrefixLength; pl != nil && pl.Max != nil {
+				fr.Max = int(*pl.Max)
+			}
+		}
+	}
+	// Every route an import filter sees comes from a peer.
+	fr.RemotePeers = export && r.Source == api.BGPFilterRemotePeers
+	if r.Communities != nil && len(r.Communities.Values) > 0 {
+		fr.Community = r.Communities.Values[0]
+	}
+	for _, as := range r.ASPathPrefix {
+		fr.ASPath = append(fr.ASPath, uint32(as))
+	}
+	for _, op := range r.Operations {
+		switch {
+		case op.AddCommunity != nil:
+			fr.AddCommunities = append(fr.AddCommunities, op.AddCommunity.Value)
+		case op.PrependASPath != nil && len(op.PrependASPath.Prefix) > 0:
+			as := op.PrependASPath.Prefix[0]
+			for _, x := range op.PrependASPath.Prefix {
+				if x != as {
+					c.problem("%s: prependASPath with different AS numbers is not supported (GoBGP prepends one AS number); operation ignored", what)
+					as = 0
+					break
+				}
+			}
+			if as != 0 {
+				fr.PrependAS, fr.PrependN = uint32(as), uint32(len(op.PrependASPath.Prefix))
+			}
+		case op.SetPriority != nil:
+			c.problem("%s: setPriority is not supported; operation ignored", what)
+		}
+	}
+	return fr, true
 }
+
+// NextHop modes of a peer (what next hop is sent to it).
+const (
+	NextHopAuto = ""     // GoBGP's default: self for eBGP, unchanged for iBGP
+	NextHopSelf = "self" // always this node's address
+	NextHopKeep = "keep" // always the route's original next hop
+)
+
+var (
+	familyV4Filter = &gobgpapi.Family{Afi: gobgpapi.Family_AFI_IP, Safi: gobgpapi.Family_SAFI_UNICAST}
+	familyV6Filter = &gobgpapi.Family{Afi: gobgpapi.Family_AFI_IP6, Safi: gobgpapi.Family_SAFI_UNICAST}
+)
 
 // policies is GoBGP's form of every peer's rules: one global import and
 // one global export policy whose statements match the peer (a neighbor
-// set) and the rule's prefix set. Both always exist (maybe empty), so
-// their assignments (default accept) stay valid.
-func policies(peers []Peer) *gobgpapi.SetPoliciesRequest {
+// set) and the rule's conditions. Both always exist (maybe empty), so
+// their assignments (default accept) stay valid. A peer's next-hop mode
+// is an export statement that changes the next hop and decides nothing
+// (evaluation continues), placed before its rules.
+func policies(peers []Peer, exportPools []netip.Prefix) *gobgpapi.SetPoliciesRequest {
 	req := &gobgpapi.SetPoliciesRequest{}
 	imp := &gobgpapi.Policy{Name: "calico-import"}
 	exp := &gobgpapi.Policy{Name: "calico-export"}
 	for i, p := range peers {
-		if len(p.Import) == 0 && len(p.Export) == 0 {
+		if len(p.Import) == 0 && len(p.Export) == 0 && p.NextHop == NextHopAuto {
 			continue
 		}
 		nset := fmt.Sprintf("peer%d", i)
 		req.DefinedSets = append(req.DefinedSets, &gobgpapi.DefinedSet{
-			DefinedType: gobgpapi.DefinedType_NEIGHBOR, Name: nset, List: []string{p.Addr.String() + "/32"}})
+			DefinedType: gobgpapi.DefinedType_NEIGHBOR, Name: nset, List: []string{netip.PrefixFrom(p.Addr, p.Addr.BitLen()).String()}})
+		if p.NextHop != NextHopAuto {
+			nh := &gobgpapi.NexthopAction{Self: p.NextHop == NextHopSelf, Unchanged: p.NextHop == NextHopKeep}
+			exp.Statements = append(exp.Statements, &gobgpapi.Statement{Name: nset + "-nexthop",
+				Conditions: &gobgpapi.Conditions{NeighborSet: &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: nset}},
+				Actions:    &gobgpapi.Actions{RouteAction: gobgpapi.RouteAction_NONE, Nexthop: nh}})
+		}
 		req.DefinedSets, imp.Statements = statements(req.DefinedSets, imp.Statements, nset+"-import", nset, p.Import)
 		req.DefinedSets, exp.Statements = statements(req.DefinedSets, exp.Statements, nset+"-export", nset, p.Export)
 	}
+	req.DefinedSets, exp.Statements = exportDefault(req.DefinedSets, exp.Statements, exportPools)
 	req.Policies = []*gobgpapi.Policy{imp, exp}
 	return req
 }
 
-// statements appends one statement (and its prefix set) per rule.
+// exportDefault ends the export policy as upstream's peer export filter
+// ends: after the BGPFilter rules, a route learned from a peer is passed
+// on only inside a pool without disableBGPExport; everything else
+// learned is rejected. (This node's own routes are exported as Calc
+// chose them.) One statement per family and learned route type.
+func exportDefault(sets []*gobgpapi.DefinedSet, sts []*gobgpapi.Statement, pools []netip.Prefix) ([]*gobgpapi.DefinedSet, []*gobgpapi.Statement) {
+	for _, fam := range []*gobgpapi.Family{familyV4Filter, familyV6Filter} {
+		name := "calico-pools-v4"
+		if fam == familyV6Filter {
+			name = "calico-pools-v6"
+		}
+		var prefixes []*gobgpapi.Prefix
+		for _, p := range pools {
+			if p.Addr().Is6() == (fam == familyV6Filter) {
+				prefixes = append(prefixes, &gobgpapi.Prefix{IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: uint32(p.Addr().BitLen())})
+			}
+		}
+		if len(prefixes) > 0 {
+			sets = append(sets, &gobgpapi.DefinedSet{DefinedType: gobgpapi.DefinedType_PREFIX, Name: name, Prefixes: prefixes})
+		}
+		for _, rt := range []gobgpapi.Conditions_RouteType{gobgpapi.Conditions_ROUTE_TYPE_INTERNAL, gobgpapi.Conditions_ROUTE_TYPE_EXTERNAL} {
+			cond := &gobgpapi.Conditions{AfiSafiIn: []*gobgpapi.Family{fam}, RouteType: rt}
+			if len(prefixes) > 0 {
+				cond.PrefixSet = &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_INVERT, Name: name}
+			}
+			sts = append(sts, &gobgpapi.Statement{Name: fmt.Sprintf("%s-learned-%d", name, rt), Conditions: cond,
+				Actions: &gobgpapi.Actions{RouteAction: gobgpapi.RouteAction_REJECT}})
+		}
+	}
+	return sets, sts
+}
+
+// statements appends the statements (and their sets) of rules. A rule
+// with RemotePeers becomes two statements, for routes learned over iBGP
+// and over eBGP (GoBGP's route types), each deciding as the rule does.
 func statements(sets []*gobgpapi.DefinedSet, sts []*gobgpapi.Statement, prefix, nset string, rules []FilterRule) ([]*gobgpapi.DefinedSet, []*gobgpapi.Statement) {
 	for j, r := range rules {
 		name := fmt.Sprintf("%s-%d", prefix, j)
-		cond := &gobgpapi.Conditions{NeighborSet: &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: nset}}
-		if r.Op != "" {
-			sets = append(sets, &gobgpapi.DefinedSet{DefinedType: gobgpapi.DefinedType_PREFIX, Name: name,
-				Prefixes: []*gobgpapi.Prefix{{IpPrefix: r.Prefix.String(), MaskLengthMin: uint32(r.Min), MaskLengthMax: uint32(r.Max)}}})
-			ms := &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: name}
-			if r.Op == api.BGPFilterNotEqual || r.Op == api.BGPFilterNotIn {
-				ms.Type = gobgpapi.MatchSet_INVERT
-			}
-			cond.PrefixSet = ms
-		}
-		act := gobgpapi.RouteAction_REJECT
+		sets = append(sets, ruleSets(r, name)...)
+		act := &gobgpapi.Actions{RouteAction: gobgpapi.RouteAction_REJECT}
 		if r.Accept {
-			act = gobgpapi.RouteAction_ACCEPT
+			act = acceptActions(r)
 		}
-		sts = append(sts, &gobgpapi.Statement{Name: name, Conditions: cond, Actions: &gobgpapi.Actions{RouteAction: act}})
+		if !r.RemotePeers {
+			sts = append(sts, &gobgpapi.Statement{Name: name, Conditions: ruleConditions(r, name, nset), Actions: act})
+			continue
+		}
+		for k, rt := range []gobgpapi.Conditions_RouteType{gobgpapi.Conditions_ROUTE_TYPE_INTERNAL, gobgpapi.Conditions_ROUTE_TYPE_EXTERNAL} {
+			c := ruleConditions(r, name, nset)
+			c.RouteType = rt
+			sts = append(sts, &gobgpapi.Statement{Name: fmt.Sprintf("%s-%d", name, k), Conditions: c, Actions: act})
+		}
 	}
 	return sets, sts
+}
+
+// communitySetType is the defined-set type of a community value.
+func communitySetType(v string) gobgpapi.DefinedType {
+	if strings.Count(v, ":") == 2 {
+		return gobgpapi.DefinedType_LARGE_COMMUNITY
+	}
+	return gobgpapi.DefinedType_COMMUNITY
+}
+
+// ruleSets defines the rule's prefix, community and AS path sets, named
+// after the statement.
+func ruleSets(r FilterRule, name string) []*gobgpapi.DefinedSet {
+	var sets []*gobgpapi.DefinedSet
+	if r.Op != "" {
+		sets = append(sets, &gobgpapi.DefinedSet{DefinedType: gobgpapi.DefinedType_PREFIX, Name: name,
+			Prefixes: []*gobgpapi.Prefix{{IpPrefix: r.Prefix.String(), MaskLengthMin: uint32(r.Min), MaskLengthMax: uint32(r.Max)}}})
+	}
+	if r.Community != "" {
+		sets = append(sets, &gobgpapi.DefinedSet{DefinedType: communitySetType(r.Community), Name: name + "-c", List: []string{"^" + r.Community + "$"}})
+	}
+	if len(r.ASPath) > 0 {
+		re := "^"
+		for _, as := range r.ASPath {
+			re += strconv.FormatUint(uint64(as), 10) + "_"
+		}
+		sets = append(sets, &gobgpapi.DefinedSet{DefinedType: gobgpapi.DefinedType_AS_PATH, Name: name + "-a", List: []string{re}})
+	}
+	return sets
+}
+
+// ruleConditions matches the peer, the rule's family and its sets.
+func ruleConditions(r FilterRule, name, nset string) *gobgpapi.Conditions {
+	fam := familyV4Filter
+	if r.V6 {
+		fam = familyV6Filter
+	}
+	cond := &gobgpapi.Conditions{NeighborSet: &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: nset},
+		AfiSafiIn: []*gobgpapi.Family{fam}}
+	if r.Op != "" {
+		ms := &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: name}
+		if r.Op == api.BGPFilterNotEqual || r.Op == api.BGPFilterNotIn {
+			ms.Type = gobgpapi.MatchSet_INVERT
+		}
+		cond.PrefixSet = ms
+	}
+	if r.Community != "" {
+		ms := &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: name + "-c"}
+		if communitySetType(r.Community) == gobgpapi.DefinedType_COMMUNITY {
+			cond.CommunitySet = ms
+		} else {
+			cond.LargeCommunitySet = ms
+		}
+	}
+	if len(r.ASPath) > 0 {
+		cond.AsPathSet = &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: name + "-a"}
+	}
+	return cond
+}
+
+// acceptActions accepts a route with the rule's operations.
+func acceptActions(r FilterRule) *gobgpapi.Actions {
+	act := &gobgpapi.Actions{RouteAction: gobgpapi.RouteAction_ACCEPT}
+	var std, large []string
+	for _, c := range r.AddCommunities {
+		if communitySetType(c) == gobgpapi.DefinedType_LARGE_COMMUNITY {
+			large = append(large, c)
+		} else {
+			std = append(std, c)
+		}
+	}
+	if len(std) > 0 {
+		act.Community = &gobgpapi.CommunityAction{Type: gobgpapi.CommunityAction_ADD, Communities: std}
+	}
+	if len(large) > 0 {
+		act.LargeCommunity = &gobgpapi.CommunityAction{Type: gobgpapi.CommunityAction_ADD, Communities: large}
+	}
+	if r.PrependN > 0 {
+		act.AsPrepend = &gobgpapi.AsPrependAction{Asn: r.PrependAS, Repeat: r.PrependN}
+	}
+	return act
 }
 
 // reconcilePolicies installs the peers' filter rules when they changed
 // and re-evaluates every session's routes both ways (a soft reset: no
 // session goes down).
-func (s *Speaker) reconcilePolicies(ctx context.Context, peers []Peer) error {
-	req := policies(peers)
+func (s *Speaker) reconcilePolicies(ctx context.Context, peers []Peer, exportPools []netip.Prefix) error {
+	req := policies(peers, exportPools)
 	h := hashOf(req)
 	if h == s.policyHash {
 		return nil

@@ -2,7 +2,7 @@ package bgp
 
 import (
 	"net/netip"
-	"slices"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -24,27 +24,32 @@ func TestFilterRules(t *testing.T) {
 			ExportV4: []api.BGPFilterRule{{Action: api.BGPFilterReject}},
 		},
 	}}}
-	imp, exp := c.filterRules([]string{"f", "missing"}, "BGPPeer p")
+	imp, exp := c.filterRules([]string{"f", "missing"}, "BGPPeer p", 64512, 64512)
 	wantImp := []FilterRule{
 		{Prefix: netip.MustParsePrefix("10.0.0.0/8"), Op: api.BGPFilterIn, Min: 16, Max: 24, Accept: true},
 		{Prefix: netip.MustParsePrefix("10.1.0.0/16"), Op: api.BGPFilterNotEqual, Min: 16, Max: 16},
+		{}, // source RemotePeers: every imported route comes from a peer
 	}
-	if !slices.Equal(imp, wantImp) || !slices.Equal(exp, []FilterRule{{}}) {
+	if !slicesEqual(imp, wantImp) || !slicesEqual(exp, []FilterRule{{}}) {
 		t.Errorf("import %+v export %+v", imp, exp)
 	}
-	if len(c.d.Problems) != 2 || !strings.Contains(strings.Join(c.d.Problems, "\n"), "missing does not exist") {
+	if len(c.d.Problems) != 1 || !strings.Contains(strings.Join(c.d.Problems, "\n"), "missing does not exist") {
 		t.Errorf("problems %q", c.d.Problems)
 	}
 
-	req := policies([]Peer{{Addr: netip.MustParseAddr("10.99.0.1")}, {Addr: netip.MustParseAddr("10.99.0.2"), Import: imp, Export: exp}})
-	if len(req.Policies) != 2 || len(req.Policies[0].Statements) != 2 || len(req.Policies[1].Statements) != 1 {
+	req := policies([]Peer{{Addr: netip.MustParseAddr("10.99.0.1")}, {Addr: netip.MustParseAddr("10.99.0.2"), Import: imp, Export: exp}}, nil)
+	if len(req.Policies) != 2 || len(req.Policies[0].Statements) != 3 || len(req.Policies[1].Statements) != 1+4 {
 		t.Fatalf("policies %v", req.Policies)
 	}
 	st := req.Policies[0].Statements[1]
 	if st.Conditions.PrefixSet.Type != gobgpapi.MatchSet_INVERT || st.Actions.RouteAction != gobgpapi.RouteAction_REJECT || st.Conditions.NeighborSet.Name != "peer1" {
 		t.Errorf("NotEqual reject statement %v", st)
 	}
-	if hashOf(req) != hashOf(policies([]Peer{{Addr: netip.MustParseAddr("10.99.0.1")}, {Addr: netip.MustParseAddr("10.99.0.2"), Import: imp, Export: exp}})) {
+	if hashOf(req) != hashOf(policies([]Peer{{Addr: netip.MustParseAddr("10.99.0.1")}, {Addr: netip.MustParseAddr("10.99.0.2"), Import: imp, Export: exp}}, nil)) {
 		t.Error("the same rules give different policies")
 	}
+}
+
+func slicesEqual(a, b []FilterRule) bool {
+	return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b))
 }

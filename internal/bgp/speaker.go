@@ -40,8 +40,8 @@ type Speaker struct {
 	globalHash string
 	peers      map[string]peerEntry
 	origin     map[netip.Prefix]string // prefix -> hash of its path
-	nextHop    netip.Addr
-	policyHash string // of the BGPFilter policies installed
+	nextHop    [2]netip.Addr           // of originated IPv4 and IPv6 prefixes
+	policyHash string                  // of the BGPFilter policies installed
 
 	mu      sync.Mutex                // guards the fields below (written by GoBGP's callbacks)
 	learned map[netip.Prefix]Learned  // changed in place by onEvent
@@ -102,8 +102,8 @@ func (s *Speaker) Apply(ctx context.Context, d Desired) error {
 		s.globalHash = gh
 	}
 	s.adapter.SetLevel(levelFor(d.Global.LogSeverity))
-	errs := []error{s.reconcilePeers(ctx, d.Peers), s.reconcilePolicies(ctx, d.Peers)}
-	errs = append(errs, s.reconcileOrigin(ctx, d.NextHop, d.Originated))
+	errs := []error{s.reconcilePeers(ctx, d.Peers), s.reconcilePolicies(ctx, d.Peers, d.ExportPools)}
+	errs = append(errs, s.reconcileOrigin(ctx, [2]netip.Addr{d.NextHop, d.NextHop6}, d.Originated))
 	return errors.Join(errs...)
 }
 
@@ -184,9 +184,10 @@ func (s *Speaker) reconcilePeers(ctx context.Context, want []Peer) error {
 		}
 	}
 	for _, p := range want {
-		// Filters are policies, changed without resetting the session.
+		// Filters and the next-hop mode are policies, changed without
+		// resetting the session.
 		q := p
-		q.Import, q.Export = nil, nil
+		q.Import, q.Export, q.NextHop = nil, nil, ""
 		h := hashOf(q)
 		old, exists := s.peers[p.Key()]
 		if exists && old.hash == h {
@@ -213,10 +214,22 @@ func (s *Speaker) reconcilePeers(ctx context.Context, want []Peer) error {
 	return errors.Join(errs...)
 }
 
-var familyV4 = &gobgpapi.Family{Afi: gobgpapi.Family_AFI_IP, Safi: gobgpapi.Family_SAFI_UNICAST}
+var (
+	familyV4 = &gobgpapi.Family{Afi: gobgpapi.Family_AFI_IP, Safi: gobgpapi.Family_SAFI_UNICAST}
+	familyV6 = &gobgpapi.Family{Afi: gobgpapi.Family_AFI_IP6, Safi: gobgpapi.Family_SAFI_UNICAST}
+)
+
+// familyOf is the unicast family of an address.
+func familyOf(a netip.Addr) *gobgpapi.Family {
+	if a.Is4() {
+		return familyV4
+	}
+	return familyV6
+}
 
 // apiPeer converts a Peer to GoBGP's configuration: graceful restart on,
-// IPv4 unicast, multihop for eBGP (as upstream's templates).
+// the unicast family of the peer's address only (as upstream's separate
+// bird and bird6), multihop for eBGP (as upstream's templates).
 func apiPeer(p Peer) *gobgpapi.Peer {
 	out := &gobgpapi.Peer{
 		Conf: &gobgpapi.PeerConf{NeighborAddress: p.Addr.String(), PeerAsn: p.ASNumber, LocalAsn: p.LocalAS,
@@ -225,7 +238,7 @@ func apiPeer(p Peer) *gobgpapi.Peer {
 		Timers:          &gobgpapi.Timers{Config: &gobgpapi.TimersConfig{ConnectRetry: 2}},
 		GracefulRestart: &gobgpapi.GracefulRestart{Enabled: true, RestartTime: p.RestartTime},
 		AfiSafis: []*gobgpapi.AfiSafi{{
-			Config:            &gobgpapi.AfiSafiConfig{Family: familyV4, Enabled: true},
+			Config:            &gobgpapi.AfiSafiConfig{Family: familyOf(p.Addr), Enabled: true},
 			MpGracefulRestart: &gobgpapi.MpGracefulRestart{Config: &gobgpapi.MpGracefulRestartConfig{Enabled: true}},
 		}},
 	}
@@ -245,12 +258,18 @@ func apiPeer(p Peer) *gobgpapi.Peer {
 	return out
 }
 
-func (s *Speaker) reconcileOrigin(ctx context.Context, nh netip.Addr, want []Origin) error {
+func (s *Speaker) reconcileOrigin(ctx context.Context, nhs [2]netip.Addr, want []Origin) error {
 	var errs []error
-	if nh != s.nextHop {
+	if nhs != s.nextHop {
 		// Every path carries the next hop: re-announce them all.
 		s.origin = map[netip.Prefix]string{}
-		s.nextHop = nh
+		s.nextHop = nhs
+	}
+	nhOf := func(p netip.Prefix) netip.Addr {
+		if p.Addr().Is4() {
+			return nhs[0]
+		}
+		return nhs[1]
 	}
 	keep := make(map[netip.Prefix]bool, len(want))
 	for _, o := range want {
@@ -260,9 +279,9 @@ func (s *Speaker) reconcileOrigin(ctx context.Context, nh netip.Addr, want []Ori
 		if keep[p] {
 			continue
 		}
-		path, err := originPath(Origin{Prefix: p}, nh, true)
+		path, err := originPath(Origin{Prefix: p}, nhOf(p), true)
 		if err == nil {
-			err = s.srv.DeletePath(ctx, &gobgpapi.DeletePathRequest{TableType: gobgpapi.TableType_GLOBAL, Family: familyV4, Path: path})
+			err = s.srv.DeletePath(ctx, &gobgpapi.DeletePathRequest{TableType: gobgpapi.TableType_GLOBAL, Family: familyOf(p.Addr()), Path: path})
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("withdraw %s: %w", p, err))
@@ -275,7 +294,7 @@ func (s *Speaker) reconcileOrigin(ctx context.Context, nh netip.Addr, want []Ori
 		if s.origin[o.Prefix] == h {
 			continue
 		}
-		path, err := originPath(o, nh, false)
+		path, err := originPath(o, nhOf(o.Prefix), false)
 		if err == nil {
 			_, err = s.srv.AddPath(ctx, &gobgpapi.AddPathRequest{TableType: gobgpapi.TableType_GLOBAL, Path: path})
 		}
@@ -288,13 +307,17 @@ func (s *Speaker) reconcileOrigin(ctx context.Context, nh netip.Addr, want []Ori
 	return errors.Join(errs...)
 }
 
-// originPath builds a locally originated IPv4 path (origin IGP, next hop
-// this node).
+// originPath builds a locally originated path (origin IGP, next hop
+// this node): IPv4 with a NEXT_HOP, IPv6 in an MP_REACH_NLRI.
 func originPath(o Origin, nh netip.Addr, withdraw bool) (*gobgpapi.Path, error) {
-	nlri := bgp.NewIPAddrPrefix(uint8(o.Prefix.Bits()), o.Prefix.Addr().String())
-	attrs := []bgp.PathAttributeInterface{
-		bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP),
-		bgp.NewPathAttributeNextHop(nh.String()),
+	var nlri bgp.AddrPrefixInterface
+	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
+	if o.Prefix.Addr().Is4() {
+		nlri = bgp.NewIPAddrPrefix(uint8(o.Prefix.Bits()), o.Prefix.Addr().String())
+		attrs = append(attrs, bgp.NewPathAttributeNextHop(nh.String()))
+	} else {
+		nlri = bgp.NewIPv6AddrPrefix(uint8(o.Prefix.Bits()), o.Prefix.Addr().String())
+		attrs = append(attrs, bgp.NewPathAttributeMpReachNLRI(nh.String(), []bgp.AddrPrefixInterface{nlri}))
 	}
 	if len(o.Communities) > 0 {
 		attrs = append(attrs, bgp.NewPathAttributeCommunities(o.Communities))
@@ -377,11 +400,15 @@ func (s *Speaker) onPeer(pe *gobgpapi.WatchEventResponse_PeerEvent) {
 	s.onChange(true)
 }
 
-// decodePath reads an IPv4 unicast path's prefix, next hop and source.
-// It unpacks only the prefix and the next-hop attributes (not every
-// attribute into its native form): it runs once per learned path.
+// decodePath reads an IPv4 or IPv6 unicast path's prefix, next hop and
+// source. It unpacks only the prefix and the next-hop attributes (not
+// every attribute into its native form): it runs once per learned path.
 func decodePath(p *gobgpapi.Path) (netip.Prefix, Learned, bool) {
-	if p.Family == nil || p.Family.Afi != gobgpapi.Family_AFI_IP || p.Family.Safi != gobgpapi.Family_SAFI_UNICAST || p.Nlri == nil {
+	if p.Family == nil || p.Family.Safi != gobgpapi.Family_SAFI_UNICAST || p.Nlri == nil {
+		return netip.Prefix{}, Learned{}, false
+	}
+	v6 := p.Family.Afi == gobgpapi.Family_AFI_IP6
+	if !v6 && p.Family.Afi != gobgpapi.Family_AFI_IP {
 		return netip.Prefix{}, Learned{}, false
 	}
 	var nlri gobgpapi.IPAddressPrefix
@@ -389,7 +416,7 @@ func decodePath(p *gobgpapi.Path) (netip.Prefix, Learned, bool) {
 		return netip.Prefix{}, Learned{}, false
 	}
 	a, err := netip.ParseAddr(nlri.Prefix)
-	if err != nil || !a.Is4() || nlri.PrefixLen > 32 {
+	if err != nil || a.Is6() != v6 || a.Zone() != "" || int(nlri.PrefixLen) > a.BitLen() {
 		return netip.Prefix{}, Learned{}, false
 	}
 	pfx := netip.PrefixFrom(a, int(nlri.PrefixLen)).Masked()
@@ -412,8 +439,10 @@ func decodePath(p *gobgpapi.Path) (netip.Prefix, Learned, bool) {
 			}
 		}
 	}
-	l.NextHop = l.NextHop.Unmap()
-	return pfx, l, l.NextHop.Is4()
+	if !v6 {
+		l.NextHop = l.NextHop.Unmap()
+	}
+	return pfx, l, l.NextHop.IsValid() && l.NextHop.Is6() == v6 && l.NextHop.Zone() == ""
 }
 
 // Running reports whether the server is started.
@@ -434,6 +463,14 @@ func (s *Speaker) Learned() (map[netip.Prefix]Learned, uint64) {
 	}
 	clear(s.dirty)
 	return s.snap, s.gen
+}
+
+// LearnedCount is the number of best paths learned from peers. Unlike
+// Learned, it leaves the changes TakeChanges reports alone.
+func (s *Speaker) LearnedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.learned)
 }
 
 // Change is one learned prefix that changed: its best path now, or Gone.

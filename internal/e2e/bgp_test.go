@@ -236,6 +236,7 @@ func (c *cluster) nodeStatus(t testing.TB, n *labtest.Node) string {
 // bird is a BIRD 1.6 daemon in a lab namespace.
 type bird struct {
 	ns, ctl string
+	client  string // birdc or birdc6
 	cmd     *exec.Cmd
 }
 
@@ -243,14 +244,21 @@ type bird struct {
 // are in a private temp dir; it is killed at test end.
 func startBird(t testing.TB, ns, conf string) *bird {
 	t.Helper()
-	testutil.RequireCmd(t, "bird", "birdc")
+	return startBirdBin(t, ns, conf, "bird", "birdc")
+}
+
+// startBirdBin is startBird with the daemon and client named (bird6 and
+// birdc6 for BIRD 1.6's IPv6 daemon).
+func startBirdBin(t testing.TB, ns, conf, daemon, client string) *bird {
+	t.Helper()
+	testutil.RequireCmd(t, daemon, client)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "bird.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := &bird{ns: ns, ctl: filepath.Join(dir, "bird.ctl")}
-	b.cmd = exec.Command("ip", "netns", "exec", filepath.Base(ns), "bird", "-f", "-c", path, "-s", b.ctl, "-P", filepath.Join(dir, "bird.pid"))
+	b := &bird{ns: ns, ctl: filepath.Join(dir, "bird.ctl"), client: client}
+	b.cmd = exec.Command("ip", "netns", "exec", filepath.Base(ns), daemon, "-f", "-c", path, "-s", b.ctl, "-P", filepath.Join(dir, "bird.pid"))
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	var stderr labtest.SyncBuffer
 	b.cmd.Stderr = &stderr
@@ -278,7 +286,7 @@ func startBird(t testing.TB, ns, conf string) *bird {
 }
 
 func (b *bird) birdc(args ...string) (string, error) {
-	out, err := exec.Command("birdc", append([]string{"-s", b.ctl}, args...)...).CombinedOutput()
+	out, err := exec.Command(b.client, append([]string{"-s", b.ctl}, args...)...).CombinedOutput()
 	return string(out), err
 }
 

@@ -18,12 +18,19 @@ type SyncHandler interface {
 // then watches from the list's revision; when the watch fails (compaction,
 // a lost connection) it relists after a short back-off and delivers a new
 // snapshot, so the handler never misses a change. It returns ctx.Err().
+//
+// When be is a Pager and h a PageHandler, each listing is read in pages of
+// DefaultPageSize keys, all at one revision (the watch resumes from it).
 func Sync(ctx context.Context, be Store, prefix string, h SyncHandler) error {
+	return SyncPages(ctx, be, prefix, h, DefaultPageSize)
+}
+
+// SyncPages is Sync with pages of pageSize keys.
+func SyncPages(ctx context.Context, be Store, prefix string, h SyncHandler, pageSize int) error {
 	backoff := 50 * time.Millisecond
 	for {
-		kvs, rev, err := be.List(ctx, prefix)
+		rev, err := snapshot(ctx, be, prefix, h, pageSize)
 		if err == nil {
-			h.OnSnapshot(kvs, rev)
 			backoff = 50 * time.Millisecond
 			err = watchFrom(ctx, be, prefix, rev, h)
 		}

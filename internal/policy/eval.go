@@ -34,6 +34,15 @@ const (
 	// NotLocal: the endpoint is not one of the ruleset's local endpoints,
 	// so this node's policy does not apply to it.
 	NotLocal
+	// NoPolicy: the host endpoint has no policy of the stage evaluated
+	// (EvaluateStage): the stage lets the packet through.
+	NoPolicy
+	// Undecided: a preDNAT or untracked stage ran and no rule decided:
+	// the packet goes on to the next stage.
+	Undecided
+	// AllPassed: every forward tier passed the packet; forward policy has
+	// no profiles, so it is dropped.
+	AllPassed
 )
 
 func (r Reason) String() string {
@@ -46,6 +55,12 @@ func (r Reason) String() string {
 		return "no profile allowed it (default deny)"
 	case NotLocal:
 		return "not a local endpoint"
+	case NoPolicy:
+		return "no policy of this kind applies"
+	case Undecided:
+		return "no rule decided; the packet goes on"
+	case AllPassed:
+		return "every tier passed it and forward policy has no profiles (default deny)"
 	}
 	return "unknown"
 }
@@ -83,6 +98,10 @@ func (v *Verdict) String() string {
 		return "Deny: " + v.Reason.String()
 	case NotLocal:
 		return "no policy here: " + v.Reason.String()
+	case NoPolicy, Undecided:
+		return "no verdict: " + v.Reason.String()
+	case AllPassed:
+		return "Deny: " + v.Reason.String()
 	}
 	return v.Action.String()
 }

@@ -3,6 +3,7 @@ package nft
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -17,23 +18,45 @@ import (
 )
 
 // PolicyApplier keeps the policy table in step with a Ruleset. It
-// remembers what it applied last: the first Apply (and the first after a
-// failure) replaces the whole table in one batch; later ones send only
-// the chains whose content changed (flushed and refilled), the set and
-// map members that changed, and the objects that appeared or went, again
-// in one batch. The kernel commits a batch as one transaction, so a packet
-// sees the old policy or the new one, never a mix, and the table is never
-// missing: a restarted daemon's first Apply swaps the previous run's table
-// for the new one in a single step.
+// remembers what it applied last: later Applies send only the chains
+// whose content changed (flushed and refilled), the set and map members
+// that changed, and the objects that appeared or went, in one batch. The
+// first Apply (and the first after a failure, or after Check found the
+// table changed behind our back) reads the table back from the kernel
+// and sends the difference from that, so a restarted daemon keeps an
+// unchanged table (and its counters) and a damaged one is repaired in
+// place; only a table of another shape (see errForeign) or a failed
+// repair is replaced whole. The kernel commits a batch as one
+// transaction, so a packet sees the old policy or the new one, never a
+// mix, and the table is never missing.
 //
-// Apply is meant for one goroutine; Counters may be called from another.
+// Apply and Check are meant for one goroutine; CounterLabels may be
+// called from another.
 type PolicyApplier struct {
 	conn  *nftables.Conn
 	batch *BatchSocket // nil: batches go through conn's Flush
 	table string
 
-	last  *policyState // nil: replace the table at the next Apply
-	cache chainCache   // built policy chains, for the next build
+	last    *policyState // nil: read the table back at the next Apply
+	replace bool         // replace the table whole at the next Apply
+	cache   chainCache   // built policy chains, for the next build
+	// gen is the nftables generation at which the kernel's table was
+	// known to hold last (when genOK): see Check.
+	gen   uint32
+	genOK bool
+	// verified: the kernel's table held last at generation verifiedGen
+	// (read back, or replaced whole) and, if nobody else changed it
+	// since, holds it now (this applier's own changes keep it so); with a
+	// watch, Check then needs no read back.
+	verified    bool
+	verifiedGen uint32
+	watch       *tableWatch
+	readBacks   int // tables read back (for tests)
+	// kernel is the table as Check last read it back and found changed,
+	// at generation kernelGen: the next Apply diffs against it if nothing
+	// was committed since.
+	kernel    *policyState
+	kernelGen uint32
 
 	mu       sync.Mutex
 	counters map[string]CounterInfo
@@ -93,11 +116,16 @@ func BigBuffers(c *netlink.Conn) error {
 
 // PolicyStats says what one Apply sent.
 type PolicyStats struct {
-	Full                       bool // the table was replaced
+	Full bool // the table was replaced
+	// Adopted: the table was read back from the kernel and only what
+	// differed from the desired content was sent (nothing, for an
+	// unchanged table).
+	Adopted                    bool
 	ChainsWritten, ChainsGone  int
 	ElemsAdded, ElemsDeleted   int
 	SetsAdded, SetsGone        int
 	Rules, CountersAdded, Msgs int
+	CountersGone               int
 	// Skipped are the endpoints the table could not hold, with the
 	// reason (see usableEndpoints); they get no policy dispatch.
 	Skipped []string
@@ -105,12 +133,14 @@ type PolicyStats struct {
 
 // Changed reports whether the Apply sent anything.
 func (s PolicyStats) Changed() bool {
-	return s.Full || s.ChainsWritten+s.ChainsGone+s.ElemsAdded+s.ElemsDeleted+s.SetsAdded+s.SetsGone+s.CountersAdded > 0
+	return s.Full || s.ChainsWritten+s.ChainsGone+s.ElemsAdded+s.ElemsDeleted+s.SetsAdded+s.SetsGone+s.CountersAdded+s.CountersGone > 0
 }
 
-// Invalidate makes the next Apply replace the whole table (e.g. after a
-// periodic resync found the table changed behind our back).
-func (p *PolicyApplier) Invalidate() { p.last = nil }
+// Invalidate makes the next Apply replace the whole table.
+func (p *PolicyApplier) Invalidate() {
+	p.last, p.genOK, p.verified = nil, false, false
+	p.replace = true
+}
 
 // Apply makes the policy table match rs (nil: no endpoints, an empty
 // policy table) under options o, in one batch. A second identical call
@@ -121,8 +151,26 @@ func (p *PolicyApplier) Apply(rs *ruleset.Ruleset, o PolicyOptions) (PolicyStats
 		return PolicyStats{}, err
 	}
 	p.cache = cache
+	st, err := p.apply(want, p.replace)
+	if err != nil && st.Adopted {
+		// The repair in place failed (the table changed again since it
+		// was read, or holds something a diff cannot undo): replace it.
+		st, err = p.apply(want, true)
+	}
+	return st, err
+}
+
+// apply sends what turns the table into want: the difference from the
+// last applied state, from the kernel's table read back, or (replace, or
+// no table) a whole new table.
+func (p *PolicyApplier) apply(want *policyState, replace bool) (PolicyStats, error) {
 	st := PolicyStats{Skipped: want.skipped}
 	old := p.last
+	if old == nil && !replace {
+		old = p.adopt(want)
+		st.Adopted = old != nil
+	}
+	p.kernel = nil
 	c, err := p.queueConn()
 	if err != nil {
 		return st, err
@@ -135,21 +183,142 @@ func (p *PolicyApplier) Apply(rs *ruleset.Ruleset, o PolicyOptions) (PolicyStats
 		c.AddTable(want.table)
 	}
 	if err := p.queue(c, old, want, &st); err != nil {
-		p.last = nil
+		p.last, p.genOK, p.verified = nil, false, false
 		return st, fmt.Errorf("queue policy table %s: %w", p.table, discard(c, err))
 	}
 	if !st.Changed() {
+		p.setLast(want)
 		return st, nil
 	}
+	var left uint32
+	paused := false
+	if p.watch != nil && (st.Full || st.Adopted || st.Rules+st.ElemsAdded+st.ElemsDeleted > bigBatch) {
+		left, paused = p.watch.pause(p.batch)
+	}
+	g0, gerr := p.batch.genID()
 	if err := p.flush(c); err != nil {
-		p.last = nil
+		if paused {
+			p.watch.resume(p.batch, left, 0)
+		}
+		p.last, p.genOK, p.verified = nil, false, false
 		return st, fmt.Errorf("apply policy table inet %s: %w", p.table, err)
 	}
+	if paused {
+		p.watch.resume(p.batch, left, 1)
+	}
+	g1, gerr1 := p.batch.genID()
+	// Ours was the only commit since g0: the table holds want if it held
+	// old at g0 (or was replaced whole).
+	p.genOK = gerr == nil && gerr1 == nil && g1 == g0+1 && (st.Full || p.genOK && p.gen == g0)
+	p.gen = g1
+	if st.Full {
+		p.verified, p.verifiedGen = gerr == nil, g0+1
+	}
+	p.replace = false
+	p.setLast(want)
+	return st, nil
+}
+
+func (p *PolicyApplier) setLast(want *policyState) {
 	p.last = want
 	p.mu.Lock()
 	p.counters = want.counters
 	p.mu.Unlock()
-	return st, nil
+}
+
+// adopt reads the kernel's table to diff want against; nil when there is
+// none or it cannot be diffed (then it is replaced whole).
+func (p *PolicyApplier) adopt(want *policyState) *policyState {
+	g0, gerr := p.batch.genID()
+	if p.kernel != nil && gerr == nil && g0 == p.kernelGen {
+		p.gen, p.genOK = g0, true
+		p.verified, p.verifiedGen = true, g0
+		return p.kernel
+	}
+	kst, err := p.readBack(want)
+	if err != nil || kst == nil {
+		p.genOK, p.verified = false, false
+		return nil
+	}
+	g1, gerr1 := p.batch.genID()
+	p.gen, p.genOK = g0, gerr == nil && gerr1 == nil && g0 == g1
+	p.verified, p.verifiedGen = p.genOK, g0
+	return kst
+}
+
+// Check reports whether the kernel's table still holds what the last
+// Apply wrote; when it does not (a rule, chain, set member or counter
+// changed, added or removed behind the applier's back, or the table
+// gone), the next Apply repairs it. While the namespace's nftables
+// generation has not moved since the table was last known good, Check
+// costs one netlink round trip (see policy_kernel.go); so it does, with a
+// Watch, while no other socket changed the table; otherwise it reads the
+// table back and compares.
+func (p *PolicyApplier) Check() (bool, error) {
+	if p.last == nil {
+		return false, nil
+	}
+	g0, gerr := p.batch.genID()
+	if gerr == nil && p.genOK && g0 == p.gen {
+		return true, nil
+	}
+	if p.watch != nil && gerr == nil && p.watch.clean(g0, p.verifiedGen) && p.verified {
+		p.gen, p.genOK = g0, true
+		return true, nil
+	}
+	kst, err := p.readBack(p.last)
+	if err != nil && !errors.Is(err, errForeign) {
+		return false, err
+	}
+	if kst == nil || err != nil || !sameState(kst, p.last) {
+		p.last, p.genOK, p.verified = nil, false, false
+		if g1, gerr1 := p.batch.genID(); kst != nil && gerr == nil && gerr1 == nil && g0 == g1 {
+			p.kernel, p.kernelGen = kst, g0
+		}
+		return false, nil
+	}
+	g1, gerr1 := p.batch.genID()
+	p.gen, p.genOK = g0, gerr == nil && gerr1 == nil && g0 == g1
+	p.verified, p.verifiedGen = p.genOK, g0
+	return true, nil
+}
+
+func (p *PolicyApplier) readBack(want *policyState) (*policyState, error) {
+	p.readBacks++
+	return readPolicyState(p.conn, p.batch, want)
+}
+
+// sameState reports whether the kernel's table k holds exactly w.
+func sameState(k, w *policyState) bool {
+	if len(k.chains) != len(w.chains) || len(k.sets) != len(w.sets) || len(k.counters) != len(w.counters) {
+		return false
+	}
+	for name, c := range w.chains {
+		if kc := k.chains[name]; kc == nil || kc.fp != c.fp {
+			return false
+		}
+	}
+	for name := range w.counters {
+		if _, ok := k.counters[name]; !ok {
+			return false
+		}
+	}
+	for name, s := range w.sets {
+		ks := k.sets[name]
+		if ks == nil || len(ks.elems) != len(s.elems) {
+			return false
+		}
+		have, next := elemUnits(ks.set, ks.elems), elemUnits(s.set, s.elems)
+		if len(have) != len(next) {
+			return false
+		}
+		for key := range next {
+			if _, ok := have[key]; !ok {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // queue adds to c's batch what turns old into want. Order matters inside
@@ -208,6 +377,7 @@ func (p *PolicyApplier) queue(c *nftables.Conn, old, want *policyState, st *Poli
 	for _, name := range sortedKeys(old.counters) {
 		if _, ok := want.counters[name]; !ok {
 			c.DeleteObject(&nftables.NamedObj{Table: want.table, Name: name, Type: nftables.ObjTypeCounter})
+			st.CountersGone++
 		}
 	}
 	for _, name := range sortedKeys(old.sets) {
@@ -218,6 +388,10 @@ func (p *PolicyApplier) queue(c *nftables.Conn, old, want *policyState, st *Poli
 	}
 	return nil
 }
+
+// bigBatch: a batch with more rules and elements than this is sent with
+// the watch paused (see tableWatch.pause).
+const bigBatch = 500
 
 // elemChunk bounds the elements per netlink message.
 const elemChunk = 1000
@@ -303,7 +477,7 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // Delete removes the policy table (a missing table is not an error).
 func (p *PolicyApplier) Delete() error {
-	p.last = nil
+	p.last, p.genOK, p.verified = nil, false, false
 	return Delete(p.conn, p.table)
 }
 

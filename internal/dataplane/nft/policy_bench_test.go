@@ -3,6 +3,7 @@ package nft
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -70,8 +71,22 @@ func BenchmarkPolicyApplyFull(b *testing.B) { benchApplyFull(b, true) }
 // BatchSocket: google/nftables' Flush, one acknowledgement per message.
 func BenchmarkPolicyApplyFullAckEach(b *testing.B) { benchApplyFull(b, false) }
 
-func benchApplyFull(b *testing.B, batchSocket bool) {
-	p := benchApplier(b, batchSocket)
+// BenchmarkPolicyApplyFullWatched is BenchmarkPolicyApplyFull with the
+// applier watching the namespace's nftables notifications (as the
+// daemon's does): the process also receives the kernel's notification of
+// every message.
+func BenchmarkPolicyApplyFullWatched(b *testing.B) {
+	p, ns := benchApplierNS(b, true)
+	if err := p.Watch(int(ns.Fd())); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Close)
+	benchFull(b, p)
+}
+
+func benchApplyFull(b *testing.B, batchSocket bool) { benchFull(b, benchApplier(b, batchSocket)) }
+
+func benchFull(b *testing.B, p *PolicyApplier) {
 	rs := scaleRuleset()
 	cpu := startCPU()
 	for b.Loop() {
@@ -120,6 +135,13 @@ func BenchmarkPolicyApplyMember(b *testing.B) {
 }
 
 func benchApplier(b *testing.B, batchSocket bool) *PolicyApplier {
+	p, _ := benchApplierNS(b, batchSocket)
+	return p
+}
+
+// benchApplierNS returns an applier in a new namespace, and the
+// namespace's file.
+func benchApplierNS(b *testing.B, batchSocket bool) (*PolicyApplier, *os.File) {
 	testutil.RequireRoot(b)
 	ns := testutil.NewNetNS(b)
 	f, err := netns.Open(ns)
@@ -134,7 +156,48 @@ func benchApplier(b *testing.B, batchSocket bool) *PolicyApplier {
 	}
 	b.Cleanup(func() { c.CloseLasting() })
 	if !batchSocket {
-		return NewPolicyApplier(c, PolicyTableName)
+		return NewPolicyApplier(c, PolicyTableName), f
 	}
-	return NewPolicyApplier(c, PolicyTableName).SendThrough(bs)
+	return NewPolicyApplier(c, PolicyTableName).SendThrough(bs), f
+}
+
+// BenchmarkPolicyResyncCheck is the policy part of a no-op full resync
+// with the scale table (1,000 policies, 100 local endpoints): "exists"
+// is what the daemon did before it checked content (look the table up);
+// "same-generation" is Check when nothing committed since the last
+// Apply; "read-back" is Check after another table's commit moved the
+// generation (the whole table read and compared).
+func BenchmarkPolicyResyncCheck(b *testing.B) {
+	p := benchApplier(b, true)
+	if _, err := p.Apply(scaleRuleset(), DefaultPolicyOptions()); err != nil {
+		b.Fatal(err)
+	}
+	run := func(b *testing.B, f func() error) {
+		cpu := startCPU()
+		for b.Loop() {
+			if err := f(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(cpu.ms()/float64(b.N), "cpu-ms/op")
+	}
+	b.Run("exists", func(b *testing.B) {
+		run(b, func() error {
+			_, err := p.conn.ListTableOfFamily(PolicyTableName, nftables.TableFamilyINet)
+			return err
+		})
+	})
+	check := func() error {
+		if ok, err := p.Check(); !ok || err != nil {
+			return fmt.Errorf("check: %v %v", ok, err)
+		}
+		return nil
+	}
+	b.Run("same-generation", func(b *testing.B) { run(b, check) })
+	b.Run("read-back", func(b *testing.B) {
+		run(b, func() error {
+			p.genOK = false
+			return check()
+		})
+	})
 }

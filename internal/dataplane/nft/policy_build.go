@@ -69,6 +69,7 @@ type pChain struct {
 	chain *nftables.Chain
 	rules []pRule
 	fp    string
+	ksig  string // see kernelSig
 }
 
 // pSet is a named set or verdict map with its elements.

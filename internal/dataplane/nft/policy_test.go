@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/onecalico/calico/internal/ruleset"
 )
@@ -155,11 +156,16 @@ func TestObjName(t *testing.T) {
 
 // recordBatches returns a Conn that records the message types of every
 // batch it is asked to send, and answers as the kernel would on success.
+// It has no table to read back: a query (the applier's first Apply looks
+// for its table) is answered "no such table".
 func recordBatches(t *testing.T) (*nftables.Conn, *[][]string) {
 	var sends [][]string
 	c, err := nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
 		if len(req) == 0 {
 			return nil, nil
+		}
+		if uint16(req[0].Header.Type) != unix.NFNL_MSG_BATCH_BEGIN {
+			return nil, unix.ENOENT
 		}
 		var types []string
 		for _, m := range req {
