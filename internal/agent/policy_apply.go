@@ -197,7 +197,13 @@ func (a *Agent) hostInterfaces() map[string][]netip.Addr {
 	return out
 }
 
+// equalPolicyOptions compares the peers (one per node: the long part)
+// directly and renders only the rest, which is small.
 func equalPolicyOptions(x, y nft.PolicyOptions) bool {
+	if !slices.Equal(x.VXLANPeers, y.VXLANPeers) {
+		return false
+	}
+	x.VXLANPeers, y.VXLANPeers = nil, nil
 	return fmt.Sprint(x) == fmt.Sprint(y)
 }
 
