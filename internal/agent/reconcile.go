@@ -25,6 +25,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	changed := true // the model may differ from the one of the last Calc
 	heartbeat := time.NewTicker(heartbeatInterval)
 	defer heartbeat.Stop()
+	mem := newMemLimiter()
 	a.beat()
 	for {
 		select {
@@ -56,6 +57,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		}
 		backoff = 100 * time.Millisecond
 		changed = false
+		mem.update()
 		if full {
 			full = false
 			if interval > 0 {
