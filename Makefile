@@ -38,6 +38,7 @@ test: build
 lint:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags nogobgp ./...
 	scripts/lint-deps.sh
 
 # Benchmarks print figures (b.ReportMetric), not pass/fail. Each does its

@@ -85,6 +85,7 @@ func (p *plugin) check(args *skel.CmdArgs) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cniipam.OpTimeout)
 	defer cancel()
+	ctx = cniipam.WithBudget(ctx, cniipam.DatastoreBudget) // as ADD's and DEL's
 	st, err := r.readState(ctx)
 	if err != nil {
 		return cniipam.CNIError(err)

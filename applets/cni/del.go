@@ -71,6 +71,9 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), cniipam.OpTimeout)
 	defer cancel()
+	// One datastore budget for every round trip, as ADD's: an unreachable
+	// datastore fails the DEL at the read, before anything is changed.
+	ctx = cniipam.WithBudget(ctx, cniipam.DatastoreBudget)
 	st, err := r.readState(ctx)
 	if err == nil {
 		err = st.readyErr()

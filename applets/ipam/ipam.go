@@ -145,6 +145,7 @@ func (p *plugin) del(args *skel.CmdArgs) error {
 	defer unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), cniipam.OpTimeout)
 	defer cancel()
+	ctx = cniipam.WithBudget(ctx, cniipam.DatastoreBudget) // as the plugin's DEL
 	if err := s.CheckReady(ctx); err != nil {
 		return err
 	}
@@ -173,6 +174,7 @@ func (p *plugin) check(args *skel.CmdArgs) error {
 	handle, _ := cniipam.Handles(s.Conf.Name, args.ContainerID, cargs)
 	ctx, cancel := context.WithTimeout(context.Background(), cniipam.OpTimeout)
 	defer cancel()
+	ctx = cniipam.WithBudget(ctx, cniipam.DatastoreBudget) // as the plugin's CHECK
 	return s.CheckHandle(ctx, handle, addrs, false)
 }
 

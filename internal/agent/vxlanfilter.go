@@ -2,6 +2,8 @@ package agent
 
 import (
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/onecalico/calico/internal/dataplane/nft"
 )
@@ -53,11 +55,14 @@ func vxlanFilterState(d Desired) DeviceState {
 func (dp *dataplane) applyVXLANFilter(d Desired, full bool, res *applyResult, timed func(string, func())) {
 	if dp.vxf == nil {
 		dp.vxf = &vxlanFilterPlane{applier: dp.k.VXLANFilter(nft.VXLANFilterTableName)}
+		if _, real := dp.k.(*netlinkKernel); real {
+			dp.a.registerVXLANCollector() // it reads the kernel's counters
+		}
 	}
 	p := dp.vxf
 	switch vxlanFilterState(d) {
 	case DevicePresent:
-		want := nft.VXLANFilter{Port: uint16(vxlanPort(d)), Peers: vxlanPeers(d)}
+		want := nft.VXLANFilter{Port: uint16(vxlanPort(d)), Peers: vxlanPeers(d), WorkloadPrefixes: dp.workloadPrefixes()}
 		if !full && p.present && equalFilter(want, p.want) {
 			return
 		}
@@ -92,8 +97,17 @@ func (dp *dataplane) applyVXLANFilter(d Desired, full bool, res *applyResult, ti
 	}
 }
 
+// workloadPrefixes are Felix's interfacePrefix, split at commas, from
+// the model the last Calc used.
+func (dp *dataplane) workloadPrefixes() []string {
+	if dp.calcModel == nil || dp.calcModel.Felix.InterfacePrefix == "" {
+		return nil
+	}
+	return strings.Split(dp.calcModel.Felix.InterfacePrefix, ",")
+}
+
 func equalFilter(a, b nft.VXLANFilter) bool {
-	if a.Port != b.Port || len(a.Peers) != len(b.Peers) {
+	if a.Port != b.Port || len(a.Peers) != len(b.Peers) || !slices.Equal(a.WorkloadPrefixes, b.WorkloadPrefixes) {
 		return false
 	}
 	for i := range a.Peers {

@@ -1,3 +1,5 @@
+//go:build !nogobgp
+
 package bgp
 
 import (
@@ -35,5 +37,21 @@ func TestDecodePath(t *testing.T) {
 	p.Family, p.Pattrs = familyV4, nil
 	if _, _, ok := decodePath(p); ok {
 		t.Error("a path without a next hop decoded")
+	}
+}
+
+// BenchmarkDecodePath is the per-UPDATE cost of reading a learned path
+// (GoBGP's callback, on the UPDATE → kernel path).
+func BenchmarkDecodePath(b *testing.B) {
+	p, err := originPath(Origin{Prefix: netip.MustParsePrefix("10.244.3.0/26")}, netip.MustParseAddr("10.99.0.12"), false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.Family, p.NeighborIp = familyV4, "10.99.0.1"
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, ok := decodePath(p); !ok {
+			b.Fatal("not decoded")
+		}
 	}
 }

@@ -17,4 +17,9 @@
 // netlink, the datastore or the agent (scripts/lint-deps.sh); Stop leaves
 // the TCP sessions to die with the process, so peers with graceful restart
 // keep this node's routes while it restarts.
+//
+// Built with the nogobgp tag, speaker_nogobgp.go replaces the files that
+// import GoBGP (speaker.go, filter.go, logger.go) with a Speaker that
+// reports BGP unavailable. That build is for measurement only (what
+// linking GoBGP costs every applet: applets/cni BenchmarkCNIGoBGPCost).
 package bgp

@@ -1,3 +1,5 @@
+//go:build !nogobgp
+
 package bgp
 
 import (
@@ -19,12 +21,6 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v3/pkg/server"
 )
-
-// Learned is a best path learned from a peer.
-type Learned struct {
-	NextHop netip.Addr
-	Peer    netip.Addr
-}
 
 // Speaker runs one GoBGP server and converges it to a Desired state.
 // Apply, Stop and Status may be called from any goroutine; Apply calls are
@@ -473,13 +469,6 @@ func (s *Speaker) LearnedCount() int {
 	return len(s.learned)
 }
 
-// Change is one learned prefix that changed: its best path now, or Gone.
-type Change struct {
-	Prefix netip.Prefix
-	Learned
-	Gone bool
-}
-
 // TakeChanges appends to buf the prefixes whose best path changed since
 // the last Learned or TakeChanges call, with their state now, and
 // forgets them. A caller that applied Learned's map and every
@@ -493,19 +482,6 @@ func (s *Speaker) TakeChanges(buf []Change) []Change {
 	}
 	clear(s.dirty)
 	return buf
-}
-
-// PeerStatus is one session as `calicoctl node status` reports it.
-type PeerStatus struct {
-	Address    string    `json:"address"`
-	Type       PeerType  `json:"type"`
-	State      string    `json:"state"` // GoBGP session state: Idle, Connect, Active, OpenSent, OpenConfirm, Established
-	Since      time.Time `json:"since,omitzero"`
-	Info       string    `json:"info,omitempty"`
-	Received   uint64    `json:"received"`
-	Accepted   uint64    `json:"accepted"`
-	Advertised uint64    `json:"advertised"`
-	Flaps      uint64    `json:"flaps"`
 }
 
 // Status lists the configured sessions, sorted by address.

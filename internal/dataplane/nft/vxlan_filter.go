@@ -7,6 +7,12 @@ package nft
 // anyone else. Without it any host that can reach the node could inject
 // packets into the pod network by wrapping them in VXLAN.
 //
+// As Felix ("Drop VXLAN encapped packets originating in workloads"), UDP
+// to the VXLAN port that comes in on a workload interface is dropped too,
+// whether addressed to the host or forwarded: a pod could otherwise hand
+// the underlay packets that skip egress policy. Those drops have a
+// counter of their own.
+//
 // The filter lives in a table of its own (VXLANFilterTableName), next to
 // the NAT and policy tables, so that it changes without touching them:
 //
@@ -14,9 +20,13 @@ package nft
 //	  set vxlan-peers-v4 { type ipv4_addr; }
 //	  set vxlan-peers-v6 { type ipv6_addr; }
 //	  chain vxlan-input { type filter hook input priority -1; policy accept;
+//	    iifname "cali*" meta l4proto udp udp dport 4789 counter name vxlan-workload-dropped drop
 //	    meta l4proto udp udp dport 4789 meta nfproto ipv4 ip saddr @vxlan-peers-v4 accept
 //	    meta l4proto udp udp dport 4789 meta nfproto ipv6 ip6 saddr @vxlan-peers-v6 accept
 //	    meta l4proto udp udp dport 4789 counter name vxlan-dropped drop
+//	  }
+//	  chain vxlan-forward { type filter hook forward priority -1; policy accept;
+//	    iifname "cali*" meta l4proto udp udp dport 4789 counter name vxlan-workload-dropped drop
 //	  }
 //
 // The input hook sees only packets addressed to this host, which is what
@@ -26,7 +36,10 @@ package nft
 // so IPv6 VTEPs need no change of layout.
 //
 // The first apply (and any apply after a failure or Invalidate) replaces
-// the whole table in one batch. After that a change of peers is one batch
+// the whole table in one batch; the counters are read first and the new
+// ones start from those values, so a full resync does not reset what a
+// scrape reports (packets dropped between the read and the batch are not
+// counted). After that a change of peers is one batch
 // of element adds and deletes, which the kernel commits as one
 // transaction: a peer that stays is never missing from the set, even for
 // an instant.
@@ -36,6 +49,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -47,11 +61,15 @@ import (
 const (
 	VXLANFilterTableName = "calico-vxlan"
 	ChainVXLANInput      = "vxlan-input"
+	ChainVXLANForward    = "vxlan-forward"
 	SetVXLANPeersV4      = "vxlan-peers-v4"
 	SetVXLANPeersV6      = "vxlan-peers-v6"
 	// CounterVXLANDropped counts the VXLAN packets dropped because their
 	// source is no known VTEP (read it with ReadCounters).
 	CounterVXLANDropped = "vxlan-dropped"
+	// CounterVXLANWorkloadDropped counts the VXLAN-port packets dropped
+	// because they came in on a workload interface.
+	CounterVXLANWorkloadDropped = "vxlan-workload-dropped"
 )
 
 // vxlanFilterPriority runs the filter just before the filter-priority
@@ -62,6 +80,9 @@ var vxlanFilterPriority = nftables.ChainPriorityRef(*nftables.ChainPriorityFilte
 type VXLANFilter struct {
 	Port  uint16       // the VXLAN UDP port (Felix vxlanPort; 0 = 4789)
 	Peers []netip.Addr // underlay addresses of the known VTEPs, either family
+	// WorkloadPrefixes name the workload interfaces (Felix
+	// interfacePrefix, split at commas); nil = "cali".
+	WorkloadPrefixes []string
 }
 
 // DefaultVXLANPort is the IANA VXLAN port, upstream's default.
@@ -72,6 +93,19 @@ func (f VXLANFilter) port() uint16 {
 		return DefaultVXLANPort
 	}
 	return f.Port
+}
+
+func (f VXLANFilter) prefixes() []string {
+	var out []string
+	for _, p := range f.WorkloadPrefixes {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return []string{"cali"}
+	}
+	return out
 }
 
 // peers returns the valid peers of family fam, unmapped, sorted, unique.
@@ -95,18 +129,21 @@ func buildVXLANFilter(name string, f VXLANFilter) *spec {
 		s.Sets = append(s.Sets, setSpec{Set: vxlanPeerSet(t, fam), Elements: addrElements(f.peers(fam))})
 	}
 	accept := nftables.ChainPolicyAccept
-	ch := &nftables.Chain{Name: ChainVXLANInput, Table: t, Type: nftables.ChainTypeFilter,
+	in := &nftables.Chain{Name: ChainVXLANInput, Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: vxlanFilterPriority, Policy: &accept}
-	s.Chains = []*nftables.Chain{ch}
+	fwd := &nftables.Chain{Name: ChainVXLANForward, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: vxlanFilterPriority, Policy: &accept}
+	s.Chains = []*nftables.Chain{in, fwd}
 	s.buildVXLANRules(f)
 	return s
 }
 
-// buildVXLANRules (re)builds the chain's rules against s's sets, whose IDs
-// AddSet assigns in the batch that creates them.
+// buildVXLANRules (re)builds the chains' rules against s's sets, whose
+// IDs AddSet assigns in the batch that creates them.
 func (s *spec) buildVXLANRules(f VXLANFilter) {
-	ch := s.Chains[0]
-	var rules []*nftables.Rule
+	ch, fwd := s.Chains[0], s.Chains[1]
+	wl := s.workloadDrops(f, ch)
+	rules := wl
 	for i, fam := range []family{v4, v6} {
 		set := s.Sets[i].Set
 		e := vxlanMatch(f.port())
@@ -122,7 +159,21 @@ func (s *spec) buildVXLANRules(f VXLANFilter) {
 		&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: CounterVXLANDropped},
 		&expr.Verdict{Kind: expr.VerdictDrop})
 	rules = append(rules, &nftables.Rule{Table: s.Table, Chain: ch, Exprs: drop})
-	s.Rules = map[string][]*nftables.Rule{ch.Name: rules}
+	s.Rules = map[string][]*nftables.Rule{ch.Name: rules, fwd.Name: s.workloadDrops(f, fwd)}
+}
+
+// workloadDrops are chain ch's "iifname <prefix>* <vxlan> counter drop"
+// rules, one per workload interface prefix.
+func (s *spec) workloadDrops(f VXLANFilter, ch *nftables.Chain) []*nftables.Rule {
+	var out []*nftables.Rule
+	for _, p := range f.prefixes() {
+		e := append(ifMatch(true, p+"*", expr.CmpOpEq), vxlanMatch(f.port())...)
+		e = append(e,
+			&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: CounterVXLANWorkloadDropped},
+			&expr.Verdict{Kind: expr.VerdictDrop})
+		out = append(out, &nftables.Rule{Table: s.Table, Chain: ch, Exprs: e})
+	}
+	return out
 }
 
 // vxlanMatch is "meta l4proto udp udp dport <port>".
@@ -182,9 +233,9 @@ type VXLANFilterStats struct {
 // only the peers that came and went. An in-place update the kernel
 // rejects (someone removed our table) falls back to replacing the table.
 func (a *VXLANFilterApplier) Apply(f VXLANFilter) (VXLANFilterStats, error) {
-	want := VXLANFilter{Port: f.port(), Peers: append(f.peers(v4), f.peers(v6)...)}
+	want := VXLANFilter{Port: f.port(), Peers: append(f.peers(v4), f.peers(v6)...), WorkloadPrefixes: f.prefixes()}
 	st := VXLANFilterStats{PeersV4: len(want.peers(v4)), PeersV6: len(want.peers(v6))}
-	if a.last != nil && a.last.Port == want.Port {
+	if a.last != nil && a.last.Port == want.Port && slices.Equal(a.last.WorkloadPrefixes, want.WorkloadPrefixes) {
 		added, deleted, err := a.update(*a.last, want)
 		if err == nil {
 			a.last = &want
@@ -201,14 +252,20 @@ func (a *VXLANFilterApplier) Apply(f VXLANFilter) (VXLANFilterStats, error) {
 	return st, nil
 }
 
-// replace rewrites the whole table in one batch.
+// replace rewrites the whole table in one batch, its counters starting
+// where the old table's were (a table that is not there counts from 0).
 func (a *VXLANFilterApplier) replace(f VXLANFilter) error {
 	s := buildVXLANFilter(a.name, f)
 	c := a.c
+	kept, _ := ReadCounters(c, a.name)
 	c.AddTable(s.Table)
 	c.DelTable(s.Table)
 	c.AddTable(s.Table)
-	c.AddObj(&nftables.NamedObj{Table: s.Table, Name: CounterVXLANDropped, Type: nftables.ObjTypeCounter, Obj: &expr.Counter{}})
+	for _, name := range []string{CounterVXLANDropped, CounterVXLANWorkloadDropped} {
+		v := kept[name]
+		c.AddObj(&nftables.NamedObj{Table: s.Table, Name: name, Type: nftables.ObjTypeCounter,
+			Obj: &expr.Counter{Packets: v.Packets, Bytes: v.Bytes}})
+	}
 	for _, ss := range s.Sets {
 		if err := c.AddSet(ss.Set, ss.Elements); err != nil {
 			return fmt.Errorf("queue set %s in table %s: %w", ss.Set.Name, a.name, discard(c, err))
@@ -282,15 +339,26 @@ func (a *VXLANFilterApplier) Delete() error {
 	return Delete(a.c, a.name)
 }
 
-// VXLANDropped reads how many packets the filter dropped.
+// VXLANDropped reads how many packets the filter dropped because their
+// source is no known VTEP.
 func VXLANDropped(c *nftables.Conn, table string) (CounterValue, error) {
+	return vxlanCounter(c, table, CounterVXLANDropped)
+}
+
+// VXLANWorkloadDropped reads how many VXLAN-port packets from workload
+// interfaces the filter dropped.
+func VXLANWorkloadDropped(c *nftables.Conn, table string) (CounterValue, error) {
+	return vxlanCounter(c, table, CounterVXLANWorkloadDropped)
+}
+
+func vxlanCounter(c *nftables.Conn, table, name string) (CounterValue, error) {
 	vals, err := ReadCounters(c, table)
 	if err != nil {
 		return CounterValue{}, err
 	}
-	v, ok := vals[CounterVXLANDropped]
+	v, ok := vals[name]
 	if !ok {
-		return CounterValue{}, errors.New("VXLAN filter counter " + CounterVXLANDropped + " is missing in table " + table)
+		return CounterValue{}, errors.New("VXLAN filter counter " + name + " is missing in table " + table)
 	}
 	return v, nil
 }

@@ -27,7 +27,11 @@ func TestBuildVXLANFilter(t *testing.T) {
 	want := `table inet calico-vxlan
   set vxlan-peers-v4 { type ipv4_addr; elements = { 10.0.0.2, 10.0.0.3, 10.0.0.4 } }
   set vxlan-peers-v6 { type ipv6_addr; elements = { fd00::2 } }
+  chain vxlan-forward { type filter hook forward priority -1; policy accept;
+    iifname "cali*" meta l4proto udp th dport 4789 counter name "vxlan-workload-dropped" drop
+  }
   chain vxlan-input { type filter hook input priority -1; policy accept;
+    iifname "cali*" meta l4proto udp th dport 4789 counter name "vxlan-workload-dropped" drop
     meta l4proto udp th dport 4789 meta nfproto ipv4 ip saddr @vxlan-peers-v4 accept
     meta l4proto udp th dport 4789 meta nfproto ipv6 ip6 saddr @vxlan-peers-v6 accept
     meta l4proto udp th dport 4789 counter name "vxlan-dropped" drop
@@ -38,6 +42,10 @@ func TestBuildVXLANFilter(t *testing.T) {
 	}
 	if got := render(buildVXLANFilter("t", VXLANFilter{Port: 8472})); !strings.Contains(got, "th dport 8472 counter") {
 		t.Fatalf("port 8472:\n%s", got)
+	}
+	got := render(buildVXLANFilter("t", VXLANFilter{WorkloadPrefixes: []string{"tap", " veth"}}))
+	if strings.Contains(got, `"cali*"`) || strings.Count(got, `iifname "tap*"`) != 2 || strings.Count(got, `iifname "veth*"`) != 2 {
+		t.Fatalf("prefixes tap,veth:\n%s", got)
 	}
 }
 
