@@ -29,7 +29,6 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	defer heartbeat.Stop()
 	var next time.Time        // no signal-started pass before this
 	var hold <-chan time.Time // fires at next when a signal waits for it
-	mem := newMemLimiter()
 	a.beat()
 	for {
 		select {
@@ -72,7 +71,6 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		}
 		backoff = 100 * time.Millisecond
 		changed = false
-		mem.update()
 		if full {
 			full = false
 			if interval > 0 {
