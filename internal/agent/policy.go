@@ -63,8 +63,11 @@ func (a *Agent) withPolicy(hs []*syncHandler) []*syncHandler {
 }
 
 // feedPolicy chains the calculator onto h's reset, put and del (which run
-// under a.mu).
+// under a.mu). The calculator is live state, not part of a staging model,
+// so such a handler takes its snapshot pages whole under the lock
+// (move = nil) instead of decoding them into a staging model unlocked.
 func (a *Agent) feedPolicy(h *syncHandler, k api.KindInfo) {
+	h.move = nil
 	reset, put, del := h.reset, h.put, h.del
 	h.reset = func(m *Model) {
 		reset(m)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"github.com/onecalico/calico/internal/datastore/memory"
 	"slices"
 	"sync"
 	"testing"
@@ -120,4 +121,20 @@ func mergeChanges(a, b policy.Changes) policy.Changes {
 		a.Members[id] = x
 	}
 	return a
+}
+
+// The policy calculator is live state: a handler that feeds it must not
+// decode snapshot pages into a staging model outside the lock (a paged
+// WorkloadEndpoint list of more than one page once raced the reconcile
+// loop: "concurrent map read and map write" in BenchmarkPolicyScale).
+func TestPolicyFedHandlersTakePagesUnderTheLock(t *testing.T) {
+	a, err := New(Config{Store: memory.New(), NodeName: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range a.handlers() {
+		if h.move != nil && (h.prefix == prefixWEPs || slices.Contains(policyPrefixes(), h.prefix)) {
+			t.Errorf("handler for %s feeds the policy calculator but stages pages unlocked", h.prefix)
+		}
+	}
 }
