@@ -3,14 +3,12 @@ package agent
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
 
 	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/datastore"
-	"github.com/onecalico/calico/internal/kv"
 	"github.com/onecalico/calico/internal/selector"
 )
 
@@ -141,17 +139,5 @@ func (a *Agent) ensureDefaultPoolV6(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := a.client.Create(ctx, p); err != nil {
-		if errors.Is(err, kv.ErrExists) {
-			return nil
-		}
-		var fe *api.FieldError
-		if errors.As(err, &fe) {
-			return fmt.Errorf("%w: default IPv6 pool: %v", ErrConfig, err)
-		}
-		return fmt.Errorf("create default IPv6 pool %s: %w", p.Spec.CIDR, err)
-	}
-	a.log.Info("created the default IPv6 pool", "component", "startup", "cidr", p.Spec.CIDR,
-		"vxlanMode", p.Spec.VXLANMode, "natOutgoing", p.Spec.NATOutgoing, "blockSize", p.Spec.BlockSize)
-	return nil
+	return a.createDefaultPool(ctx, p, "IPv6 pool")
 }

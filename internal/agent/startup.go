@@ -216,17 +216,24 @@ func (a *Agent) ensureDefaultPool(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return a.createDefaultPool(ctx, p, "IP pool")
+}
+
+// createDefaultPool creates p unless a pool of that name exists; what
+// names it in errors ("IP pool", "IPv6 pool"). A pool the validation
+// refuses is a configuration error.
+func (a *Agent) createDefaultPool(ctx context.Context, p *api.IPPool, what string) error {
 	if _, err := a.client.Create(ctx, p); err != nil {
 		if errors.Is(err, kv.ErrExists) {
 			return nil
 		}
 		var fe *api.FieldError
 		if errors.As(err, &fe) {
-			return fmt.Errorf("%w: default IP pool: %v", ErrConfig, err)
+			return fmt.Errorf("%w: default %s: %v", ErrConfig, what, err)
 		}
-		return fmt.Errorf("create default IP pool %s: %w", p.Spec.CIDR, err)
+		return fmt.Errorf("create default %s %s: %w", what, p.Spec.CIDR, err)
 	}
-	a.log.Info("created the default IPv4 pool", "component", "startup", "cidr", p.Spec.CIDR,
+	a.log.Info("created the default "+what, "component", "startup", "name", p.Name, "cidr", p.Spec.CIDR,
 		"ipipMode", p.Spec.IPIPMode, "vxlanMode", p.Spec.VXLANMode, "natOutgoing", p.Spec.NATOutgoing, "blockSize", p.Spec.BlockSize)
 	return nil
 }
