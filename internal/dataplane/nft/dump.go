@@ -247,22 +247,29 @@ const TypeVerdictName = "verdict"
 func fixVerdictMap(set *nftables.Set, elems []nftables.SetElement) {
 	set.KeyType, set.DataType = nftables.TypeIFName, nftables.TypeVerdict
 	for i := range elems {
-		ad, err := nlattr.NewAttributeDecoder(elems[i].Val)
-		if err != nil {
-			continue
-		}
-		ad.ByteOrder = binary.BigEndian
-		v := &expr.Verdict{}
-		for ad.Next() {
-			switch ad.Type() {
-			case unix.NFTA_VERDICT_CODE:
-				v.Kind = expr.VerdictKind(int32(ad.Uint32()))
-			case unix.NFTA_VERDICT_CHAIN:
-				v.Chain = ad.String()
-			}
-		}
-		if ad.Err() == nil {
+		if v, err := parseVerdict(elems[i].Val); err == nil {
 			elems[i].VerdictData = v
 		}
 	}
+}
+
+// parseVerdict reads a verdict map element's data as google/nftables
+// leaves it (the nested NFTA_VERDICT_* attributes): nil and the error when
+// b is not attributes at all, else what it read and the decoder's error.
+func parseVerdict(b []byte) (*expr.Verdict, error) {
+	ad, err := nlattr.NewAttributeDecoder(b)
+	if err != nil {
+		return nil, err
+	}
+	ad.ByteOrder = binary.BigEndian
+	v := &expr.Verdict{}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_VERDICT_CODE:
+			v.Kind = expr.VerdictKind(int32(ad.Uint32()))
+		case unix.NFTA_VERDICT_CHAIN:
+			v.Chain = ad.String()
+		}
+	}
+	return v, ad.Err()
 }

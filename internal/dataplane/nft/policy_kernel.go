@@ -1,7 +1,6 @@
 package nft
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -171,39 +170,17 @@ func normalizeElems(s *nftables.Set, elems []nftables.SetElement) []nftables.Set
 	if !s.Interval {
 		return out
 	}
-	slices.SortStableFunc(out, func(a, b nftables.SetElement) int {
-		if c := bytes.Compare(a.Key, b.Key); c != 0 {
-			return c
-		}
-		switch {
-		case a.IntervalEnd == b.IntervalEnd:
-			return 0
-		case a.IntervalEnd:
-			return -1
-		}
-		return 1
-	})
+	slices.SortStableFunc(out, compareIntervalElems)
 	return out
 }
 
 // decodeVerdict reads a verdict map element's data as google/nftables
 // leaves it (the nested NFTA_VERDICT_* attributes).
 func decodeVerdict(b []byte) *expr.Verdict {
-	ad, err := netlink.NewAttributeDecoder(b)
-	if err != nil {
-		return &expr.Verdict{Chain: "\x00undecodable"}
+	if v, _ := parseVerdict(b); v != nil {
+		return v
 	}
-	ad.ByteOrder = binary.BigEndian
-	v := &expr.Verdict{}
-	for ad.Next() {
-		switch ad.Type() {
-		case unix.NFTA_VERDICT_CODE:
-			v.Kind = expr.VerdictKind(int32(ad.Uint32()))
-		case unix.NFTA_VERDICT_CHAIN:
-			v.Chain = ad.String()
-		}
-	}
-	return v
+	return &expr.Verdict{Chain: "\x00undecodable"}
 }
 
 // kernelSig is the chain's rules as kernelRulesSig renders the kernel's

@@ -80,18 +80,7 @@ func renderPlain(set *nftables.Set, elems []nftables.SetElement) []string {
 	if set.Interval {
 		// Pairs of start and end (exclusive) markers, in key order.
 		es := slices.Clone(elems)
-		slices.SortFunc(es, func(a, b nftables.SetElement) int {
-			if c := slices.Compare(a.Key, b.Key); c != 0 {
-				return c
-			}
-			switch {
-			case a.IntervalEnd == b.IntervalEnd:
-				return 0
-			case a.IntervalEnd:
-				return -1
-			}
-			return 1
-		})
+		slices.SortFunc(es, compareIntervalElems)
 		for i := 0; i < len(es); i++ {
 			if es[i].IntervalEnd {
 				continue
@@ -427,3 +416,18 @@ func renderChainFP(c *pChain) string {
 }
 
 func nativeU32(b []byte) uint32 { return binaryutil.NativeEndian.Uint32(b) }
+
+// compareIntervalElems orders an interval set's elements by key, an end
+// marker before a start marker at the same key.
+func compareIntervalElems(a, b nftables.SetElement) int {
+	if c := slices.Compare(a.Key, b.Key); c != 0 {
+		return c
+	}
+	switch {
+	case a.IntervalEnd == b.IntervalEnd:
+		return 0
+	case a.IntervalEnd:
+		return -1
+	}
+	return 1
+}
