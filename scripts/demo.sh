@@ -49,6 +49,7 @@ teardown() {
   trap - EXIT
   trap '' INT TERM # a second Ctrl-C must not stop the cleanup half-way
   section "Teardown"
+  rm -f "$LAB_DIR/deny-policy.yaml" "$LAB_DIR"/tcpdump.* # ours; down removes the lab's
   show "$lab down"
   "$lab" down || true
   local left

@@ -35,9 +35,7 @@ func TestPrivilegedPolicyNode(t *testing.T) {
 	pc.a1 = pods[0]
 	pc.a2 = c.addPods(t, "a2", "always", c.n1)[0]
 	for _, p := range []*labtest.CNIPod{pc.a1, pc.a2} {
-		for _, port := range []int{7070, 8080, 9090} {
-			serve(t, p.NS, p.IP.String(), port)
-		}
+		testutil.ServeTCP(t, p.NS, p.IP.String(), 7070, 8080, 9090)
 	}
 	t.Run("NamedPorts", pc.namedPorts)
 	t.Run("ResyncRepair", pc.resyncRepair)
@@ -182,12 +180,8 @@ func (pc *policyCase) hepStages(t *testing.T) {
 		testutil.RunIn(t, ext, "ip", "route", "del", a1.IP.String()+"/32")
 		testutil.RunIn(t, pc.lab.Router, "ip", "route", "del", a1.IP.String()+"/32")
 	}()
-	for _, port := range []int{22, 2222, 2223} {
-		serve(t, n1.NS, "0.0.0.0", port)
-	}
-	for _, port := range []int{2000, 2001} {
-		serve(t, ext, labtest.ExternalIP.String(), port)
-	}
+	testutil.ServeTCP(t, n1.NS, "0.0.0.0", 22, 2222, 2223)
+	testutil.ServeTCP(t, ext, labtest.ExternalIP.String(), 2000, 2001)
 	pc.calicoctl(t, fmt.Sprintf(`apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata: {name: n1-eth0, labels: {hep: n1-eth0}}
@@ -304,9 +298,7 @@ spec: {cidr: "fd00:244::/64", blockSize: 122, vxlanMode: Never, ipipMode: Never,
 	var v6 [2]netip.Addr
 	for i, name := range []string{"a6", "b6"} {
 		pods[i], v6[i] = pc.addDualStack(t, name)
-		for _, port := range []int{8080, 9090} {
-			serve(t, pods[i].NS, v6[i].String(), port)
-		}
+		testutil.ServeTCP(t, pods[i].NS, v6[i].String(), 8080, 9090)
 	}
 	pc.patchWEP(t, pods[1], `{"metadata":{"labels":{"app":"v6web"}}}`)
 	pc.calicoctl(t, `apiVersion: projectcalico.org/v3

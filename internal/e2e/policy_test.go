@@ -35,9 +35,7 @@ func TestPrivilegedPolicy(t *testing.T) {
 	pc.a1, pc.b1 = pods[0], pods[1]
 	pc.a2 = c.addPods(t, "a2", "always", c.n1)[0]
 	for _, p := range []*labtest.CNIPod{pc.a1, pc.a2, pc.b1} {
-		for _, port := range []int{8080, 9090} {
-			serve(t, p.NS, p.IP.String(), port)
-		}
+		testutil.ServeTCP(t, p.NS, p.IP.String(), 8080, 9090)
 	}
 	t.Run("Seed003", pc.seed003)
 	t.Run("TiersSetsOrder", pc.tiers)
@@ -55,28 +53,6 @@ type policyCase struct {
 	a1, a2, b1 *labtest.CNIPod // a1, a2 on n1; b1 on n2
 }
 
-// serve accepts TCP connections on addr:port inside ns until the test ends.
-func serve(t testing.TB, ns, addr string, port int) {
-	t.Helper()
-	var ln net.Listener
-	if err := netns.Do(ns, func() (err error) {
-		ln, err = net.Listen("tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
-}
-
 func tcpTo(ns string, addr netip.Addr, port int) error {
 	return tcpToWithin(ns, addr, port, 700*time.Millisecond)
 }
@@ -85,19 +61,10 @@ func tcpTo(ns string, addr netip.Addr, port int) error {
 // refused (a dropped SYN is never answered, however long one waits, and
 // a loaded machine must not look like a drop).
 func tcpToWithin(ns string, addr netip.Addr, port int, timeout time.Duration) error {
-	return netns.Do(ns, func() error {
-		conn, err := net.DialTimeout("tcp", net.JoinHostPort(addr.String(), fmt.Sprint(port)), timeout)
-		if err != nil {
-			return err
-		}
-		return conn.Close()
-	})
+	return testutil.DialTCP(ns, addr.String(), port, timeout)
 }
 
-func pingTo(ns string, addr netip.Addr) error {
-	_, err := testutil.RunInErr(ns, "ping", "-n", "-q", "-c", "1", "-W", "1", addr.String())
-	return err
-}
+func pingTo(ns string, addr netip.Addr) error { return testutil.Ping(ns, addr.String()) }
 
 // check is one expected flow outcome.
 type check struct {
@@ -391,11 +358,8 @@ spec:
 func (pc *policyCase) failsafe(t *testing.T) {
 	n1 := pc.n1
 	ext := pc.lab.External
-	for _, port := range []int{22, 179, 2379, 2222} {
-		serve(t, n1.NS, "0.0.0.0", port)
-	}
-	serve(t, ext, labtest.ExternalIP.String(), 2380)
-	serve(t, ext, labtest.ExternalIP.String(), 2000)
+	testutil.ServeTCP(t, n1.NS, "0.0.0.0", 22, 179, 2379, 2222)
+	testutil.ServeTCP(t, ext, labtest.ExternalIP.String(), 2380, 2000)
 	pc.calicoctl(t, `apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata:

@@ -72,10 +72,12 @@ plug() { # plug NETNS IFNAME SUBNET ADDR [GW]
 }
 
 # start NAME NETNS LOG CMD... runs CMD in NETNS in the background and
-# records its PID (ip netns exec execs CMD, so the PID is CMD's).
+# records its PID. ip netns exec is started directly (not through the ns
+# function, which would put a bash subshell between it and us) and execs
+# CMD, so the recorded PID is CMD's and down's SIGTERM reaches the daemon.
 start() {
   local name=$1 nsname=$2 log=$3; shift 3
-  ns "$nsname" "$@" >"$log" 2>&1 &
+  ip netns exec "$nsname" "$@" >"$log" 2>&1 &
   echo $! >"$LAB_DIR/$name.pid"
 }
 
@@ -86,7 +88,7 @@ up() {
   [ -x "$BIN/calico" ] || die "no $BIN/calico: run make build (or set CALICO_BIN)"
   if [ -n "$(lab_namespaces)" ] || [ -d "$LAB_DIR" ]; then
     echo "lab $P: removing a previous lab first"
-    down >/dev/null
+    (down) >/dev/null # in a subshell: down ignores INT and TERM, and the daemons started below must not inherit that
   fi
   mkdir -p "$LAB_DIR/pods"
   echo "$variant" >"$LAB_DIR/variant"
@@ -272,15 +274,22 @@ down() {
   trap '' INT TERM # finish the cleanup even if interrupted
   # Stop what this lab started: the PIDs it recorded, then anything still
   # running inside its namespaces (e.g. after a failed up), by PID.
-  local f pid n
+  # All are signalled first and waited for together (up to 5 s).
+  local f pid n pids=()
   for f in "$LAB_DIR"/n*/calico-node.pid "$LAB_DIR"/*.pid; do
     [ -f "$f" ] || continue
     pid=$(cat "$f")
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
-    alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
     rm -f "$f"
   done
+  for _ in $(seq 100); do
+    local left=()
+    for pid in "${pids[@]}"; do alive "$pid" && left+=("$pid"); done
+    pids=("${left[@]}")
+    [ ${#pids[@]} -gt 0 ] || break
+    sleep 0.05
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   for n in $(lab_namespaces); do
     for pid in $(ip netns pids "$n" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
   done

@@ -55,9 +55,8 @@ func hep(rs *ruleset.Ruleset) *ruleset.Endpoint { return &rs.Endpoints[len(rs.En
 // before any tracked stage, which would have allowed it.
 func TestPrivilegedPolicyDoNotTrack(t *testing.T) {
 	l := newPolicyLab(t)
-	serveTCP(t, l.node, nodeIP, 2222)
-	serveTCP(t, l.node, nodeIP, 2223)
-	serveTCP(t, l.pod1, pod1IP, 7070)
+	testutil.ServeTCP(t, l.node, nodeIP, 2222, 2223)
+	testutil.ServeTCP(t, l.pod1, pod1IP, 7070)
 	rs := hostPktRuleset()
 	rs.Chains["pi/default/untracked"] = &ruleset.Chain{ID: "pi/default/untracked", Rules: []ruleset.Rule{
 		portRule("untracked", ruleset.Ingress, 0, ruleset.Allow, 6, 2222, 0),
@@ -72,7 +71,7 @@ func TestPrivilegedPolicyDoNotTrack(t *testing.T) {
 		{"ext -> node tcp 2222 (doNotTrack allow)", func() error { return tcpProbe(l.ext, nodeIP, 2222) }, true},
 		{"ext -> node tcp 2223 (normal policy: deny all)", func() error { return tcpProbe(l.ext, nodeIP, 2223) }, false},
 		{"ext -> pod1 tcp 7070 (forwarded, profile allows)", func() error { return tcpProbe(l.ext, pod1IP, 7070) }, true},
-		{"ext -> pod1 icmp (doNotTrack deny)", func() error { return pingProbe(l.ext, pod1IP) }, false},
+		{"ext -> pod1 icmp (doNotTrack deny)", func() error { return testutil.Ping(l.ext, pod1IP) }, false},
 	})
 	// The allowed flow went through untracked: the filter stages'
 	// "untracked and marked by doNotTrack" accept rules counted it.
@@ -87,7 +86,7 @@ func TestPrivilegedPolicyDoNotTrack(t *testing.T) {
 // only 8889 reaches the pod (the pod itself is reachable on 7070).
 func TestPrivilegedPolicyPreDNAT(t *testing.T) {
 	l := newPolicyLab(t)
-	serveTCP(t, l.pod1, pod1IP, 7070)
+	testutil.ServeTCP(t, l.pod1, pod1IP, 7070)
 	testutil.RunIn(t, l.node, "nft", "add table ip dnat-test; add chain ip dnat-test pre { type nat hook prerouting priority -100; };"+
 		" add rule ip dnat-test pre tcp dport { 8888, 8889 } dnat to "+pod1IP+":7070")
 	rs := hostPktRuleset()
@@ -107,9 +106,8 @@ func TestPrivilegedPolicyPreDNAT(t *testing.T) {
 // endpoint does not touch forwarded traffic.
 func TestPrivilegedPolicyApplyOnForward(t *testing.T) {
 	l := newPolicyLab(t)
-	serveTCP(t, l.pod1, pod1IP, 7070)
-	serveTCP(t, l.ext, extIP, 80)
-	serveTCP(t, l.ext, extIP, 81)
+	testutil.ServeTCP(t, l.pod1, pod1IP, 7070)
+	testutil.ServeTCP(t, l.ext, extIP, 80, 81)
 	rs := hostPktRuleset()
 	rs.Chains["pi/default/fwd"] = &ruleset.Chain{ID: "pi/default/fwd", Rules: []ruleset.Rule{
 		{Ref: ref("default", "fwd", ruleset.Ingress, 0), Action: ruleset.Allow, Protocol: u8(1)}}}
@@ -120,11 +118,11 @@ func TestPrivilegedPolicyApplyOnForward(t *testing.T) {
 	h.ForwardOut = tierOf(ruleset.Deny, "pe/default/fwd")
 	l.apply(t, rs, DefaultPolicyOptions())
 	checkFlows(t, []flow{
-		{"ext -> pod1 icmp (forward ingress allows)", func() error { return pingProbe(l.ext, pod1IP) }, true},
+		{"ext -> pod1 icmp (forward ingress allows)", func() error { return testutil.Ping(l.ext, pod1IP) }, true},
 		{"ext -> pod1 tcp 7070 (forward ingress end of tier)", func() error { return tcpProbe(l.ext, pod1IP, 7070) }, false},
 		{"pod1 -> ext tcp 80 (forward egress allows)", func() error { return tcpProbe(l.pod1, extIP, 80) }, true},
 		{"pod1 -> ext tcp 81 (forward egress end of tier)", func() error { return tcpProbe(l.pod1, extIP, 81) }, false},
-		{"pod1 -> pod2 icmp (not through eth1)", func() error { return pingProbe(l.pod1, pod2IP) }, true},
+		{"pod1 -> pod2 icmp (not through eth1)", func() error { return testutil.Ping(l.pod1, pod2IP) }, true},
 	})
 	// Without forward tiers, forwarded traffic is allowed again.
 	h.ForwardIn, h.ForwardOut = nil, nil
@@ -151,10 +149,8 @@ func TestPrivilegedPolicyIPv6(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, p := range []int{8080, 9090} {
-		serveTCP(t, pods[1], v6b, p)
-	}
-	serveTCP(t, pods[0], v6a, 7070)
+	testutil.ServeTCP(t, pods[1], v6b, 8080, 9090)
+	testutil.ServeTCP(t, pods[0], v6a, 7070)
 	rs := &ruleset.Ruleset{
 		Endpoints: []ruleset.Endpoint{
 			{ID: "wep/a6", Kind: ruleset.Workload, Interface: "calisix1", Addrs: pfxs(v6a + "/128"),
@@ -179,7 +175,7 @@ func TestPrivilegedPolicyIPv6(t *testing.T) {
 	checkFlows(t, []flow{
 		{"pod1 -> pod2 tcp6 8080 (allowed)", func() error { return tcpProbe(pods[0], v6b, 8080) }, true},
 		{"pod1 -> pod2 tcp6 9090 (end of tier)", func() error { return tcpProbe(pods[0], v6b, 9090) }, false},
-		{"pod1 -> pod2 icmp6 (end of tier)", func() error { return pingProbe(pods[0], v6b) }, false},
+		{"pod1 -> pod2 icmp6 (end of tier)", func() error { return testutil.Ping(pods[0], v6b) }, false},
 		{"pod2 -> pod1 tcp6 (profile denies)", func() error { return tcpProbe(pods[1], v6a, 7070) }, false},
 	})
 	// The source leaves the set: the allowed flow is denied.

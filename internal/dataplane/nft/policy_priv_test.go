@@ -65,28 +65,6 @@ const (
 	nodeIP = "203.0.113.1"
 )
 
-// serveTCP listens on addr:port in ns until the test ends.
-func serveTCP(t *testing.T, ns, addr string, port int) {
-	t.Helper()
-	var ln net.Listener
-	if err := netns.Do(ns, func() (err error) {
-		ln, err = net.Listen("tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-}
-
 // serveUDP echoes datagrams on addr:port in ns until the test ends.
 func serveUDP(t *testing.T, ns, addr string, port int) {
 	t.Helper()
@@ -113,15 +91,7 @@ func serveUDP(t *testing.T, ns, addr string, port int) {
 // probeTimeout bounds one probe; a dropped packet costs this much.
 const probeTimeout = 700 * time.Millisecond
 
-func tcpProbe(ns, addr string, port int) error {
-	return netns.Do(ns, func() error {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, fmt.Sprint(port)), probeTimeout)
-		if err != nil {
-			return err
-		}
-		return c.Close()
-	})
-}
+func tcpProbe(ns, addr string, port int) error { return testutil.DialTCP(ns, addr, port, probeTimeout) }
 
 func udpProbe(ns, addr string, port int) error {
 	return netns.Do(ns, func() error {
@@ -137,12 +107,6 @@ func udpProbe(ns, addr string, port int) error {
 		_, err = c.Read(make([]byte, 8))
 		return err
 	})
-}
-
-func pingProbe(ns, addr string, extra ...string) error {
-	args := append([]string{"ping", "-c", "1", "-W", "1"}, extra...)
-	_, err := testutil.RunInErr(ns, append(args, addr)...)
-	return err
 }
 
 // flow is one probe and whether policy should let it through.
@@ -222,15 +186,13 @@ func TestPrivilegedPolicyPackets(t *testing.T) {
 	l := newPolicyLab(t)
 	testutil.RunIn(t, l.node, "nft", "add table ip other; add chain ip other c; add rule ip other c counter accept")
 	other := testutil.RunIn(t, l.node, "nft", "list", "table", "ip", "other")
-	for _, p := range []int{8080, 9090} {
-		serveTCP(t, l.pod2, pod2IP, p)
-	}
+	testutil.ServeTCP(t, l.pod2, pod2IP, 8080, 9090)
 	for _, p := range []int{5353, 6000} {
 		serveUDP(t, l.pod2, pod2IP, p)
 	}
-	serveTCP(t, l.pod1, pod1IP, 7070)
-	serveTCP(t, l.node, nodeIP, 2222)
-	serveTCP(t, l.ext, extIP, 80)
+	testutil.ServeTCP(t, l.pod1, pod1IP, 7070)
+	testutil.ServeTCP(t, l.node, nodeIP, 2222)
+	testutil.ServeTCP(t, l.ext, extIP, 80)
 
 	o := DefaultPolicyOptions()
 	if st := l.apply(t, labRuleset(), o); !st.Full {
@@ -241,10 +203,10 @@ func TestPrivilegedPolicyPackets(t *testing.T) {
 		{"pod1 -> pod2 tcp 9090 (end of tier sec)", func() error { return tcpProbe(l.pod1, pod2IP, 9090) }, false},
 		{"pod1 -> pod2 udp 5353 (named port)", func() error { return udpProbe(l.pod1, pod2IP, 5353) }, true},
 		{"pod1 -> pod2 udp 6000 (passed, not allowed by app)", func() error { return udpProbe(l.pod1, pod2IP, 6000) }, false},
-		{"pod1 -> pod2 icmp (end of tier sec)", func() error { return pingProbe(l.pod1, pod2IP) }, false},
+		{"pod1 -> pod2 icmp (end of tier sec)", func() error { return testutil.Ping(l.pod1, pod2IP) }, false},
 		{"pod2 -> pod1 tcp 7070 (profile: source in set)", func() error { return tcpProbe(l.pod2, pod1IP, 7070) }, true},
-		{"pod2 -> pod1 icmp", func() error { return pingProbe(l.pod2, pod1IP) }, true},
-		{"ext -> pod1 icmp (not in set)", func() error { return pingProbe(l.ext, pod1IP) }, false},
+		{"pod2 -> pod1 icmp", func() error { return testutil.Ping(l.pod2, pod1IP) }, true},
+		{"ext -> pod1 icmp (not in set)", func() error { return testutil.Ping(l.ext, pod1IP) }, false},
 		{"ext -> pod1 tcp", func() error { return tcpProbe(l.ext, pod1IP, 7070) }, false},
 		{"node -> pod1 tcp (host reaches local pods)", func() error { return tcpProbe(l.node, pod1IP, 7070) }, true},
 		{"pod1 -> ext tcp 80 (egress allowed)", func() error { return tcpProbe(l.pod1, extIP, 80) }, true},
@@ -262,7 +224,7 @@ func TestPrivilegedPolicyPackets(t *testing.T) {
 	o.EndpointToHost = EndpointToHostAccept
 	l.apply(t, rs, o)
 	checkFlows(t, []flow{
-		{"ext -> pod1 icmp (in set now)", func() error { return pingProbe(l.ext, pod1IP) }, true},
+		{"ext -> pod1 icmp (in set now)", func() error { return testutil.Ping(l.ext, pod1IP) }, true},
 		{"ext -> pod1 tcp", func() error { return tcpProbe(l.ext, pod1IP, 7070) }, true},
 		{"pod1 -> node tcp (endpoint to host: Accept)", func() error { return tcpProbe(l.pod1, nodeIP, 2222) }, true},
 	})
@@ -315,10 +277,10 @@ func TestPrivilegedPolicyAntiSpoofAndUnknownInterface(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFlows(t, []flow{
-		{"pod1 -> pod2 from its own address", func() error { return pingProbe(l.pod1, pod2IP) }, true},
-		{"pod1 -> pod2 from a spoofed address", func() error { return pingProbe(l.pod1, pod2IP, "-I", "10.244.1.99") }, false},
-		{"unknown interface -> pod2", func() error { return pingProbe(pod3, pod2IP) }, false},
-		{"pod2 -> unknown interface", func() error { return pingProbe(l.pod2, "10.244.1.4") }, false},
+		{"pod1 -> pod2 from its own address", func() error { return testutil.Ping(l.pod1, pod2IP) }, true},
+		{"pod1 -> pod2 from a spoofed address", func() error { return testutil.Ping(l.pod1, pod2IP, "-I", "10.244.1.99") }, false},
+		{"unknown interface -> pod2", func() error { return testutil.Ping(pod3, pod2IP) }, false},
+		{"pod2 -> unknown interface", func() error { return testutil.Ping(l.pod2, "10.244.1.4") }, false},
 	})
 }
 
@@ -326,12 +288,8 @@ func TestPrivilegedPolicyAntiSpoofAndUnknownInterface(t *testing.T) {
 // ingress and egress on the node: failsafe ports still pass, others not.
 func TestPrivilegedPolicyFailsafe(t *testing.T) {
 	l := newPolicyLab(t)
-	for _, p := range []int{22, 179, 2379, 2222} {
-		serveTCP(t, l.node, nodeIP, p)
-	}
-	for _, p := range []int{2380, 2000} {
-		serveTCP(t, l.ext, extIP, p)
-	}
+	testutil.ServeTCP(t, l.node, nodeIP, 22, 179, 2379, 2222)
+	testutil.ServeTCP(t, l.ext, extIP, 2380, 2000)
 	rs := hostRuleset()
 	rs.Endpoints = rs.Endpoints[2:3] // the "*" endpoint only
 	l.apply(t, rs, DefaultPolicyOptions())
@@ -340,7 +298,7 @@ func TestPrivilegedPolicyFailsafe(t *testing.T) {
 		{"ext -> node bgp", func() error { return tcpProbe(l.ext, nodeIP, 179) }, true},
 		{"ext -> node etcd", func() error { return tcpProbe(l.ext, nodeIP, 2379) }, true},
 		{"ext -> node 2222", func() error { return tcpProbe(l.ext, nodeIP, 2222) }, false},
-		{"ext -> node icmp", func() error { return pingProbe(l.ext, nodeIP) }, false},
+		{"ext -> node icmp", func() error { return testutil.Ping(l.ext, nodeIP) }, false},
 		{"node -> ext etcd peer", func() error { return tcpProbe(l.node, extIP, 2380) }, true},
 		{"node -> ext 2000", func() error { return tcpProbe(l.node, extIP, 2000) }, false},
 		{"node -> node over lo", func() error { return tcpProbe(l.node, nodeIP, 2222) }, true},
@@ -352,12 +310,8 @@ func TestPrivilegedPolicyFailsafe(t *testing.T) {
 // outbound), under a "*" host endpoint that denies everything.
 func TestPrivilegedPolicyFailsafeNet(t *testing.T) {
 	l := newPolicyLab(t)
-	for _, p := range []int{22, 2222, 2223} {
-		serveTCP(t, l.node, nodeIP, p)
-	}
-	for _, p := range []int{2000, 2001} {
-		serveTCP(t, l.ext, extIP, p)
-	}
+	testutil.ServeTCP(t, l.node, nodeIP, 22, 2222, 2223)
+	testutil.ServeTCP(t, l.ext, extIP, 2000, 2001)
 	rs := hostRuleset()
 	rs.Endpoints = rs.Endpoints[2:3] // the "*" endpoint only
 	o := DefaultPolicyOptions()
@@ -395,10 +349,10 @@ func TestPrivilegedPolicyReplaceUnderTraffic(t *testing.T) {
 			// A generous timeout for the allowed flow: a dropped echo
 			// never gets an answer, however long we wait, while a slow
 			// scheduler on a loaded machine must not count as a loss.
-			if pingProbe(l.pod2, pod1IP, "-W", "5") != nil {
+			if testutil.Ping(l.pod2, pod1IP, "-W", "5") != nil {
 				allowedFail.Add(1)
 			}
-			if pingProbe(l.ext, pod1IP, "-W", "0.2") == nil {
+			if testutil.Ping(l.ext, pod1IP, "-W", "0.2") == nil {
 				deniedPass.Add(1)
 			}
 			probes.Add(1)
@@ -435,15 +389,13 @@ func TestPrivilegedPolicyReplaceUnderTraffic(t *testing.T) {
 // matches (allowed) and one it does not (denied), for each rule field.
 func TestPrivilegedPolicyRuleFields(t *testing.T) {
 	l := newPolicyLab(t)
-	for _, p := range []int{8080, 9090} {
-		serveTCP(t, l.pod2, pod2IP, p)
-	}
+	testutil.ServeTCP(t, l.pod2, pod2IP, 8080, 9090)
 	serveUDP(t, l.pod2, pod2IP, 5353)
 	tcp, icmp := u8(6), u8(1)
 	tcp8080 := func(ns string) func() error { return func() error { return tcpProbe(ns, pod2IP, 8080) } }
 	tcp9090 := func(ns string) func() error { return func() error { return tcpProbe(ns, pod2IP, 9090) } }
 	udp5353 := func(ns string) func() error { return func() error { return udpProbe(ns, pod2IP, 5353) } }
-	ping2 := func(ns string) func() error { return func() error { return pingProbe(ns, pod2IP) } }
+	ping2 := func(ns string) func() error { return func() error { return testutil.Ping(ns, pod2IP) } }
 	one := func(n uint16) []ruleset.PortRange { return []ruleset.PortRange{{First: n, Last: n}} }
 	for _, c := range []struct {
 		name         string

@@ -52,9 +52,9 @@ func (l *policyLab) checkAndRepair(t *testing.T, what string) PolicyStats {
 func TestPrivilegedPolicyResyncRepair(t *testing.T) {
 	l := newPolicyLab(t)
 	l.watch(t)
-	serveTCP(t, l.pod1, pod1IP, 7070)
-	serveTCP(t, l.pod2, pod2IP, 8080)
-	serveTCP(t, l.node, nodeIP, 2223)
+	testutil.ServeTCP(t, l.pod1, pod1IP, 7070)
+	testutil.ServeTCP(t, l.pod2, pod2IP, 8080)
+	testutil.ServeTCP(t, l.node, nodeIP, 2223)
 	rs := hostPktRuleset()
 	l.apply(t, rs, DefaultPolicyOptions())
 	want := l.stateless(t)
@@ -165,7 +165,7 @@ func TestPrivilegedPolicyResyncRepair(t *testing.T) {
 // When the table differs, only the difference is sent.
 func TestPrivilegedPolicyAdoptKeepsCounters(t *testing.T) {
 	l := newPolicyLab(t)
-	serveTCP(t, l.pod2, pod2IP, 8080)
+	testutil.ServeTCP(t, l.pod2, pod2IP, 8080)
 	rs := hostPktRuleset()
 	l.apply(t, rs, DefaultPolicyOptions())
 	checkFlows(t, []flow{{"pod1 -> pod2 tcp 8080", func() error { return tcpProbe(l.pod1, pod2IP, 8080) }, true}})
