@@ -40,6 +40,7 @@ func (c *calc) bgpRoutes(add func(netip.Prefix, route.Route)) {
 	if !m.BGP.Enabled {
 		return
 	}
+	c.d.PeeringAddrs = peeringAddrs(m.BGP.WorkloadAddrs)
 	if m.BGP.Down != "" {
 		c.degrade("bgp: the BGP speaker is %s: routes to other nodes' blocks in pools without VXLAN are not programmed", m.BGP.Down)
 	}

@@ -50,6 +50,8 @@ type Input struct {
 	Filters       map[string]*api.BGPFilterSpec // by name
 	Pools         []Pool
 	Blocks        []Block
+	// Workloads are this node's workload endpoints, sorted by Name.
+	Workloads []Workload
 	// Secret returns key of the named secret (a file in a directory laid
 	// out like a mounted Kubernetes Secret). nil: no secrets available.
 	Secret func(name, key string) (string, error)
@@ -143,6 +145,9 @@ type Desired struct {
 	ExportPools []netip.Prefix
 	// Static are the routes to install for the sessions, sorted by Dst.
 	Static []StaticRoute
+	// WorkloadAddrs are the peering addresses to put on the host-side
+	// interfaces of workloads this node peers with, sorted.
+	WorkloadAddrs []WorkloadAddr
 	// Problems are configuration issues, one sentence each.
 	Problems []string
 }
@@ -165,6 +170,7 @@ func Calc(in *Input) Desired {
 	c.d.Peers = slices.SortedFunc(maps.Values(c.peers), func(a, b Peer) int { return strings.Compare(a.Key(), b.Key()) })
 	c.originate()
 	slices.SortFunc(c.d.Static, func(a, b StaticRoute) int { return comparePrefix(a.Dst, b.Dst) })
+	c.d.sortWorkloadAddrs()
 	slices.Sort(c.d.Problems)
 	c.d.Problems = slices.Compact(c.d.Problems)
 	return c.d
@@ -344,7 +350,7 @@ func (c *calc) explicit() {
 		case p.Spec.PeerSelector != "":
 			c.selected(p, typ)
 		case p.Spec.LocalWorkloadSelector != "" && c.appliesTo(p, c.me):
-			c.problem("BGPPeer %s: localWorkloadSelector (peering with local workloads) is not supported; no session", name)
+			c.localWorkloads(p)
 		}
 	}
 }
