@@ -108,6 +108,8 @@ type bgpAgent struct {
 	problems []string
 	static   []bgp.StaticRoute
 	peering  []bgp.WorkloadAddr
+
+	ifaces ifaceScan // the BGP goroutine's (bgp_ifaces.go)
 }
 
 // bgpWanted reports whether this daemon runs a speaker, and why not.
@@ -174,6 +176,7 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	defer b.speaker.Stop(false)
+	defer a.closeIfaces()
 	w := a.rewatchSecrets(ctx, nil)
 	for {
 		select {
@@ -181,7 +184,8 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 			return
 		case <-b.kick:
 		case <-tick.C:
-			if w = a.rewatchSecrets(ctx, w); w != nil && a.bgpSynced() {
+			ifs := a.rescanIfaces()
+			if w = a.rewatchSecrets(ctx, w); w != nil && a.bgpSynced() && !ifs {
 				continue
 			}
 		}
@@ -191,6 +195,9 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 		a.mu.Lock()
 		m := a.model.clone()
 		a.mu.Unlock()
+		if a.bgp.ifaces.connected == nil {
+			a.rescanIfaces()
+		}
 		d := bgp.Calc(a.bgpInput(m))
 		err := b.speaker.Apply(ctx, d)
 		if err != nil && ctx.Err() == nil {
@@ -294,7 +301,7 @@ func (a *Agent) bgpView(v BGPView) BGPView {
 // bgpInput converts the model into bgp.Calc's input.
 func (a *Agent) bgpInput(m *Model) *bgp.Input {
 	in := &bgp.Input{NodeName: m.NodeName, Nodes: map[string]bgp.Node{}, Peers: m.BGP.Peers, Filters: m.BGP.Filters, Secret: a.readSecret,
-		Workloads: localWorkloads(m)}
+		Workloads: localWorkloads(m), IfaceRoutes: a.ifaceRoutes(m)}
 	for name, n := range m.Nodes {
 		in.Nodes[name] = bgp.Node{Name: name, Labels: n.Labels, IPv4: n.IPv4, IPv6: n.IPv6, ASNumber: n.ASNumber, RRClusterID: n.RRClusterID}
 	}

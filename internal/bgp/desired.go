@@ -52,6 +52,9 @@ type Input struct {
 	Blocks        []Block
 	// Workloads are this node's workload endpoints, sorted by Name.
 	Workloads []Workload
+	// IfaceRoutes are this node's routes with an interface, for BGPFilter
+	// interface matches (only needed when a rule has one).
+	IfaceRoutes []IfaceRoute
 	// Secret returns key of the named secret (a file in a directory laid
 	// out like a mounted Kubernetes Secret). nil: no secrets available.
 	Secret func(name, key string) (string, error)
@@ -160,7 +163,7 @@ const (
 // Calc computes the desired BGP state of in.NodeName. It is a pure
 // function.
 func Calc(in *Input) Desired {
-	c := &calc{in: in, me: in.Nodes[in.NodeName], peers: map[string]Peer{}}
+	c := &calc{in: in, me: in.Nodes[in.NodeName], peers: map[string]Peer{}, ifaceExport: map[netip.Prefix]bool{}}
 	c.global()
 	if !c.d.Enabled {
 		return c.d
@@ -181,6 +184,8 @@ type calc struct {
 	me    Node
 	d     Desired
 	peers map[string]Peer
+	// ifaceExport are the interface routes export rules accept.
+	ifaceExport map[netip.Prefix]bool
 }
 
 func (c *calc) problem(format string, a ...any) {
@@ -560,6 +565,7 @@ func (c *calc) originate() {
 			set[p.Masked()] = true
 		}
 	}
+	c.interfaceRoutes(set)
 	for _, pool := range in.Pools {
 		if !pool.DisableExport {
 			c.d.ExportPools = append(c.d.ExportPools, pool.CIDR.Masked())

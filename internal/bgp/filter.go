@@ -177,7 +177,14 @@ func communitySetType(v string) gobgpapi.DefinedType {
 // after the statement.
 func ruleSets(r FilterRule, name string) []*gobgpapi.DefinedSet {
 	var sets []*gobgpapi.DefinedSet
-	if r.Op != "" {
+	switch {
+	case len(r.Exact) > 0:
+		set := &gobgpapi.DefinedSet{DefinedType: gobgpapi.DefinedType_PREFIX, Name: name}
+		for _, p := range r.Exact {
+			set.Prefixes = append(set.Prefixes, &gobgpapi.Prefix{IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: uint32(p.Bits())})
+		}
+		sets = append(sets, set)
+	case r.Op != "":
 		sets = append(sets, &gobgpapi.DefinedSet{DefinedType: gobgpapi.DefinedType_PREFIX, Name: name,
 			Prefixes: []*gobgpapi.Prefix{{IpPrefix: r.Prefix.String(), MaskLengthMin: uint32(r.Min), MaskLengthMax: uint32(r.Max)}}})
 	}
@@ -202,12 +209,15 @@ func ruleConditions(r FilterRule, name, nset string) *gobgpapi.Conditions {
 	}
 	cond := &gobgpapi.Conditions{NeighborSet: &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: nset},
 		AfiSafiIn: []*gobgpapi.Family{fam}}
-	if r.Op != "" {
+	if r.Op != "" || len(r.Exact) > 0 {
 		ms := &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: name}
-		if r.Op == api.BGPFilterNotEqual || r.Op == api.BGPFilterNotIn {
+		if len(r.Exact) == 0 && (r.Op == api.BGPFilterNotEqual || r.Op == api.BGPFilterNotIn) {
 			ms.Type = gobgpapi.MatchSet_INVERT
 		}
 		cond.PrefixSet = ms
+	}
+	for _, p := range r.NextHops {
+		cond.NextHopInList = append(cond.NextHopInList, p.String())
 	}
 	if r.Community != "" {
 		ms := &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: name + "-c"}

@@ -37,6 +37,12 @@ type FilterRule struct {
 	// LocalOnly matches only the routes this node originates (a priority
 	// match on export: they all have the normal route priority).
 	LocalOnly bool
+	// Exact, when set, replaces the cidr match: the route's prefix is one
+	// of these (an interface match on this node's own routes).
+	Exact []netip.Prefix
+	// NextHops, when set, matches routes whose next hop is inside one of
+	// them (an interface match on learned routes).
+	NextHops []netip.Prefix
 }
 
 // filterRules converts the rules of the named filters for a peer, in
@@ -61,7 +67,8 @@ func (c *calc) filterRules(names []string, what string, peerAS, localAS uint32) 
 			{f.ExportV4, false, true, "exportV4"}, {f.ExportV6, true, true, "exportV6"},
 		} {
 			for i, r := range l.rules {
-				fr, ok := c.convertRule(r, fmt.Sprintf("%s filter %s %s rule %d", what, name, l.field, i), l.v6, l.export, ebgp)
+				rw := fmt.Sprintf("%s filter %s %s rule %d", what, name, l.field, i)
+				fr, ok := c.convertRule(r, rw, l.v6, l.export, ebgp)
 				if !ok {
 					continue
 				}
@@ -72,11 +79,17 @@ func (c *calc) filterRules(names []string, what string, peerAS, localAS uint32) 
 						fr.ASPath = append([]uint32{localAS}, fr.ASPath...)
 					}
 					if ebgp && len(fr.Prepend) > 0 {
-						fr.Prepend = c.ebgpPrepend(fr.Prepend, localAS, fmt.Sprintf("%s filter %s %s rule %d", what, name, l.field, i))
+						fr.Prepend = c.ebgpPrepend(fr.Prepend, localAS, rw)
 					}
-					exp = append(exp, fr)
+				}
+				frs := []FilterRule{fr}
+				if r.Interface != "" {
+					frs = c.ifaceRules(fr, r.Interface, l.export)
+				}
+				if l.export {
+					exp = append(exp, frs...)
 				} else {
-					imp = append(imp, fr)
+					imp = append(imp, frs...)
 				}
 			}
 		}
@@ -84,15 +97,12 @@ func (c *calc) filterRules(names []string, what string, peerAS, localAS uint32) 
 	return imp, exp
 }
 
-// convertRule converts one rule; ok is false when the rule can never
-// match this peer (peerType, priority) or cannot be evaluated here
-// (interface: reported, the rule is left out).
+// convertRule converts one rule but its interface match (ifaceRules);
+// ok is false when the rule can never match this peer (peerType,
+// priority).
 func (c *calc) convertRule(r api.BGPFilterRule, what string, v6, export, ebgp bool) (FilterRule, bool) {
 	fr := FilterRule{V6: v6, Op: r.MatchOperator, Accept: r.Action == api.BGPFilterAccept}
 	switch {
-	case r.Interface != "":
-		c.problem("%s: interface matches are not supported (this speaker exports no interface routes); rule ignored", what)
-		return fr, false
 	case r.PeerType == "eBGP" && !ebgp, r.PeerType == "iBGP" && ebgp:
 		return fr, false // the rule is for the other kind of peer
 	case r.Priority != nil && !c.priorityMatch(*r.Priority, r.Source, what, v6, export):
