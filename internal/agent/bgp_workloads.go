@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/bgp"
 )
 
@@ -19,8 +20,13 @@ import (
 // same), so that the workload reaches it over its veth and the session's
 // packets leave from it.
 
-// localWorkloads lists this node's workload endpoints for bgp.Calc.
+// localWorkloads lists this node's workload endpoints for bgp.Calc, when
+// a BGPPeer selects local workloads (the endpoints of every node are in
+// the model: not worth a pass otherwise).
 func localWorkloads(m *Model) []bgp.Workload {
+	if !slices.ContainsFunc(slices.Collect(maps.Values(m.BGP.Peers)), func(p *api.BGPPeer) bool { return p.Spec.LocalWorkloadSelector != "" }) {
+		return nil
+	}
 	var out []bgp.Workload
 	for _, key := range sortedKeys(m.WEPs) {
 		w := m.WEPs[key]
@@ -86,6 +92,10 @@ func (dp *dataplane) applyPeeringAddrs(d Desired, full bool, res *applyResult, t
 	}
 	for i := range st.done {
 		ifs[i] = true
+	}
+	if len(ifs) == 0 {
+		st.done, st.ok = nil, true
+		return
 	}
 	names := slices.Collect(maps.Keys(ifs))
 	sort.Strings(names)
