@@ -92,10 +92,10 @@ func connectedRoutes(ifs []ifaces.Interface) []bgp.IfaceRoute {
 // ifaceRoutes is bgp.Input.IfaceRoutes: the scanned connected subnets
 // and the routes to this node's workloads.
 func (a *Agent) ifaceRoutes(m *Model) []bgp.IfaceRoute {
-	s := &a.bgp.ifaces
-	if s.connected == nil {
+	if a.bgp == nil || a.bgp.ifaces.connected == nil {
 		return nil
 	}
+	s := &a.bgp.ifaces
 	out := slices.Clone(s.connected)
 	for _, key := range sortedKeys(m.WEPs) {
 		w := m.WEPs[key]
