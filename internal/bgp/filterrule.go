@@ -67,20 +67,16 @@ func (c *calc) filterRules(names []string, what string, peerAS, localAS uint32) 
 			{f.ExportV4, false, true, "exportV4"}, {f.ExportV6, true, true, "exportV6"},
 		} {
 			for i, r := range l.rules {
-				rw := fmt.Sprintf("%s filter %s %s rule %d", what, name, l.field, i)
-				fr, ok := c.convertRule(r, rw, l.v6, l.export, ebgp)
+				// On export to an eBGP peer both BIRD 1.6 (its
+				// import_control runs before the export filter) and GoBGP
+				// put this node's AS in front before the rules run: a
+				// rule sees, matches and prepends to the same path in
+				// both (measured with two BIRD 1.6.8 daemons: a filter's
+				// bgp_path.prepend(X) arrives as "X <local AS>", and
+				// bgp_path.first is the local AS).
+				fr, ok := c.convertRule(r, fmt.Sprintf("%s filter %s %s rule %d", what, name, l.field, i), l.v6, l.export, ebgp)
 				if !ok {
 					continue
-				}
-				if l.export {
-					if ebgp && len(fr.ASPath) > 0 {
-						// GoBGP's export policy sees the path after this
-						// node's AS is prepended; BIRD's before.
-						fr.ASPath = append([]uint32{localAS}, fr.ASPath...)
-					}
-					if ebgp && len(fr.Prepend) > 0 {
-						fr.Prepend = c.ebgpPrepend(fr.Prepend, localAS, rw)
-					}
 				}
 				frs := []FilterRule{fr}
 				if r.Interface != "" {
@@ -186,23 +182,6 @@ func (c *calc) normalPriority(v6 bool) int {
 		return 1024
 	}
 	return *p
-}
-
-// ebgpPrepend turns the numbers an export rule prepends for an eBGP
-// peer into what GoBGP's export policy must prepend. BIRD runs the rule
-// before it adds this node's AS, so the peer gets "local P... path";
-// GoBGP adds the local AS first and runs the policy on "local path".
-// When P ends with the local AS, prepending "local P[:n-1]" gives the
-// very same path. Otherwise no prepend can: "local P..." is sent (the
-// peer still sees its neighbour's AS first, with this node's AS once
-// more before the original path), and that is reported.
-func (c *calc) ebgpPrepend(p []uint32, localAS uint32, what string) []uint32 {
-	if p[len(p)-1] == localAS {
-		return append([]uint32{localAS}, p[:len(p)-1]...)
-	}
-	c.problem("%s: prependASPath %v to an eBGP peer is sent as %v followed by this node's AS %d (GoBGP adds its AS before export rules run, BIRD after)",
-		what, p, append([]uint32{localAS}, p...), localAS)
-	return append([]uint32{localAS}, p...)
 }
 
 // NextHop modes of a peer (what next hop is sent to it).
