@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"maps"
 	"net/netip"
 	"path"
 	"slices"
@@ -120,13 +121,7 @@ func (fr FilterRule) matchesPrefix(p netip.Prefix) bool {
 // them (upstream's export filter ends with reject).
 func (c *calc) interfaceRoutes(set map[netip.Prefix]bool) {
 	var only [2][]netip.Prefix
-	for _, p := range slices.SortedFunc(func(yield func(netip.Prefix) bool) {
-		for p := range c.ifaceExport {
-			if !yield(p) {
-				return
-			}
-		}
-	}, comparePrefix) {
+	for _, p := range slices.SortedFunc(maps.Keys(c.ifaceExport), comparePrefix) {
 		nh := c.d.NextHop
 		if p.Addr().Is6() {
 			nh = c.d.NextHop6
