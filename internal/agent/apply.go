@@ -38,6 +38,7 @@ type dataplane struct {
 	calcModel *Model
 	calcOK    bool
 	vxf       *vxlanFilterPlane // VXLAN peer filter (vxlanfilter.go); nil until first used
+	peering   peeringState      // BGP peering addresses on workload interfaces (bgp_workloads.go)
 }
 
 // applied is what the last successful apply of each part installed.
@@ -153,6 +154,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 		})
 	}
 	dp.workloads(d, full, &res, timed)
+	dp.applyPeeringAddrs(d, full, &res, timed)
 
 	vxlanApplied := false
 	if d.VXLANState == DevicePresent && (full || !l.vxlanOK || l.vxlanState != DevicePresent || !reflect.DeepEqual(d.VXLAN, l.vxlan)) {

@@ -69,6 +69,8 @@ type BGPView struct {
 	Learned map[netip.Prefix]bgp.Learned // read-only
 	// Static are the speaker's own routes (BGPPeer reachableBy).
 	Static []bgp.StaticRoute
+	// WorkloadAddrs are the peering addresses for local workload peers.
+	WorkloadAddrs []bgp.WorkloadAddr
 	// Down says why a wanted speaker is not running ("" when it runs or
 	// has not been tried yet).
 	Down string
@@ -105,6 +107,9 @@ type bgpAgent struct {
 	synced   bool
 	problems []string
 	static   []bgp.StaticRoute
+	peering  []bgp.WorkloadAddr
+
+	ifaces ifaceScan // the BGP goroutine's (bgp_ifaces.go)
 }
 
 // bgpWanted reports whether this daemon runs a speaker, and why not.
@@ -171,6 +176,7 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	defer b.speaker.Stop(false)
+	defer a.closeIfaces()
 	w := a.rewatchSecrets(ctx, nil)
 	for {
 		select {
@@ -178,7 +184,8 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 			return
 		case <-b.kick:
 		case <-tick.C:
-			if w = a.rewatchSecrets(ctx, w); w != nil && a.bgpSynced() {
+			ifs := a.rescanIfaces()
+			if w = a.rewatchSecrets(ctx, w); w != nil && a.bgpSynced() && !ifs {
 				continue
 			}
 		}
@@ -188,6 +195,9 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 		a.mu.Lock()
 		m := a.model.clone()
 		a.mu.Unlock()
+		if a.bgp.ifaces.connected == nil {
+			a.rescanIfaces()
+		}
 		d := bgp.Calc(a.bgpInput(m))
 		err := b.speaker.Apply(ctx, d)
 		if err != nil && ctx.Err() == nil {
@@ -248,8 +258,8 @@ func (a *Agent) bgpAfterApply(d bgp.Desired, err error) {
 	if b.synced && !wasSynced {
 		a.log.Info("BGP learned routes complete", "component", "bgp", "after", time.Since(b.started).Round(time.Millisecond))
 	}
-	changed := wasSynced != b.synced || wasRunning != b.running || !slices.Equal(b.static, d.Static)
-	b.static = d.Static
+	changed := wasSynced != b.synced || wasRunning != b.running || !slices.Equal(b.static, d.Static) || !slices.Equal(b.peering, d.WorkloadAddrs)
+	b.static, b.peering = d.Static, d.WorkloadAddrs
 	b.mu.Unlock()
 	if changed {
 		a.signal(false)
@@ -277,7 +287,7 @@ func (a *Agent) bgpView(v BGPView) BGPView {
 	}
 	b := a.bgp
 	b.mu.Lock()
-	v.Enabled, v.Synced, v.Static = b.wanted, b.running && b.synced, b.static
+	v.Enabled, v.Synced, v.Static, v.WorkloadAddrs = b.wanted, b.running && b.synced, b.static, b.peering
 	if b.wanted && !b.running {
 		v.Down = b.reason
 	}
@@ -290,7 +300,8 @@ func (a *Agent) bgpView(v BGPView) BGPView {
 
 // bgpInput converts the model into bgp.Calc's input.
 func (a *Agent) bgpInput(m *Model) *bgp.Input {
-	in := &bgp.Input{NodeName: m.NodeName, Nodes: map[string]bgp.Node{}, Peers: m.BGP.Peers, Filters: m.BGP.Filters, Secret: a.readSecret}
+	in := &bgp.Input{NodeName: m.NodeName, Nodes: map[string]bgp.Node{}, Peers: m.BGP.Peers, Filters: m.BGP.Filters, Secret: a.readSecret,
+		Workloads: localWorkloads(m), IfaceRoutes: a.ifaceRoutes(m)}
 	for name, n := range m.Nodes {
 		in.Nodes[name] = bgp.Node{Name: name, Labels: n.Labels, IPv4: n.IPv4, IPv6: n.IPv6, ASNumber: n.ASNumber, RRClusterID: n.RRClusterID}
 	}

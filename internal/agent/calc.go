@@ -75,6 +75,9 @@ type Desired struct {
 	// OwnBGPRoutes says whether protocol 12 routes are ours to delete
 	// (see BGPView.Synced).
 	OwnBGPRoutes bool
+	// PeeringAddrs are the BGP peering addresses to put on workload
+	// interfaces, by interface (bgp_workloads.go).
+	PeeringAddrs map[string][]netip.Prefix
 }
 
 // WorkloadSysctls are the settings Felix keeps on every workload interface.

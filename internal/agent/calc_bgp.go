@@ -40,6 +40,7 @@ func (c *calc) bgpRoutes(add func(netip.Prefix, route.Route)) {
 	if !m.BGP.Enabled {
 		return
 	}
+	c.d.PeeringAddrs = peeringAddrs(m.BGP.WorkloadAddrs)
 	if m.BGP.Down != "" {
 		c.degrade("bgp: the BGP speaker is %s: routes to other nodes' blocks in pools without VXLAN are not programmed", m.BGP.Down)
 	}
@@ -67,8 +68,15 @@ func poolsBySpecificity(m map[string]Pool) []Pool {
 
 // learnedRoute is the route for one learned path, if it is installed:
 // inside a pool without VXLAN, not this node's own block; outside every
-// pool, see externalRoute.
+// pool, see externalRoute. Its metric is the path's priority (a
+// BGPFilter import rule's setPriority).
 func (c *calc) learnedRoute(pools []Pool, dst netip.Prefix, l bgp.Learned) (route.Route, bool) {
+	r, ok := c.learnedRouteAt(pools, dst, l)
+	r.Metric = int(l.Priority)
+	return r, ok
+}
+
+func (c *calc) learnedRouteAt(pools []Pool, dst netip.Prefix, l bgp.Learned) (route.Route, bool) {
 	m := c.m
 	v6 := dst.Addr().Is6()
 	if !l.NextHop.IsValid() || l.NextHop.Is6() != v6 {

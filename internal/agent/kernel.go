@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"regexp"
 
@@ -43,6 +44,9 @@ type Kernel interface {
 	EnsureIPIP(t tunnel.IPIP) error
 	// DeleteLink removes a link; a missing one is not an error.
 	DeleteLink(name string) error
+	// SyncLinkAddrs makes the addresses of link name that ours reports
+	// exactly want (a missing link wraps fs.ErrNotExist).
+	SyncLinkAddrs(name string, want []netip.Prefix, ours func(netip.Prefix) bool) error
 	// ApplyRoutes makes owner's routes exactly want, reading what is
 	// installed; ApplyRouteChanges goes from prev (what the last
 	// successful call installed) to want without reading.
@@ -128,6 +132,10 @@ func (k *netlinkKernel) SyncVTEPs(device string, vteps []tunnel.VTEP) error {
 func (k *netlinkKernel) EnsureIPIP(t tunnel.IPIP) error { return tunnel.EnsureIPIP(k.h, t) }
 
 func (k *netlinkKernel) DeleteLink(name string) error { return tunnel.DeleteLink(k.h, name) }
+
+func (k *netlinkKernel) SyncLinkAddrs(name string, want []netip.Prefix, ours func(netip.Prefix) bool) error {
+	return link.SyncAddrs(k.h, name, want, ours)
+}
 
 func (k *netlinkKernel) ApplyRoutes(o route.Owner, want []route.Route) (route.Result, error) {
 	b := k.batcher()

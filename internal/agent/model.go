@@ -82,6 +82,7 @@ type WEP struct {
 	Node      string
 	Interface string
 	IPs       []netip.Prefix
+	Labels    map[string]string // for BGPPeer localWorkloadSelector
 }
 
 // VTEPMAC is the VXLAN device MAC upstream derives for a node that has no
@@ -194,7 +195,7 @@ func addrAdd(base netip.Addr, n int) (netip.Addr, bool) {
 }
 
 func wepFromAPI(r *api.WorkloadEndpoint) WEP {
-	w := WEP{Node: r.Spec.Node, Interface: r.Spec.InterfaceName}
+	w := WEP{Node: r.Spec.Node, Interface: r.Spec.InterfaceName, Labels: r.Labels}
 	for _, s := range r.Spec.IPNetworks {
 		if p, err := api.ParseAddrOrCIDR(s); err == nil {
 			w.IPs = append(w.IPs, p)

@@ -288,8 +288,11 @@ func (b *BGPConfiguration) Validate() error {
 	}
 	es.add(validateEnumPtr("spec.bindMode", s.BindMode, BindModeNone, BindModeNodeIP))
 	for i, n := range s.IgnoredInterfaces {
-		if !ifacePattern().MatchString(n) {
-			es.add(fieldErr(fmt.Sprintf("spec.ignoredInterfaces[%d]", i), n, "not an interface name or pattern"))
+		switch {
+		case n == "*":
+			es.add(fieldErr(fmt.Sprintf("spec.ignoredInterfaces[%d]", i), n, "\"*\" alone would ignore every interface; name interfaces or patterns such as \"eth*\""))
+		case !ifacePattern().MatchString(n):
+			es.add(fieldErr(fmt.Sprintf("spec.ignoredInterfaces[%d]", i), n, "not an interface name or pattern (letters, digits, '_', '.', '-' and the wildcard '*', at most 15 characters)"))
 		}
 	}
 	if s.LocalWorkloadPeeringIPV4 != "" {

@@ -19,6 +19,12 @@ func TestValidateBGPFilter(t *testing.T) {
 		{"two operations in one", "BGPFilter", `{"metadata":{"name":"f"},"spec":{"exportV4":[{"action":"Accept","operations":[{"setPriority":{"value":5},"addCommunity":{"value":"1:1"}}]}]}}`, "spec.exportV4[0].operations[0]"},
 		{"bad community", "BGPFilter", `{"metadata":{"name":"f"},"spec":{"exportV4":[{"action":"Accept","communities":{"values":["70000:1"]}}]}}`, "spec.exportV4[0].communities.values[0]"},
 		{"bad interface", "BGPFilter", `{"metadata":{"name":"f"},"spec":{"exportV4":[{"action":"Accept","interface":"a/b"}]}}`, "spec.exportV4[0].interface"},
+		{"interface too long", "BGPFilter", `{"metadata":{"name":"f"},"spec":{"importV4":[{"action":"Reject","interface":"eth0123456789abc"}]}}`, "spec.importV4[0].interface"},
+		{"mixed prepend", "BGPFilter", `{"metadata":{"name":"f"},"spec":{"exportV4":[{"action":"Accept","operations":[{"prependASPath":{"prefix":[65010,65020,"1.10"]}}]}]}}`, ""},
+		{"empty prepend", "BGPFilter", `{"metadata":{"name":"f"},"spec":{"exportV4":[{"action":"Accept","operations":[{"prependASPath":{"prefix":[]}}]}]}}`, "spec.exportV4[0].operations[0].prependASPath.prefix"},
+		{"long prepend", "BGPFilter", `{"metadata":{"name":"f"},"spec":{"exportV4":[{"action":"Accept","operations":[{"prependASPath":{"prefix":[1,2,3,4,5,6,7,8,9,10,11]}}]}]}}`, "spec.exportV4[0].operations[0].prependASPath.prefix"},
+		{"priority zero", "BGPFilter", `{"metadata":{"name":"f"},"spec":{"exportV6":[{"action":"Reject","priority":0}]}}`, "spec.exportV6[0].priority"},
+		{"setPriority too big", "BGPFilter", `{"metadata":{"name":"f"},"spec":{"importV4":[{"action":"Accept","operations":[{"setPriority":{"value":2147483647}}]}]}}`, "spec.importV4[0].operations[0].setPriority.value"},
 	})
 }
 

@@ -94,6 +94,8 @@ func TestBGPConfigurationValidation(t *testing.T) {
 		{"advertisement without communities", "bgpconfig", `{"metadata":{"name":"default"},"spec":{"prefixAdvertisements":[{"cidr":"10.0.0.0/8"}]}}`, "spec.prefixAdvertisements[0].communities"},
 		{"bind mode", "bgpconfig", `{"metadata":{"name":"default"},"spec":{"bindMode":"All"}}`, "spec.bindMode"},
 		{"ignored interface", "bgpconfig", `{"metadata":{"name":"default"},"spec":{"ignoredInterfaces":["bad name"]}}`, "spec.ignoredInterfaces[0]"},
+		{"every interface ignored", "bgpconfig", `{"metadata":{"name":"default"},"spec":{"ignoredInterfaces":["eth1","*"]}}`, "spec.ignoredInterfaces[1]"},
+		{"ignored patterns", "bgpconfig", `{"metadata":{"name":"default"},"spec":{"ignoredInterfaces":["docker*","eth1.100"],"localWorkloadPeeringIPV4":"169.254.0.179"}}`, ""},
 		{"peering IPv4", "bgpconfig", `{"metadata":{"name":"default"},"spec":{"localWorkloadPeeringIPV4":"fe80::1"}}`, "spec.localWorkloadPeeringIPV4"},
 		{"cluster routes", "bgpconfig", `{"metadata":{"name":"default"},"spec":{"programClusterRoutes":"Sometimes"}}`, "spec.programClusterRoutes"},
 		{"route priority", "bgpconfig", `{"metadata":{"name":"default"},"spec":{"ipv4NormalRoutePriority":0}}`, "spec.ipv4NormalRoutePriority"},

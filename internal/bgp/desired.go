@@ -50,6 +50,11 @@ type Input struct {
 	Filters       map[string]*api.BGPFilterSpec // by name
 	Pools         []Pool
 	Blocks        []Block
+	// Workloads are this node's workload endpoints, sorted by Name.
+	Workloads []Workload
+	// IfaceRoutes are this node's routes with an interface, for BGPFilter
+	// interface matches (only needed when a rule has one).
+	IfaceRoutes []IfaceRoute
 	// Secret returns key of the named secret (a file in a directory laid
 	// out like a mounted Kubernetes Secret). nil: no secrets available.
 	Secret func(name, key string) (string, error)
@@ -143,6 +148,9 @@ type Desired struct {
 	ExportPools []netip.Prefix
 	// Static are the routes to install for the sessions, sorted by Dst.
 	Static []StaticRoute
+	// WorkloadAddrs are the peering addresses to put on the host-side
+	// interfaces of workloads this node peers with, sorted.
+	WorkloadAddrs []WorkloadAddr
 	// Problems are configuration issues, one sentence each.
 	Problems []string
 }
@@ -155,7 +163,7 @@ const (
 // Calc computes the desired BGP state of in.NodeName. It is a pure
 // function.
 func Calc(in *Input) Desired {
-	c := &calc{in: in, me: in.Nodes[in.NodeName], peers: map[string]Peer{}}
+	c := &calc{in: in, me: in.Nodes[in.NodeName], peers: map[string]Peer{}, ifaceExport: map[netip.Prefix]bool{}}
 	c.global()
 	if !c.d.Enabled {
 		return c.d
@@ -165,6 +173,7 @@ func Calc(in *Input) Desired {
 	c.d.Peers = slices.SortedFunc(maps.Values(c.peers), func(a, b Peer) int { return strings.Compare(a.Key(), b.Key()) })
 	c.originate()
 	slices.SortFunc(c.d.Static, func(a, b StaticRoute) int { return comparePrefix(a.Dst, b.Dst) })
+	c.d.sortWorkloadAddrs()
 	slices.Sort(c.d.Problems)
 	c.d.Problems = slices.Compact(c.d.Problems)
 	return c.d
@@ -175,6 +184,8 @@ type calc struct {
 	me    Node
 	d     Desired
 	peers map[string]Peer
+	// ifaceExport are the interface routes export rules accept.
+	ifaceExport map[netip.Prefix]bool
 }
 
 func (c *calc) problem(format string, a ...any) {
@@ -344,7 +355,7 @@ func (c *calc) explicit() {
 		case p.Spec.PeerSelector != "":
 			c.selected(p, typ)
 		case p.Spec.LocalWorkloadSelector != "" && c.appliesTo(p, c.me):
-			c.problem("BGPPeer %s: localWorkloadSelector (peering with local workloads) is not supported; no session", name)
+			c.localWorkloads(p)
 		}
 	}
 }
@@ -554,6 +565,7 @@ func (c *calc) originate() {
 			set[p.Masked()] = true
 		}
 	}
+	c.interfaceRoutes(set)
 	for _, pool := range in.Pools {
 		if !pool.DisableExport {
 			c.d.ExportPools = append(c.d.ExportPools, pool.CIDR.Masked())

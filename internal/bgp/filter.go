@@ -90,18 +90,77 @@ func statements(sets []*gobgpapi.DefinedSet, sts []*gobgpapi.Statement, prefix, 
 		name := fmt.Sprintf("%s-%d", prefix, j)
 		sets = append(sets, ruleSets(r, name)...)
 		act := &gobgpapi.Actions{RouteAction: gobgpapi.RouteAction_REJECT}
+		runs := prependRuns(r.Prepend)
 		if r.Accept {
-			act = acceptActions(r)
+			act = acceptActions(r, runs)
 		}
+		var first []*gobgpapi.Statement
 		if !r.RemotePeers {
-			sts = append(sts, &gobgpapi.Statement{Name: name, Conditions: ruleConditions(r, name, nset), Actions: act})
+			first = append(first, &gobgpapi.Statement{Name: name, Conditions: ruleConditions(r, name, nset), Actions: act})
+		} else {
+			for k, rt := range []gobgpapi.Conditions_RouteType{gobgpapi.Conditions_ROUTE_TYPE_INTERNAL, gobgpapi.Conditions_ROUTE_TYPE_EXTERNAL} {
+				c := ruleConditions(r, name, nset)
+				c.RouteType = rt
+				first = append(first, &gobgpapi.Statement{Name: fmt.Sprintf("%s-%d", name, k), Conditions: c, Actions: act})
+			}
+		}
+		if !r.Accept || len(runs) < 2 {
+			sts = append(sts, first...)
 			continue
 		}
-		for k, rt := range []gobgpapi.Conditions_RouteType{gobgpapi.Conditions_ROUTE_TYPE_INTERNAL, gobgpapi.Conditions_ROUTE_TYPE_EXTERNAL} {
-			c := ruleConditions(r, name, nset)
-			c.RouteType = rt
-			sts = append(sts, &gobgpapi.Statement{Name: fmt.Sprintf("%s-%d", name, k), Conditions: c, Actions: act})
+		sets, sts = prependChain(sets, sts, first, r, runs, name, nset)
+	}
+	return sets, sts
+}
+
+// prependRun is n copies of one AS number in a prepended list.
+type prependRun struct{ as, n uint32 }
+
+// prependRuns splits a prepended list into runs of one AS number.
+func prependRuns(p []uint32) []prependRun {
+	var runs []prependRun
+	for _, as := range p {
+		if len(runs) > 0 && runs[len(runs)-1].as == as {
+			runs[len(runs)-1].n++
+			continue
 		}
+		runs = append(runs, prependRun{as, 1})
+	}
+	return runs
+}
+
+// prependChain appends the statements of an accept rule that prepends
+// several different AS numbers: GoBGP prepends one number (repeated) per
+// statement, so the rule becomes a chain. The rule's own statements
+// prepend the last run, mark the route with a private extended community
+// and go on (action none); one statement per earlier run, matching only
+// the mark, prepends it; the last one also removes the mark, applies the
+// other operations and accepts. The mark keeps the later statements from
+// re-evaluating the rule's conditions on the changed path (an AS path
+// prefix would no longer match).
+func prependChain(sets []*gobgpapi.DefinedSet, sts, first []*gobgpapi.Statement, r FilterRule, runs []prependRun, name, nset string) ([]*gobgpapi.DefinedSet, []*gobgpapi.Statement) {
+	mark := fmt.Sprintf("65535:%d", len(sts)+1)
+	last := runs[len(runs)-1]
+	for _, st := range first {
+		st.Actions = &gobgpapi.Actions{RouteAction: gobgpapi.RouteAction_NONE,
+			AsPrepend:    &gobgpapi.AsPrependAction{Asn: last.as, Repeat: last.n},
+			ExtCommunity: &gobgpapi.CommunityAction{Type: gobgpapi.CommunityAction_ADD, Communities: []string{"rt:" + mark}}}
+		sts = append(sts, st)
+	}
+	sets = append(sets, &gobgpapi.DefinedSet{DefinedType: gobgpapi.DefinedType_EXT_COMMUNITY, Name: name + "-m", List: []string{"rt:^" + mark + "$"}})
+	for i := len(runs) - 2; i >= 0; i-- {
+		act := &gobgpapi.Actions{RouteAction: gobgpapi.RouteAction_NONE, AsPrepend: &gobgpapi.AsPrependAction{Asn: runs[i].as, Repeat: runs[i].n}}
+		if i == 0 {
+			act = acceptActions(r, runs[:1])
+			act.ExtCommunity = &gobgpapi.CommunityAction{Type: gobgpapi.CommunityAction_REMOVE, Communities: []string{"rt:^" + mark + "$"}}
+		}
+		fam := familyV4Filter
+		if r.V6 {
+			fam = familyV6Filter
+		}
+		sts = append(sts, &gobgpapi.Statement{Name: fmt.Sprintf("%s-p%d", name, i), Actions: act,
+			Conditions: &gobgpapi.Conditions{NeighborSet: &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: nset}, AfiSafiIn: []*gobgpapi.Family{fam},
+				ExtCommunitySet: &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: name + "-m"}}})
 	}
 	return sets, sts
 }
@@ -118,7 +177,14 @@ func communitySetType(v string) gobgpapi.DefinedType {
 // after the statement.
 func ruleSets(r FilterRule, name string) []*gobgpapi.DefinedSet {
 	var sets []*gobgpapi.DefinedSet
-	if r.Op != "" {
+	switch {
+	case len(r.Exact) > 0:
+		set := &gobgpapi.DefinedSet{DefinedType: gobgpapi.DefinedType_PREFIX, Name: name}
+		for _, p := range r.Exact {
+			set.Prefixes = append(set.Prefixes, &gobgpapi.Prefix{IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: uint32(p.Bits())})
+		}
+		sets = append(sets, set)
+	case r.Op != "":
 		sets = append(sets, &gobgpapi.DefinedSet{DefinedType: gobgpapi.DefinedType_PREFIX, Name: name,
 			Prefixes: []*gobgpapi.Prefix{{IpPrefix: r.Prefix.String(), MaskLengthMin: uint32(r.Min), MaskLengthMax: uint32(r.Max)}}})
 	}
@@ -143,12 +209,15 @@ func ruleConditions(r FilterRule, name, nset string) *gobgpapi.Conditions {
 	}
 	cond := &gobgpapi.Conditions{NeighborSet: &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: nset},
 		AfiSafiIn: []*gobgpapi.Family{fam}}
-	if r.Op != "" {
+	if r.Op != "" || len(r.Exact) > 0 {
 		ms := &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: name}
-		if r.Op == api.BGPFilterNotEqual || r.Op == api.BGPFilterNotIn {
+		if len(r.Exact) == 0 && (r.Op == api.BGPFilterNotEqual || r.Op == api.BGPFilterNotIn) {
 			ms.Type = gobgpapi.MatchSet_INVERT
 		}
 		cond.PrefixSet = ms
+	}
+	for _, p := range r.NextHops {
+		cond.NextHopInList = append(cond.NextHopInList, p.String())
 	}
 	if r.Community != "" {
 		ms := &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: name + "-c"}
@@ -161,11 +230,16 @@ func ruleConditions(r FilterRule, name, nset string) *gobgpapi.Conditions {
 	if len(r.ASPath) > 0 {
 		cond.AsPathSet = &gobgpapi.MatchSet{Type: gobgpapi.MatchSet_ANY, Name: name + "-a"}
 	}
+	if r.LocalOnly {
+		cond.RouteType = gobgpapi.Conditions_ROUTE_TYPE_LOCAL
+	}
 	return cond
 }
 
-// acceptActions accepts a route with the rule's operations.
-func acceptActions(r FilterRule) *gobgpapi.Actions {
+// acceptActions accepts a route with the rule's operations; of the
+// prepended numbers it applies the first run (the only one, unless the
+// rule is a prependChain).
+func acceptActions(r FilterRule, runs []prependRun) *gobgpapi.Actions {
 	act := &gobgpapi.Actions{RouteAction: gobgpapi.RouteAction_ACCEPT}
 	var std, large []string
 	for _, c := range r.AddCommunities {
@@ -181,8 +255,11 @@ func acceptActions(r FilterRule) *gobgpapi.Actions {
 	if len(large) > 0 {
 		act.LargeCommunity = &gobgpapi.CommunityAction{Type: gobgpapi.CommunityAction_ADD, Communities: large}
 	}
-	if r.PrependN > 0 {
-		act.AsPrepend = &gobgpapi.AsPrependAction{Asn: r.PrependAS, Repeat: r.PrependN}
+	if len(runs) > 0 {
+		act.AsPrepend = &gobgpapi.AsPrependAction{Asn: runs[0].as, Repeat: runs[0].n}
+	}
+	if r.SetPriority > 0 {
+		act.LocalPref = &gobgpapi.LocalPrefAction{Value: MaxLocalPref - r.SetPriority}
 	}
 	return act
 }

@@ -4,6 +4,7 @@ package bgp
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,7 +15,8 @@ import (
 
 // TestFilterAllFields converts every rule field upstream has: the v4 and
 // v6 lists, source, peerType, communities, asPathPrefix and operations;
-// interface, priority and setPriority are reported.
+// an interface match with no route through a matching interface and an
+// import priority match (as upstream) never match and are left out.
 func TestFilterAllFields(t *testing.T) {
 	c := &calc{in: &Input{Filters: map[string]*api.BGPFilterSpec{"f": {
 		ExportV4: []api.BGPFilterRule{
@@ -37,18 +39,15 @@ func TestFilterAllFields(t *testing.T) {
 	}}}}
 	// An eBGP peer (AS 65001) of AS 64512.
 	imp, exp := c.filterRules([]string{"f"}, "BGPPeer p", 65001, 64512)
-	if len(exp) != 2 || !exp[0].RemotePeers || exp[1].Op != api.BGPFilterIn || exp[1].PrependAS != 64512 || exp[1].PrependN != 2 ||
+	if len(exp) != 2 || !exp[0].RemotePeers || exp[1].Op != api.BGPFilterIn || !slices.Equal(exp[1].Prepend, []uint32{64512, 64512}) ||
 		strings.Join(exp[1].AddCommunities, ",") != "65000:7,1:2:3" {
 		t.Errorf("export %+v", exp)
 	}
-	if len(imp) != 3 || imp[0].Community != "65001:1" || len(imp[1].ASPath) != 2 || !imp[2].V6 || imp[2].Prefix != pfx("fd00::/64") {
+	if len(imp) != 3 || imp[0].Community != "65001:1" || len(imp[1].ASPath) != 2 || imp[1].SetPriority != 5 || !imp[2].V6 || imp[2].Prefix != pfx("fd00::/64") {
 		t.Errorf("import %+v", imp)
 	}
-	probs := strings.Join(c.d.Problems, "\n")
-	for _, want := range []string{"interface matches are not supported", "priority matches are not supported", "setPriority is not supported"} {
-		if !strings.Contains(probs, want) {
-			t.Errorf("problems %q lack %q", probs, want)
-		}
+	if len(c.d.Problems) != 0 {
+		t.Errorf("problems %q", c.d.Problems)
 	}
 
 	req := policies([]Peer{{Addr: netip.MustParseAddr("10.99.0.1"), Import: imp, Export: exp, NextHop: NextHopSelf}}, nil)
@@ -66,7 +65,8 @@ func TestFilterAllFields(t *testing.T) {
 		t.Errorf("accept actions %v", acc)
 	}
 	im := req.Policies[0].Statements
-	if len(im) != 3 || im[0].Conditions.CommunitySet == nil || im[1].Conditions.AsPathSet == nil || im[2].Conditions.AfiSafiIn[0].Afi != gobgpapi.Family_AFI_IP6 {
+	if len(im) != 3 || im[0].Conditions.CommunitySet == nil || im[1].Conditions.AsPathSet == nil || im[2].Conditions.AfiSafiIn[0].Afi != gobgpapi.Family_AFI_IP6 ||
+		im[1].Actions.LocalPref == nil || im[1].Actions.LocalPref.Value != MaxLocalPref-5 {
 		t.Errorf("import statements %v", im)
 	}
 	var asp string

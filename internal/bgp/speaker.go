@@ -428,6 +428,11 @@ func decodePath(p *gobgpapi.Path) (netip.Prefix, Learned, bool) {
 			if attr.UnmarshalTo(&nh) == nil {
 				l.NextHop, _ = netip.ParseAddr(nh.NextHop)
 			}
+		case attr.MessageIs((*gobgpapi.LocalPrefAttribute)(nil)):
+			var lp gobgpapi.LocalPrefAttribute
+			if attr.UnmarshalTo(&lp) == nil {
+				l.Priority = PriorityOf(lp.LocalPref)
+			}
 		case attr.MessageIs((*gobgpapi.MpReachNLRIAttribute)(nil)) && !l.NextHop.IsValid():
 			var mp gobgpapi.MpReachNLRIAttribute
 			if attr.UnmarshalTo(&mp) == nil && len(mp.NextHops) > 0 {

@@ -321,6 +321,9 @@ func (k *Kernel) ensureLink(name string, dev any) error {
 
 // DeleteLink removes a device and, as the kernel does, its routes,
 // neighbours and FDB entries.
+// SyncLinkAddrs records nothing: the harness has no workload links.
+func (k *Kernel) SyncLinkAddrs(string, []netip.Prefix, func(netip.Prefix) bool) error { return nil }
+
 func (k *Kernel) DeleteLink(name string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()

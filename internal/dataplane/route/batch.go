@@ -106,6 +106,9 @@ func newRouteRequest(r Route, table int, ls links) (*nl.NetlinkRequest, error) {
 	if r.Gw.IsValid() {
 		req.AddData(nl.NewRtAttr(unix.RTA_GATEWAY, r.Gw.AsSlice()))
 	}
+	if r.Metric != 0 {
+		req.AddData(nl.NewRtAttr(unix.RTA_PRIORITY, nl.Uint32Attr(uint32(r.Metric))))
+	}
 	if r.LinkName != "" {
 		idx, ok := ls.byName[r.LinkName]
 		if !ok {

@@ -24,16 +24,17 @@ func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Ro
 	for _, r := range prev {
 		old[r.Dst] = r
 	}
-	seen := make(map[netip.Prefix]bool, len(desired))
+	// seen holds each desired destination's kernel priority.
+	seen := make(map[netip.Prefix]int, len(desired))
 	todo := make([]Route, 0, len(desired))
 	for _, r := range desired {
 		if err := r.validate(); err != nil {
 			return Result{}, err
 		}
-		if seen[r.Dst] {
+		if _, dup := seen[r.Dst]; dup {
 			return Result{}, fmt.Errorf("route %s: duplicate destination: %w", r.Dst, ErrInvalidRoute)
 		}
-		seen[r.Dst] = true
+		seen[r.Dst] = r.priority()
 		if o, ok := old[r.Dst]; !ok || o != r {
 			todo = append(todo, r)
 		}
@@ -74,13 +75,16 @@ func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Ro
 	errs = append(errs, replaceAll(h, b, owner, ls, add, &res.Added)...)
 	errs = append(errs, replaceAll(h, b, owner, ls, replace, &res.Replaced)...)
 	for _, r := range prev {
-		if seen[r.Dst] {
+		// A route whose metric changed was added beside the old one
+		// (the kernel keys routes by priority too): delete the old.
+		if p, ok := seen[r.Dst]; ok && p == r.priority() {
 			continue
 		}
 		nr := &netlink.Route{
 			Dst:      &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), r.Dst.Addr().BitLen())},
 			Table:    owner.table(),
 			Protocol: netlink.RouteProtocol(r.proto()),
+			Priority: r.Metric,
 		}
 		if err := h.RouteDel(nr); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("delete route %s: %w", r, err))

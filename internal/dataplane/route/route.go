@@ -66,6 +66,9 @@ type Route struct {
 	MTU      int           // 0 = none
 	Protocol int           // e.g. 80; 0 = boot (3)
 	Src      netip.Addr    // optional preferred source
+	// Metric is the route's priority (`ip route ... metric N`); 0 is the
+	// family's default (0 for IPv4, 1024 for IPv6).
+	Metric int
 }
 
 // String renders r like `ip route` does, with fields in a fixed order.
@@ -93,6 +96,9 @@ func (r Route) String() string {
 	}
 	if r.Src.IsValid() {
 		b.WriteString(" src " + r.Src.String())
+	}
+	if r.Metric != 0 {
+		fmt.Fprintf(&b, " metric %d", r.Metric)
 	}
 	return b.String()
 }
@@ -133,6 +139,8 @@ func (r Route) validate() error {
 		return bad("protocol out of range")
 	case r.MTU < 0:
 		return bad("negative mtu")
+	case r.Metric < 0:
+		return bad("negative metric")
 	case r.Gw.IsValid() && r.Gw.Is4() != r.Dst.Addr().Is4():
 		return bad("gateway family differs from destination")
 	case r.Src.IsValid() && r.Src.Is4() != r.Dst.Addr().Is4():
@@ -201,6 +209,14 @@ type current struct {
 	raw      *netlink.Route // kept for owned routes only (the only ones deleted)
 }
 
+// priority is the kernel priority r is installed at.
+func (r Route) priority() int {
+	if r.Metric != 0 {
+		return r.Metric
+	}
+	return defaultPriority(r.Dst)
+}
+
 func defaultPriority(dst netip.Prefix) int {
 	if dst.Addr().Is6() {
 		return 1024
@@ -237,7 +253,7 @@ func diff(installed []current, desired []Route) plan {
 		first[installed[i].Dst] = i
 	}
 	for _, d := range desired {
-		prio := defaultPriority(d.Dst)
+		prio := d.priority()
 		match, atDefault := false, false
 		i, ok := first[d.Dst]
 		for ; ok && i >= 0; i = next[i] {
@@ -475,6 +491,9 @@ func fromNetlink(nr netlink.Route, ls links) (Route, bool) {
 		Protocol: int(nr.Protocol),
 		Src:      addrOf(nr.Src, nr.Family),
 	}
+	if dst, ok := prefixOf(nr.Dst, nr.Family); ok && nr.Priority != defaultPriority(dst) {
+		r.Metric = nr.Priority
+	}
 	switch nr.Type {
 	case unix.RTN_UNICAST:
 		r.Type = Unicast
@@ -494,6 +513,7 @@ func toNetlink(r Route, table int, ls links) (*netlink.Route, error) {
 		Protocol: netlink.RouteProtocol(r.proto()),
 		Scope:    r.Scope,
 		MTU:      r.MTU,
+		Priority: r.Metric,
 	}
 	if r.Src.IsValid() {
 		nr.Src = r.Src.AsSlice()
