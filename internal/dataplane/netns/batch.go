@@ -17,7 +17,8 @@ import (
 // tunnel packages build their requests and send them through it. Not safe
 // for concurrent use.
 type BatchSocket struct {
-	s *nl.NetlinkSocket
+	s   *nl.NetlinkSocket
+	buf []byte // Dump's receive buffer
 }
 
 // NewBatchSocket opens a route socket in the namespace at nsPath ("" for

@@ -198,7 +198,7 @@ type current struct {
 	Route
 	Owned    bool
 	Priority int
-	raw      *netlink.Route // kept for owned routes only (the only ones deleted)
+	key      kernelKey // what else selects it for deletion
 }
 
 func defaultPriority(dst netip.Prefix) int {
@@ -295,7 +295,7 @@ func ApplyWith(h *netlink.Handle, b *Batcher, owner Owner, desired []Route) (Res
 	if err != nil {
 		return Result{}, err
 	}
-	installed, err := read(h, owner, links)
+	installed, err := read(h, b, owner, links, len(desired)+16)
 	if err != nil {
 		return Result{}, err
 	}
@@ -306,7 +306,7 @@ func ApplyWith(h *netlink.Handle, b *Batcher, owner Owner, desired []Route) (Res
 	errs = append(errs, replaceAll(h, b, owner, links, p.add, &res.Added)...)
 	errs = append(errs, replaceAll(h, b, owner, links, p.replace, &res.Replaced)...)
 	for _, c := range p.del {
-		if err := h.RouteDel(c.raw); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := h.RouteDel(delRoute(c)); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("delete route %s: %w", c.Route, err))
 			continue
 		}
@@ -349,7 +349,7 @@ func List(h *netlink.Handle, owner Owner) ([]Route, error) {
 	if err != nil {
 		return nil, err
 	}
-	installed, err := read(h, owner, links)
+	installed, err := read(h, nil, owner, links, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -399,36 +399,6 @@ func linkIndex(h *netlink.Handle) (links, error) {
 		l.byIndex[x.Attrs().Index] = x.Attrs().Name
 	}
 	return l, nil
-}
-
-// read lists the routes of owner's table. The dump is iterated rather
-// than collected, and only owned routes keep the kernel's record, so that
-// reading thousands of routes costs little memory.
-func read(h *netlink.Handle, owner Owner, ls links) ([]current, error) {
-	var out []current
-	var err error
-	for range dumpRetries {
-		out = out[:0]
-		err = h.RouteListFilteredIter(netlink.FAMILY_ALL, &netlink.Route{Table: owner.table()}, netlink.RT_FILTER_TABLE, func(nr netlink.Route) bool {
-			r, ok := fromNetlink(nr, ls)
-			if !ok {
-				return true
-			}
-			c := current{Route: r, Owned: owner.owns(r), Priority: nr.Priority}
-			if c.Owned {
-				c.raw = &nr
-			}
-			out = append(out, c)
-			return true
-		})
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list routes in table %d: %w", owner.table(), err)
-	}
-	return out, nil
 }
 
 func prefixOf(n *net.IPNet, family int) (netip.Prefix, bool) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -69,43 +68,20 @@ func neighbours(h *netlink.Handle, b *Batcher, idx, family, expect int) ([]neigh
 func (b *Batcher) dumpNeigh(idx, family, expect int) ([]neighEntry, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETNEIGH, unix.NLM_F_DUMP)
 	req.AddData(&netlink.Ndmsg{Family: uint8(family), Index: uint32(idx)})
-	if err := unix.Sendto(b.s.Socket().GetFd(), req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	out := make([]neighEntry, 0, expect+8)
+	err := b.s.Dump(req, func(typ uint16, data []byte) bool {
+		if typ != unix.RTM_NEWNEIGH {
+			return true
+		}
+		if e, ok := parseNeigh(data); ok && e.index == idx && (family == unix.AF_UNSPEC || e.family == family) {
+			out = append(out, e)
+		}
+		return true
+	})
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return nil, fmt.Errorf("dump neighbours: %w", err)
 	}
-	out := make([]neighEntry, 0, expect+8)
-	var intr bool
-	for {
-		msgs, _, err := b.s.Socket().Receive()
-		if err != nil {
-			return nil, fmt.Errorf("dump neighbours: %w", err)
-		}
-		for _, m := range msgs {
-			if m.Header.Seq != req.Seq {
-				continue
-			}
-			if m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {
-				intr = true
-			}
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				if intr {
-					return out, netlink.ErrDumpInterrupted
-				}
-				return out, nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if code := int32(binary.NativeEndian.Uint32(m.Data[:4])); code != 0 {
-						return nil, fmt.Errorf("dump neighbours: %w", syscall.Errno(-code))
-					}
-				}
-				return out, nil
-			case unix.RTM_NEWNEIGH:
-				if e, ok := parseNeigh(m.Data); ok && e.index == idx && (family == unix.AF_UNSPEC || e.family == family) {
-					out = append(out, e)
-				}
-			}
-		}
-	}
+	return out, err
 }
 
 // ndmsgLen is sizeof(struct ndmsg).
