@@ -18,7 +18,9 @@ import (
 // for concurrent use.
 type BatchSocket struct {
 	s   *nl.NetlinkSocket
-	buf []byte // Dump's receive buffer
+	buf []byte // the receive buffer of Dump and SendEach
+	out []byte // SendEach's send buffer
+	seq uint32 // SendEach's last sequence number
 }
 
 // NewBatchSocket opens a route socket in the namespace at nsPath ("" for

@@ -1,6 +1,8 @@
 package tunnel
 
 import (
+	"encoding/binary"
+
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -35,41 +37,39 @@ func NewBatcher(nsPath string) (*Batcher, error) {
 // Close closes the socket.
 func (b *Batcher) Close() { b.s.Close() }
 
-// neighRequest is NeighSet's request (create or replace, with ack) for n,
-// which has an IP and a hardware address.
-func neighRequest(n *netlink.Neigh) *nl.NetlinkRequest {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWNEIGH, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
+// appendNeighRequest appends NeighSet's request (create or replace,
+// with ack) for n, which has an IP and a hardware address.
+func appendNeighRequest(buf []byte, seq uint32, n *netlink.Neigh) []byte {
 	family := n.Family
 	if family == 0 {
 		family = nl.GetIPFamily(n.IP)
 	}
-	req.AddData(&netlink.Ndmsg{Family: uint8(family), Index: uint32(n.LinkIndex), State: uint16(n.State), Flags: uint8(n.Flags), Type: uint8(n.Type)})
 	ip := n.IP.To4()
 	if ip == nil {
 		ip = n.IP.To16()
 	}
-	req.AddData(nl.NewRtAttr(unix.NDA_DST, ip))
-	req.AddData(nl.NewRtAttr(unix.NDA_LLADDR, []byte(n.HardwareAddr)))
-	return req
+	payload := ndmsgLen + netns.AttrLen(len(ip)) + netns.AttrLen(len(n.HardwareAddr))
+	buf = netns.AppendHeader(buf, unix.RTM_NEWNEIGH, unix.NLM_F_REQUEST|unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK, seq, payload)
+	// struct ndmsg: family, 3 bytes of padding, ifindex, state, flags, type.
+	buf = append(buf, byte(family), 0, 0, 0)
+	buf = binary.NativeEndian.AppendUint32(buf, uint32(n.LinkIndex))
+	buf = binary.NativeEndian.AppendUint16(buf, uint16(n.State))
+	buf = append(buf, byte(n.Flags), byte(n.Type))
+	buf = netns.AppendAttr(buf, unix.NDA_DST, ip)
+	return netns.AppendAttr(buf, unix.NDA_LLADDR, n.HardwareAddr)
 }
 
 // set sets every entry of ns and returns the error of each that failed
 // (index-aligned with ns; nil for success).
 func (b *Batcher) set(ns []*netlink.Neigh) []error {
-	errs := make([]error, len(ns))
+	errs := make([]error, 0, len(ns))
 	for start := 0; start < len(ns); start += batchChunk {
-		end := min(start+batchChunk, len(ns))
-		b.setChunk(ns[start:end], errs[start:end])
+		chunk := ns[start:min(start+batchChunk, len(ns))]
+		errs = append(errs, b.s.SendEach(len(chunk), func(buf []byte, i int, seq uint32) []byte {
+			return appendNeighRequest(buf, seq, chunk[i])
+		})...)
 	}
 	return errs
-}
-
-func (b *Batcher) setChunk(ns []*netlink.Neigh, errs []error) {
-	reqs := make([]*nl.NetlinkRequest, len(ns))
-	for i, n := range ns {
-		reqs[i] = neighRequest(n)
-	}
-	copy(errs, b.s.Send(reqs))
 }
 
 // setNeighs sets the entries of ns, through b when it is set and there
