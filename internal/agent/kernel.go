@@ -161,7 +161,6 @@ func (k *netlinkKernel) batcher() *route.Batcher {
 
 func (k *netlinkKernel) ApplyNAT(t nft.Table) error { return nft.Apply(k.nft, t) }
 
-
 func (k *netlinkKernel) Close() {
 	k.h.Close()
 	if k.batch != nil {
