@@ -15,7 +15,8 @@ import (
 // acknowledgements, instead of one round trip per entry (a cold start with
 // thousands of remote VTEPs). Not safe for concurrent use.
 type Batcher struct {
-	s *netns.BatchSocket
+	s     *netns.BatchSocket
+	vteps *vtepIndex // the last SyncVTEPs' index (vtep.go)
 }
 
 // batchChunk is how many requests go in one write (about 50 bytes each).

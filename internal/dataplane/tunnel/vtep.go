@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -46,20 +47,9 @@ func SyncVTEPsWith(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP)
 
 func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (syncStats, error) {
 	var st syncStats
-	wantNeigh := make(map[netip.Addr]net.HardwareAddr, len(vteps))
-	wantFDB := make(map[[6]byte]netip.Addr, len(vteps)) // key: the MAC
-	for _, v := range vteps {
-		if !v.TunnelIP.IsValid() || !v.NodeIP.IsValid() || len(v.MAC) != 6 {
-			return st, fmt.Errorf("vtep %s (mac %s, node %s): %w", v.TunnelIP, v.MAC, v.NodeIP, ErrInvalid)
-		}
-		if _, dup := wantNeigh[v.TunnelIP]; dup {
-			return st, fmt.Errorf("vtep %s listed twice: %w", v.TunnelIP, ErrInvalid)
-		}
-		if n, dup := wantFDB[[6]byte(v.MAC)]; dup && n != v.NodeIP {
-			return st, fmt.Errorf("vtep mac %s on nodes %s and %s: %w", v.MAC, n, v.NodeIP, ErrInvalid)
-		}
-		wantNeigh[v.TunnelIP.Unmap()] = v.MAC
-		wantFDB[[6]byte(v.MAC)] = v.NodeIP.Unmap()
+	ix, err := b.index(vteps)
+	if err != nil {
+		return st, err
 	}
 	l, err := h.LinkByName(linkName)
 	if err != nil {
@@ -73,16 +63,16 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 	if err != nil {
 		return st, fmt.Errorf("list neighbours of %s: %w", linkName, err)
 	}
-	haveNeigh := make(map[netip.Addr]bool, len(vteps))
+	have := make([]bool, len(vteps)) // by index in vteps
 	for i := range neighs {
 		n := &neighs[i]
 		if (n.family != unix.AF_INET && n.family != unix.AF_INET6) || !n.ip.IsValid() {
 			continue
 		}
-		mac, wanted := wantNeigh[n.ip]
+		j, wanted := ix.neigh[n.ip]
 		switch {
-		case wanted && n.state&permanent != 0 && bytes.Equal(n.mac[:n.macLen], mac):
-			haveNeigh[n.ip] = true
+		case wanted && n.state&permanent != 0 && bytes.Equal(n.mac[:n.macLen], vteps[j].MAC):
+			have[j] = true
 		case !wanted && n.state&permanent != 0:
 			if err := h.NeighDel(n.neigh()); err != nil && !errors.Is(err, unix.ENOENT) {
 				errs = append(errs, fmt.Errorf("delete neighbour %s on %s: %w", n.ip, linkName, err))
@@ -92,9 +82,9 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 		}
 	}
 	var set []*netlink.Neigh
-	for ip, mac := range wantNeigh {
-		if !haveNeigh[ip] {
-			set = append(set, &netlink.Neigh{LinkIndex: idx, State: permanent, IP: ip.AsSlice(), HardwareAddr: mac})
+	for j, v := range vteps {
+		if !have[j] {
+			set = append(set, &netlink.Neigh{LinkIndex: idx, State: permanent, IP: v.TunnelIP.Unmap().AsSlice(), HardwareAddr: v.MAC})
 		}
 	}
 	for i, err := range setNeighs(h, b, set) {
@@ -110,30 +100,28 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 	if err != nil {
 		return st, errors.Join(append(errs, fmt.Errorf("list fdb of %s: %w", linkName, err))...)
 	}
-	haveFDB := make(map[[6]byte]bool, len(vteps))
+	clear(have) // now: by index of the first VTEP with the MAC
 	for i := range fdb {
 		e := &fdb[i]
 		if e.state&permanent == 0 || e.macLen != 6 || e.mac == [6]byte{} {
 			continue // kernel-managed, or the all-zeros default destination
 		}
-		mac := e.mac
-		if want, ok := wantFDB[mac]; ok {
+		if j, ok := ix.fdb[e.mac]; ok {
 			// Right: keep. Wrong destination: NeighSet below replaces it
 			// in place, so the MAC is never without a destination.
-			haveFDB[mac] = haveFDB[mac] || want == e.ip
+			have[j] = have[j] || vteps[j].NodeIP.Unmap() == e.ip
 			continue
 		}
 		if err := h.NeighDel(e.neigh()); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("delete fdb %s dst %s on %s: %w", net.HardwareAddr(mac[:]), e.ip, linkName, err))
+			errs = append(errs, fmt.Errorf("delete fdb %s dst %s on %s: %w", net.HardwareAddr(e.mac[:]), e.ip, linkName, err))
 			continue
 		}
 		st.delFDB++
 	}
 	set = set[:0]
-	for mac, dst := range wantFDB {
-		if !haveFDB[mac] {
-			hw := net.HardwareAddr(append([]byte(nil), mac[:]...))
-			set = append(set, &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, State: permanent, IP: dst.AsSlice(), HardwareAddr: hw})
+	for j, v := range vteps {
+		if ix.fdb[[6]byte(v.MAC)] == j && !have[j] {
+			set = append(set, &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, State: permanent, IP: v.NodeIP.Unmap().AsSlice(), HardwareAddr: v.MAC})
 		}
 	}
 	for i, err := range setNeighs(h, b, set) {
@@ -144,6 +132,52 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 		st.setFDB++
 	}
 	return st, errors.Join(errs...)
+}
+
+// vtepIndex finds the VTEP of a dumped neighbour (by tunnel address)
+// and of a dumped FDB entry (by MAC: the first VTEP with it).
+type vtepIndex struct {
+	vteps []VTEP // what it indexes (a copy)
+	neigh map[netip.Addr]int
+	fdb   map[[6]byte]int
+}
+
+// index validates vteps and indexes them. With a Batcher the index is
+// kept for the next call with the same VTEPs (a resync with thousands
+// of them would otherwise build the same two maps every time).
+func (b *Batcher) index(vteps []VTEP) (*vtepIndex, error) {
+	if b != nil && b.vteps != nil && slices.EqualFunc(b.vteps.vteps, vteps, sameVTEP) {
+		return b.vteps, nil
+	}
+	ix := &vtepIndex{neigh: make(map[netip.Addr]int, len(vteps)), fdb: make(map[[6]byte]int, len(vteps))}
+	for i, v := range vteps {
+		if !v.TunnelIP.IsValid() || !v.NodeIP.IsValid() || len(v.MAC) != 6 {
+			return nil, fmt.Errorf("vtep %s (mac %s, node %s): %w", v.TunnelIP, v.MAC, v.NodeIP, ErrInvalid)
+		}
+		if _, dup := ix.neigh[v.TunnelIP.Unmap()]; dup {
+			return nil, fmt.Errorf("vtep %s listed twice: %w", v.TunnelIP, ErrInvalid)
+		}
+		if j, dup := ix.fdb[[6]byte(v.MAC)]; dup {
+			if n := vteps[j].NodeIP; n.Unmap() != v.NodeIP.Unmap() {
+				return nil, fmt.Errorf("vtep mac %s on nodes %s and %s: %w", v.MAC, n, v.NodeIP, ErrInvalid)
+			}
+		} else {
+			ix.fdb[[6]byte(v.MAC)] = i
+		}
+		ix.neigh[v.TunnelIP.Unmap()] = i
+	}
+	if b != nil {
+		ix.vteps = make([]VTEP, len(vteps))
+		for i, v := range vteps {
+			ix.vteps[i] = VTEP{TunnelIP: v.TunnelIP, MAC: slices.Clone(v.MAC), NodeIP: v.NodeIP}
+		}
+		b.vteps = ix
+	}
+	return ix, nil
+}
+
+func sameVTEP(a, b VTEP) bool {
+	return a.TunnelIP == b.TunnelIP && a.NodeIP == b.NodeIP && bytes.Equal(a.MAC, b.MAC)
 }
 
 func listNeigh(h *netlink.Handle, idx, family int) ([]netlink.Neigh, error) {
