@@ -10,6 +10,7 @@ import (
 
 	"github.com/onecalico/calico/internal/dataplane/netns"
 	"github.com/onecalico/calico/internal/dataplane/nft"
+	"github.com/onecalico/calico/internal/dataplane/tunnel"
 )
 
 // vxlanFilterPlane keeps the VXLAN peer filter (nft.VXLANFilterApplier,
@@ -67,17 +68,19 @@ func (dp *dataplane) applyVXLANFilter(d Desired, full bool, res *applyResult, ti
 	p := dp.vxf
 	switch vxlanFilterState(d) {
 	case DevicePresent:
-		want := nft.VXLANFilter{Port: uint16(vxlanPort(d)), Peers: vxlanPeers(d), WorkloadPrefixes: dp.workloadPrefixes()}
-		if !full && p.present && equalFilter(want, p.want) {
+		same := p.present && p.want.Port == uint16(vxlanPort(d)) && slices.Equal(p.want.WorkloadPrefixes, dp.workloadPrefixes()) &&
+			sameVXLANPeers(d, p.want.Peers)
+		if !full && same {
 			return
 		}
 		timed("vxlan-filter", func() {
 			if full && p.present && !dp.vxlanFilterIntact() {
-				p.present = false
+				p.present, same = false, false
 			}
-			if p.present && equalFilter(want, p.want) {
+			if same {
 				return
 			}
+			want := nft.VXLANFilter{Port: uint16(vxlanPort(d)), Peers: vxlanPeers(d), WorkloadPrefixes: dp.workloadPrefixes()}
 			p.present, p.absent = false, false
 			st, err := p.applier.Apply(want)
 			if err != nil {
@@ -180,16 +183,26 @@ func (dp *dataplane) workloadPrefixes() []string {
 	return strings.Split(dp.calcModel.Felix.InterfacePrefix, ",")
 }
 
-func equalFilter(a, b nft.VXLANFilter) bool {
-	if a.Port != b.Port || len(a.Peers) != len(b.Peers) || !slices.Equal(a.WorkloadPrefixes, b.WorkloadPrefixes) {
-		return false
-	}
-	for i := range a.Peers {
-		if a.Peers[i] != b.Peers[i] {
-			return false
+// sameVXLANPeers reports whether vxlanPeers(d) would be peers, without
+// building it (10,000 VTEPs on every pass).
+func sameVXLANPeers(d Desired, peers []netip.Addr) bool {
+	i := 0
+	for _, vs := range [][]tunnel.VTEP{vtepsIf(d.VXLANState, d.VTEPs), vtepsIf(d.VXLANV6State, d.VTEPsV6)} {
+		for _, v := range vs {
+			if i >= len(peers) || peers[i] != v.NodeIP {
+				return false
+			}
+			i++
 		}
 	}
-	return true
+	return i == len(peers)
+}
+
+func vtepsIf(s DeviceState, vs []tunnel.VTEP) []tunnel.VTEP {
+	if s != DevicePresent {
+		return nil
+	}
+	return vs
 }
 
 // vxlanPort is the UDP port of the present device (both use FelixConfiguration's vxlanPort).

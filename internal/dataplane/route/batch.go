@@ -18,6 +18,7 @@ import (
 type Batcher struct {
 	s     *netns.BatchSocket
 	links map[string]int // link name -> index cache of ApplyChanges
+	want  *desired       // the last ApplyWith's desired routes, indexed
 }
 
 // batchChunk is how many requests go in one write (about 60 bytes each).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -44,24 +45,23 @@ func delRoute(c current) *netlink.Route {
 }
 
 // readRaw is read through b's socket: the dump's messages are parsed
-// in place (parseRoute) instead of into netlink.Route values, so reading
-// thousands of routes allocates only the result.
-func (b *Batcher) readRaw(owner Owner, ls links, expect int) ([]current, error) {
+// in place (parseRoute) instead of into netlink.Route values and handed
+// to d one by one, so reading thousands of routes allocates nothing per
+// route.
+func (b *Batcher) readRaw(owner Owner, ls links, d *differ) error {
 	req := nl.NewNetlinkRequest(unix.RTM_GETROUTE, unix.NLM_F_DUMP)
 	req.AddData(&nl.RtMsg{RtMsg: unix.RtMsg{Family: unix.AF_UNSPEC}})
-	out := make([]current, 0, expect)
 	table := owner.table()
-	err := b.s.Dump(req, func(typ uint16, data []byte) bool {
+	return b.s.Dump(req, func(typ uint16, data []byte) bool {
 		if typ != unix.RTM_NEWROUTE {
 			return true
 		}
 		if c, ok := parseRoute(data, table, ls); ok {
 			c.Owned = owner.owns(c.Route)
-			out = append(out, c)
+			d.see(c)
 		}
 		return true
 	})
-	return out, err
 }
 
 // rtmsgLen is sizeof(struct rtmsg).
@@ -167,37 +167,59 @@ func metricMTU(b []byte) int {
 
 // readLib is read through the netlink library, for callers without a
 // Batcher.
-func readLib(h *netlink.Handle, owner Owner, ls links, expect int) ([]current, error) {
-	out := make([]current, 0, expect)
-	err := h.RouteListFilteredIter(netlink.FAMILY_ALL, &netlink.Route{Table: owner.table()}, netlink.RT_FILTER_TABLE, func(nr netlink.Route) bool {
+func readLib(h *netlink.Handle, owner Owner, ls links, d *differ) error {
+	return h.RouteListFilteredIter(netlink.FAMILY_ALL, &netlink.Route{Table: owner.table()}, netlink.RT_FILTER_TABLE, func(nr netlink.Route) bool {
 		r, ok := fromNetlink(nr, ls)
 		if !ok || (nr.Family != unix.AF_INET && nr.Family != unix.AF_INET6) {
 			return true
 		}
-		out = append(out, current{Route: r, Owned: owner.owns(r), Priority: nr.Priority,
+		d.see(current{Route: r, Owned: owner.owns(r), Priority: nr.Priority,
 			key: kernelKey{table: nr.Table, tos: uint8(nr.Tos), rtType: uint8(nr.Type), oif: nr.LinkIndex}})
 		return true
 	})
-	return out, err
 }
 
-// read lists the routes of owner's table (through b's socket when b is
-// set), expecting about expect of them.
-func read(h *netlink.Handle, b *Batcher, owner Owner, ls links, expect int) ([]current, error) {
-	var out []current
+// read feeds the routes of owner's table to d (through b's socket when b
+// is set).
+func read(h *netlink.Handle, b *Batcher, owner Owner, ls links, d *differ) error {
 	var err error
 	for range dumpRetries {
+		d.reset()
 		if b != nil {
-			out, err = b.readRaw(owner, ls, expect)
+			err = b.readRaw(owner, ls, d)
 		} else {
-			out, err = readLib(h, owner, ls, expect)
+			err = readLib(h, owner, ls, d)
 		}
 		if !errors.Is(err, netlink.ErrDumpInterrupted) {
 			break
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list routes in table %d: %w", owner.table(), err)
+		return fmt.Errorf("list routes in table %d: %w", owner.table(), err)
 	}
-	return out, nil
+	return nil
+}
+
+// desiredIndex validates routes and indexes their destinations. With a
+// Batcher the index is kept for the next call with the same routes (a
+// resync of thousands would otherwise build the same map every time); it
+// refers to routes, which the caller must not change afterwards (a copy
+// would add to the daemon's live memory what the map saves in garbage).
+func (b *Batcher) desiredIndex(routes []Route) (*desired, error) {
+	if b != nil && b.want != nil && slices.Equal(b.want.routes, routes) {
+		return b.want, nil
+	}
+	for _, r := range routes {
+		if err := r.validate(); err != nil {
+			return nil, err
+		}
+	}
+	ix := desiredIndex(routes)
+	if ix.dup.IsValid() {
+		return nil, fmt.Errorf("route %s: duplicate destination: %w", ix.dup, ErrInvalidRoute)
+	}
+	if b != nil {
+		b.want = ix
+	}
+	return ix, nil
 }

@@ -39,7 +39,8 @@ func SyncVTEPs(h *netlink.Handle, linkName string, vteps []VTEP) error {
 }
 
 // SyncVTEPsWith is SyncVTEPs with a Batcher (nil for none) for setting
-// many entries at once.
+// many entries at once. The Batcher keeps a reference to vteps, which
+// must not be changed afterwards.
 func SyncVTEPsWith(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) error {
 	_, err := syncVTEPs(h, b, linkName, vteps)
 	return err
@@ -58,28 +59,31 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 	idx := l.Attrs().Index
 	var errs []error
 
-	// ARP/ND entries, both families in one dump.
-	neighs, err := neighbours(h, b, idx, unix.AF_UNSPEC, len(vteps))
+	// ARP/ND entries, both families in one dump, compared as they are
+	// read; the few to delete are kept.
+	have := make([]bool, len(vteps)) // by index in vteps
+	var dels []neighEntry
+	reset := func() { clear(have); dels = dels[:0] }
+	err = eachNeighbour(h, b, idx, unix.AF_UNSPEC, reset, func(n *neighEntry) {
+		if (n.family != unix.AF_INET && n.family != unix.AF_INET6) || !n.ip.IsValid() || n.state&permanent == 0 {
+			return
+		}
+		if j, wanted := ix.neigh[n.ip]; !wanted {
+			dels = append(dels, *n)
+		} else if bytes.Equal(n.mac[:n.macLen], vteps[j].MAC) {
+			have[j] = true
+		}
+	})
 	if err != nil {
 		return st, fmt.Errorf("list neighbours of %s: %w", linkName, err)
 	}
-	have := make([]bool, len(vteps)) // by index in vteps
-	for i := range neighs {
-		n := &neighs[i]
-		if (n.family != unix.AF_INET && n.family != unix.AF_INET6) || !n.ip.IsValid() {
+	for i := range dels {
+		n := &dels[i]
+		if err := h.NeighDel(n.neigh()); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("delete neighbour %s on %s: %w", n.ip, linkName, err))
 			continue
 		}
-		j, wanted := ix.neigh[n.ip]
-		switch {
-		case wanted && n.state&permanent != 0 && bytes.Equal(n.mac[:n.macLen], vteps[j].MAC):
-			have[j] = true
-		case !wanted && n.state&permanent != 0:
-			if err := h.NeighDel(n.neigh()); err != nil && !errors.Is(err, unix.ENOENT) {
-				errs = append(errs, fmt.Errorf("delete neighbour %s on %s: %w", n.ip, linkName, err))
-				continue
-			}
-			st.delNeigh++
-		}
+		st.delNeigh++
 	}
 	var set []*netlink.Neigh
 	for j, v := range vteps {
@@ -95,23 +99,25 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 		st.setNeigh++
 	}
 
-	// FDB entries of the VXLAN device itself ("self").
-	fdb, err := neighbours(h, b, idx, unix.AF_BRIDGE, len(vteps))
-	if err != nil {
-		return st, errors.Join(append(errs, fmt.Errorf("list fdb of %s: %w", linkName, err))...)
-	}
-	clear(have) // now: by index of the first VTEP with the MAC
-	for i := range fdb {
-		e := &fdb[i]
+	// FDB entries of the VXLAN device itself ("self"); have is now by
+	// index of the first VTEP with the MAC.
+	err = eachNeighbour(h, b, idx, unix.AF_BRIDGE, reset, func(e *neighEntry) {
 		if e.state&permanent == 0 || e.macLen != 6 || e.mac == [6]byte{} {
-			continue // kernel-managed, or the all-zeros default destination
+			return // kernel-managed, or the all-zeros default destination
 		}
 		if j, ok := ix.fdb[e.mac]; ok {
 			// Right: keep. Wrong destination: NeighSet below replaces it
 			// in place, so the MAC is never without a destination.
 			have[j] = have[j] || vteps[j].NodeIP.Unmap() == e.ip
-			continue
+			return
 		}
+		dels = append(dels, *e)
+	})
+	if err != nil {
+		return st, errors.Join(append(errs, fmt.Errorf("list fdb of %s: %w", linkName, err))...)
+	}
+	for i := range dels {
+		e := &dels[i]
 		if err := h.NeighDel(e.neigh()); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("delete fdb %s dst %s on %s: %w", net.HardwareAddr(e.mac[:]), e.ip, linkName, err))
 			continue
@@ -137,14 +143,15 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 // vtepIndex finds the VTEP of a dumped neighbour (by tunnel address)
 // and of a dumped FDB entry (by MAC: the first VTEP with it).
 type vtepIndex struct {
-	vteps []VTEP // what it indexes (a copy)
+	vteps []VTEP // what it indexes
 	neigh map[netip.Addr]int
 	fdb   map[[6]byte]int
 }
 
 // index validates vteps and indexes them. With a Batcher the index is
 // kept for the next call with the same VTEPs (a resync with thousands
-// of them would otherwise build the same two maps every time).
+// of them would otherwise build the same two maps every time); it refers
+// to vteps, which the caller must not change afterwards.
 func (b *Batcher) index(vteps []VTEP) (*vtepIndex, error) {
 	if b != nil && b.vteps != nil && slices.EqualFunc(b.vteps.vteps, vteps, sameVTEP) {
 		return b.vteps, nil
@@ -167,10 +174,7 @@ func (b *Batcher) index(vteps []VTEP) (*vtepIndex, error) {
 		ix.neigh[v.TunnelIP.Unmap()] = i
 	}
 	if b != nil {
-		ix.vteps = make([]VTEP, len(vteps))
-		for i, v := range vteps {
-			ix.vteps[i] = VTEP{TunnelIP: v.TunnelIP, MAC: slices.Clone(v.MAC), NodeIP: v.NodeIP}
-		}
+		ix.vteps = vteps
 		b.vteps = ix
 	}
 	return ix, nil
