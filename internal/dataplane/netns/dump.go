@@ -75,17 +75,19 @@ func (b *BatchSocket) Dump(req *nl.NetlinkRequest, f func(typ uint16, data []byt
 }
 
 // recv reads one datagram into b.buf, waiting for it (the socket is
-// non-blocking).
+// non-blocking). It reads with read(2): every acknowledgement of a batch
+// is a datagram of its own, and recvfrom's source address would be an
+// allocation per datagram.
 func (b *BatchSocket) recv(fd int) (int, error) {
 	for {
-		n, _, err := unix.Recvfrom(fd, b.buf, 0)
+		n, err := unix.Read(fd, b.buf)
 		switch {
 		case err == nil:
 			return n, nil
 		case errors.Is(err, unix.EINTR):
 		case errors.Is(err, unix.EAGAIN):
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			if _, err := unix.Poll(pfd, 5000); err != nil && !errors.Is(err, unix.EINTR) {
+			pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			if _, err := unix.Poll(pfd[:], 5000); err != nil && !errors.Is(err, unix.EINTR) {
 				return 0, err
 			}
 			if pfd[0].Revents == 0 {
@@ -104,11 +106,16 @@ func nlmsgAlign(l int) int { return (l + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_
 const seqBase = 1 << 31
 
 // SendEach is Send for requests the caller serializes itself: build
-// appends request i (one message asking for an acknowledgement) with
-// sequence number seq to buf. All n go in one write; errs[i] is the
-// kernel's answer to request i, nil for success. Building the bytes
-// directly, instead of a NetlinkRequest with one object per attribute,
-// is what makes a batch of thousands cheap in CPU and garbage.
+// appends request i (one message) with sequence number seq to buf. All n
+// go in one write; errs[i] is the kernel's answer to request i, nil for
+// success.
+//
+// Only the last request asks for an acknowledgement: the kernel answers
+// a failing request whether asked or not, and handles a write's requests
+// in order, so the last one's answer means every answer is in. One read
+// instead of one per request (each acknowledgement is a datagram of its
+// own), and building the bytes directly instead of a NetlinkRequest with
+// an object per attribute, is what makes a batch of thousands cheap.
 func (b *BatchSocket) SendEach(n int, build func(buf []byte, i int, seq uint32) []byte) []error {
 	errs := make([]error, n)
 	if n == 0 {
@@ -121,13 +128,21 @@ func (b *BatchSocket) SendEach(n int, build func(buf []byte, i int, seq uint32) 
 	b.seq += uint32(n)
 	msgs := b.out[:0]
 	for i := range n {
+		at := len(msgs)
 		msgs = build(msgs, i, first+uint32(i))
+		flags := binary.NativeEndian.Uint16(msgs[at+6:]) | unix.NLM_F_ACK
+		if i < n-1 {
+			flags &^= unix.NLM_F_ACK
+		}
+		binary.NativeEndian.PutUint16(msgs[at+6:], flags)
 	}
 	b.out = msgs[:0]
 	fd := b.s.GetFd()
 	fail := func(err error) []error {
 		for i := range errs {
-			errs[i] = err
+			if errs[i] == nil {
+				errs[i] = err
+			}
 		}
 		return errs
 	}
@@ -137,7 +152,7 @@ func (b *BatchSocket) SendEach(n int, build func(buf []byte, i int, seq uint32) 
 	if b.buf == nil {
 		b.buf = make([]byte, dumpBufSize)
 	}
-	for pending := n; pending > 0; {
+	for {
 		got, err := b.recv(fd)
 		if err != nil {
 			return fail(fmt.Errorf("read ack: %w", err))
@@ -154,13 +169,14 @@ func (b *BatchSocket) SendEach(n int, build func(buf []byte, i int, seq uint32) 
 			if typ != unix.NLMSG_ERROR || i < 0 || i >= n || len(data) < 4 {
 				continue
 			}
-			pending--
 			if code := int32(binary.NativeEndian.Uint32(data[:4])); code != 0 {
 				errs[i] = syscall.Errno(-code)
 			}
+			if i == n-1 {
+				return errs
+			}
 		}
 	}
-	return errs
 }
 
 // AppendHeader appends a netlink message header for a message of

@@ -3,6 +3,7 @@ package route
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 
@@ -18,7 +19,9 @@ import (
 type Batcher struct {
 	s     *netns.BatchSocket
 	links map[string]int // link name -> index cache of ApplyChanges
-	want  *desired       // the last ApplyWith's desired routes, indexed
+	// want indexes the last ApplyWith's destinations, wantDsts (a copy).
+	want     *desired
+	wantDsts []netip.Prefix
 }
 
 // batchChunk is how many requests go in one write (about 60 bytes each).

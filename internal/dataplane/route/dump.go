@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -201,17 +200,25 @@ func read(h *netlink.Handle, b *Batcher, owner Owner, ls links, d *differ) error
 }
 
 // desiredIndex validates routes and indexes their destinations. With a
-// Batcher the index is kept for the next call with the same routes (a
-// resync of thousands would otherwise build the same map every time); it
-// refers to routes, which the caller must not change afterwards (a copy
-// would add to the daemon's live memory what the map saves in garbage).
+// Batcher the index is kept for the next call with the same destinations
+// in the same order (a resync of thousands would otherwise build the
+// same map every time).
 func (b *Batcher) desiredIndex(routes []Route) (*desired, error) {
-	if b != nil && b.want != nil && slices.Equal(b.want.routes, routes) {
-		return b.want, nil
-	}
 	for _, r := range routes {
 		if err := r.validate(); err != nil {
 			return nil, err
+		}
+	}
+	if b != nil && b.want != nil && len(b.wantDsts) == len(routes) {
+		same := true
+		for i, r := range routes {
+			if b.wantDsts[i] != r.Dst {
+				same = false
+				break
+			}
+		}
+		if same {
+			return &desired{routes: routes, at: b.want.at}, nil
 		}
 	}
 	ix := desiredIndex(routes)
@@ -220,6 +227,10 @@ func (b *Batcher) desiredIndex(routes []Route) (*desired, error) {
 	}
 	if b != nil {
 		b.want = ix
+		b.wantDsts = make([]netip.Prefix, len(routes))
+		for i, r := range routes {
+			b.wantDsts[i] = r.Dst
+		}
 	}
 	return ix, nil
 }

@@ -315,8 +315,7 @@ func Apply(h *netlink.Handle, owner Owner, desired []Route) (Result, error) {
 // ApplyWith is Apply with a Batcher (nil for none): when many routes are
 // to be added or replaced (a cold start with thousands of remote blocks),
 // the batchable ones are written in batches instead of one request and
-// one acknowledgement each. The Batcher keeps a reference to desired,
-// which must not be changed afterwards.
+// one acknowledgement each.
 func ApplyWith(h *netlink.Handle, b *Batcher, owner Owner, desired []Route) (Result, error) {
 	want, err := b.desiredIndex(desired)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -39,8 +38,7 @@ func SyncVTEPs(h *netlink.Handle, linkName string, vteps []VTEP) error {
 }
 
 // SyncVTEPsWith is SyncVTEPs with a Batcher (nil for none) for setting
-// many entries at once. The Batcher keeps a reference to vteps, which
-// must not be changed afterwards.
+// many entries at once.
 func SyncVTEPsWith(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) error {
 	_, err := syncVTEPs(h, b, linkName, vteps)
 	return err
@@ -143,24 +141,45 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 // vtepIndex finds the VTEP of a dumped neighbour (by tunnel address)
 // and of a dumped FDB entry (by MAC: the first VTEP with it).
 type vtepIndex struct {
-	vteps []VTEP // what it indexes
+	keys  []vtepKey // the VTEPs it indexes (a copy)
 	neigh map[netip.Addr]int
 	fdb   map[[6]byte]int
 }
 
+type vtepKey struct {
+	tunnel, node netip.Addr
+	mac          [6]byte
+}
+
+func keyOf(v VTEP) vtepKey {
+	k := vtepKey{tunnel: v.TunnelIP, node: v.NodeIP}
+	copy(k.mac[:], v.MAC)
+	return k
+}
+
 // index validates vteps and indexes them. With a Batcher the index is
 // kept for the next call with the same VTEPs (a resync with thousands
-// of them would otherwise build the same two maps every time); it refers
-// to vteps, which the caller must not change afterwards.
+// of them would otherwise build the same two maps every time).
 func (b *Batcher) index(vteps []VTEP) (*vtepIndex, error) {
-	if b != nil && b.vteps != nil && slices.EqualFunc(b.vteps.vteps, vteps, sameVTEP) {
-		return b.vteps, nil
-	}
-	ix := &vtepIndex{neigh: make(map[netip.Addr]int, len(vteps)), fdb: make(map[[6]byte]int, len(vteps))}
-	for i, v := range vteps {
+	for _, v := range vteps {
 		if !v.TunnelIP.IsValid() || !v.NodeIP.IsValid() || len(v.MAC) != 6 {
 			return nil, fmt.Errorf("vtep %s (mac %s, node %s): %w", v.TunnelIP, v.MAC, v.NodeIP, ErrInvalid)
 		}
+	}
+	if b != nil && b.vteps != nil && len(b.vteps.keys) == len(vteps) {
+		same := true
+		for i, v := range vteps {
+			if b.vteps.keys[i] != keyOf(v) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return b.vteps, nil
+		}
+	}
+	ix := &vtepIndex{neigh: make(map[netip.Addr]int, len(vteps)), fdb: make(map[[6]byte]int, len(vteps))}
+	for i, v := range vteps {
 		if _, dup := ix.neigh[v.TunnelIP.Unmap()]; dup {
 			return nil, fmt.Errorf("vtep %s listed twice: %w", v.TunnelIP, ErrInvalid)
 		}
@@ -174,14 +193,13 @@ func (b *Batcher) index(vteps []VTEP) (*vtepIndex, error) {
 		ix.neigh[v.TunnelIP.Unmap()] = i
 	}
 	if b != nil {
-		ix.vteps = vteps
+		ix.keys = make([]vtepKey, len(vteps))
+		for i, v := range vteps {
+			ix.keys[i] = keyOf(v)
+		}
 		b.vteps = ix
 	}
 	return ix, nil
-}
-
-func sameVTEP(a, b VTEP) bool {
-	return a.TunnelIP == b.TunnelIP && a.NodeIP == b.NodeIP && bytes.Equal(a.MAC, b.MAC)
 }
 
 func listNeigh(h *netlink.Handle, idx, family int) ([]netlink.Neigh, error) {
