@@ -286,6 +286,16 @@ func (d *differ) see(c current) {
 
 func (d *differ) plan() plan {
 	p := plan{del: d.del}
+	n := 0
+	for _, st := range d.state {
+		if st&matched == 0 {
+			n++
+		}
+	}
+	if n == 0 {
+		return p
+	}
+	p.add = make([]Route, 0, n) // at a cold start all of them
 	for i, r := range d.want.routes {
 		switch {
 		case d.state[i]&matched != 0:
