@@ -35,8 +35,9 @@ package nft
 // One set per family because nftables sets are typed; both always exist,
 // so IPv6 VTEPs need no change of layout.
 //
-// The first apply (and any apply after a failure or Invalidate) replaces
-// the whole table in one batch; the counters are read first and the new
+// The first apply (and any apply after a failure, Invalidate or a Check
+// that found the table changed: vxlan_filter_check.go) replaces the
+// whole table in one batch; the counters are read first and the new
 // ones start from those values, so a full resync does not reset what a
 // scrape reports (packets dropped between the read and the batch are not
 // counted). After that a change of peers is one batch
@@ -221,7 +222,7 @@ func NewVXLANFilterApplier(c *nftables.Conn, name string) *VXLANFilterApplier {
 }
 
 // Invalidate forgets what was applied: the next Apply replaces the table
-// (a full resync, or after someone else changed it).
+// (after someone else changed it).
 func (a *VXLANFilterApplier) Invalidate() { a.last, a.gen.ok, a.gen.verified = nil, false, false }
 
 // VXLANFilterStats is what one Apply did.

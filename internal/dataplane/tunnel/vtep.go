@@ -124,7 +124,7 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 	}
 	set = set[:0]
 	for j, v := range vteps {
-		if ix.fdb[[6]byte(v.MAC)] == j && !have[j] {
+		if !have[j] && ix.fdb[[6]byte(v.MAC)] == j {
 			set = append(set, &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, State: permanent, IP: v.NodeIP.Unmap().AsSlice(), HardwareAddr: v.MAC})
 		}
 	}
