@@ -10,7 +10,8 @@ import (
 	"github.com/onecalico/calico/internal/testutil"
 )
 
-// TestPrivilegedSyncVTEPsBatches: 600 VTEPs (three batches of each kind)
+// TestPrivilegedSyncVTEPsBatches: 600 VTEPs (three batches of each kind,
+// a third with IPv6 tunnel addresses)
 // are set through the Batcher, read back by its dumps, left alone by a
 // second call, and moved (every FDB destination changes) in place.
 func TestPrivilegedSyncVTEPsBatches(t *testing.T) {
@@ -26,6 +27,9 @@ func TestPrivilegedSyncVTEPsBatches(t *testing.T) {
 		for i := range out {
 			out[i] = VTEP{TunnelIP: netip.AddrFrom4([4]byte{10, 128, byte(i >> 2), byte(i&3) << 6}),
 				MAC: net.HardwareAddr{0x66, 0xcc, 0, 0, byte(i >> 8), byte(i)}, NodeIP: netip.AddrFrom4([4]byte{10, node, byte(i >> 8), byte(i)})}
+			if i%3 == 0 { // some IPv6 tunnel addresses (the device's underlay is IPv4)
+				out[i].TunnelIP = netip.AddrFrom16([16]byte{0xfd, 0, 2, 0x44, 14: byte(i >> 8), 15: byte(i)})
+			}
 		}
 		return out
 	}
@@ -45,8 +49,8 @@ func TestPrivilegedSyncVTEPsBatches(t *testing.T) {
 			t.Fatalf("%s: %d FDB entries to 10.%d.x.x, want %d", s.name, got, s.node, n)
 		}
 		neigh := testutil.RunIn(t, n1.ns, "ip", "neigh", "show", "dev", "vxlan.calico", "nud", "permanent")
-		if got := strings.Count(neigh, "lladdr 66:cc"); got != n {
-			t.Fatalf("%s: %d permanent neighbours, want %d", s.name, got, n)
+		if got := strings.Count(neigh, "lladdr 66:cc"); got != n || !strings.Contains(neigh, "fd00:244::3 lladdr 66:cc:00:00:00:03") {
+			t.Fatalf("%s: %d permanent neighbours, want %d with fd00:244::3:\n%s", s.name, got, n, neigh)
 		}
 	}
 }

@@ -83,15 +83,20 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 		}
 		st.delNeigh++
 	}
-	var set []*netlink.Neigh
-	for j, v := range vteps {
+	var missing []int // positions in vteps
+	for j := range vteps {
 		if !have[j] {
-			set = append(set, &netlink.Neigh{LinkIndex: idx, State: permanent, IP: v.TunnelIP.Unmap().AsSlice(), HardwareAddr: v.MAC})
+			missing = append(missing, j)
 		}
 	}
-	for i, err := range setNeighs(h, b, set) {
+	neighAt := func(i int) entry {
+		v := vteps[missing[i]]
+		return entry{index: idx, ip: v.TunnelIP.Unmap(), mac: v.MAC}
+	}
+	for i, err := range setEntries(h, b, len(missing), neighAt) {
 		if err != nil {
-			errs = append(errs, fmt.Errorf("set neighbour %s lladdr %s on %s: %w", set[i].IP, set[i].HardwareAddr, linkName, err))
+			v := vteps[missing[i]]
+			errs = append(errs, fmt.Errorf("set neighbour %s lladdr %s on %s: %w", v.TunnelIP, v.MAC, linkName, err))
 			continue
 		}
 		st.setNeigh++
@@ -122,15 +127,20 @@ func syncVTEPs(h *netlink.Handle, b *Batcher, linkName string, vteps []VTEP) (sy
 		}
 		st.delFDB++
 	}
-	set = set[:0]
+	missing = missing[:0]
 	for j, v := range vteps {
 		if !have[j] && ix.fdb[[6]byte(v.MAC)] == j {
-			set = append(set, &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, State: permanent, IP: v.NodeIP.Unmap().AsSlice(), HardwareAddr: v.MAC})
+			missing = append(missing, j)
 		}
 	}
-	for i, err := range setNeighs(h, b, set) {
+	fdbAt := func(i int) entry {
+		v := vteps[missing[i]]
+		return entry{index: idx, fdb: true, ip: v.NodeIP.Unmap(), mac: v.MAC}
+	}
+	for i, err := range setEntries(h, b, len(missing), fdbAt) {
 		if err != nil {
-			errs = append(errs, fmt.Errorf("set fdb %s dst %s on %s: %w", set[i].HardwareAddr, set[i].IP, linkName, err))
+			v := vteps[missing[i]]
+			errs = append(errs, fmt.Errorf("set fdb %s dst %s on %s: %w", v.MAC, v.NodeIP, linkName, err))
 			continue
 		}
 		st.setFDB++
