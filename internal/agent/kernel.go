@@ -83,6 +83,9 @@ type VXLANFilterKernel interface {
 	Apply(f nft.VXLANFilter) (nft.VXLANFilterStats, error)
 	// Invalidate makes the next Apply rewrite the table.
 	Invalidate()
+	// Check reports whether the table still holds what the last Apply
+	// wrote (if not, the next Apply rewrites it).
+	Check() (bool, error)
 	// Delete removes the table.
 	Delete() error
 }
@@ -97,6 +100,7 @@ type netlinkKernel struct {
 	nftClose func() error
 	batch    *route.Batcher  // bulk route changes; nil until first used
 	nbatch   *tunnel.Batcher // bulk neighbour/FDB changes; nil until first used
+	vxf      *nftVXLANFilter // the VXLAN filter's applier (vxlanfilter.go); nil until opened
 }
 
 var _ Kernel = (*netlinkKernel)(nil)
@@ -165,10 +169,6 @@ func (k *netlinkKernel) batcher() *route.Batcher {
 
 func (k *netlinkKernel) ApplyNAT(t nft.Table) error { return nft.Apply(k.nft, t) }
 
-func (k *netlinkKernel) VXLANFilter(table string) VXLANFilterKernel {
-	return nft.NewVXLANFilterApplier(k.nft, table)
-}
-
 func (k *netlinkKernel) Close() {
 	k.h.Close()
 	if k.batch != nil {
@@ -176,6 +176,9 @@ func (k *netlinkKernel) Close() {
 	}
 	if k.nbatch != nil {
 		k.nbatch.Close()
+	}
+	if k.vxf != nil {
+		k.vxf.close()
 	}
 	_ = k.nftClose()
 }

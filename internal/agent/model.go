@@ -144,25 +144,38 @@ func poolFromAPI(r *api.IPPool) (Pool, bool) {
 	}, true
 }
 
+// leanBlock is the part of a stored AllocationBlock the daemon reads:
+// decoding only it skips building the unallocated list, the sequence
+// numbers, the handles and each attribute's map (10,000 blocks at start).
+type leanBlock struct {
+	Affinity    *string `json:"affinity"`
+	Allocations []*int  `json:"allocations"`
+	Attributes  []struct {
+		Secondary struct {
+			Node string `json:"node"` // api.AttrNode
+		} `json:"secondary"`
+	} `json:"attributes"`
+}
+
 // blockFromJSON decodes a stored AllocationBlock.
 func blockFromJSON(key string, value []byte) (Block, error) {
 	cidr, err := api.ParseBlockKey(key)
 	if err != nil {
 		return Block{}, err
 	}
-	var b api.Block
+	var b leanBlock
 	if err := json.Unmarshal(value, &b); err != nil {
 		return Block{}, fmt.Errorf("decode block %s: %w", key, err)
 	}
 	out := Block{CIDR: cidr}
-	if h, ok := b.AffineHost(); ok {
+	if h, ok := (&api.Block{Affinity: b.Affinity}).AffineHost(); ok {
 		out.Affinity = h
 	}
 	for ord, idx := range b.Allocations {
 		if idx == nil || *idx < 0 || *idx >= len(b.Attributes) {
 			continue
 		}
-		node := b.Attributes[*idx].ActiveOwnerAttrs[api.AttrNode]
+		node := b.Attributes[*idx].Secondary.Node
 		if node == "" || node == out.Affinity {
 			continue
 		}

@@ -288,7 +288,8 @@ func noopResyncs(b *testing.B, p *labtest.Process, sock string, count int) time.
 // BenchmarkRemoteNodesInProcess is BenchmarkRemoteNodes with the daemon
 // in the test process, for profiling: 10,000 remote nodes to ready, then
 // 20 no-op full resyncs. RESYNC_CPUPROFILE=<file> writes a CPU profile of
-// the resyncs alone; -cpuprofile/-memprofile cover the whole run (etcd runs
+// the resyncs alone; READY_HEAPPROFILE=<file> a heap profile when the
+// daemon is ready; -cpuprofile/-memprofile cover the whole run (etcd runs
 // in the same process, so its cost shows too, as in heap-inuse-MB).
 func BenchmarkRemoteNodesInProcess(b *testing.B) {
 	testutil.RequireRoot(b)
@@ -311,6 +312,9 @@ func BenchmarkRemoteNodesInProcess(b *testing.B) {
 			b.Fatal(err)
 		}
 		ready := time.Since(t0)
+		if path := os.Getenv("READY_HEAPPROFILE"); path != "" {
+			writeHeapProfile(b, path)
+		}
 		stop := func() {}
 		if path := os.Getenv("RESYNC_CPUPROFILE"); path != "" {
 			stop = resyncProfile(b, path)
@@ -338,6 +342,19 @@ func BenchmarkRemoteNodesInProcess(b *testing.B) {
 		if err := r.Stop(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// writeHeapProfile writes a heap profile (allocations since the start
+// and what is live now) to path, for READY_HEAPPROFILE.
+func writeHeapProfile(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
 	}
 }
 

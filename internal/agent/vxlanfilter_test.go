@@ -30,5 +30,20 @@ func TestVXLANFilterPeersBothFamilies(t *testing.T) {
 		if got := vxlanPeers(d); !slices.Equal(got, tc.peers) {
 			t.Errorf("%s: peers %v, want %v", tc.name, got, tc.peers)
 		}
+		if !sameVXLANPeers(d, tc.peers) {
+			t.Errorf("%s: sameVXLANPeers(%v) = false", tc.name, tc.peers)
+		}
+		others := [][]netip.Addr{append(slices.Clone(tc.peers), v4.NodeIP)}
+		if n := len(tc.peers); n > 0 {
+			others = append(others, tc.peers[:n-1])
+		}
+		if n := len(tc.peers); n > 1 {
+			others = append(others, []netip.Addr{tc.peers[1], tc.peers[0]})
+		}
+		for _, o := range others {
+			if sameVXLANPeers(d, o) {
+				t.Errorf("%s: sameVXLANPeers(%v) = true", tc.name, o)
+			}
+		}
 	}
 }

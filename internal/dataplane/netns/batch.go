@@ -17,7 +17,10 @@ import (
 // tunnel packages build their requests and send them through it. Not safe
 // for concurrent use.
 type BatchSocket struct {
-	s *nl.NetlinkSocket
+	s   *nl.NetlinkSocket
+	buf []byte // the receive buffer of Dump and SendEach
+	out []byte // SendEach's send buffer
+	seq uint32 // SendEach's last sequence number
 }
 
 // NewBatchSocket opens a route socket in the namespace at nsPath ("" for

@@ -17,19 +17,29 @@ import (
 // Dump reads table name (family inet) back from the kernel and renders it
 // with render: a stable text for golden tests and debugging.
 func Dump(c *nftables.Conn, name string) (string, error) {
+	s, err := readSpec(c, name)
+	if err != nil {
+		return "", err
+	}
+	return render(s), nil
+}
+
+// readSpec reads table name (family inet) back: its sets with their
+// elements, its chains and their rules.
+func readSpec(c *nftables.Conn, name string) (*spec, error) {
 	t, err := c.ListTableOfFamily(name, nftables.TableFamilyINet)
 	if err != nil {
-		return "", fmt.Errorf("list nft table inet %s: %w", name, err)
+		return nil, fmt.Errorf("list nft table inet %s: %w", name, err)
 	}
 	s := &spec{Table: t, Rules: map[string][]*nftables.Rule{}}
 	sets, err := c.GetSets(t)
 	if err != nil {
-		return "", fmt.Errorf("list sets of inet %s: %w", name, err)
+		return nil, fmt.Errorf("list sets of inet %s: %w", name, err)
 	}
 	for _, set := range sets {
 		elems, err := c.GetSetElements(set)
 		if err != nil {
-			return "", fmt.Errorf("list elements of set %s: %w", set.Name, err)
+			return nil, fmt.Errorf("list elements of set %s: %w", set.Name, err)
 		}
 		if set.IsMap && set.KeyType.Name == TypeVerdictName {
 			fixVerdictMap(set, elems)
@@ -38,7 +48,7 @@ func Dump(c *nftables.Conn, name string) (string, error) {
 	}
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
-		return "", fmt.Errorf("list chains of inet %s: %w", name, err)
+		return nil, fmt.Errorf("list chains of inet %s: %w", name, err)
 	}
 	for _, ch := range chains {
 		if ch.Table == nil || ch.Table.Name != name {
@@ -46,12 +56,12 @@ func Dump(c *nftables.Conn, name string) (string, error) {
 		}
 		rules, err := c.GetRules(t, ch)
 		if err != nil {
-			return "", fmt.Errorf("list rules of chain %s: %w", ch.Name, err)
+			return nil, fmt.Errorf("list rules of chain %s: %w", ch.Name, err)
 		}
 		s.Chains = append(s.Chains, ch)
 		s.Rules[ch.Name] = rules
 	}
-	return render(s), nil
+	return s, nil
 }
 
 // render prints a table in an nft-like syntax: sets then chains, each

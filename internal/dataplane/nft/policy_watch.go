@@ -51,36 +51,47 @@ type tableWatch struct {
 // generation read while nobody else touched the table. It needs the
 // BatchSocket (SendThrough). Stop it with Close.
 func (p *PolicyApplier) Watch(nsFd int) error {
-	if p.batch == nil || p.batch.nl == nil {
-		return errors.New("watch policy table: no batch socket")
-	}
-	own, err := portID(p.batch.nl)
+	w, err := newTableWatch(p.batch, p.table, nsFd)
 	if err != nil {
-		return err
+		return fmt.Errorf("watch policy table: %w", err)
+	}
+	p.watch = w
+	return nil
+}
+
+// newTableWatch starts following the notifications about table in the
+// namespace of nsFd (0: the current one); b's socket is the one whose
+// changes are not foreign. Stop it by closing w.nl.
+func newTableWatch(b *BatchSocket, table string, nsFd int) (*tableWatch, error) {
+	if b == nil || b.nl == nil {
+		return nil, errors.New("no batch socket")
+	}
+	own, err := portID(b.nl)
+	if err != nil {
+		return nil, err
 	}
 	nl, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: nsFd})
 	if err != nil {
-		return fmt.Errorf("watch policy table: %w", err)
+		return nil, err
 	}
 	if err := BigBuffers(nl); err != nil {
 		nl.Close()
-		return fmt.Errorf("watch policy table: %w", err)
+		return nil, err
 	}
 	if err := nl.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
 		nl.Close()
-		return fmt.Errorf("watch policy table: %w", err)
+		return nil, err
 	}
-	w := &tableWatch{nl: nl, table: []byte(p.table), own: own}
+	w := &tableWatch{nl: nl, table: []byte(table), own: own}
 	w.changed.L = &w.mu
-	g, err := p.batch.genID()
+	g, err := b.genID()
 	if err != nil {
 		nl.Close()
-		return err
+		return nil, err
 	}
 	w.seen, w.foreign = g, g
 	go w.run()
-	p.watch = w
-	return nil
+	return w, nil
 }
 
 // Close stops the watch, if any.

@@ -35,8 +35,9 @@ package nft
 // One set per family because nftables sets are typed; both always exist,
 // so IPv6 VTEPs need no change of layout.
 //
-// The first apply (and any apply after a failure or Invalidate) replaces
-// the whole table in one batch; the counters are read first and the new
+// The first apply (and any apply after a failure, Invalidate or a Check
+// that found the table changed: vxlan_filter_check.go) replaces the
+// whole table in one batch; the counters are read first and the new
 // ones start from those values, so a full resync does not reset what a
 // scrape reports (packets dropped between the read and the batch are not
 // counted). After that a change of peers is one batch
@@ -209,6 +210,9 @@ type VXLANFilterApplier struct {
 	c    *nftables.Conn
 	name string
 	last *VXLANFilter // nil: unknown, the next Apply replaces the table
+	gen  genTrack     // what is known of the table's generations (vxlan_filter_check.go)
+
+	readBacks int // how many times Check read the table back (for tests)
 }
 
 // NewVXLANFilterApplier returns an applier for table name (family inet)
@@ -218,8 +222,8 @@ func NewVXLANFilterApplier(c *nftables.Conn, name string) *VXLANFilterApplier {
 }
 
 // Invalidate forgets what was applied: the next Apply replaces the table
-// (a full resync, or after someone else changed it).
-func (a *VXLANFilterApplier) Invalidate() { a.last = nil }
+// (after someone else changed it).
+func (a *VXLANFilterApplier) Invalidate() { a.last, a.gen.ok, a.gen.verified = nil, false, false }
 
 // VXLANFilterStats is what one Apply did.
 type VXLANFilterStats struct {
@@ -236,17 +240,24 @@ func (a *VXLANFilterApplier) Apply(f VXLANFilter) (VXLANFilterStats, error) {
 	want := VXLANFilter{Port: f.port(), Peers: append(f.peers(v4), f.peers(v6)...), WorkloadPrefixes: f.prefixes()}
 	st := VXLANFilterStats{PeersV4: len(want.peers(v4)), PeersV6: len(want.peers(v6))}
 	if a.last != nil && a.last.Port == want.Port && slices.Equal(a.last.WorkloadPrefixes, want.WorkloadPrefixes) {
+		g0, gerr := a.gen.before(false, 0)
 		added, deleted, err := a.update(*a.last, want)
 		if err == nil {
+			a.gen.after(g0, gerr, added+deleted > 0, false)
 			a.last = &want
 			st.Added, st.Deleted = added, deleted
 			return st, nil
 		}
-		a.last = nil
+		a.gen.after(g0, gerr, false, false)
+		a.Invalidate()
 	}
+	g0, gerr := a.gen.before(true, len(want.Peers))
 	if err := a.replace(want); err != nil {
+		a.gen.after(g0, gerr, false, true)
+		a.Invalidate()
 		return st, err
 	}
+	a.gen.after(g0, gerr, true, true)
 	a.last = &want
 	st.Replaced = true
 	return st, nil
@@ -335,7 +346,7 @@ func diffAddrs(old, want []netip.Addr) (add, del []netip.Addr) {
 // Delete removes the filter table (VXLAN is off on this node). A missing
 // table is not an error.
 func (a *VXLANFilterApplier) Delete() error {
-	a.last = nil
+	a.Invalidate()
 	return Delete(a.c, a.name)
 }
 

@@ -1,10 +1,10 @@
 package route
 
 import (
-	"errors"
+	"encoding/binary"
 	"fmt"
+	"net/netip"
 
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/onecalico/calico/internal/dataplane/netns"
@@ -19,6 +19,9 @@ import (
 type Batcher struct {
 	s     *netns.BatchSocket
 	links map[string]int // link name -> index cache of ApplyChanges
+	// want indexes the last ApplyWith's destinations, wantDsts (a copy).
+	want     *desired
+	wantDsts []netip.Prefix
 }
 
 // batchChunk is how many requests go in one write (about 60 bytes each).
@@ -60,17 +63,24 @@ func (b *Batcher) replace(routes []Route, table int, ls links) []error {
 
 func (b *Batcher) replaceChunk(routes []Route, table int, ls links) []error {
 	var errs []error
-	reqs := make([]*nl.NetlinkRequest, 0, len(routes))
 	sent := make([]Route, 0, len(routes))
+	oifs := make([]int, 0, len(routes))
 	for _, r := range routes {
-		req, err := newRouteRequest(r, table, ls)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("replace route %s: %w", r, err))
-			continue
+		oif := 0
+		if r.LinkName != "" {
+			idx, ok := ls.byName[r.LinkName]
+			if !ok {
+				errs = append(errs, fmt.Errorf("replace route %s: link %s not found", r, r.LinkName))
+				continue
+			}
+			oif = idx
 		}
-		reqs, sent = append(reqs, req), append(sent, r)
+		sent, oifs = append(sent, r), append(oifs, oif)
 	}
-	for i, err := range b.s.Send(reqs) {
+	res := b.s.SendEach(len(sent), func(buf []byte, i int, seq uint32) []byte {
+		return appendRouteRequest(buf, seq, sent[i], table, oifs[i])
+	})
+	for i, err := range res {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("replace route %s: %w", sent[i], err))
 		}
@@ -78,43 +88,52 @@ func (b *Batcher) replaceChunk(routes []Route, table int, ls links) []error {
 	return errs
 }
 
-// newRouteRequest builds RTM_NEWROUTE with create, replace and ack for a
-// batchable route.
-func newRouteRequest(r Route, table int, ls links) (*nl.NetlinkRequest, error) {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK)
-	msg := nl.NewRtMsg()
-	msg.Family = unix.AF_INET
-	if r.Dst.Addr().Is6() {
-		msg.Family = unix.AF_INET6
-	}
-	msg.Dst_len = uint8(r.Dst.Bits())
-	msg.Protocol = uint8(r.proto())
-	msg.Scope = uint8(r.Scope)
-	if table < 256 {
-		msg.Table = uint8(table)
-	} else {
-		msg.Table = unix.RT_TABLE_UNSPEC
-	}
-	if r.OnLink {
-		msg.Flags |= unix.RTNH_F_ONLINK
-	}
-	req.AddData(msg)
-	req.AddData(nl.NewRtAttr(unix.RTA_DST, r.Dst.Addr().AsSlice()))
+// appendRouteRequest appends RTM_NEWROUTE with create, replace and ack
+// for a batchable route through link oif (0: none).
+func appendRouteRequest(buf []byte, seq uint32, r Route, table, oif int) []byte {
+	dst := r.Dst.Addr().AsSlice()
+	payload := rtmsgLen + netns.AttrLen(len(dst))
 	if table >= 256 {
-		req.AddData(nl.NewRtAttr(unix.RTA_TABLE, nl.Uint32Attr(uint32(table))))
+		payload += netns.AttrLen(4)
 	}
+	var gw []byte
 	if r.Gw.IsValid() {
-		req.AddData(nl.NewRtAttr(unix.RTA_GATEWAY, r.Gw.AsSlice()))
+		gw = r.Gw.AsSlice()
+		payload += netns.AttrLen(len(gw))
 	}
 	if r.Metric != 0 {
-		req.AddData(nl.NewRtAttr(unix.RTA_PRIORITY, nl.Uint32Attr(uint32(r.Metric))))
+		payload += netns.AttrLen(4)
 	}
-	if r.LinkName != "" {
-		idx, ok := ls.byName[r.LinkName]
-		if !ok {
-			return nil, errors.New("link " + r.LinkName + " not found")
-		}
-		req.AddData(nl.NewRtAttr(unix.RTA_OIF, nl.Uint32Attr(uint32(idx))))
+	if oif != 0 {
+		payload += netns.AttrLen(4)
 	}
-	return req, nil
+	buf = netns.AppendHeader(buf, unix.RTM_NEWROUTE, unix.NLM_F_REQUEST|unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK, seq, payload)
+	family, tbl, flags := byte(unix.AF_INET), byte(table), uint32(0)
+	if r.Dst.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	if table >= 256 {
+		tbl = unix.RT_TABLE_UNSPEC
+	}
+	if r.OnLink {
+		flags = unix.RTNH_F_ONLINK
+	}
+	// struct rtmsg: family, dst_len, src_len, tos, table, protocol,
+	// scope, type, flags.
+	buf = append(buf, family, byte(r.Dst.Bits()), 0, 0, tbl, byte(r.proto()), byte(r.Scope), unix.RTN_UNICAST)
+	buf = binary.NativeEndian.AppendUint32(buf, flags)
+	buf = netns.AppendAttr(buf, unix.RTA_DST, dst)
+	if table >= 256 {
+		buf = netns.AppendAttrU32(buf, unix.RTA_TABLE, uint32(table))
+	}
+	if gw != nil {
+		buf = netns.AppendAttr(buf, unix.RTA_GATEWAY, gw)
+	}
+	if r.Metric != 0 {
+		buf = netns.AppendAttrU32(buf, unix.RTA_PRIORITY, uint32(r.Metric))
+	}
+	if oif != 0 {
+		buf = netns.AppendAttrU32(buf, unix.RTA_OIF, uint32(oif))
+	}
+	return buf
 }

@@ -206,7 +206,7 @@ type current struct {
 	Route
 	Owned    bool
 	Priority int
-	raw      *netlink.Route // kept for owned routes only (the only ones deleted)
+	key      kernelKey // what else selects it for deletion
 }
 
 // priority is the kernel priority r is installed at.
@@ -235,53 +235,99 @@ type plan struct {
 // deletes a route that is not Owned, and keeps at most one owned route per
 // desired destination.
 func diff(installed []current, desired []Route) plan {
-	var p plan
-	want := make(map[netip.Prefix]bool, len(desired))
-	for _, d := range desired {
-		want[d.Dst] = true
-	}
-	// The installed routes to each destination as a chain of indexes
-	// (first[dst], then next[i] until -1), in dump order: one map entry per
-	// destination and no slice per destination.
-	first := make(map[netip.Prefix]int, len(installed))
-	next := make([]int, len(installed))
-	for i := len(installed) - 1; i >= 0; i-- {
-		next[i] = -1
-		if j, ok := first[installed[i].Dst]; ok {
-			next[i] = j
-		}
-		first[installed[i].Dst] = i
-	}
-	for _, d := range desired {
-		prio := d.priority()
-		match, atDefault := false, false
-		i, ok := first[d.Dst]
-		for ; ok && i >= 0; i = next[i] {
-			c := &installed[i]
-			if c.Priority == prio {
-				atDefault = true
-				match = match || c.equal(d)
-			} else if c.Owned {
-				// Other owned routes to the same destination (other
-				// metrics) are duplicates; the one at the default priority
-				// is kept or replaced.
-				p.del = append(p.del, *c)
-			}
-		}
-		switch {
-		case match:
-		case atDefault:
-			p.replace = append(p.replace, d)
-		default:
-			p.add = append(p.add, d)
-		}
-	}
+	d := newDiffer(desiredIndex(desired))
 	for _, c := range installed {
-		if !want[c.Dst] && c.Owned {
-			p.del = append(p.del, c)
+		d.see(c)
+	}
+	return d.plan()
+}
+
+// desired is the desired routes and the position of each destination.
+type desired struct {
+	routes []Route
+	at     map[netip.Prefix]int
+	dup    netip.Prefix // a destination listed twice, if any
+}
+
+func desiredIndex(routes []Route) *desired {
+	ix := &desired{routes: routes, at: make(map[netip.Prefix]int, len(routes))}
+	for i, r := range routes {
+		if _, dup := ix.at[r.Dst]; dup && !ix.dup.IsValid() {
+			ix.dup = r.Dst
+		}
+		ix.at[r.Dst] = i
+	}
+	return ix
+}
+
+// differ is diff fed one installed route at a time (as a dump yields
+// them), so that the installed routes are never held: per desired route
+// it keeps whether one is installed at the default priority and whether
+// that one matches.
+type differ struct {
+	want  *desired
+	state []uint8 // per desired route: atDefault, matched
+	del   []current
+}
+
+const (
+	atDefault uint8 = 1 << iota
+	matched
+)
+
+func newDiffer(want *desired) *differ {
+	return &differ{want: want, state: make([]uint8, len(want.routes))}
+}
+
+// see takes one installed route.
+func (d *differ) see(c current) {
+	i, wanted := d.want.at[c.Dst]
+	switch {
+	case !wanted:
+		if c.Owned {
+			d.del = append(d.del, c)
+		}
+	case c.Priority == d.want.routes[i].priority():
+		d.state[i] |= atDefault
+		if c.equal(d.want.routes[i]) {
+			d.state[i] |= matched
+		}
+	case c.Owned:
+		// Other owned routes to the same destination (other metrics)
+		// are duplicates; the one at the default priority is kept or
+		// replaced.
+		d.del = append(d.del, c)
+	}
+}
+
+func (d *differ) plan() plan {
+	p := plan{del: d.del}
+	n := 0
+	for _, st := range d.state {
+		if st&matched == 0 {
+			n++
+		}
+	}
+	if n == 0 {
+		return p
+	}
+	p.add = make([]Route, 0, n) // at a cold start all of them
+	for i, r := range d.want.routes {
+		switch {
+		case d.state[i]&matched != 0:
+		case d.state[i]&atDefault != 0:
+			p.replace = append(p.replace, r)
+		default:
+			p.add = append(p.add, r)
 		}
 	}
 	return p
+}
+
+// reset forgets what was seen (a dump that is read again).
+func (d *differ) reset() {
+	clear(d.state)
+	d.del = d.del[:0]
 }
 
 // Apply makes the owned routes of owner.Table equal to desired (both address
@@ -297,32 +343,26 @@ func Apply(h *netlink.Handle, owner Owner, desired []Route) (Result, error) {
 // the batchable ones are written in batches instead of one request and
 // one acknowledgement each.
 func ApplyWith(h *netlink.Handle, b *Batcher, owner Owner, desired []Route) (Result, error) {
-	seen := make(map[netip.Prefix]bool, len(desired))
-	for _, r := range desired {
-		if err := r.validate(); err != nil {
-			return Result{}, err
-		}
-		if seen[r.Dst] {
-			return Result{}, fmt.Errorf("route %s: duplicate destination: %w", r.Dst, ErrInvalidRoute)
-		}
-		seen[r.Dst] = true
+	want, err := b.desiredIndex(desired)
+	if err != nil {
+		return Result{}, err
 	}
 	links, err := linkIndex(h)
 	if err != nil {
 		return Result{}, err
 	}
-	installed, err := read(h, owner, links)
-	if err != nil {
+	d := newDiffer(want)
+	if err := read(h, b, owner, links, d); err != nil {
 		return Result{}, err
 	}
-	p := diff(installed, desired)
+	p := d.plan()
 
 	var res Result
 	var errs []error
 	errs = append(errs, replaceAll(h, b, owner, links, p.add, &res.Added)...)
 	errs = append(errs, replaceAll(h, b, owner, links, p.replace, &res.Replaced)...)
 	for _, c := range p.del {
-		if err := h.RouteDel(c.raw); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := h.RouteDel(delRoute(c)); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("delete route %s: %w", c.Route, err))
 			continue
 		}
@@ -365,15 +405,13 @@ func List(h *netlink.Handle, owner Owner) ([]Route, error) {
 	if err != nil {
 		return nil, err
 	}
-	installed, err := read(h, owner, links)
-	if err != nil {
+	d := newDiffer(desiredIndex(nil))
+	if err := read(h, nil, owner, links, d); err != nil {
 		return nil, err
 	}
 	var out []Route
-	for _, c := range installed {
-		if c.Owned {
-			out = append(out, c.Route)
-		}
+	for _, c := range d.del { // with nothing desired: every owned route
+		out = append(out, c.Route)
 	}
 	Sort(out)
 	return out, nil
@@ -415,36 +453,6 @@ func linkIndex(h *netlink.Handle) (links, error) {
 		l.byIndex[x.Attrs().Index] = x.Attrs().Name
 	}
 	return l, nil
-}
-
-// read lists the routes of owner's table. The dump is iterated rather
-// than collected, and only owned routes keep the kernel's record, so that
-// reading thousands of routes costs little memory.
-func read(h *netlink.Handle, owner Owner, ls links) ([]current, error) {
-	var out []current
-	var err error
-	for range dumpRetries {
-		out = out[:0]
-		err = h.RouteListFilteredIter(netlink.FAMILY_ALL, &netlink.Route{Table: owner.table()}, netlink.RT_FILTER_TABLE, func(nr netlink.Route) bool {
-			r, ok := fromNetlink(nr, ls)
-			if !ok {
-				return true
-			}
-			c := current{Route: r, Owned: owner.owns(r), Priority: nr.Priority}
-			if c.Owned {
-				c.raw = &nr
-			}
-			out = append(out, c)
-			return true
-		})
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list routes in table %d: %w", owner.table(), err)
-	}
-	return out, nil
 }
 
 func prefixOf(n *net.IPNet, family int) (netip.Prefix, bool) {

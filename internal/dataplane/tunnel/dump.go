@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -34,16 +33,17 @@ func (e *neighEntry) neigh() *netlink.Neigh {
 		IP: e.ip.AsSlice(), HardwareAddr: e.hw(), Vlan: e.vlan, VNI: e.vni, MasterIndex: e.master}
 }
 
-// neighbours lists the entries of family (AF_UNSPEC: ARP and ND) on link
-// idx: through b's socket when b is set, else with netlink.NeighList.
-// expect is how many there probably are (the slice is sized for them).
-func neighbours(h *netlink.Handle, b *Batcher, idx, family, expect int) ([]neighEntry, error) {
+// eachNeighbour calls visit with each entry of family (AF_UNSPEC: ARP
+// and ND) on link idx: read in place through b's socket when b is set,
+// else listed with netlink.NeighList. reset is called before each read
+// (a dump the kernel interrupted is read again).
+func eachNeighbour(h *netlink.Handle, b *Batcher, idx, family int, reset func(), visit func(*neighEntry)) error {
 	if b == nil {
 		ns, err := listNeigh(h, idx, family)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out := make([]neighEntry, 0, len(ns))
+		reset()
 		for _, n := range ns {
 			e := neighEntry{family: n.Family, index: n.LinkIndex, state: n.State, flags: n.Flags, typ: n.Type,
 				macLen: min(len(n.HardwareAddr), 6), vlan: n.Vlan, vni: n.VNI, master: n.MasterIndex}
@@ -51,61 +51,38 @@ func neighbours(h *netlink.Handle, b *Batcher, idx, family, expect int) ([]neigh
 				e.ip = ip.Unmap()
 			}
 			copy(e.mac[:], n.HardwareAddr)
-			out = append(out, e)
+			visit(&e)
 		}
-		return out, nil
+		return nil
 	}
 	var err error
-	var out []neighEntry
 	for range 5 {
-		if out, err = b.dumpNeigh(idx, family, expect); !errors.Is(err, netlink.ErrDumpInterrupted) {
+		reset()
+		if err = b.dumpNeigh(idx, family, visit); !errors.Is(err, netlink.ErrDumpInterrupted) {
 			break
 		}
 	}
-	return out, err
+	return err
 }
 
-// dumpNeigh dumps family's neighbour table and keeps the entries of link idx.
-func (b *Batcher) dumpNeigh(idx, family, expect int) ([]neighEntry, error) {
+// dumpNeigh dumps family's neighbour table and visits the entries of
+// link idx.
+func (b *Batcher) dumpNeigh(idx, family int, visit func(*neighEntry)) error {
 	req := nl.NewNetlinkRequest(unix.RTM_GETNEIGH, unix.NLM_F_DUMP)
 	req.AddData(&netlink.Ndmsg{Family: uint8(family), Index: uint32(idx)})
-	if err := unix.Sendto(b.s.Socket().GetFd(), req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("dump neighbours: %w", err)
-	}
-	out := make([]neighEntry, 0, expect+8)
-	var intr bool
-	for {
-		msgs, _, err := b.s.Socket().Receive()
-		if err != nil {
-			return nil, fmt.Errorf("dump neighbours: %w", err)
+	err := b.s.Dump(req, func(typ uint16, data []byte) bool {
+		if typ != unix.RTM_NEWNEIGH {
+			return true
 		}
-		for _, m := range msgs {
-			if m.Header.Seq != req.Seq {
-				continue
-			}
-			if m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {
-				intr = true
-			}
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				if intr {
-					return out, netlink.ErrDumpInterrupted
-				}
-				return out, nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if code := int32(binary.NativeEndian.Uint32(m.Data[:4])); code != 0 {
-						return nil, fmt.Errorf("dump neighbours: %w", syscall.Errno(-code))
-					}
-				}
-				return out, nil
-			case unix.RTM_NEWNEIGH:
-				if e, ok := parseNeigh(m.Data); ok && e.index == idx && (family == unix.AF_UNSPEC || e.family == family) {
-					out = append(out, e)
-				}
-			}
+		if e, ok := parseNeigh(data); ok && e.index == idx && (family == unix.AF_UNSPEC || e.family == family) {
+			visit(&e)
 		}
+		return true
+	})
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return fmt.Errorf("dump neighbours: %w", err)
 	}
+	return err
 }
 
 // ndmsgLen is sizeof(struct ndmsg).
