@@ -42,6 +42,10 @@ type rrCluster struct {
 	bothActive bool
 	// appliedAt[i] is when speaker i's first Apply returned.
 	appliedAt []time.Time
+	// handler, if set, gives the log handler of the speaker at an
+	// address (instead of RR_LOG or none); severity is logSeverityScreen.
+	handler  func(addr string) slog.Handler
+	severity string
 
 	// changed[i] is set (and wake signalled) whenever speaker i's learned
 	// routes change; watchers use it instead of polling every speaker.
@@ -84,7 +88,7 @@ func (c *rrCluster) input(name string) *Input {
 	p.Spec.PeerSelector = "has(route-reflector)"
 	return &Input{
 		NodeName: name, Nodes: c.nodes,
-		Global: &api.BGPConfigurationSpec{ListenPort: c.port, BindMode: &bind, NodeToNodeMeshEnabled: &mesh},
+		Global: &api.BGPConfigurationSpec{ListenPort: c.port, BindMode: &bind, NodeToNodeMeshEnabled: &mesh, LogSeverityScreen: c.severity},
 		Peers:  map[string]*api.BGPPeer{p.Name: p},
 		Pools:  []Pool{{CIDR: netip.MustParsePrefix("10.128.0.0/10")}},
 		Blocks: c.blocks,
@@ -106,6 +110,9 @@ func (c *rrCluster) start() {
 	}
 	for i, name := range c.names {
 		log := slog.New(slog.NewTextHandler(w, nil)).With("node", name)
+		if c.handler != nil {
+			log = slog.New(c.handler(c.nodes[name].IPv4.Addr().String()))
+		}
 		s := NewSpeaker(log, func(sessions bool) {
 			if sessions {
 				return
