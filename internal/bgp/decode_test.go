@@ -55,3 +55,21 @@ func BenchmarkDecodePath(b *testing.B) {
 		}
 	}
 }
+
+func TestDecodePathIPv6AndMalformed(t *testing.T) {
+	o := Origin{Prefix: netip.MustParsePrefix("fd00:10:244::/122")}
+	p, err := originPath(o, netip.MustParseAddr("fd00:99::12"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Family = familyV6
+	p.NeighborIp = "fd00:99::1"
+	pfx, l, ok := decodePath(p)
+	if !ok || pfx != o.Prefix || l.NextHop != netip.MustParseAddr("fd00:99::12") || l.Peer != netip.MustParseAddr("fd00:99::1") {
+		t.Errorf("decoded %v %+v %v", pfx, l, ok)
+	}
+	p.Nlri.Value = p.Nlri.Value[:len(p.Nlri.Value)-3] // cut inside the prefix string
+	if _, _, ok := decodePath(p); ok {
+		t.Error("a truncated NLRI decoded")
+	}
+}

@@ -396,51 +396,6 @@ func (s *Speaker) onPeer(pe *gobgpapi.WatchEventResponse_PeerEvent) {
 	s.onChange(true)
 }
 
-// decodePath reads an IPv4 or IPv6 unicast path's prefix, next hop and
-// source. It unpacks only the prefix and the next-hop attributes (not
-// every attribute into its native form): it runs once per learned path.
-func decodePath(p *gobgpapi.Path) (netip.Prefix, Learned, bool) {
-	if p.Family == nil || p.Family.Safi != gobgpapi.Family_SAFI_UNICAST || p.Nlri == nil {
-		return netip.Prefix{}, Learned{}, false
-	}
-	v6 := p.Family.Afi == gobgpapi.Family_AFI_IP6
-	if !v6 && p.Family.Afi != gobgpapi.Family_AFI_IP {
-		return netip.Prefix{}, Learned{}, false
-	}
-	var nlri gobgpapi.IPAddressPrefix
-	if err := p.Nlri.UnmarshalTo(&nlri); err != nil {
-		return netip.Prefix{}, Learned{}, false
-	}
-	a, err := netip.ParseAddr(nlri.Prefix)
-	if err != nil || a.Is6() != v6 || a.Zone() != "" || int(nlri.PrefixLen) > a.BitLen() {
-		return netip.Prefix{}, Learned{}, false
-	}
-	pfx := netip.PrefixFrom(a, int(nlri.PrefixLen)).Masked()
-	var l Learned
-	l.Peer, _ = netip.ParseAddr(p.NeighborIp)
-	if p.IsWithdraw {
-		return pfx, l, true
-	}
-	for _, attr := range p.Pattrs {
-		switch {
-		case attr.MessageIs((*gobgpapi.NextHopAttribute)(nil)):
-			var nh gobgpapi.NextHopAttribute
-			if attr.UnmarshalTo(&nh) == nil {
-				l.NextHop, _ = netip.ParseAddr(nh.NextHop)
-			}
-		case attr.MessageIs((*gobgpapi.MpReachNLRIAttribute)(nil)) && !l.NextHop.IsValid():
-			var mp gobgpapi.MpReachNLRIAttribute
-			if attr.UnmarshalTo(&mp) == nil && len(mp.NextHops) > 0 {
-				l.NextHop, _ = netip.ParseAddr(mp.NextHops[0])
-			}
-		}
-	}
-	if !v6 {
-		l.NextHop = l.NextHop.Unmap()
-	}
-	return pfx, l, l.NextHop.IsValid() && l.NextHop.Is6() == v6 && l.NextHop.Zone() == ""
-}
-
 // Running reports whether the server is started.
 func (s *Speaker) Running() bool {
 	s.opMu.Lock()
