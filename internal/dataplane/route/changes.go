@@ -53,7 +53,7 @@ func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Ro
 			}
 		}()
 	}
-	var add, replace []Route
+	add, replace := make([]Route, 0, len(todo)), []Route(nil)
 	for _, r := range todo {
 		if r.LinkName != "" {
 			if _, ok := ls.byName[r.LinkName]; !ok {
