@@ -223,6 +223,14 @@ func familyOf(a netip.Addr) *gobgpapi.Family {
 	return familyV6
 }
 
+// connectRetry is the ConnectRetry timer (s): GoBGP waits between one and
+// two times it after a failed connect (a peer not listening yet, or one
+// that dropped the connection) before the next. Its first connect of a
+// session comes 1-2 s after the peer is added whatever this is
+// (connectLoop in GoBGP v3's pkg/server/fsm.go starts at its 1 s minimum),
+// so 1, the minimum, makes a retry as quick as a first attempt.
+const connectRetry = 1
+
 // apiPeer converts a Peer to GoBGP's configuration: graceful restart on,
 // the unicast family of the peer's address only (as upstream's separate
 // bird and bird6), multihop for eBGP (as upstream's templates).
@@ -231,7 +239,7 @@ func apiPeer(p Peer) *gobgpapi.Peer {
 		Conf: &gobgpapi.PeerConf{NeighborAddress: p.Addr.String(), PeerAsn: p.ASNumber, LocalAsn: p.LocalAS,
 			AuthPassword: p.Password, AllowOwnAsn: p.AllowOwnAS, AdminDown: p.Down, Description: string(p.Type)},
 		Transport:       &gobgpapi.Transport{LocalAddress: p.LocalAddr, PassiveMode: p.Passive, RemotePort: uint32(p.Port)},
-		Timers:          &gobgpapi.Timers{Config: &gobgpapi.TimersConfig{ConnectRetry: 2}},
+		Timers:          &gobgpapi.Timers{Config: &gobgpapi.TimersConfig{ConnectRetry: connectRetry}},
 		GracefulRestart: &gobgpapi.GracefulRestart{Enabled: true, RestartTime: p.RestartTime},
 		AfiSafis: []*gobgpapi.AfiSafi{{
 			Config:            &gobgpapi.AfiSafiConfig{Family: familyOf(p.Addr), Enabled: true},
