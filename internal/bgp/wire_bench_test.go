@@ -22,8 +22,8 @@ import (
 // socket and a watcher's callback, the part of UPDATE → kernel that is
 // inside GoBGP. Speaker B announces one /32 at a time to speaker A
 // through a relay on 127.0.0.3 that parses the BGP messages it forwards
-// and notes when each UPDATE was written into A's socket (the moment it
-// is on A's wire). On A, besides the speaker's own BEST watch, no-op
+// and notes when it writes each UPDATE into A's socket (just before the
+// write: the moment it is on A's wire, plus the write's own few µs). On A, besides the speaker's own BEST watch, no-op
 // watchers (they only note the time) of each table event type GoBGP v3
 // offers: BEST (best path changed, after the RIB update), ADJIN (pre-
 // policy, as received) and POST_POLICY (after import policy). Reported
@@ -145,8 +145,8 @@ func BenchmarkWireToCallback(b *testing.B) {
 }
 
 // updateRelay forwards a BGP session between a connecting speaker and
-// the one at dst, from its own address, and notes when it has written
-// each UPDATE from dst to the connecting side.
+// the one at dst, from its own address, and notes when it writes each
+// UPDATE from dst to the connecting side.
 type updateRelay struct {
 	mu   sync.Mutex
 	want bool
@@ -191,10 +191,14 @@ func (r *updateRelay) forward(dst, src net.Conn) {
 		if _, err := io.ReadFull(src, body); err != nil {
 			return
 		}
-		if _, err := dst.Write(append(slices.Clone(hdr), body...)); err != nil {
+		msg := append(slices.Clone(hdr), body...)
+		// The time before the write: the UPDATE is in A's socket when
+		// the write returns, and A may take it before this goroutine
+		// runs again.
+		now := time.Now()
+		if _, err := dst.Write(msg); err != nil {
 			return
 		}
-		now := time.Now()
 		if hdr[18] == 2 { // UPDATE
 			r.mu.Lock()
 			if r.want {
