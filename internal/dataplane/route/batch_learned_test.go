@@ -23,8 +23,8 @@ func learnedRoutes(n int) []Route {
 }
 
 // A Batcher's chunks with failures in the middle: each failing route is
-// named once, every other route is installed, over several chunks and
-// for IPv6 too.
+// named once, every other route is installed, over several chunks (of
+// 256) and for IPv6 too.
 func TestPrivilegedBatcherFailuresInChunks(t *testing.T) {
 	ns, h := node(t)
 	b, err := NewBatcher(ns)
@@ -32,7 +32,7 @@ func TestPrivilegedBatcherFailuresInChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	want := learnedRoutes(3 * rawChunk)
+	want := learnedRoutes(768)
 	var bad []string
 	for i := 50; i < len(want); i += 97 {
 		want[i].Gw = addr("172.16.0.1") // unreachable
