@@ -37,6 +37,17 @@ func (a *Agent) needCalc() {
 	}
 }
 
+// learnedOnly reports whether the next pass only programs learned-route
+// changes (the fast path applies and nothing else asked for a full pass).
+// Such a pass does not wait for the throttle that spaces out full passes:
+// when a session comes up, its Established signal starts a full pass that
+// may take tens of milliseconds with thousands of routes arriving, and the
+// throttle would then hold every learned-route pass for up to 100 ms.
+func (a *Agent) learnedOnly(full bool) bool {
+	b := a.bgp
+	return !full && b != nil && !b.recalc.Load() && b.fast.m != nil && a.dp.last.routesOK
+}
+
 // reconcileLearned programs the learned-route changes since the last
 // pass when the fast path applies (done); ok is false when the apply
 // failed (the retry is a full pass).

@@ -39,7 +39,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 			continue
 		case <-a.trigger:
 			changed = true
-			if wait := time.Until(next); wait > 0 {
+			if wait := time.Until(next); wait > 0 && !a.learnedOnly(full) {
 				if hold == nil {
 					hold = time.After(wait)
 				}

@@ -36,12 +36,17 @@ type rrCluster struct {
 	nodes    map[string]Node
 	blocks   []Block
 	speakers []*Speaker
+	index    map[string]int // node name -> index in names
 	// bothActive makes both ends of every session connect (Calc makes
 	// only the end with the smaller address connect), to measure the
 	// connection collisions that avoids.
 	bothActive bool
 	// appliedAt[i] is when speaker i's first Apply returned.
 	appliedAt []time.Time
+	// handler, if set, gives the log handler of the speaker at an
+	// address (instead of RR_LOG or none); severity is logSeverityScreen.
+	handler  func(addr string) slog.Handler
+	severity string
 
 	// changed[i] is set (and wake signalled) whenever speaker i's learned
 	// routes change; watchers use it instead of polling every speaker.
@@ -53,7 +58,7 @@ type rrCluster struct {
 // same routeReflectorClusterID (244.0.0.1, as upstream's documentation
 // shows), else 244.0.0.1 and 244.0.0.2.
 func newRRCluster(t testing.TB, k int, port uint16, shared bool) *rrCluster {
-	c := &rrCluster{t: t, port: port, nodes: map[string]Node{}, changed: make([]atomic.Bool, k), wake: make(chan struct{}, 1)}
+	c := &rrCluster{t: t, port: port, nodes: map[string]Node{}, index: map[string]int{}, changed: make([]atomic.Bool, k), wake: make(chan struct{}, 1)}
 	for i := 1; i <= k; i++ {
 		name := fmt.Sprintf("n%03d", i)
 		n := Node{Name: name, IPv4: netip.MustParsePrefix(fmt.Sprintf("127.0.0.%d/8", i)), Labels: map[string]string{}}
@@ -64,6 +69,7 @@ func newRRCluster(t testing.TB, k int, port uint16, shared bool) *rrCluster {
 			}
 			n.Labels["route-reflector"] = "true"
 		}
+		c.index[name] = len(c.names)
 		c.names = append(c.names, name)
 		c.nodes[name] = n
 		c.blocks = append(c.blocks, Block{CIDR: rrBlock(i), Affinity: name})
@@ -84,7 +90,7 @@ func (c *rrCluster) input(name string) *Input {
 	p.Spec.PeerSelector = "has(route-reflector)"
 	return &Input{
 		NodeName: name, Nodes: c.nodes,
-		Global: &api.BGPConfigurationSpec{ListenPort: c.port, BindMode: &bind, NodeToNodeMeshEnabled: &mesh},
+		Global: &api.BGPConfigurationSpec{ListenPort: c.port, BindMode: &bind, NodeToNodeMeshEnabled: &mesh, LogSeverityScreen: c.severity},
 		Peers:  map[string]*api.BGPPeer{p.Name: p},
 		Pools:  []Pool{{CIDR: netip.MustParsePrefix("10.128.0.0/10")}},
 		Blocks: c.blocks,
@@ -106,6 +112,9 @@ func (c *rrCluster) start() {
 	}
 	for i, name := range c.names {
 		log := slog.New(slog.NewTextHandler(w, nil)).With("node", name)
+		if c.handler != nil {
+			log = slog.New(c.handler(c.nodes[name].IPv4.Addr().String()))
+		}
 		s := NewSpeaker(log, func(sessions bool) {
 			if sessions {
 				return
@@ -162,7 +171,7 @@ func (c *rrCluster) addBlock(i int, cidr netip.Prefix) {
 func (c *rrCluster) expected(i int, skip ...int) []netip.Prefix {
 	var out []netip.Prefix
 	for _, b := range c.blocks {
-		j := slices.Index(c.names, b.Affinity)
+		j := c.index[b.Affinity]
 		if j != i && !slices.Contains(skip, j) {
 			out = append(out, b.CIDR)
 		}

@@ -223,6 +223,14 @@ func familyOf(a netip.Addr) *gobgpapi.Family {
 	return familyV6
 }
 
+// connectRetry is the ConnectRetry timer (s): GoBGP waits between one and
+// two times it after a failed connect (a peer not listening yet, or one
+// that dropped the connection) before the next. Its first connect of a
+// session comes 1-2 s after the peer is added whatever this is
+// (connectLoop in GoBGP v3's pkg/server/fsm.go starts at its 1 s minimum),
+// so 1, the minimum, makes a retry as quick as a first attempt.
+const connectRetry = 1
+
 // apiPeer converts a Peer to GoBGP's configuration: graceful restart on,
 // the unicast family of the peer's address only (as upstream's separate
 // bird and bird6), multihop for eBGP (as upstream's templates).
@@ -231,7 +239,7 @@ func apiPeer(p Peer) *gobgpapi.Peer {
 		Conf: &gobgpapi.PeerConf{NeighborAddress: p.Addr.String(), PeerAsn: p.ASNumber, LocalAsn: p.LocalAS,
 			AuthPassword: p.Password, AllowOwnAsn: p.AllowOwnAS, AdminDown: p.Down, Description: string(p.Type)},
 		Transport:       &gobgpapi.Transport{LocalAddress: p.LocalAddr, PassiveMode: p.Passive, RemotePort: uint32(p.Port)},
-		Timers:          &gobgpapi.Timers{Config: &gobgpapi.TimersConfig{ConnectRetry: 2}},
+		Timers:          &gobgpapi.Timers{Config: &gobgpapi.TimersConfig{ConnectRetry: connectRetry}},
 		GracefulRestart: &gobgpapi.GracefulRestart{Enabled: true, RestartTime: p.RestartTime},
 		AfiSafis: []*gobgpapi.AfiSafi{{
 			Config:            &gobgpapi.AfiSafiConfig{Family: familyOf(p.Addr), Enabled: true},
@@ -394,56 +402,6 @@ func (s *Speaker) onPeer(pe *gobgpapi.WatchEventResponse_PeerEvent) {
 	s.mu.Unlock()
 	s.log.Info("BGP session state", "component", "bgp", "peer", addr, "state", stateName(st))
 	s.onChange(true)
-}
-
-// decodePath reads an IPv4 or IPv6 unicast path's prefix, next hop and
-// source. It unpacks only the prefix and the next-hop attributes (not
-// every attribute into its native form): it runs once per learned path.
-func decodePath(p *gobgpapi.Path) (netip.Prefix, Learned, bool) {
-	if p.Family == nil || p.Family.Safi != gobgpapi.Family_SAFI_UNICAST || p.Nlri == nil {
-		return netip.Prefix{}, Learned{}, false
-	}
-	v6 := p.Family.Afi == gobgpapi.Family_AFI_IP6
-	if !v6 && p.Family.Afi != gobgpapi.Family_AFI_IP {
-		return netip.Prefix{}, Learned{}, false
-	}
-	var nlri gobgpapi.IPAddressPrefix
-	if err := p.Nlri.UnmarshalTo(&nlri); err != nil {
-		return netip.Prefix{}, Learned{}, false
-	}
-	a, err := netip.ParseAddr(nlri.Prefix)
-	if err != nil || a.Is6() != v6 || a.Zone() != "" || int(nlri.PrefixLen) > a.BitLen() {
-		return netip.Prefix{}, Learned{}, false
-	}
-	pfx := netip.PrefixFrom(a, int(nlri.PrefixLen)).Masked()
-	var l Learned
-	l.Peer, _ = netip.ParseAddr(p.NeighborIp)
-	if p.IsWithdraw {
-		return pfx, l, true
-	}
-	for _, attr := range p.Pattrs {
-		switch {
-		case attr.MessageIs((*gobgpapi.NextHopAttribute)(nil)):
-			var nh gobgpapi.NextHopAttribute
-			if attr.UnmarshalTo(&nh) == nil {
-				l.NextHop, _ = netip.ParseAddr(nh.NextHop)
-			}
-		case attr.MessageIs((*gobgpapi.LocalPrefAttribute)(nil)):
-			var lp gobgpapi.LocalPrefAttribute
-			if attr.UnmarshalTo(&lp) == nil {
-				l.Priority = PriorityOf(lp.LocalPref)
-			}
-		case attr.MessageIs((*gobgpapi.MpReachNLRIAttribute)(nil)) && !l.NextHop.IsValid():
-			var mp gobgpapi.MpReachNLRIAttribute
-			if attr.UnmarshalTo(&mp) == nil && len(mp.NextHops) > 0 {
-				l.NextHop, _ = netip.ParseAddr(mp.NextHops[0])
-			}
-		}
-	}
-	if !v6 {
-		l.NextHop = l.NextHop.Unmap()
-	}
-	return pfx, l, l.NextHop.IsValid() && l.NextHop.Is6() == v6 && l.NextHop.Zone() == ""
 }
 
 // Running reports whether the server is started.

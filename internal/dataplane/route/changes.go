@@ -54,7 +54,7 @@ func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Ro
 			}
 		}()
 	}
-	var add, replace []Route
+	add, replace := make([]Route, 0, len(todo)), []Route(nil)
 	for _, r := range todo {
 		if r.LinkName != "" {
 			if _, ok := ls.byName[r.LinkName]; !ok {
@@ -95,6 +95,8 @@ func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Ro
 	return res, errors.Join(errs...)
 }
 
-// minBatch is the smallest change worth a batch; below it each route is
-// one request (the latency of a single change matters more).
-const minBatch = 16
+// minBatch is the smallest change worth a batch; a single route is one
+// request and its reply. From two on a batch (one write, one reply when
+// all succeed) costs less than a round trip per route; BGP UPDATEs
+// often arrive as many small changes.
+const minBatch = 2

@@ -376,6 +376,9 @@ func ApplyWith(h *netlink.Handle, b *Batcher, owner Owner, desired []Route) (Res
 func replaceAll(h *netlink.Handle, b *Batcher, owner Owner, ls links, routes []Route, n *int) []error {
 	var errs []error
 	var batch []Route
+	if b != nil && len(routes) >= minBatch {
+		batch = make([]Route, 0, len(routes))
+	}
 	for _, r := range routes {
 		if b != nil && len(routes) >= minBatch && batchable(r) {
 			batch = append(batch, r)
