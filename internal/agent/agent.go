@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/onecalico/calico/internal/api"
@@ -35,6 +36,13 @@ type Agent struct {
 	synced   map[string]bool
 	felix    felixLayers
 	felixEnv api.FelixConfigurationSpec
+	// dirty is what the sync handlers changed since the last pass took it
+	// (dirty.go); peers the other nodes' addresses for the policy options.
+	dirty dirtySet
+	peers peerList
+	// anyChange is dirty.global for signals from outside the sync
+	// handlers, which may hold other locks.
+	anyChange atomic.Bool
 
 	// trigger and tunnelTrigger coalesce "something changed" signals:
 	// buffer 1, non-blocking send.
@@ -206,8 +214,15 @@ func (a *Agent) statusLocked() Status {
 }
 
 // signal wakes the reconcile goroutine (and the tunnel address manager)
-// without blocking: a pending signal already covers this change.
+// without blocking: a pending signal already covers this change. The
+// next pass recalculates everything (wake is for changes recorded in
+// a.dirty).
 func (a *Agent) signal(tunnels bool) {
+	a.anyChange.Store(true)
+	a.wake(tunnels)
+}
+
+func (a *Agent) wake(tunnels bool) {
 	a.needCalc()
 	a.kickBGP()
 	select {

@@ -38,6 +38,11 @@ type dataplane struct {
 	calcModel *Model
 	calcOK    bool
 	vxf       *vxlanFilterPlane // VXLAN peer filter (vxlanfilter.go); nil until first used
+	// incr is the incremental calculator (incr.go), nil until a complete
+	// full pass seeds it; while routesStale, its routes are what was
+	// applied, not last.routes (dropIncr writes them back).
+	incr        *incrCalc
+	routesStale bool
 }
 
 // applied is what the last successful apply of each part installed.

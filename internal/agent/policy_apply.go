@@ -45,14 +45,8 @@ func (a *Agent) policyOptions() nft.PolicyOptions {
 	s := overlayFelix(overlayFelix(a.felix.global, a.felix.node), a.felixEnv)
 	prefix := a.model.Felix.InterfacePrefix
 	vxlanPort := a.model.Felix.VXLANPort
-	var peers []netip.Addr
-	for name, n := range a.model.Nodes {
-		if name != a.model.NodeName && n.IPv4.IsValid() {
-			peers = append(peers, n.IPv4.Addr())
-		}
-	}
+	peers := a.peersLocked()
 	a.mu.Unlock()
-	slices.SortFunc(peers, netip.Addr.Compare)
 	o := nft.DefaultPolicyOptions()
 	switch s.DefaultEndpointToHostAction {
 	case "Accept":

@@ -127,10 +127,14 @@ func (a *Agent) reconcileOnce(full, changed bool) (ok bool, interval time.Durati
 		if ok, done := a.reconcileLearned(); done {
 			return ok, 0, false
 		}
+		if ok, done := a.reconcileIncr(); done {
+			return ok, 0, true
+		}
 	}
 	log := a.log.With("component", "dataplane")
 	start := time.Now()
 	dp := a.dp
+	dp.dropIncr()
 	a.beginFullPass()
 	var m *Model
 	var d Desired
@@ -167,7 +171,22 @@ func (a *Agent) reconcileOnce(full, changed bool) (ok bool, interval time.Durati
 		}
 	}
 	a.applyPolicy(&res, full)
-	elapsed := time.Since(start)
+	ok = len(res.errs) == 0
+	a.endFullPass(m, d, ok)
+	if ok {
+		dp.incr = newIncr(m, d)
+	}
+	routes := len(dp.last.routes)
+	a.finishPass(d, me, res, full, time.Since(start), routes)
+	return ok, interval, true
+}
+
+
+// finishPass reports a pass (full, or incremental with d.Routes nil):
+// metrics, degradations, status and readiness. routes is the number of
+// desired routes.
+func (a *Agent) finishPass(d Desired, me Node, res applyResult, full bool, elapsed time.Duration, routes int) {
+	log := a.log.With("component", "dataplane")
 	a.met.reconcile.WithLabelValues("total").Observe(elapsed.Seconds())
 	errs := make([]string, 0, len(res.errs))
 	for _, e := range res.errs {
@@ -176,9 +195,9 @@ func (a *Agent) reconcileOnce(full, changed bool) (ok bool, interval time.Durati
 	if err := errors.Join(res.errs...); err != nil {
 		log.Error("dataplane apply failed", "err", err)
 	}
-	a.endFullPass(m, d, len(res.errs) == 0)
+	dp := a.dp
 	if dp.last.routesOK {
-		a.met.routes.Set(float64(len(dp.last.routes)))
+		a.met.routes.Set(float64(routes))
 	}
 	if dp.last.vtepsOK || d.VXLANState != DevicePresent {
 		a.met.vteps.Set(float64(len(dp.last.vteps)))
@@ -199,7 +218,7 @@ func (a *Agent) reconcileOnce(full, changed bool) (ok bool, interval time.Durati
 		s.ipv4 = me.IPv4.String()
 	}
 	s.lastApply = time.Now()
-	s.local, s.routes, s.vteps = d.LocalWorkloads, len(d.Routes), len(d.VTEPs)
+	s.local, s.routes, s.vteps = d.LocalWorkloads, routes, len(d.VTEPs)
 	s.status6(me, d)
 	s.changes += int64(res.routeChanges)
 	becameReady := false
@@ -210,9 +229,8 @@ func (a *Agent) reconcileOnce(full, changed bool) (ok bool, interval time.Durati
 	if becameReady {
 		close(a.readyCh)
 		log.Info("first dataplane apply complete; ready", "elapsed", elapsed, "since_start", time.Since(a.started),
-			"routes", len(d.Routes), "vteps", len(d.VTEPs), "local_workloads", d.LocalWorkloads)
+			"routes", routes, "vteps", len(d.VTEPs), "local_workloads", d.LocalWorkloads)
 	} else {
-		log.Debug("applied", "full", full, "elapsed", elapsed, "route_changes", res.routeChanges)
+		log.Debug("applied", "full", full, "incremental", d.Routes == nil, "elapsed", elapsed, "route_changes", res.routeChanges)
 	}
-	return len(errs) == 0, interval, true
 }

@@ -409,6 +409,52 @@ func (k *Kernel) SyncVTEPs(device string, vteps []tunnel.VTEP) error {
 	return nil
 }
 
+var _ agent.VTEPChanger = (*Kernel)(nil)
+
+// ApplyVTEPChanges removes gone's neighbours and FDB entries (unless set
+// has their tunnel address) and records set's, without looking at the
+// others: the incremental pass's delta.
+func (k *Kernel) ApplyVTEPChanges(device string, gone, set []tunnel.VTEP) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.counts.Calls++
+	if _, ok := k.links[device]; !ok {
+		return fmt.Errorf("change VTEPs: link %s not found", device)
+	}
+	now := time.Now()
+	keep := make(map[netip.Addr]bool, len(set))
+	for _, v := range set {
+		keep[v.TunnelIP] = true
+	}
+	for _, v := range gone {
+		if n, ok := k.neigh[v.TunnelIP]; ok && n.dev == device && !keep[v.TunnelIP] {
+			delete(k.neigh, v.TunnelIP)
+			k.vtepGoneAt[v.TunnelIP] = now
+			k.counts.NeighDeleted++
+		}
+		if f, ok := k.fdb[fdbKey(device, v.MAC)]; ok && f.dev == device && !slices.ContainsFunc(set, func(s tunnel.VTEP) bool { return s.MAC.String() == v.MAC.String() }) {
+			delete(k.fdb, fdbKey(device, v.MAC))
+			k.counts.FDBDeleted++
+		}
+	}
+	for _, v := range set {
+		if old, ok := k.neigh[v.TunnelIP]; !ok || old.dev != device || old.mac.String() != v.MAC.String() {
+			k.neigh[v.TunnelIP] = neighEntry{v.MAC, device}
+			k.vtepAt[v.TunnelIP] = now
+			k.counts.NeighSet++
+		}
+		f := fdbEntry{v.NodeIP, device}
+		if old, ok := k.fdb[fdbKey(device, v.MAC)]; !ok || old != f {
+			k.fdb[fdbKey(device, v.MAC)] = f
+			k.counts.FDBSet++
+		}
+	}
+	if len(gone)+len(set) > 0 {
+		k.signal()
+	}
+	return nil
+}
+
 // ApplyRoutes makes the recorded routes exactly want (every recorded
 // route is the owner's: nothing else installs routes here).
 func (k *Kernel) ApplyRoutes(_ route.Owner, want []route.Route) (route.Result, error) {

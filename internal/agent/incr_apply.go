@@ -1,0 +1,142 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/onecalico/calico/internal/dataplane/route"
+	"github.com/onecalico/calico/internal/dataplane/tunnel"
+)
+
+// VTEPChanger is a Kernel that also changes VTEPs by delta, as
+// ApplyRouteChanges does routes: set are added or replaced, gone (what
+// an earlier call set) removed unless set has their tunnel address. The
+// counted kernel has it; without it an incremental pass syncs the whole
+// list (SyncVTEPs).
+type VTEPChanger interface {
+	ApplyVTEPChanges(device string, gone, set []tunnel.VTEP) error
+}
+
+// reconcileIncr runs a signal's pass with the incremental calculator
+// when it can (done); ok is false when the apply failed (the calculator
+// is dropped, so the retry is a full pass). It cannot when no calculator
+// is seeded, something global changed, or the host facts changed.
+func (a *Agent) reconcileIncr() (ok, done bool) {
+	dp := a.dp
+	ic := dp.incr
+	if ic == nil {
+		return false, false
+	}
+	a.mu.Lock()
+	dirty := a.takeDirtyLocked()
+	global := dirty.global || a.anyChange.Swap(false)
+	var in incrInput
+	if !global {
+		in = ic.pull(a.model, dirty)
+	}
+	a.mu.Unlock()
+	if global {
+		dp.dropIncr()
+		return false, false
+	}
+	start := time.Now()
+	host := dp.host
+	if err := dp.refreshHost(ic.m, false); err != nil || dp.host != host {
+		dp.dropIncr()
+		return false, false
+	}
+	res, ok := ic.update(in)
+	if !ok {
+		dp.dropIncr()
+		return false, false
+	}
+	a.met.reconcile.WithLabelValues("calc").Observe(time.Since(start).Seconds())
+	dp.calcOK = false // the last Calc's model is the calculator's now
+	d := ic.pass()
+	var ar applyResult
+	dp.applyIncr(d, res, &ar)
+	if len(ar.errs) == 0 {
+		ic.commit(res)
+		d.Degraded = ic.degraded
+	} else {
+		dp.last.routesOK = false // the next full pass reads the kernel's routes
+		dp.dropIncr()
+	}
+	a.applyPolicy(&ar, false)
+	a.finishPass(d, ic.m.Nodes[ic.m.NodeName], ar, false, time.Since(start), len(ic.routes))
+	return len(ar.errs) == 0, true
+}
+
+// dropIncr discards the calculator (the next pass is a full Calc, which
+// seeds a new one), first writing back the routes it applied.
+func (dp *dataplane) dropIncr() {
+	if dp.incr != nil && dp.routesStale {
+		dp.last.routes = dp.incr.sortedRoutes()
+	}
+	dp.incr, dp.routesStale = nil, false
+}
+
+// applyIncr applies an incremental pass: this node's workloads, the VTEPs
+// (and the VXLAN peer filter) and the routes that changed. Everything else
+// is as the last full pass left it.
+func (dp *dataplane) applyIncr(d Desired, res incrResult, ar *applyResult) {
+	timed := func(part string, f func()) {
+		t := time.Now()
+		f()
+		dp.a.met.reconcile.WithLabelValues(part).Observe(time.Since(t).Seconds())
+	}
+	if res.local {
+		dp.workloads(d, false, ar, timed)
+	}
+	if res.vteps {
+		dp.applyVXLANFilter(d, false, ar, timed)
+		timed("vteps", func() { dp.changeVTEPs(d, res, ar) })
+	}
+	prev, want := routeDelta(res.routes)
+	if len(prev)+len(want) == 0 {
+		return
+	}
+	timed("routes", func() {
+		r, err := dp.k.ApplyRouteChanges(d.routeOwner(), prev, want)
+		ar.routeChanges = r.Added + r.Replaced + r.Deleted
+		dp.a.met.routeChanges.Add(float64(ar.routeChanges))
+		if err != nil {
+			dp.last.routesOK = false
+			ar.fail("routes", err, dp)
+			return
+		}
+		dp.routesStale = true
+	})
+}
+
+func (dp *dataplane) changeVTEPs(d Desired, res incrResult, ar *applyResult) {
+	l := &dp.last
+	l.vtepsOK = false
+	var err error
+	if vc, ok := dp.k.(VTEPChanger); ok {
+		err = vc.ApplyVTEPChanges(VXLANDevice, res.vtepGone, res.vtepSet)
+	} else {
+		err = dp.k.SyncVTEPs(VXLANDevice, d.VTEPs)
+	}
+	if err != nil {
+		ar.fail("vteps", err, dp)
+		return
+	}
+	l.vteps, l.vtepsOK = d.VTEPs, true
+}
+
+// routeDelta lists the routes that went or changed (prev) and the ones
+// that came or changed (want).
+func routeDelta(chs []routeChange) (prev, want []route.Route) {
+	for _, ch := range chs {
+		if ch.had == ch.has && ch.old == ch.new {
+			continue // only the skip notes changed
+		}
+		if ch.had {
+			prev = append(prev, ch.old)
+		}
+		if ch.has {
+			want = append(want, ch.new)
+		}
+	}
+	return prev, want
+}
