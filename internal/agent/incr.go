@@ -71,12 +71,12 @@ type routeChange struct {
 
 // incrResult is what one incremental update changed.
 type incrResult struct {
-	routes    []routeChange
-	vteps     bool // ic.vteps is a new list
-	vtepGone  []tunnel.VTEP
-	vtepSet   []tunnel.VTEP
-	local     bool // this node's workloads changed
-	degraded  bool
+	routes   []routeChange
+	vteps    bool // ic.vteps is a new list
+	vtepGone []tunnel.VTEP
+	vtepSet  []tunnel.VTEP
+	local    bool // this node's workloads changed
+	degraded bool
 }
 
 // incrEligible reports whether a full pass's result can seed the

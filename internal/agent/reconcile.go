@@ -181,7 +181,6 @@ func (a *Agent) reconcileOnce(full, changed bool) (ok bool, interval time.Durati
 	return ok, interval, true
 }
 
-
 // finishPass reports a pass (full, or incremental with d.Routes nil):
 // metrics, degradations, status and readiness. routes is the number of
 // desired routes.
