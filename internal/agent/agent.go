@@ -40,6 +40,9 @@ type Agent struct {
 	// (dirty.go); peers the other nodes' addresses for the policy options.
 	dirty dirtySet
 	peers peerList
+	// polGen changes with what the policy options depend on (Felix
+	// settings, Node addresses).
+	polGen uint64
 	// anyChange is dirty.global for signals from outside the sync
 	// handlers, which may hold other locks.
 	anyChange atomic.Bool

@@ -43,8 +43,12 @@ func (s *dirtySet) wep(key string) {
 	s.weps[key] = struct{}{}
 }
 
-// markGlobalLocked records a change every result depends on; a.mu is held.
-func (a *Agent) markGlobalLocked() { a.dirty.global = true }
+// markGlobalLocked records a change every result depends on (the policy
+// options included); a.mu is held.
+func (a *Agent) markGlobalLocked() {
+	a.dirty.global = true
+	a.polGen++
+}
 
 // takeDirtyLocked hands the recorded changes over; a.mu is held.
 func (a *Agent) takeDirtyLocked() dirtySet {
@@ -67,6 +71,7 @@ type peerList struct {
 func (a *Agent) nodeChangedLocked(old Node, had bool, n Node, has bool) {
 	p := &a.peers
 	if !p.ok || n.Name == a.cfg.NodeName || old.Name == a.cfg.NodeName {
+		a.polGen++
 		return
 	}
 	was, is := had && old.IPv4.IsValid(), has && n.IPv4.IsValid()
@@ -84,6 +89,7 @@ func (a *Agent) nodeChangedLocked(old Node, had bool, n Node, has bool) {
 		out = slices.Insert(out, i, n.IPv4.Addr())
 	}
 	p.addrs = out
+	a.polGen++
 }
 
 // peersLocked returns the sorted peer addresses; a.mu is held.

@@ -35,7 +35,11 @@ type incrCalc struct {
 	// routes is the route per destination: what was applied.
 	routes map[netip.Prefix]route.Route
 	// skips are the skip notes of each destination ("reason\x00what").
-	skips    map[netip.Prefix][]string
+	skips map[netip.Prefix][]string
+	// skipBy holds the skipped destinations of each reason, sorted, and
+	// lines each reason's degraded line.
+	skipBy   map[string][]string
+	lines    map[string]string
 	global   []string // degraded lines that are not skip lines
 	degraded []string
 	// vteps is sorted by tunnel address and never changed in place;
@@ -90,10 +94,13 @@ func incrEligible(m *Model, d Desired) bool {
 // nil when the pass is not eligible or the calculator does not rebuild d
 // exactly (duplicate VTEPs, say).
 func newIncr(m *Model, d Desired) *incrCalc {
+	IncrStats.Seeds.Add(1)
 	if !incrEligible(m, d) {
+		IncrStats.SeedNil.Add(1)
 		return nil
 	}
 	ic := &incrCalc{m: m, base: d, routes: map[netip.Prefix]route.Route{}, skips: map[netip.Prefix][]string{},
+		skipBy: map[string][]string{}, lines: map[string]string{},
 		vtepOf: map[string]tunnel.VTEP{}, vtepIP: map[netip.Addr]string{}, vtepMAC: map[string]string{},
 		byAff: map[string]map[netip.Prefix]struct{}{}, owner: map[netip.Addr]string{}, byOwner: map[string]map[netip.Addr]struct{}{},
 		wepIPs: map[netip.Addr]map[string]struct{}{}, blkIPs: map[netip.Addr]int{},
@@ -128,9 +135,7 @@ func newIncr(m *Model, d Desired) *incrCalc {
 		if ch.has {
 			ic.routes[dst] = ch.new
 		}
-		if len(ch.skips) > 0 {
-			ic.skips[dst] = ch.skips
-		}
+		ic.setSkips(dst, ch.skips)
 	}
 	if !ic.seedVTEPs(d) {
 		return nil
@@ -138,6 +143,7 @@ func newIncr(m *Model, d Desired) *incrCalc {
 	ic.global = minus(d.Degraded, ic.skipLines())
 	ic.degraded = ic.buildDegraded()
 	if !reflect.DeepEqual(ic.desired(), d) {
+		IncrStats.SeedMismatch.Add(1)
 		return nil
 	}
 	return ic
@@ -346,23 +352,42 @@ func (ic *incrCalc) dest(c *calc, dst netip.Prefix) routeChange {
 	return ch
 }
 
-// skipLines renders the skip notes as Calc does: one line per reason,
-// its destinations sorted.
-func (ic *incrCalc) skipLines() []string {
-	by := map[string][]string{}
-	for _, notes := range ic.skips {
-		for _, n := range notes {
-			reason, what, _ := strings.Cut(n, "\x00")
-			by[reason] = append(by[reason], what)
+// setSkips replaces dst's skip notes, keeping skipBy and the lines of
+// the reasons concerned as Calc renders them: one line per reason, its
+// destinations sorted.
+func (ic *incrCalc) setSkips(dst netip.Prefix, notes []string) {
+	changed := map[string]bool{}
+	for _, n := range ic.skips[dst] {
+		reason, what, _ := strings.Cut(n, "\x00")
+		l := ic.skipBy[reason]
+		if i, ok := slices.BinarySearch(l, what); ok {
+			ic.skipBy[reason] = slices.Delete(l, i, i+1)
+		}
+		changed[reason] = true
+	}
+	for _, n := range notes {
+		reason, what, _ := strings.Cut(n, "\x00")
+		l := ic.skipBy[reason]
+		i, _ := slices.BinarySearch(l, what)
+		ic.skipBy[reason] = slices.Insert(l, i, what)
+		changed[reason] = true
+	}
+	if len(notes) > 0 {
+		ic.skips[dst] = notes
+	} else {
+		delete(ic.skips, dst)
+	}
+	for reason := range changed {
+		if l := ic.skipBy[reason]; len(l) > 0 {
+			ic.lines[reason] = reason + ": " + strings.Join(l, ", ")
+		} else {
+			delete(ic.skipBy, reason)
+			delete(ic.lines, reason)
 		}
 	}
-	out := make([]string, 0, len(by))
-	for reason, what := range by {
-		slices.Sort(what)
-		out = append(out, reason+": "+strings.Join(what, ", "))
-	}
-	return out
 }
+
+func (ic *incrCalc) skipLines() []string { return slices.Collect(maps.Values(ic.lines)) }
 
 func (ic *incrCalc) buildDegraded() []string {
 	out := append(slices.Clone(ic.global), ic.skipLines()...)

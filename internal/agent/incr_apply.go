@@ -50,6 +50,7 @@ func (a *Agent) reconcileIncr() (ok, done bool) {
 		return false, false
 	}
 	a.met.reconcile.WithLabelValues("calc").Observe(time.Since(start).Seconds())
+	IncrStats.Passes.Add(1)
 	dp.calcOK = false // the last Calc's model is the calculator's now
 	d := ic.pass()
 	var ar applyResult
@@ -69,6 +70,10 @@ func (a *Agent) reconcileIncr() (ok, done bool) {
 // dropIncr discards the calculator (the next pass is a full Calc, which
 // seeds a new one), first writing back the routes it applied.
 func (dp *dataplane) dropIncr() {
+	IncrStats.Full.Add(1)
+	if dp.incr != nil {
+		IncrStats.Drops.Add(1)
+	}
 	if dp.incr != nil && dp.routesStale {
 		dp.last.routes = dp.incr.sortedRoutes()
 	}

@@ -198,13 +198,8 @@ func (ic *incrCalc) commit(res incrResult) {
 		} else {
 			delete(ic.routes, ch.dst)
 		}
-		if !ch.skipsDiff {
-			continue
-		}
-		if len(ch.skips) > 0 {
-			ic.skips[ch.dst] = ch.skips
-		} else {
-			delete(ic.skips, ch.dst)
+		if ch.skipsDiff {
+			ic.setSkips(ch.dst, ch.skips)
 		}
 	}
 	if res.degraded {

@@ -23,6 +23,28 @@ type policyPlane struct {
 	opts    nft.PolicyOptions
 	ok      bool     // the last apply succeeded
 	skipped []string // endpoints the last apply left out (logged when it changes)
+	// gen is a.polGen when opts were computed (valid with genOK).
+	gen   uint64
+	genOK bool
+}
+
+// policyOptionsFor returns the policy options, the generation they were
+// computed at and whether they equal the applied ones. While nothing they
+// depend on changed (a.polGen: the Felix layers and the Nodes' addresses)
+// the applied ones are reused: rebuilding them (every peer) and comparing
+// them each pass costs O(nodes).
+func (a *Agent) policyOptionsFor(p *policyPlane, hostIfs bool) (nft.PolicyOptions, uint64, bool) {
+	a.mu.Lock()
+	gen := a.polGen
+	a.mu.Unlock()
+	if p.genOK && gen == p.gen && !hostIfs {
+		return p.opts, gen, true
+	}
+	opts := a.policyOptions()
+	if hostIfs {
+		opts.HostInterfaces = a.hostInterfaces()
+	}
+	return opts, gen, p.genOK && equalPolicyOptions(opts, p.opts)
 }
 
 // newPolicyPlane opens the policy table's applier through the Kernel and,
@@ -122,11 +144,8 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 	}
 	p := a.pol
 	rs, changes := a.policySnapshot()
-	opts := a.policyOptions()
-	if needsHostIfaces(rs) {
-		opts.HostInterfaces = a.hostInterfaces()
-	}
-	if p.ok && !full && changesEmpty(changes) && equalPolicyOptions(opts, p.opts) {
+	opts, gen, same := a.policyOptionsFor(p, needsHostIfaces(rs))
+	if p.ok && !full && changesEmpty(changes) && same {
 		return
 	}
 	if full && p.ok {
@@ -143,7 +162,7 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 		res.fail("policy", err, a.dp)
 		return
 	}
-	p.ok, p.opts = true, opts
+	p.ok, p.opts, p.gen, p.genOK = true, opts, gen, true
 	if !slices.Equal(st.Skipped, p.skipped) {
 		for _, s := range st.Skipped {
 			a.log.Warn("endpoint gets no policy", "component", "dataplane", "detail", s)

@@ -141,6 +141,9 @@ func (h *syncHandler) OnEvents(events []kv.Event) {
 			h.mark(&a.dirty, ev.Key)
 		}
 	}
+	if a.dirty.global {
+		a.polGen++ // a Felix change, say: the policy options too
+	}
 	a.mu.Unlock()
 	a.wake(tunnels)
 }

@@ -611,8 +611,9 @@ func (k *Kernel) Policy(string) (agent.PolicyKernel, error) { return &Policy{k: 
 
 // Policy records rule sets applied to the policy table.
 type Policy struct {
-	k    *Kernel
-	last string // the last rule set applied, rendered; "" before the first
+	k     *Kernel
+	last  string       // the last rule set applied, rendered without the peers; "" before the first
+	peers []netip.Addr // and its peers
 }
 
 // Apply records rs (one write when it differs from the last).
@@ -621,16 +622,24 @@ func (p *Policy) Apply(rs *ruleset.Ruleset, o nft.PolicyOptions) (nft.PolicyStat
 	if rs != nil {
 		sum = PolicySummary{Endpoints: len(rs.Endpoints), Chains: len(rs.Chains), Sets: len(rs.Sets)}
 	}
+	// The peers (one per node) are compared as they are; the rest is
+	// small enough to render.
+	peers := o.VXLANPeers
+	o.VXLANPeers = nil
 	key := fmt.Sprint(rs, o)
 	k := p.k
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.counts.Calls++
-	if key == p.last {
+	if key == p.last && slices.Equal(peers, p.peers) {
 		return nft.PolicyStats{}, nil
 	}
-	st := nft.PolicyStats{Full: p.last == ""}
-	p.last = key
+	// Never Full: the daemon answers a full write with
+	// debug.FreeOSMemory, which returns a real table build's garbage but
+	// here would collect the whole shared heap of every agent, once per
+	// agent (a thousand collections at a cold start of N = 1,000).
+	st := nft.PolicyStats{}
+	p.last, p.peers = key, slices.Clone(peers)
 	k.policy = sum
 	k.counts.PolicyWrites++
 	k.changedAt["policy"] = time.Now()
