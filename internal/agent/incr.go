@@ -43,20 +43,19 @@ type incrCalc struct {
 	global   []string // degraded lines that are not skip lines
 	degraded []string
 	// vteps is sorted by tunnel address and never changed in place;
-	// vtepOf, vtepIP and vtepMAC index it by node, address and MAC.
-	vteps   []tunnel.VTEP
-	vtepOf  map[string]tunnel.VTEP
-	vtepIP  map[netip.Addr]string
-	vtepMAC map[string]string
+	// macs holds its MACs. It has no duplicates (else Calc decides), so
+	// a node's VTEP is vtepFor its Node.
+	vteps []tunnel.VTEP
+	macs  map[[6]byte]struct{}
 	// byAff lists each node's blocks; owner is Calc's borrowed map (the
 	// node an address is routed to when not its block's) and byOwner its
 	// inverse.
-	byAff   map[string]map[netip.Prefix]struct{}
+	byAff   map[string][]netip.Prefix
 	owner   map[netip.Addr]string
 	byOwner map[string]map[netip.Addr]struct{}
 	// wepIPs are the endpoints (with a node) per address; blkIPs counts
 	// the blocks listing an address as borrowed.
-	wepIPs map[netip.Addr]map[string]struct{}
+	wepIPs map[netip.Addr][]string
 	blkIPs map[netip.Addr]int
 	// local counts this node's endpoints per host prefix; localWEPs are
 	// those endpoints.
@@ -101,9 +100,9 @@ func newIncr(m *Model, d Desired) *incrCalc {
 	}
 	ic := &incrCalc{m: m, base: d, routes: map[netip.Prefix]route.Route{}, skips: map[netip.Prefix][]string{},
 		skipBy: map[string][]string{}, lines: map[string]string{},
-		vtepOf: map[string]tunnel.VTEP{}, vtepIP: map[netip.Addr]string{}, vtepMAC: map[string]string{},
-		byAff: map[string]map[netip.Prefix]struct{}{}, owner: map[netip.Addr]string{}, byOwner: map[string]map[netip.Addr]struct{}{},
-		wepIPs: map[netip.Addr]map[string]struct{}{}, blkIPs: map[netip.Addr]int{},
+		macs:  map[[6]byte]struct{}{},
+		byAff: map[string][]netip.Prefix{}, owner: map[netip.Addr]string{}, byOwner: map[string]map[netip.Addr]struct{}{},
+		wepIPs: map[netip.Addr][]string{}, blkIPs: map[netip.Addr]int{},
 		local: map[netip.Prefix]int{}, localWEPs: map[string]WEP{}}
 	ic.base.Routes, ic.base.VTEPs, ic.base.Degraded, ic.base.WorkloadIfaces = nil, nil, nil, nil
 	ic.pools = make([]Pool, 0, len(m.Pools))
@@ -149,7 +148,7 @@ func newIncr(m *Model, d Desired) *incrCalc {
 	return ic
 }
 
-// seedVTEPs builds the VTEP indexes; false when Calc found duplicates
+// seedVTEPs builds the VTEP list; false when Calc found duplicates
 // (which node wins depends on every node's name, so Calc decides).
 func (ic *incrCalc) seedVTEPs(d Desired) bool {
 	if d.VXLANState != DevicePresent {
@@ -160,15 +159,18 @@ func (ic *incrCalc) seedVTEPs(d Desired) bool {
 		if !ok {
 			continue
 		}
-		if _, dup := ic.vtepIP[v.TunnelIP]; dup {
+		if _, dup := ic.macs[[6]byte(v.MAC)]; dup {
 			return false
 		}
-		if _, dup := ic.vtepMAC[string(v.MAC)]; dup {
-			return false
-		}
-		ic.addVTEP(name, v)
+		ic.macs[[6]byte(v.MAC)] = struct{}{}
+		ic.vteps = append(ic.vteps, v)
 	}
-	ic.vteps = slices.SortedFunc(maps.Values(ic.vtepOf), compareVTEP)
+	slices.SortFunc(ic.vteps, compareVTEP)
+	for i := 1; i < len(ic.vteps); i++ {
+		if ic.vteps[i].TunnelIP == ic.vteps[i-1].TunnelIP {
+			return false
+		}
+	}
 	return true
 }
 
@@ -180,20 +182,6 @@ func (ic *incrCalc) vtepFor(name string, n Node) (tunnel.VTEP, bool) {
 		return tunnel.VTEP{}, false
 	}
 	return tunnel.VTEP{TunnelIP: n.VXLANTunnelAddr, MAC: n.mac(), NodeIP: n.IPv4.Addr()}, true
-}
-
-func (ic *incrCalc) addVTEP(name string, v tunnel.VTEP) {
-	ic.vtepOf[name], ic.vtepIP[v.TunnelIP], ic.vtepMAC[string(v.MAC)] = v, name, name
-}
-
-func (ic *incrCalc) dropVTEP(name string) (tunnel.VTEP, bool) {
-	v, ok := ic.vtepOf[name]
-	if ok {
-		delete(ic.vtepOf, name)
-		delete(ic.vtepIP, v.TunnelIP)
-		delete(ic.vtepMAC, string(v.MAC))
-	}
-	return v, ok
 }
 
 func hostPrefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
@@ -210,7 +198,7 @@ func (ic *incrCalc) calc() *calc {
 // indexBlock adds (n = 1) or removes (n = -1) a block from the indexes.
 func (ic *incrCalc) indexBlock(b Block, n int) {
 	if b.Affinity != "" {
-		addSet(ic.byAff, b.Affinity, b.CIDR, n > 0)
+		addList(ic.byAff, b.Affinity, b.CIDR, n > 0)
 	}
 	for a := range b.Borrowed {
 		if ic.blkIPs[a] += n; ic.blkIPs[a] <= 0 {
@@ -225,7 +213,7 @@ func (ic *incrCalc) indexWEP(key string, w WEP, n int) {
 		return
 	}
 	for _, ip := range w.IPs {
-		addSet(ic.wepIPs, ip.Addr(), key, n > 0)
+		addList(ic.wepIPs, ip.Addr(), key, n > 0)
 	}
 	if w.Node != ic.m.NodeName {
 		return
@@ -239,6 +227,23 @@ func (ic *incrCalc) indexWEP(key string, w WEP, n int) {
 		p := hostPrefix(ip.Addr())
 		if ic.local[p] += n; ic.local[p] <= 0 {
 			delete(ic.local, p)
+		}
+	}
+}
+
+// addList adds v to (add) or removes it from the list m[k] (a set: each
+// list is short, most hold one item).
+func addList[K, V comparable](m map[K][]V, k K, v V, add bool) {
+	l := m[k]
+	i := slices.Index(l, v)
+	switch {
+	case add && i < 0:
+		m[k] = append(l, v)
+	case !add && i >= 0:
+		if l = slices.Delete(l, i, i+1); len(l) == 0 {
+			delete(m, k)
+		} else {
+			m[k] = l
 		}
 	}
 }
@@ -266,7 +271,7 @@ func addSet[K, V comparable](m map[K]map[V]struct{}, k K, v V, add bool) {
 func (ic *incrCalc) ownerOf(c *calc, a netip.Addr) (string, bool) {
 	blk, inBlock := c.blockOf(a)
 	best, node := "", ""
-	for k := range ic.wepIPs[a] {
+	for _, k := range ic.wepIPs[a] {
 		w := ic.m.WEPs[k]
 		if inBlock && blk.Affinity == w.Node {
 			continue

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/onecalico/calico/internal/dataplane/route"
@@ -14,6 +15,13 @@ import (
 // list (SyncVTEPs).
 type VTEPChanger interface {
 	ApplyVTEPChanges(device string, gone, set []tunnel.VTEP) error
+}
+
+// VXLANFilterChanger is a VXLAN filter applier that also takes the peers
+// that came and went (the counted kernel has it; nft.VXLANFilterApplier
+// diffs the whole list itself).
+type VXLANFilterChanger interface {
+	ApplyPeerChanges(gone, added []netip.Addr) error
 }
 
 // reconcileIncr runs a signal's pass with the incremental calculator
@@ -51,7 +59,9 @@ func (a *Agent) reconcileIncr() (ok, done bool) {
 	}
 	a.met.reconcile.WithLabelValues("calc").Observe(time.Since(start).Seconds())
 	IncrStats.Passes.Add(1)
-	dp.calcOK = false // the last Calc's model is the calculator's now
+	// The last Calc's model is the calculator's now, and its result
+	// stale: drop it (a full pass computes anew).
+	dp.calc, dp.calcOK = Desired{}, false
 	d := ic.pass()
 	var ar applyResult
 	dp.applyIncr(d, res, &ar)
@@ -93,7 +103,7 @@ func (dp *dataplane) applyIncr(d Desired, res incrResult, ar *applyResult) {
 		dp.workloads(d, false, ar, timed)
 	}
 	if res.vteps {
-		dp.applyVXLANFilter(d, false, ar, timed)
+		dp.changeVXLANFilter(d, res, ar, timed)
 		timed("vteps", func() { dp.changeVTEPs(d, res, ar) })
 	}
 	prev, want := routeDelta(res.routes)
@@ -109,8 +119,41 @@ func (dp *dataplane) applyIncr(d Desired, res incrResult, ar *applyResult) {
 			ar.fail("routes", err, dp)
 			return
 		}
-		dp.routesStale = true
+		// The calculator's routes are the applied ones until dropIncr.
+		dp.routesStale, dp.last.routes = true, nil
 	})
+}
+
+// changeVXLANFilter sends the filter only the peers that came and went
+// when its applier takes them (else applyVXLANFilter compares and sends
+// the whole list). The filter's recorded list is then stale: the next
+// full pass finds it different and rewrites it whole.
+func (dp *dataplane) changeVXLANFilter(d Desired, res incrResult, ar *applyResult, timed func(string, func())) {
+	p := dp.vxf
+	var fc VXLANFilterChanger
+	if p != nil {
+		fc, _ = p.applier.(VXLANFilterChanger)
+	}
+	if fc == nil || !p.present || vxlanFilterState(d) != DevicePresent || d.VXLANV6State == DevicePresent {
+		dp.applyVXLANFilter(d, false, ar, timed)
+		return
+	}
+	timed("vxlan-filter", func() {
+		if err := fc.ApplyPeerChanges(nodeIPs(res.vtepGone), nodeIPs(res.vtepSet)); err != nil {
+			p.present = false
+			ar.fail("vxlan-filter", err, dp)
+			return
+		}
+		p.want.Peers = nil
+	})
+}
+
+func nodeIPs(vs []tunnel.VTEP) []netip.Addr {
+	out := make([]netip.Addr, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, v.NodeIP)
+	}
+	return out
 }
 
 func (dp *dataplane) changeVTEPs(d Desired, res incrResult, ar *applyResult) {

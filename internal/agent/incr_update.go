@@ -83,7 +83,7 @@ func (ic *incrCalc) update(in incrInput) (res incrResult, ok bool) {
 		dests[hostPrefix(a)] = struct{}{}
 	}
 	for _, n := range in.nodes {
-		for p := range ic.byAff[n.key] {
+		for _, p := range ic.byAff[n.key] {
 			dests[p] = struct{}{}
 		}
 		for a := range ic.byOwner[n.key] {
@@ -155,9 +155,9 @@ func (ic *incrCalc) updateVTEPs(nodes []itemChange[string, Node], res *incrResul
 	}
 	var next []tunnel.VTEP
 	for _, n := range nodes {
-		old, had := ic.vtepOf[n.key]
+		old, had := ic.vtepFor(n.key, n.old)
 		v, has := ic.vtepFor(n.key, n.new)
-		has = has && n.has
+		had, has = had && n.had, has && n.has
 		if had == has && (!has || equalVTEP(old, v)) {
 			continue
 		}
@@ -165,21 +165,18 @@ func (ic *incrCalc) updateVTEPs(nodes []itemChange[string, Node], res *incrResul
 			next = slices.Clone(ic.vteps)
 		}
 		if had {
-			ic.dropVTEP(n.key)
 			if i, ok := slices.BinarySearchFunc(next, old, compareVTEP); ok {
 				next = slices.Delete(next, i, i+1)
 			}
+			delete(ic.macs, [6]byte(old.MAC))
 			res.vtepGone = append(res.vtepGone, old)
 		}
 		if has {
-			if _, dup := ic.vtepIP[v.TunnelIP]; dup {
+			i, dup := slices.BinarySearchFunc(next, v, compareVTEP)
+			if _, dupMAC := ic.macs[[6]byte(v.MAC)]; dup || dupMAC {
 				return false
 			}
-			if _, dup := ic.vtepMAC[string(v.MAC)]; dup {
-				return false
-			}
-			ic.addVTEP(n.key, v)
-			i, _ := slices.BinarySearchFunc(next, v, compareVTEP)
+			ic.macs[[6]byte(v.MAC)] = struct{}{}
 			next = slices.Insert(next, i, v)
 			res.vtepSet = append(res.vtepSet, v)
 		}

@@ -587,6 +587,29 @@ func (f *vxlanFilter) Apply(want nft.VXLANFilter) (nft.VXLANFilterStats, error) 
 	return st, nil
 }
 
+var _ agent.VXLANFilterChanger = (*vxlanFilter)(nil)
+
+// ApplyPeerChanges removes one occurrence of each gone peer and adds the
+// added ones (the incremental pass's delta).
+func (f *vxlanFilter) ApplyPeerChanges(gone, added []netip.Addr) error {
+	k := f.k
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.counts.Calls++
+	peers := slices.Clone(k.filter.Peers) // Filter's callers keep the old one
+	for _, a := range gone {
+		if i := slices.Index(peers, a); i >= 0 {
+			peers = slices.Delete(peers, i, i+1)
+		}
+	}
+	k.filter.Peers = append(peers, added...)
+	if len(gone)+len(added) > 0 {
+		k.counts.FilterWrites++
+		k.changedAt["vxlan-filter"] = time.Now()
+	}
+	return nil
+}
+
 func (f *vxlanFilter) Invalidate() {}
 
 // Delete records the table's removal.
