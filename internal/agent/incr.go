@@ -57,6 +57,8 @@ type incrCalc struct {
 	// the blocks listing an address as borrowed.
 	wepIPs map[netip.Addr][]string
 	blkIPs map[netip.Addr]int
+	// bitsN counts the blocks of each prefix length (calc.blockBits).
+	bitsN [129]int
 	// local counts this node's endpoints per host prefix; localWEPs are
 	// those endpoints.
 	local     map[netip.Prefix]int
@@ -189,7 +191,11 @@ func hostPrefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen
 // calc is a calculation over the calculator's model with the seeding
 // Calc's device states, for the per-destination steps of routes().
 func (ic *incrCalc) calc() *calc {
-	c := &calc{m: ic.m, me: ic.m.Nodes[ic.m.NodeName], pools: ic.pools}
+	var seen [129]bool
+	for b, n := range ic.bitsN {
+		seen[b] = n > 0
+	}
+	c := &calc{m: ic.m, me: ic.m.Nodes[ic.m.NodeName], pools: ic.pools, blockBits: bitsOf(seen[:])}
 	b := ic.base
 	c.d.VXLANState, c.d.IPIPState, c.d.VXLANV6State, c.d.WorkloadV6 = b.VXLANState, b.IPIPState, b.VXLANV6State, b.WorkloadV6
 	return c
@@ -197,6 +203,7 @@ func (ic *incrCalc) calc() *calc {
 
 // indexBlock adds (n = 1) or removes (n = -1) a block from the indexes.
 func (ic *incrCalc) indexBlock(b Block, n int) {
+	ic.bitsN[b.CIDR.Bits()] += n
 	if b.Affinity != "" {
 		addList(ic.byAff, b.Affinity, b.CIDR, n > 0)
 	}
