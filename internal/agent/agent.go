@@ -31,11 +31,13 @@ type Agent struct {
 	met    *metrics
 
 	// mu guards the model and everything the sync handlers write.
-	mu       sync.Mutex
-	model    *Model
-	synced   map[string]bool
-	felix    felixLayers
-	felixEnv api.FelixConfigurationSpec
+	mu     sync.Mutex
+	model  *Model
+	synced map[string]bool
+	// syncedAll: every watched prefix has been synced (allSynced).
+	syncedAll bool
+	felix     felixLayers
+	felixEnv  api.FelixConfigurationSpec
 	// dirty is what the sync handlers changed since the last pass took it
 	// (dirty.go); peers the other nodes' addresses for the policy options.
 	dirty dirtySet

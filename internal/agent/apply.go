@@ -43,6 +43,9 @@ type dataplane struct {
 	// applied, not last.routes (dropIncr writes them back).
 	incr        *incrCalc
 	routesStale bool
+	// seed is the model of the last complete full pass (whose result is
+	// calc) until the calculator is seeded from them.
+	seed *Model
 }
 
 // applied is what the last successful apply of each part installed.

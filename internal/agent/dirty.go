@@ -63,7 +63,8 @@ func (a *Agent) takeDirtyLocked() dirtySet {
 // (the policy plane keeps the one it applied), so each change copies it.
 type peerList struct {
 	addrs []netip.Addr
-	ok    bool // addrs is up to date (else rebuilt from the model on next use)
+	ok    bool   // addrs is up to date (else rebuilt from the model on next use)
+	gen   uint64 // changes with addrs
 }
 
 // nodeChangedLocked updates the peers after a Node event on the live
@@ -71,7 +72,7 @@ type peerList struct {
 func (a *Agent) nodeChangedLocked(old Node, had bool, n Node, has bool) {
 	p := &a.peers
 	if !p.ok || n.Name == a.cfg.NodeName || old.Name == a.cfg.NodeName {
-		a.polGen++
+		p.gen++
 		return
 	}
 	was, is := had && old.IPv4.IsValid(), has && n.IPv4.IsValid()
@@ -89,7 +90,7 @@ func (a *Agent) nodeChangedLocked(old Node, had bool, n Node, has bool) {
 		out = slices.Insert(out, i, n.IPv4.Addr())
 	}
 	p.addrs = out
-	a.polGen++
+	p.gen++
 }
 
 // peersLocked returns the sorted peer addresses; a.mu is held.

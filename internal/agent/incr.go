@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"maps"
 	"net/netip"
-	"reflect"
 	"slices"
 	"strings"
 
@@ -131,23 +130,45 @@ func newIncr(m *Model, d Desired) *incrCalc {
 			ic.setOwner(dst.Addr(), c)
 		}
 	}
+	changed := map[string]bool{}
 	for dst := range dests {
 		ch := ic.dest(c, dst)
 		if ch.has {
 			ic.routes[dst] = ch.new
 		}
-		ic.setSkips(dst, ch.skips)
+		ic.setSkips(dst, ch.skips, changed)
 	}
+	ic.renderLines(changed)
 	if !ic.seedVTEPs(d) {
 		return nil
 	}
 	ic.global = minus(d.Degraded, ic.skipLines())
 	ic.degraded = ic.buildDegraded()
-	if !reflect.DeepEqual(ic.desired(), d) {
+	if !ic.rebuilds(d) {
 		IncrStats.SeedMismatch.Add(1)
 		return nil
 	}
 	return ic
+}
+
+// rebuilds reports whether the calculator's state is exactly d (the
+// parts it keeps; the rest is d's own).
+func (ic *incrCalc) rebuilds(d Desired) bool {
+	if len(ic.routes) != len(d.Routes) || len(ic.vteps) != len(d.VTEPs) || !slices.Equal(ic.degraded, d.Degraded) {
+		return false
+	}
+	for _, r := range d.Routes {
+		if ic.routes[r.Dst] != r {
+			return false
+		}
+	}
+	for i, v := range d.VTEPs {
+		if !equalVTEP(v, ic.vteps[i]) {
+			return false
+		}
+	}
+	n, ifs := ic.workloads()
+	return n == d.LocalWorkloads && slices.Equal(ifs, d.WorkloadIfaces)
 }
 
 // seedVTEPs builds the VTEP list; false when Calc found duplicates
@@ -364,11 +385,9 @@ func (ic *incrCalc) dest(c *calc, dst netip.Prefix) routeChange {
 	return ch
 }
 
-// setSkips replaces dst's skip notes, keeping skipBy and the lines of
-// the reasons concerned as Calc renders them: one line per reason, its
-// destinations sorted.
-func (ic *incrCalc) setSkips(dst netip.Prefix, notes []string) {
-	changed := map[string]bool{}
+// setSkips replaces dst's skip notes in skips and skipBy, recording in
+// changed the reasons whose lines must be rendered again (renderLines).
+func (ic *incrCalc) setSkips(dst netip.Prefix, notes []string, changed map[string]bool) {
 	for _, n := range ic.skips[dst] {
 		reason, what, _ := strings.Cut(n, "\x00")
 		l := ic.skipBy[reason]
@@ -389,6 +408,11 @@ func (ic *incrCalc) setSkips(dst netip.Prefix, notes []string) {
 	} else {
 		delete(ic.skips, dst)
 	}
+}
+
+// renderLines renders the changed reasons' lines as Calc does: one line
+// per reason, its destinations sorted.
+func (ic *incrCalc) renderLines(changed map[string]bool) {
 	for reason := range changed {
 		if l := ic.skipBy[reason]; len(l) > 0 {
 			ic.lines[reason] = reason + ": " + strings.Join(l, ", ")

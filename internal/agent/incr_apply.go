@@ -30,6 +30,10 @@ type VXLANFilterChanger interface {
 // is seeded, something global changed, or the host facts changed.
 func (a *Agent) reconcileIncr() (ok, done bool) {
 	dp := a.dp
+	if dp.incr == nil && dp.seed != nil && dp.calcOK && dp.calcModel == dp.seed {
+		dp.incr = newIncr(dp.seed, dp.calc)
+	}
+	dp.seed = nil
 	ic := dp.incr
 	if ic == nil {
 		return false, false
@@ -80,6 +84,7 @@ func (a *Agent) reconcileIncr() (ok, done bool) {
 // dropIncr discards the calculator (the next pass is a full Calc, which
 // seeds a new one), first writing back the routes it applied.
 func (dp *dataplane) dropIncr() {
+	dp.seed = nil
 	IncrStats.Full.Add(1)
 	if dp.incr != nil {
 		IncrStats.Drops.Add(1)

@@ -189,6 +189,7 @@ func (ic *incrCalc) updateVTEPs(nodes []itemChange[string, Node], res *incrResul
 
 // commit records a pass's route changes once they are applied.
 func (ic *incrCalc) commit(res incrResult) {
+	changed := map[string]bool{}
 	for _, ch := range res.routes {
 		if ch.has {
 			ic.routes[ch.dst] = ch.new
@@ -196,9 +197,10 @@ func (ic *incrCalc) commit(res incrResult) {
 			delete(ic.routes, ch.dst)
 		}
 		if ch.skipsDiff {
-			ic.setSkips(ch.dst, ch.skips)
+			ic.setSkips(ch.dst, ch.skips, changed)
 		}
 	}
+	ic.renderLines(changed)
 	if res.degraded {
 		ic.degraded = ic.buildDegraded()
 	}

@@ -23,28 +23,40 @@ type policyPlane struct {
 	opts    nft.PolicyOptions
 	ok      bool     // the last apply succeeded
 	skipped []string // endpoints the last apply left out (logged when it changes)
-	// gen is a.polGen when opts were computed (valid with genOK).
-	gen   uint64
-	genOK bool
+	// gen and peerGen are a.polGen and a.peers.gen when opts were
+	// computed (valid with genOK).
+	gen, peerGen uint64
+	genOK        bool
 }
 
 // policyOptionsFor returns the policy options, the generation they were
 // computed at and whether they equal the applied ones. While nothing they
-// depend on changed (a.polGen: the Felix layers and the Nodes' addresses)
-// the applied ones are reused: rebuilding them (every peer) and comparing
-// them each pass costs O(nodes).
-func (a *Agent) policyOptionsFor(p *policyPlane, hostIfs bool) (nft.PolicyOptions, uint64, bool) {
+// depend on changed (a.polGen: the Felix layers; a.peers.gen: the Nodes'
+// addresses) the applied ones are reused, and when only the addresses
+// changed only the peers are replaced: rebuilding the options and
+// comparing them on every pass costs O(nodes).
+func (a *Agent) policyOptionsFor(p *policyPlane, hostIfs bool) (opts nft.PolicyOptions, gen, peerGen uint64, same bool) {
 	a.mu.Lock()
-	gen := a.polGen
+	gen, peerGen = a.polGen, a.peers.gen
+	var peers []netip.Addr
+	if p.genOK && gen == p.gen && !hostIfs && peerGen != p.peerGen {
+		peers = a.peersLocked()
+	}
 	a.mu.Unlock()
 	if p.genOK && gen == p.gen && !hostIfs {
-		return p.opts, gen, true
+		if peerGen == p.peerGen {
+			return p.opts, gen, peerGen, true
+		}
+		// Only Nodes' addresses changed: the rest stands.
+		opts = p.opts
+		opts.VXLANPeers = peers
+		return opts, gen, peerGen, false
 	}
-	opts := a.policyOptions()
+	opts = a.policyOptions()
 	if hostIfs {
 		opts.HostInterfaces = a.hostInterfaces()
 	}
-	return opts, gen, p.genOK && equalPolicyOptions(opts, p.opts)
+	return opts, gen, peerGen, p.genOK && equalPolicyOptions(opts, p.opts)
 }
 
 // newPolicyPlane opens the policy table's applier through the Kernel and,
@@ -144,7 +156,7 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 	}
 	p := a.pol
 	rs, changes := a.policySnapshot()
-	opts, gen, same := a.policyOptionsFor(p, needsHostIfaces(rs))
+	opts, gen, peerGen, same := a.policyOptionsFor(p, needsHostIfaces(rs))
 	if p.ok && !full && changesEmpty(changes) && same {
 		return
 	}
@@ -162,7 +174,7 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 		res.fail("policy", err, a.dp)
 		return
 	}
-	p.ok, p.opts, p.gen, p.genOK = true, opts, gen, true
+	p.ok, p.opts, p.gen, p.peerGen, p.genOK = true, opts, gen, peerGen, true
 	if !slices.Equal(st.Skipped, p.skipped) {
 		for _, s := range st.Skipped {
 			a.log.Warn("endpoint gets no policy", "component", "dataplane", "detail", s)

@@ -174,7 +174,9 @@ func (a *Agent) reconcileOnce(full, changed bool) (ok bool, interval time.Durati
 	ok = len(res.errs) == 0
 	a.endFullPass(m, d, ok)
 	if ok {
-		dp.incr = newIncr(m, d)
+		// The calculator is seeded from this pass when a pass first needs
+		// it: a burst of global changes does not pay for it every time.
+		dp.seed = m
 	}
 	routes := len(dp.last.routes)
 	a.finishPass(d, me, res, full, time.Since(start), routes)

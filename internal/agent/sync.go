@@ -154,6 +154,7 @@ func (a *Agent) snapshotTakenLocked(prefix string) {
 	a.markGlobalLocked()
 	if prefix == prefixNodes {
 		a.peers.ok = false
+		a.peers.gen++
 	}
 }
 
