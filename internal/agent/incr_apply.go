@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/onecalico/calico/internal/dataplane/route"
@@ -58,6 +59,7 @@ func (a *Agent) reconcileIncr() (ok, done bool) {
 	}
 	res, ok := ic.update(in)
 	if !ok {
+		dp.last.vtepsOK = false // the list is half changed
 		dp.dropIncr()
 		return false, false
 	}
@@ -92,7 +94,10 @@ func (dp *dataplane) dropIncr() {
 	if dp.incr != nil && dp.routesStale {
 		dp.last.routes = dp.incr.sortedRoutes()
 	}
-	dp.incr, dp.routesStale = nil, false
+	if dp.incr != nil && dp.vtepsStale {
+		dp.last.vteps = slices.Clone(dp.incr.vteps)
+	}
+	dp.incr, dp.routesStale, dp.vtepsStale = nil, false, false
 }
 
 // applyIncr applies an incremental pass: this node's workloads, the VTEPs
@@ -174,7 +179,8 @@ func (dp *dataplane) changeVTEPs(d Desired, res incrResult, ar *applyResult) {
 		ar.fail("vteps", err, dp)
 		return
 	}
-	l.vteps, l.vtepsOK = d.VTEPs, true
+	// The calculator's list is the applied one until dropIncr.
+	l.vteps, l.vtepsOK, dp.vtepsStale = nil, true, true
 }
 
 // routeDelta lists the routes that went or changed (prev) and the ones

@@ -3,8 +3,6 @@ package agent
 import (
 	"net/netip"
 	"slices"
-
-	"github.com/onecalico/calico/internal/dataplane/tunnel"
 )
 
 // itemChange is one dirty model item, before and after.
@@ -147,13 +145,15 @@ func (ic *incrCalc) addrsIn(cidr netip.Prefix, addrs map[netip.Addr]struct{}) {
 	}
 }
 
-// updateVTEPs recomputes the changed nodes' VTEPs into a new sorted list
-// (res.vteps) and records what went (vtepGone) and came (vtepSet).
+// updateVTEPs recomputes the changed nodes' VTEPs in the sorted list
+// (changed in place: see dataplane.vtepsStale) and records what went
+// (vtepGone) and came (vtepSet). On false the list is half changed: the
+// caller drops the calculator.
 func (ic *incrCalc) updateVTEPs(nodes []itemChange[string, Node], res *incrResult) bool {
 	if ic.base.VXLANState != DevicePresent {
 		return true
 	}
-	var next []tunnel.VTEP
+	next := ic.vteps
 	for _, n := range nodes {
 		old, had := ic.vtepFor(n.key, n.old)
 		v, has := ic.vtepFor(n.key, n.new)
@@ -161,9 +161,7 @@ func (ic *incrCalc) updateVTEPs(nodes []itemChange[string, Node], res *incrResul
 		if had == has && (!has || equalVTEP(old, v)) {
 			continue
 		}
-		if next == nil {
-			next = slices.Clone(ic.vteps)
-		}
+		res.vteps = true
 		if had {
 			if i, ok := slices.BinarySearchFunc(next, old, compareVTEP); ok {
 				next = slices.Delete(next, i, i+1)
@@ -181,9 +179,7 @@ func (ic *incrCalc) updateVTEPs(nodes []itemChange[string, Node], res *incrResul
 			res.vtepSet = append(res.vtepSet, v)
 		}
 	}
-	if next != nil {
-		ic.vteps, res.vteps = next, true
-	}
+	ic.vteps = next
 	return true
 }
 

@@ -201,7 +201,7 @@ func (a *Agent) finishPass(d Desired, me Node, res applyResult, full bool, elaps
 		a.met.routes.Set(float64(routes))
 	}
 	if dp.last.vtepsOK || d.VXLANState != DevicePresent {
-		a.met.vteps.Set(float64(len(dp.last.vteps)))
+		a.met.vteps.Set(float64(len(d.VTEPs))) // what was applied
 	}
 	a.met.localWorkloads.Set(float64(d.LocalWorkloads))
 
