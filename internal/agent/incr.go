@@ -94,9 +94,7 @@ func incrEligible(m *Model, d Desired) bool {
 // nil when the pass is not eligible or the calculator does not rebuild d
 // exactly (duplicate VTEPs, say).
 func newIncr(m *Model, d Desired) *incrCalc {
-	IncrStats.Seeds.Add(1)
 	if !incrEligible(m, d) {
-		IncrStats.SeedNil.Add(1)
 		return nil
 	}
 	ic := &incrCalc{m: m, base: d, routes: map[netip.Prefix]route.Route{}, skips: map[netip.Prefix][]string{},
@@ -145,7 +143,6 @@ func newIncr(m *Model, d Desired) *incrCalc {
 	ic.global = minus(d.Degraded, ic.skipLines())
 	ic.degraded = ic.buildDegraded()
 	if !ic.rebuilds(d) {
-		IncrStats.SeedMismatch.Add(1)
 		return nil
 	}
 	return ic

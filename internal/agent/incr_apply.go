@@ -64,7 +64,6 @@ func (a *Agent) reconcileIncr() (ok, done bool) {
 		return false, false
 	}
 	a.met.reconcile.WithLabelValues("calc").Observe(time.Since(start).Seconds())
-	IncrStats.Passes.Add(1)
 	// The last Calc's model is the calculator's now, and its result
 	// stale: drop it (a full pass computes anew).
 	dp.calc, dp.calcOK = Desired{}, false
@@ -87,9 +86,7 @@ func (a *Agent) reconcileIncr() (ok, done bool) {
 // seeds a new one), first writing back the routes it applied.
 func (dp *dataplane) dropIncr() {
 	dp.seed = nil
-	IncrStats.Full.Add(1)
 	if dp.incr != nil {
-		IncrStats.Drops.Add(1)
 	}
 	if dp.incr != nil && dp.routesStale {
 		dp.last.routes = dp.incr.sortedRoutes()

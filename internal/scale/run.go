@@ -112,8 +112,6 @@ func Run(ctx context.Context, env Env, n int) (*Result, error) {
 			return r, fmt.Errorf("N=%d %s: %w", n, s.name, err)
 		}
 		env.Logf("N=%d %s done in %s", n, s.name, time.Since(t).Round(time.Millisecond))
-		st := &agent.IncrStats
-		env.Logf("INCR seeds %d nil %d mismatch %d passes %d drops %d full %d", st.Seeds.Load(), st.SeedNil.Load(), st.SeedMismatch.Load(), st.Passes.Load(), st.Drops.Load(), st.Full.Load())
 	}
 	return r, nil
 }
