@@ -58,16 +58,18 @@ func (a *Agent) takeDirtyLocked() dirtySet {
 }
 
 // peerList keeps the other nodes' IPv4 addresses sorted for the policy
-// options (policyOptions), updated per Node event instead of rebuilt from
-// every Node on every pass. A published slice is never changed in place
-// (the policy plane keeps the one it applied), so each change copies it.
+// options (policyOptions), updated from Node events instead of rebuilt
+// from every Node on every pass. Events queue their changes (gone, came);
+// peersLocked applies them to a copy once per read, as a published list
+// is never changed in place (the policy plane keeps the one it applied).
 type peerList struct {
-	addrs []netip.Addr
-	ok    bool   // addrs is up to date (else rebuilt from the model on next use)
-	gen   uint64 // changes with addrs
+	addrs      []netip.Addr
+	gone, came []netip.Addr
+	ok         bool   // addrs (with the queued changes) is up to date; else rebuilt from the model
+	gen        uint64 // changes with the list
 }
 
-// nodeChangedLocked updates the peers after a Node event on the live
+// nodeChangedLocked queues the peer change of a Node event on the live
 // model (old/had: the Node before; n/has: after); a.mu is held.
 func (a *Agent) nodeChangedLocked(old Node, had bool, n Node, has bool) {
 	p := &a.peers
@@ -79,17 +81,12 @@ func (a *Agent) nodeChangedLocked(old Node, had bool, n Node, has bool) {
 	if was && is && old.IPv4.Addr() == n.IPv4.Addr() {
 		return
 	}
-	out := slices.Clone(p.addrs)
 	if was {
-		if i, ok := slices.BinarySearchFunc(out, old.IPv4.Addr(), netip.Addr.Compare); ok {
-			out = slices.Delete(out, i, i+1)
-		}
+		p.gone = append(p.gone, old.IPv4.Addr())
 	}
 	if is {
-		i, _ := slices.BinarySearchFunc(out, n.IPv4.Addr(), netip.Addr.Compare)
-		out = slices.Insert(out, i, n.IPv4.Addr())
+		p.came = append(p.came, n.IPv4.Addr())
 	}
-	p.addrs = out
 	p.gen++
 }
 
@@ -104,7 +101,23 @@ func (a *Agent) peersLocked() []netip.Addr {
 			}
 		}
 		slices.SortFunc(out, netip.Addr.Compare)
-		p.addrs, p.ok = out, true
+		p.addrs, p.ok, p.gone, p.came = out, true, nil, nil
+		return out
 	}
-	return p.addrs
+	if len(p.gone)+len(p.came) == 0 {
+		return p.addrs
+	}
+	out := make([]netip.Addr, len(p.addrs), len(p.addrs)+len(p.came))
+	copy(out, p.addrs)
+	for _, a := range p.gone {
+		if i, ok := slices.BinarySearchFunc(out, a, netip.Addr.Compare); ok {
+			out = slices.Delete(out, i, i+1)
+		}
+	}
+	for _, a := range p.came {
+		i, _ := slices.BinarySearchFunc(out, a, netip.Addr.Compare)
+		out = slices.Insert(out, i, a)
+	}
+	p.addrs, p.gone, p.came = out, nil, nil
+	return out
 }

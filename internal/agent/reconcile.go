@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -208,11 +210,7 @@ func (a *Agent) finishPass(d Desired, me Node, res applyResult, full bool, elaps
 	s := &a.st
 	s.mu.Lock()
 	if !slices.Equal(s.degraded, d.Degraded) {
-		for _, x := range d.Degraded {
-			if !slices.Contains(s.degraded, x) {
-				log.Warn("degraded", "detail", x)
-			}
-		}
+		logDegraded(log, s.degraded, d.Degraded)
 	}
 	s.degraded, s.errors = d.Degraded, errs
 	if me.IPv4.IsValid() {
@@ -233,5 +231,29 @@ func (a *Agent) finishPass(d Desired, me Node, res applyResult, full bool, elaps
 			"routes", routes, "vteps", len(d.VTEPs), "local_workloads", d.LocalWorkloads)
 	} else {
 		log.Debug("applied", "full", full, "incremental", d.Routes == nil, "elapsed", elapsed, "route_changes", res.routeChanges)
+	}
+}
+
+// logDegraded logs the degradations new in now. One whose reason was
+// already reported, with other destinations (a line listing skipped
+// routes changes with every node that comes or goes), is logged at debug
+// level: at a cold start of many nodes such a line would otherwise be
+// logged again with every pass.
+func logDegraded(log *slog.Logger, before, now []string) {
+	reason := func(x string) string {
+		if i := strings.LastIndex(x, ": "); i > 0 {
+			return x[:i]
+		}
+		return x
+	}
+	for _, x := range now {
+		if slices.Contains(before, x) {
+			continue
+		}
+		if slices.ContainsFunc(before, func(b string) bool { return reason(b) == reason(x) }) {
+			log.Debug("degraded (changed)", "detail", x)
+			continue
+		}
+		log.Warn("degraded", "detail", x)
 	}
 }

@@ -662,7 +662,9 @@ func (p *Policy) Apply(rs *ruleset.Ruleset, o nft.PolicyOptions) (nft.PolicyStat
 	// here would collect the whole shared heap of every agent, once per
 	// agent (a thousand collections at a cold start of N = 1,000).
 	st := nft.PolicyStats{}
-	p.last, p.peers = key, slices.Clone(peers)
+	// The daemon never changes a list of peers it handed over (dirty.go's
+	// peerList), so it is kept as it is.
+	p.last, p.peers = key, peers
 	k.policy = sum
 	k.counts.PolicyWrites++
 	k.changedAt["policy"] = time.Now()
