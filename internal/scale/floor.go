@@ -3,7 +3,9 @@ package scale
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,26 +161,62 @@ func floorNode(ctx context.Context, env Env, i int, w *floorWatcher, wg *sync.Wa
 	wg.Go(func() { _ = kv.Sync(ctx, st, api.IPAMBlockPrefix, w.handler("")) })
 	c := datastore.NewClient(st)
 	name := NodeName(i)
-	if _, _, err := datastore.ListOf[*api.Node](ctx, c, api.KindNode, ""); err != nil {
+	// Each step is retried, as the agent's startup and tunnel manager
+	// retry (an overloaded etcd times requests out).
+	if err := floorRetry(ctx, func() error {
+		_, _, err := datastore.ListOf[*api.Node](ctx, c, api.KindNode, "")
+		return err
+	}); err != nil {
 		return fmt.Errorf("floor node %s: list nodes: %w", name, err)
 	}
-	node := api.NewNode()
-	node.Name = name
-	node.Spec.BGP = &api.NodeBGPSpec{IPv4Address: NodeAddr(i).String()}
-	if _, err := c.Create(ctx, node); err != nil {
+	if err := floorRetry(ctx, func() error {
+		node := api.NewNode()
+		node.Name = name
+		node.Spec.BGP = &api.NodeBGPSpec{IPv4Address: NodeAddr(i).String()}
+		_, err := c.Create(ctx, node)
+		if errors.Is(err, kv.ErrExists) {
+			return nil // an earlier try that timed out went through
+		}
+		return err
+	}); err != nil {
 		return fmt.Errorf("floor node %s: register: %w", name, err)
 	}
-	a, err := ipam.New(st, ipam.Options{}).EnsureTunnelAddress(ctx, name, ipam.TunnelVXLAN, []string{PoolACIDR})
-	if err != nil {
+	var a netip.Addr
+	if err := floorRetry(ctx, func() (err error) {
+		a, err = ipam.New(st, ipam.Options{}).EnsureTunnelAddress(ctx, name, ipam.TunnelVXLAN, []string{PoolACIDR})
+		return err
+	}); err != nil {
 		return fmt.Errorf("floor node %s: tunnel address: %w", name, err)
 	}
-	r, err := datastore.GetOf[*api.Node](ctx, c, api.KindNode, "", name)
+	err = floorRetry(ctx, func() error {
+		r, err := datastore.GetOf[*api.Node](ctx, c, api.KindNode, "", name)
+		if err != nil {
+			return err
+		}
+		r.Spec.IPv4VXLANTunnelAddr = a.String()
+		_, err = c.Update(ctx, r)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("floor node %s: %w", name, err)
-	}
-	r.Spec.IPv4VXLANTunnelAddr = a.String()
-	if _, err := c.Update(ctx, r); err != nil {
 		return fmt.Errorf("floor node %s: write tunnel address: %w", name, err)
 	}
 	return nil
+}
+
+// floorRetry runs f until it succeeds or ctx ends, waiting a little longer
+// after each failure (at most 5 s).
+func floorRetry(ctx context.Context, f func() error) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
