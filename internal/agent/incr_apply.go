@@ -31,26 +31,11 @@ type VXLANFilterChanger interface {
 // is seeded, something global changed, or the host facts changed.
 func (a *Agent) reconcileIncr() (ok, done bool) {
 	dp := a.dp
-	if dp.incr == nil && dp.seed != nil && dp.calcOK && dp.calcModel == dp.seed {
-		dp.incr = newIncr(dp.seed, dp.calc)
+	in, ok := a.incrInput()
+	if !ok {
+		return false, false
 	}
-	dp.seed = nil
 	ic := dp.incr
-	if ic == nil {
-		return false, false
-	}
-	a.mu.Lock()
-	dirty := a.takeDirtyLocked()
-	global := dirty.global || a.anyChange.Swap(false)
-	var in incrInput
-	if !global {
-		in = ic.pull(a.model, dirty)
-	}
-	a.mu.Unlock()
-	if global {
-		dp.dropIncr()
-		return false, false
-	}
 	start := time.Now()
 	host := dp.host
 	if err := dp.refreshHost(ic.m, false); err != nil || dp.host != host {
@@ -80,6 +65,34 @@ func (a *Agent) reconcileIncr() (ok, done bool) {
 	a.applyPolicy(&ar, false)
 	a.finishPass(d, ic.m.Nodes[ic.m.NodeName], ar, false, time.Since(start), len(ic.routes))
 	return len(ar.errs) == 0, true
+}
+
+// incrInput takes the pass's dirty items into the calculator, seeding it
+// first from the last full pass if need be; false when the pass must be
+// a full one (something global changed, or there is no calculator).
+func (a *Agent) incrInput() (incrInput, bool) {
+	dp := a.dp
+	if dp.incr == nil && dp.seed == nil {
+		return incrInput{}, false
+	}
+	a.mu.Lock()
+	dirty := a.takeDirtyLocked()
+	global := dirty.global || a.anyChange.Swap(false)
+	a.mu.Unlock()
+	if global {
+		dp.dropIncr() // before seeding: a global pass would drop it at once
+		return incrInput{}, false
+	}
+	if dp.incr == nil && dp.calcOK && dp.calcModel == dp.seed {
+		dp.incr = newIncr(dp.seed, dp.calc)
+	}
+	dp.seed = nil
+	if dp.incr == nil {
+		return incrInput{}, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return dp.incr.pull(a.model, dirty), true
 }
 
 // dropIncr discards the calculator (the next pass is a full Calc, which

@@ -361,3 +361,41 @@ func globalChange(r *rand.Rand, m *Model) {
 		m.Nodes["n0"] = me
 	}
 }
+
+// BenchmarkIncrPass is the calculator's part of a pass for one new block
+// in a cluster of 1,000 nodes (compare BenchmarkCalcScale, a full Calc):
+// the block is claimed and released in turn, each a pass that pulls the
+// item, recomputes its route and commits the change.
+func BenchmarkIncrPass(b *testing.B) {
+	live := &Model{NodeName: "n0000", Nodes: map[string]Node{}, Pools: map[string]Pool{}, Blocks: map[netip.Prefix]Block{}, WEPs: map[string]WEP{}}
+	live.Host = HostFacts{ParentIf: "eth0", ParentIndex: 2}
+	live.Pools["a"] = Pool{Name: "a", CIDR: netip.MustParsePrefix("10.64.0.0/12"), VXLANMode: api.VXLANModeAlways, Tunnel: true}
+	for i := range 1000 {
+		name := fmt.Sprintf("n%04d", i)
+		blk := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 64 + byte(i>>10), byte(i >> 2), byte(i&3) << 6}), 26)
+		live.Nodes[name] = Node{Name: name, IPv4: netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, byte((i + 1) >> 8), byte(i + 1)}), 12), VXLANTunnelAddr: blk.Addr()}
+		live.Blocks[blk] = Block{CIDR: blk, Affinity: name}
+	}
+	m := live.clone()
+	ic := newIncr(m, Calc(m))
+	if ic == nil {
+		b.Fatal("not seeded")
+	}
+	nb := netip.MustParsePrefix("10.70.0.0/26")
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i++; i%2 == 1 {
+			live.Blocks[nb] = Block{CIDR: nb, Affinity: "n0500"}
+		} else {
+			delete(live.Blocks, nb)
+		}
+		var d dirtySet
+		d.block(nb)
+		res, ok := ic.update(ic.pull(live, d))
+		if !ok || len(res.routes) != 1 {
+			b.Fatalf("ok %v, %d route changes", ok, len(res.routes))
+		}
+		ic.commit(res)
+	}
+}
