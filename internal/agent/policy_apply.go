@@ -56,7 +56,7 @@ func (a *Agent) policyOptionsFor(p *policyPlane, hostIfs bool) (opts nft.PolicyO
 	if hostIfs {
 		opts.HostInterfaces = a.hostInterfaces()
 	}
-	return opts, gen, peerGen, p.genOK && equalPolicyOptions(opts, p.opts)
+	return opts, gen, peerGen, p.ok && equalPolicyOptions(opts, p.opts)
 }
 
 // newPolicyPlane opens the policy table's applier through the Kernel and,
@@ -156,7 +156,8 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 	}
 	p := a.pol
 	rs, changes := a.policySnapshot()
-	opts, gen, peerGen, same := a.policyOptionsFor(p, needsHostIfaces(rs))
+	hostIfs := needsHostIfaces(rs)
+	opts, gen, peerGen, same := a.policyOptionsFor(p, hostIfs)
 	if p.ok && !full && changesEmpty(changes) && same {
 		return
 	}
@@ -174,7 +175,9 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 		res.fail("policy", err, a.dp)
 		return
 	}
-	p.ok, p.opts, p.gen, p.peerGen, p.genOK = true, opts, gen, peerGen, true
+	// Options with host interfaces (read from the kernel) are never
+	// reused: the next pass reads them again.
+	p.ok, p.opts, p.gen, p.peerGen, p.genOK = true, opts, gen, peerGen, !hostIfs
 	if !slices.Equal(st.Skipped, p.skipped) {
 		for _, s := range st.Skipped {
 			a.log.Warn("endpoint gets no policy", "component", "dataplane", "detail", s)
