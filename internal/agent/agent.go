@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/onecalico/calico/internal/api"
@@ -30,11 +31,23 @@ type Agent struct {
 	met    *metrics
 
 	// mu guards the model and everything the sync handlers write.
-	mu       sync.Mutex
-	model    *Model
-	synced   map[string]bool
-	felix    felixLayers
-	felixEnv api.FelixConfigurationSpec
+	mu     sync.Mutex
+	model  *Model
+	synced map[string]bool
+	// syncedAll: every watched prefix has been synced (allSynced).
+	syncedAll bool
+	felix     felixLayers
+	felixEnv  api.FelixConfigurationSpec
+	// dirty is what the sync handlers changed since the last pass took it
+	// (dirty.go); peers the other nodes' addresses for the policy options.
+	dirty dirtySet
+	peers peerList
+	// polGen changes with what the policy options depend on (Felix
+	// settings, Node addresses).
+	polGen uint64
+	// anyChange is dirty.global for signals from outside the sync
+	// handlers, which may hold other locks.
+	anyChange atomic.Bool
 
 	// trigger and tunnelTrigger coalesce "something changed" signals:
 	// buffer 1, non-blocking send.
@@ -206,8 +219,15 @@ func (a *Agent) statusLocked() Status {
 }
 
 // signal wakes the reconcile goroutine (and the tunnel address manager)
-// without blocking: a pending signal already covers this change.
+// without blocking: a pending signal already covers this change. The
+// next pass recalculates everything (wake is for changes recorded in
+// a.dirty).
 func (a *Agent) signal(tunnels bool) {
+	a.anyChange.Store(true)
+	a.wake(tunnels)
+}
+
+func (a *Agent) wake(tunnels bool) {
 	a.needCalc()
 	a.kickBGP()
 	select {

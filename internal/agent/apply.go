@@ -39,6 +39,18 @@ type dataplane struct {
 	calcOK    bool
 	vxf       *vxlanFilterPlane // VXLAN peer filter (vxlanfilter.go); nil until first used
 	peering   peeringState      // BGP peering addresses on workload interfaces (bgp_workloads.go)
+	// incr is the incremental calculator (incr.go), nil until a complete
+	// full pass seeds it; while routesStale, its routes are what was
+	// applied, not last.routes (dropIncr writes them back; the same for
+	// the VTEPs).
+	incr        *incrCalc
+	routesStale bool
+	// vtepsStale: the calculator's VTEP list is the applied one (it
+	// changes it in place), not last.vteps.
+	vtepsStale bool
+	// seed is the model of the last complete full pass (whose result is
+	// calc) until the calculator is seeded from them.
+	seed *Model
 }
 
 // applied is what the last successful apply of each part installed.

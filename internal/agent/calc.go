@@ -108,6 +108,11 @@ type calc struct {
 	skipped map[string][]string
 	// pools are m.Pools in name order (poolFor runs once per block).
 	pools []Pool
+	// blockBits are the blocks' prefix lengths, longest first (nil: not
+	// known; blockOf then probes every length).
+	blockBits []int
+	// slow keeps to the general paths (calc_fast.go's test).
+	slow bool
 }
 
 func (c *calc) degrade(format string, a ...any) {
@@ -252,6 +257,11 @@ func (c *calc) vxlan(pools []string) {
 		MTU:         c.vxlanMTU(),
 		Addr:        netip.PrefixFrom(me.VXLANTunnelAddr, 32),
 	}
+	if !c.slow {
+		if c.d.VTEPs = c.vtepsFast(); c.d.VTEPs != nil {
+			return
+		}
+	}
 	seenIP := map[netip.Addr]string{}
 	seenMAC := map[string]string{} // key: the MAC's bytes
 	for _, name := range sortedKeys(c.m.Nodes) {
@@ -341,6 +351,9 @@ func (c *calc) routes() {
 	// wins (the last in key order), without sorting every endpoint.
 	borrowed := map[netip.Addr]string{}
 	borrowedKey := map[netip.Addr]string{}
+	if !c.slow {
+		c.blockBits = blockBits(m.Blocks)
+	}
 	for k, w := range m.WEPs {
 		if w.Node == "" {
 			continue
@@ -353,15 +366,10 @@ func (c *calc) routes() {
 			}
 		}
 	}
-	for _, cidr := range slices.SortedFunc(maps.Keys(m.Blocks), comparePrefix) {
-		b := m.Blocks[cidr]
+	c.blockBorrowed(borrowed)
+	for cidr, b := range m.Blocks {
 		if c.off6(cidr.Addr()) {
 			continue
-		}
-		for ip, node := range b.Borrowed {
-			if _, ok := borrowed[ip]; !ok {
-				borrowed[ip] = node
-			}
 		}
 		pool, ok := c.poolFor(cidr)
 		if !ok || b.Affinity == "" {
@@ -403,8 +411,30 @@ func (c *calc) routes() {
 	c.d.Routes = out
 }
 
+// blockBorrowed adds the blocks' borrowed addresses to borrowed where the
+// endpoints gave none: the first block in prefix order wins.
+func (c *calc) blockBorrowed(borrowed map[netip.Addr]string) {
+	var with []netip.Prefix // blocks that lend addresses (few)
+	for cidr, b := range c.m.Blocks {
+		if len(b.Borrowed) > 0 && !c.off6(cidr.Addr()) {
+			with = append(with, cidr)
+		}
+	}
+	slices.SortFunc(with, comparePrefix)
+	for _, cidr := range with {
+		for ip, node := range c.m.Blocks[cidr].Borrowed {
+			if _, ok := borrowed[ip]; !ok {
+				borrowed[ip] = node
+			}
+		}
+	}
+}
+
 // blockOf finds the block containing a.
 func (c *calc) blockOf(a netip.Addr) (Block, bool) {
+	if c.blockBits != nil {
+		return c.blockOfBits(a)
+	}
 	// Blocks are at most /20 (IPv4), so probing the masks from /32 down is
 	// bounded and avoids a scan of every block.
 	for bits := a.BitLen(); bits >= 0; bits-- {

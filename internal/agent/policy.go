@@ -55,7 +55,8 @@ func (a *Agent) withPolicy(hs []*syncHandler) []*syncHandler {
 	}
 	for _, k := range policyKinds {
 		h := &syncHandler{a: a, prefix: mustKind(k).ListPrefix(""),
-			reset: func(*Model) {}, put: func(*Model, string, *kv.KV) error { return nil }, del: func(*Model, string) {}}
+			reset: func(*Model) {}, put: func(*Model, string, *kv.KV) error { return nil }, del: func(*Model, string) {},
+			mark: func(*dirtySet, string) {}} // policy is not part of the model
 		a.feedPolicy(h, mustKind(k))
 		hs = append(hs, h)
 	}

@@ -23,6 +23,40 @@ type policyPlane struct {
 	opts    nft.PolicyOptions
 	ok      bool     // the last apply succeeded
 	skipped []string // endpoints the last apply left out (logged when it changes)
+	// gen and peerGen are a.polGen and a.peers.gen when opts were
+	// computed (valid with genOK).
+	gen, peerGen uint64
+	genOK        bool
+}
+
+// policyOptionsFor returns the policy options, the generation they were
+// computed at and whether they equal the applied ones. While nothing they
+// depend on changed (a.polGen: the Felix layers; a.peers.gen: the Nodes'
+// addresses) the applied ones are reused, and when only the addresses
+// changed only the peers are replaced: rebuilding the options and
+// comparing them on every pass costs O(nodes).
+func (a *Agent) policyOptionsFor(p *policyPlane, hostIfs bool) (opts nft.PolicyOptions, gen, peerGen uint64, same bool) {
+	a.mu.Lock()
+	gen, peerGen = a.polGen, a.peers.gen
+	var peers []netip.Addr
+	if p.genOK && gen == p.gen && !hostIfs && peerGen != p.peerGen {
+		peers = a.peersLocked()
+	}
+	a.mu.Unlock()
+	if p.genOK && gen == p.gen && !hostIfs {
+		if peerGen == p.peerGen {
+			return p.opts, gen, peerGen, true
+		}
+		// Only Nodes' addresses changed: the rest stands.
+		opts = p.opts
+		opts.VXLANPeers = peers
+		return opts, gen, peerGen, false
+	}
+	opts = a.policyOptions()
+	if hostIfs {
+		opts.HostInterfaces = a.hostInterfaces()
+	}
+	return opts, gen, peerGen, p.ok && equalPolicyOptions(opts, p.opts)
 }
 
 // newPolicyPlane opens the policy table's applier through the Kernel and,
@@ -45,14 +79,8 @@ func (a *Agent) policyOptions() nft.PolicyOptions {
 	s := overlayFelix(overlayFelix(a.felix.global, a.felix.node), a.felixEnv)
 	prefix := a.model.Felix.InterfacePrefix
 	vxlanPort := a.model.Felix.VXLANPort
-	var peers []netip.Addr
-	for name, n := range a.model.Nodes {
-		if name != a.model.NodeName && n.IPv4.IsValid() {
-			peers = append(peers, n.IPv4.Addr())
-		}
-	}
+	peers := a.peersLocked()
 	a.mu.Unlock()
-	slices.SortFunc(peers, netip.Addr.Compare)
 	o := nft.DefaultPolicyOptions()
 	switch s.DefaultEndpointToHostAction {
 	case "Accept":
@@ -128,11 +156,9 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 	}
 	p := a.pol
 	rs, changes := a.policySnapshot()
-	opts := a.policyOptions()
-	if needsHostIfaces(rs) {
-		opts.HostInterfaces = a.hostInterfaces()
-	}
-	if p.ok && !full && changesEmpty(changes) && equalPolicyOptions(opts, p.opts) {
+	hostIfs := needsHostIfaces(rs)
+	opts, gen, peerGen, same := a.policyOptionsFor(p, hostIfs)
+	if p.ok && !full && changesEmpty(changes) && same {
 		return
 	}
 	if full && p.ok {
@@ -149,7 +175,9 @@ func (a *Agent) applyPolicy(res *applyResult, full bool) {
 		res.fail("policy", err, a.dp)
 		return
 	}
-	p.ok, p.opts = true, opts
+	// Options with host interfaces (read from the kernel) are never
+	// reused: the next pass reads them again.
+	p.ok, p.opts, p.gen, p.peerGen, p.genOK = true, opts, gen, peerGen, !hostIfs
 	if !slices.Equal(st.Skipped, p.skipped) {
 		for _, s := range st.Skipped {
 			a.log.Warn("endpoint gets no policy", "component", "dataplane", "detail", s)

@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -127,10 +129,14 @@ func (a *Agent) reconcileOnce(full, changed bool) (ok bool, interval time.Durati
 		if ok, done := a.reconcileLearned(); done {
 			return ok, 0, false
 		}
+		if ok, done := a.reconcileIncr(); done {
+			return ok, 0, true
+		}
 	}
 	log := a.log.With("component", "dataplane")
 	start := time.Now()
 	dp := a.dp
+	dp.dropIncr()
 	a.beginFullPass()
 	var m *Model
 	var d Desired
@@ -167,7 +173,23 @@ func (a *Agent) reconcileOnce(full, changed bool) (ok bool, interval time.Durati
 		}
 	}
 	a.applyPolicy(&res, full)
-	elapsed := time.Since(start)
+	ok = len(res.errs) == 0
+	a.endFullPass(m, d, ok)
+	if ok {
+		// The calculator is seeded from this pass when a pass first needs
+		// it: a burst of global changes does not pay for it every time.
+		dp.seed = m
+	}
+	routes := len(dp.last.routes)
+	a.finishPass(d, me, res, full, time.Since(start), routes)
+	return ok, interval, true
+}
+
+// finishPass reports a pass (full, or incremental with d.Routes nil):
+// metrics, degradations, status and readiness. routes is the number of
+// desired routes.
+func (a *Agent) finishPass(d Desired, me Node, res applyResult, full bool, elapsed time.Duration, routes int) {
+	log := a.log.With("component", "dataplane")
 	a.met.reconcile.WithLabelValues("total").Observe(elapsed.Seconds())
 	errs := make([]string, 0, len(res.errs))
 	for _, e := range res.errs {
@@ -176,30 +198,26 @@ func (a *Agent) reconcileOnce(full, changed bool) (ok bool, interval time.Durati
 	if err := errors.Join(res.errs...); err != nil {
 		log.Error("dataplane apply failed", "err", err)
 	}
-	a.endFullPass(m, d, len(res.errs) == 0)
+	dp := a.dp
 	if dp.last.routesOK {
-		a.met.routes.Set(float64(len(dp.last.routes)))
+		a.met.routes.Set(float64(routes))
 	}
 	if dp.last.vtepsOK || d.VXLANState != DevicePresent {
-		a.met.vteps.Set(float64(len(dp.last.vteps)))
+		a.met.vteps.Set(float64(len(d.VTEPs))) // what was applied
 	}
 	a.met.localWorkloads.Set(float64(d.LocalWorkloads))
 
 	s := &a.st
 	s.mu.Lock()
 	if !slices.Equal(s.degraded, d.Degraded) {
-		for _, x := range d.Degraded {
-			if !slices.Contains(s.degraded, x) {
-				log.Warn("degraded", "detail", x)
-			}
-		}
+		logDegraded(log, s.degraded, d.Degraded)
 	}
 	s.degraded, s.errors = d.Degraded, errs
 	if me.IPv4.IsValid() {
 		s.ipv4 = me.IPv4.String()
 	}
 	s.lastApply = time.Now()
-	s.local, s.routes, s.vteps = d.LocalWorkloads, len(d.Routes), len(d.VTEPs)
+	s.local, s.routes, s.vteps = d.LocalWorkloads, routes, len(d.VTEPs)
 	s.status6(me, d)
 	s.changes += int64(res.routeChanges)
 	becameReady := false
@@ -210,9 +228,32 @@ func (a *Agent) reconcileOnce(full, changed bool) (ok bool, interval time.Durati
 	if becameReady {
 		close(a.readyCh)
 		log.Info("first dataplane apply complete; ready", "elapsed", elapsed, "since_start", time.Since(a.started),
-			"routes", len(d.Routes), "vteps", len(d.VTEPs), "local_workloads", d.LocalWorkloads)
+			"routes", routes, "vteps", len(d.VTEPs), "local_workloads", d.LocalWorkloads)
 	} else {
-		log.Debug("applied", "full", full, "elapsed", elapsed, "route_changes", res.routeChanges)
+		log.Debug("applied", "full", full, "incremental", d.Routes == nil, "elapsed", elapsed, "route_changes", res.routeChanges)
 	}
-	return len(errs) == 0, interval, true
+}
+
+// logDegraded logs the degradations new in now. One whose reason was
+// already reported, with other destinations (a line listing skipped
+// routes changes with every node that comes or goes), is logged at debug
+// level: at a cold start of many nodes such a line would otherwise be
+// logged again with every pass.
+func logDegraded(log *slog.Logger, before, now []string) {
+	reason := func(x string) string {
+		if i := strings.LastIndex(x, ": "); i > 0 {
+			return x[:i]
+		}
+		return x
+	}
+	for _, x := range now {
+		if slices.Contains(before, x) {
+			continue
+		}
+		if slices.ContainsFunc(before, func(b string) bool { return reason(b) == reason(x) }) {
+			log.Debug("degraded (changed)", "detail", x)
+			continue
+		}
+		log.Warn("degraded", "detail", x)
+	}
 }

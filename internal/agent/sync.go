@@ -45,6 +45,9 @@ type syncHandler struct {
 	// put and del apply one key; they run under a.mu.
 	put func(m *Model, key string, item *kv.KV) error
 	del func(m *Model, key string)
+	// mark records in d what an event on key changes (dirty.go); nil:
+	// everything.
+	mark func(d *dirtySet, key string)
 	// tunnels says whether a change to key can change this node's tunnel
 	// addresses (nil: never).
 	tunnels func(key string) bool
@@ -79,6 +82,7 @@ func (h *syncHandler) OnSnapshot(kvs []*kv.KV, rev int64) {
 		h.apply(item.Key, item, false)
 	}
 	a.synced[h.prefix] = true
+	a.snapshotTakenLocked(h.prefix)
 	a.mu.Unlock()
 	a.log.Debug("snapshot", "component", "sync", "prefix", h.prefix, "keys", len(kvs), "revision", rev)
 	// Every snapshot wakes the tunnel manager too: it waits for all of them
@@ -117,6 +121,7 @@ func (h *syncHandler) OnPage(kvs []*kv.KV, first, last bool, rev int64) {
 	a.mu.Lock()
 	h.move(a.model, h.staging)
 	a.synced[h.prefix] = true
+	a.snapshotTakenLocked(h.prefix)
 	a.mu.Unlock()
 	h.staging = nil
 	a.log.Debug("snapshot", "component", "sync", "prefix", h.prefix, "paged", true, "revision", rev)
@@ -130,9 +135,27 @@ func (h *syncHandler) OnEvents(events []kv.Event) {
 	for _, ev := range events {
 		h.apply(ev.Key, &kv.KV{Key: ev.Key, Value: ev.Value, Revision: ev.Revision}, ev.Type == kv.EventDelete)
 		tunnels = tunnels || h.touchesTunnels(ev.Key)
+		if h.mark == nil {
+			a.markGlobalLocked()
+		} else {
+			h.mark(&a.dirty, ev.Key)
+		}
+	}
+	if a.dirty.global {
+		a.polGen++ // a Felix change, say: the policy options too
 	}
 	a.mu.Unlock()
-	a.signal(tunnels)
+	a.wake(tunnels)
+}
+
+// snapshotTakenLocked records that a prefix was (re)listed: every result
+// may change. a.mu is held.
+func (a *Agent) snapshotTakenLocked(prefix string) {
+	a.markGlobalLocked()
+	if prefix == prefixNodes {
+		a.peers.ok = false
+		a.peers.gen++
+	}
 }
 
 // apply runs under a.mu.
@@ -169,10 +192,28 @@ func (a *Agent) handlers() []*syncHandler {
 				}
 				n := nodeFromAPI(r.(*api.Node))
 				n.Name = name(key, prefixNodes)
+				old, had := m.Nodes[n.Name]
 				m.Nodes[n.Name] = n
+				if m == a.model {
+					a.nodeChangedLocked(old, had, n, true)
+				}
 				return nil
 			},
-			del: func(m *Model, key string) { delete(m.Nodes, name(key, prefixNodes)) },
+			del: func(m *Model, key string) {
+				n := name(key, prefixNodes)
+				old, had := m.Nodes[n]
+				delete(m.Nodes, n)
+				if m == a.model {
+					a.nodeChangedLocked(old, had, Node{Name: n}, false)
+				}
+			},
+			mark: func(d *dirtySet, key string) {
+				if n := name(key, prefixNodes); n == a.cfg.NodeName {
+					d.global = true
+				} else {
+					d.node(n)
+				}
+			},
 		},
 		{
 			a: a, prefix: prefixPools,
@@ -210,6 +251,13 @@ func (a *Agent) handlers() []*syncHandler {
 					delete(m.Blocks, c)
 				}
 			},
+			mark: func(d *dirtySet, key string) {
+				if c, err := api.ParseBlockKey(key); err == nil {
+					d.block(c)
+				} else {
+					d.global = true
+				}
+			},
 		},
 		{
 			a: a, prefix: prefixWEPs,
@@ -223,7 +271,8 @@ func (a *Agent) handlers() []*syncHandler {
 				m.WEPs[key] = wepFromAPI(r.(*api.WorkloadEndpoint))
 				return nil
 			},
-			del: func(m *Model, key string) { delete(m.WEPs, key) },
+			del:  func(m *Model, key string) { delete(m.WEPs, key) },
+			mark: func(d *dirtySet, key string) { d.wep(key) },
 		},
 		{
 			a: a, prefix: prefixFelix,
@@ -258,6 +307,11 @@ func (a *Agent) handlers() []*syncHandler {
 					return
 				}
 				a.resolveFelixLocked()
+			},
+			mark: func(d *dirtySet, key string) {
+				if n := name(key, prefixFelix); n == FelixConfigGlobal || n == FelixConfigNodePrefix+a.cfg.NodeName {
+					d.global = true
+				}
 			},
 		},
 	})

@@ -186,10 +186,14 @@ func (a *Agent) warnNoAllocator(kind TunnelKind) {
 func (a *Agent) allSynced() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.syncedAll { // a prefix never becomes unsynced
+		return true
+	}
 	for _, p := range watchedPrefixes() {
 		if !a.synced[p] {
 			return false
 		}
 	}
+	a.syncedAll = true
 	return true
 }

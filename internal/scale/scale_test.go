@@ -250,3 +250,35 @@ func machine() string {
 	}
 	return fmt.Sprintf("%d × %s%s, %s/%s", runtime.NumCPU(), model, mem, runtime.GOOS, runtime.GOARCH)
 }
+
+// TestScaleFloor measures the cold start's datastore floor (floor.go):
+// SCALE_FLOOR_N lists the sizes (e.g. 1000); without it the test skips.
+// `make test` runs it with 10 floor nodes as a check that it converges.
+func TestScaleFloor(t *testing.T) {
+	sizes := []int{10}
+	if spec := os.Getenv("SCALE_FLOOR_N"); spec != "" {
+		sizes = nil
+		for _, s := range strings.Split(spec, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 2 {
+				t.Fatalf("SCALE_FLOOR_N=%q: want a comma-separated list of node counts, each at least 2", spec)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	for _, n := range sizes {
+		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
+			env := newEnv(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			defer cancel()
+			r, err := scale.RunFloor(ctx, env, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Events == 0 {
+				t.Errorf("no watch events delivered")
+			}
+			t.Log(r)
+		})
+	}
+}

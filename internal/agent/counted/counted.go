@@ -412,6 +412,52 @@ func (k *Kernel) SyncVTEPs(device string, vteps []tunnel.VTEP) error {
 	return nil
 }
 
+var _ agent.VTEPChanger = (*Kernel)(nil)
+
+// ApplyVTEPChanges removes gone's neighbours and FDB entries (unless set
+// has their tunnel address) and records set's, without looking at the
+// others: the incremental pass's delta.
+func (k *Kernel) ApplyVTEPChanges(device string, gone, set []tunnel.VTEP) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.counts.Calls++
+	if _, ok := k.links[device]; !ok {
+		return fmt.Errorf("change VTEPs: link %s not found", device)
+	}
+	now := time.Now()
+	keep := make(map[netip.Addr]bool, len(set))
+	for _, v := range set {
+		keep[v.TunnelIP] = true
+	}
+	for _, v := range gone {
+		if n, ok := k.neigh[v.TunnelIP]; ok && n.dev == device && !keep[v.TunnelIP] {
+			delete(k.neigh, v.TunnelIP)
+			k.vtepGoneAt[v.TunnelIP] = now
+			k.counts.NeighDeleted++
+		}
+		if f, ok := k.fdb[fdbKey(device, v.MAC)]; ok && f.dev == device && !slices.ContainsFunc(set, func(s tunnel.VTEP) bool { return s.MAC.String() == v.MAC.String() }) {
+			delete(k.fdb, fdbKey(device, v.MAC))
+			k.counts.FDBDeleted++
+		}
+	}
+	for _, v := range set {
+		if old, ok := k.neigh[v.TunnelIP]; !ok || old.dev != device || old.mac.String() != v.MAC.String() {
+			k.neigh[v.TunnelIP] = neighEntry{v.MAC, device}
+			k.vtepAt[v.TunnelIP] = now
+			k.counts.NeighSet++
+		}
+		f := fdbEntry{v.NodeIP, device}
+		if old, ok := k.fdb[fdbKey(device, v.MAC)]; !ok || old != f {
+			k.fdb[fdbKey(device, v.MAC)] = f
+			k.counts.FDBSet++
+		}
+	}
+	if len(gone)+len(set) > 0 {
+		k.signal()
+	}
+	return nil
+}
+
 // ApplyRoutes makes the recorded routes exactly want (every recorded
 // route is the owner's: nothing else installs routes here).
 func (k *Kernel) ApplyRoutes(_ route.Owner, want []route.Route) (route.Result, error) {
@@ -544,6 +590,29 @@ func (f *vxlanFilter) Apply(want nft.VXLANFilter) (nft.VXLANFilterStats, error) 
 	return st, nil
 }
 
+var _ agent.VXLANFilterChanger = (*vxlanFilter)(nil)
+
+// ApplyPeerChanges removes one occurrence of each gone peer and adds the
+// added ones (the incremental pass's delta).
+func (f *vxlanFilter) ApplyPeerChanges(gone, added []netip.Addr) error {
+	k := f.k
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.counts.Calls++
+	peers := slices.Clone(k.filter.Peers) // Filter's callers keep the old one
+	for _, a := range gone {
+		if i := slices.Index(peers, a); i >= 0 {
+			peers = slices.Delete(peers, i, i+1)
+		}
+	}
+	k.filter.Peers = append(peers, added...)
+	if len(gone)+len(added) > 0 {
+		k.counts.FilterWrites++
+		k.changedAt["vxlan-filter"] = time.Now()
+	}
+	return nil
+}
+
 func (f *vxlanFilter) Invalidate() {}
 
 // Check reports the recorded filter intact: nobody else edits it.
@@ -571,8 +640,9 @@ func (k *Kernel) Policy(string) (agent.PolicyKernel, error) { return &Policy{k: 
 
 // Policy records rule sets applied to the policy table.
 type Policy struct {
-	k    *Kernel
-	last string // the last rule set applied, rendered; "" before the first
+	k     *Kernel
+	last  string       // the last rule set applied, rendered without the peers; "" before the first
+	peers []netip.Addr // and its peers
 }
 
 // Apply records rs (one write when it differs from the last).
@@ -581,16 +651,26 @@ func (p *Policy) Apply(rs *ruleset.Ruleset, o nft.PolicyOptions) (nft.PolicyStat
 	if rs != nil {
 		sum = PolicySummary{Endpoints: len(rs.Endpoints), Chains: len(rs.Chains), Sets: len(rs.Sets)}
 	}
+	// The peers (one per node) are compared as they are; the rest is
+	// small enough to render.
+	peers := o.VXLANPeers
+	o.VXLANPeers = nil
 	key := fmt.Sprint(rs, o)
 	k := p.k
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.counts.Calls++
-	if key == p.last {
+	if key == p.last && slices.Equal(peers, p.peers) {
 		return nft.PolicyStats{}, nil
 	}
-	st := nft.PolicyStats{Full: p.last == ""}
-	p.last = key
+	// Never Full: the daemon answers a full write with
+	// debug.FreeOSMemory, which returns a real table build's garbage but
+	// here would collect the whole shared heap of every agent, once per
+	// agent (a thousand collections at a cold start of N = 1,000).
+	st := nft.PolicyStats{}
+	// The daemon never changes a list of peers it handed over (dirty.go's
+	// peerList), so it is kept as it is.
+	p.last, p.peers = key, peers
 	k.policy = sum
 	k.counts.PolicyWrites++
 	k.changedAt["policy"] = time.Now()
