@@ -123,15 +123,9 @@ func parseRoute(m []byte, table int, ls links) (current, bool) {
 	if c.Dst, err = dst.Prefix(int(m[1])); err != nil {
 		return current{}, false
 	}
-	c.LinkName = ls.byIndex[c.key.oif]
-	switch c.key.rtType {
-	case unix.RTN_UNICAST:
-		c.Type = Unicast
-	case unix.RTN_BLACKHOLE:
-		c.Type = Blackhole
-		c.LinkName = ""
-	default:
-		c.Type = Other
+	c.Type = typeOf(int(c.key.rtType))
+	if c.Type != Blackhole {
+		c.LinkName = ls.byIndex[c.key.oif]
 	}
 	return c, true
 }

@@ -505,16 +505,23 @@ func fromNetlink(nr netlink.Route, ls links) (Route, bool) {
 	if dst, ok := prefixOf(nr.Dst, nr.Family); ok && nr.Priority != defaultPriority(dst) {
 		r.Metric = nr.Priority
 	}
-	switch nr.Type {
-	case unix.RTN_UNICAST:
-		r.Type = Unicast
-	case unix.RTN_BLACKHOLE:
-		r.Type = Blackhole
+	if r.Type = typeOf(nr.Type); r.Type == Blackhole {
 		r.LinkName = ""
-	default:
-		r.Type = Other
 	}
 	return r, true
+}
+
+// typeOf is the Type of a kernel route type (RTN_*). A blackhole has no
+// link, whatever the kernel reports (IPv6 ones are on "lo").
+func typeOf(rtType int) Type {
+	switch rtType {
+	case unix.RTN_UNICAST:
+		return Unicast
+	case unix.RTN_BLACKHOLE:
+		return Blackhole
+	default:
+		return Other
+	}
 }
 
 func toNetlink(r Route, table int, ls links) (*netlink.Route, error) {
