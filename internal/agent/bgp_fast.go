@@ -52,10 +52,10 @@ func (a *Agent) learnedOnly(full bool) bool {
 // pass when the fast path applies (done); ok is false when the apply
 // failed (the retry is a full pass).
 func (a *Agent) reconcileLearned() (ok, done bool) {
-	b, dp := a.bgp, a.dp
-	if b == nil || b.recalc.Load() || b.fast.m == nil || !dp.last.routesOK {
+	if !a.learnedOnly(false) {
 		return false, false
 	}
+	b, dp := a.bgp, a.dp
 	start := time.Now()
 	f := &b.fast
 	f.buf = b.speaker.TakeChanges(f.buf[:0])
