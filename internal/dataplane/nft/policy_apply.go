@@ -32,19 +32,20 @@ import (
 //
 // Why never "delete the table, add it again" in one batch while the
 // table carries traffic: that transaction is atomic for the ruleset but
-// not for packets. Under a stream of new flows it dropped about one
-// allowed flow in 20-40 replaces (TestPrivilegedPolicyRewriteKeepsNewFlows,
-// kernel 6.18): nft trace showed the flow's first packet in an empty
-// "forward" chain (policy accept) and then in a "forward" chain with its
-// rules whose "iifname vmap @wl-egress" lookup missed, so the unknown-
-// interface rule dropped it; or the "ri/net" lookup of "ip saddr @s:net"
-// missed and the endpoint's default drop took it. While the two tables
-// coexist inside the commit, a packet can run one table's rules against
-// map and set members that the transaction has already deactivated (the
-// kernel picks a chain's rules by generation when the packet enters it,
-// but a member's liveness when it is looked up). A diff in place leaves
-// every member that stays live in both generations, and lost nothing in
-// the same test.
+// not for packets. Under a stream of new flows it dropped an allowed flow
+// every 10 to 50 replaces (TestPrivilegedPolicyRewriteKeepsNewFlows's
+// traffic, kernel 6.18). nft trace showed two ways: the "forward" chain's
+// "iifname vmap @wl-egress" missed, so the unknown-interface rule dropped
+// the packet; or "ri/net"'s "ip saddr @s:net" missed and the endpoint's
+// default drop took it. The kernel explains both: deleting a map
+// deactivates its entries for the next generation at once, while a packet
+// keeps the rules of the generation it entered the chain in, so one that
+// straddles the commit looks the old rules up in a map that is already
+// empty; and an interval set built in the transaction gets its lookup
+// array only at the very end of the commit, after the new rules went live.
+// A diff in place never deactivates a member that stays, and an interval
+// set that changes keeps answering from its old array until the new one is
+// published: the same traffic lost nothing.
 //
 // Apply and Check are meant for one goroutine; CounterLabels may be
 // called from another.
