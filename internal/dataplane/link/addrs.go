@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/netip"
 	"slices"
 
@@ -32,12 +31,10 @@ func SyncAddrs(h *netlink.Handle, name string, want []netip.Prefix, ours func(ne
 	var errs []error
 	found := map[netip.Prefix]bool{}
 	for _, a := range have {
-		ip, ok := netip.AddrFromSlice(a.IP)
+		p, ok := AddrPrefix(a)
 		if !ok {
 			continue
 		}
-		ones, _ := a.Mask.Size()
-		p := netip.PrefixFrom(ip.Unmap(), ones)
 		switch {
 		case slices.Contains(want, p):
 			found[p] = true
@@ -51,7 +48,7 @@ func SyncAddrs(h *netlink.Handle, name string, want []netip.Prefix, ours func(ne
 		if found[p] {
 			continue
 		}
-		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+		a := &netlink.Addr{IPNet: ipNet(p)}
 		if p.Addr().Is6() {
 			a.Flags = unix.IFA_F_NODAD
 		}
@@ -60,4 +57,19 @@ func SyncAddrs(h *netlink.Handle, name string, want []netip.Prefix, ours func(ne
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// AddrPrefix returns a kernel address as a prefix (an IPv4 address in
+// IPv4 form, however netlink gave it); false for one netlink could not
+// parse.
+func AddrPrefix(a netlink.Addr) (netip.Prefix, bool) {
+	if a.IPNet == nil {
+		return netip.Prefix{}, false
+	}
+	ip, ok := netip.AddrFromSlice(a.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := a.Mask.Size()
+	return netip.PrefixFrom(ip.Unmap(), ones), true
 }

@@ -330,13 +330,17 @@ func TestPrivilegedPolicyFailsafeNet(t *testing.T) {
 }
 
 // TestPrivilegedPolicyReplaceUnderTraffic: pings run through the table
-// while a second applier (a restarted daemon) replaces it and while
-// incremental applies churn other endpoints; no allowed flow loses a
-// packet and the denied flow never gets through.
+// while a second applier (a restarted daemon) rewrites it, and the first
+// one, its view stale or forgotten (Invalidate), rewrites it back; no
+// allowed flow loses a packet and the denied flow never gets through.
+// (Each ping is a new ICMP id, so a new conntrack entry that runs the
+// whole policy; TestPrivilegedPolicyRewriteKeepsNewFlows sends many more.)
 func TestPrivilegedPolicyReplaceUnderTraffic(t *testing.T) {
 	l := newPolicyLab(t)
 	l.apply(t, labRuleset(), DefaultPolicyOptions())
 	var allowedFail, deniedPass, probes atomic.Int64
+	var mu sync.Mutex
+	var lost []string // what ping said, for a failure
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -349,8 +353,11 @@ func TestPrivilegedPolicyReplaceUnderTraffic(t *testing.T) {
 			// A generous timeout for the allowed flow: a dropped echo
 			// never gets an answer, however long we wait, while a slow
 			// scheduler on a loaded machine must not count as a loss.
-			if testutil.Ping(l.pod2, pod1IP, "-W", "5") != nil {
+			if err := testutil.Ping(l.pod2, pod1IP, "-W", "5"); err != nil {
 				allowedFail.Add(1)
+				mu.Lock()
+				lost = append(lost, fmt.Sprintf("%s: %v", time.Now().Format("15:04:05.000"), err))
+				mu.Unlock()
 			}
 			if testutil.Ping(l.ext, pod1IP, "-W", "0.2") == nil {
 				deniedPass.Add(1)
@@ -365,8 +372,12 @@ func TestPrivilegedPolicyReplaceUnderTraffic(t *testing.T) {
 		if _, err := p.Apply(rs, DefaultPolicyOptions()); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := l.p.Apply(rs, DefaultPolicyOptions()); err != nil {
+		st, err := l.p.Apply(rs, DefaultPolicyOptions())
+		if err != nil {
 			t.Fatal(err)
+		}
+		if st.Full {
+			t.Errorf("round %d: the table was replaced whole (not packet-atomic: see PolicyApplier): %+v", i, st)
 		}
 		l.p.Invalidate()
 		time.Sleep(20 * time.Millisecond)
@@ -380,7 +391,7 @@ func TestPrivilegedPolicyReplaceUnderTraffic(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	if allowedFail.Load() != 0 || deniedPass.Load() != 0 {
-		t.Errorf("over %d probe rounds: %d allowed pings lost, %d denied pings answered", probes.Load(), allowedFail.Load(), deniedPass.Load())
+		t.Errorf("over %d probe rounds: %d allowed pings lost (%q), %d denied pings answered", probes.Load(), allowedFail.Load(), lost, deniedPass.Load())
 	}
 }
 

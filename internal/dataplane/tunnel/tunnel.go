@@ -6,7 +6,8 @@
 // allows it; a device is only recreated when an attribute that cannot be
 // changed on a live device differs. Functions act through the given netlink
 // handle, i.e. in the namespace it is bound to. The package imports only the
-// standard library and netlink.
+// standard library, netlink and the lower dataplane packages netns and link
+// (addresses as prefixes).
 package tunnel
 
 import (
@@ -18,6 +19,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/onecalico/calico/internal/dataplane/link"
 )
 
 // ErrNotSupported is wrapped when the kernel lacks a device type (no module,
@@ -173,17 +176,15 @@ func syncAddr(h *netlink.Handle, l netlink.Link, want netip.Prefix) ([]string, e
 	var changes []string
 	have := false
 	for _, a := range addrs {
-		ip, ok := netip.AddrFromSlice(a.IP)
+		p, ok := link.AddrPrefix(a)
 		if !ok {
 			continue
 		}
-		ones, _ := a.Mask.Size()
-		p := netip.PrefixFrom(ip.Unmap(), ones)
 		if p == want {
 			have = true
 			continue
 		}
-		if ip.Is6() && ip.IsLinkLocalUnicast() {
+		if ip := p.Addr(); ip.Is6() && ip.IsLinkLocalUnicast() {
 			continue
 		}
 		if err := h.AddrDel(l, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
