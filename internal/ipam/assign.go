@@ -351,8 +351,11 @@ func (op *assignOp) autoAssign(ctx context.Context, st *assignState, fam, num in
 		if !st.config.AutoAllocateBlocks {
 			break
 		}
-		existing, err := a.listBlocks(ctx, fam)
+		existing, err := a.listBlockKeys(ctx, fam)
 		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		if err := a.fillWalk(ctx, pools, existing, op.host, op.rsv); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		cidr, ok, err := a.findUsableBlock(ctx, pools, existing, op.host, op.rsv, op.cool, op.current)
