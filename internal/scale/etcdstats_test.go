@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/onecalico/calico/internal/testutil"
 )
@@ -18,6 +20,7 @@ import (
 type etcdStats struct {
 	methods  map[string]float64
 	warnings map[string]int
+	cpu      time.Duration // the members' CPU (user + system), summed
 }
 
 // logSigns are the etcd log messages that show it struggling.
@@ -56,6 +59,7 @@ func (s *scraper) stats(ctx context.Context, members []*testutil.EtcdMember) (et
 		resp.Body.Close()
 	}
 	for _, m := range members {
+		st.cpu += procCPU(m.PID())
 		for _, l := range strings.Split(m.Log(), "\n") {
 			for _, sign := range logSigns {
 				if strings.Contains(l, sign) {
@@ -70,7 +74,7 @@ func (s *scraper) stats(ctx context.Context, members []*testutil.EtcdMember) (et
 
 // since is the difference of two readings of the counters (logs: b's).
 func (b etcdStats) since(a etcdStats) etcdStats {
-	d := etcdStats{methods: map[string]float64{}, warnings: b.warnings}
+	d := etcdStats{methods: map[string]float64{}, warnings: b.warnings, cpu: b.cpu - a.cpu}
 	for k, v := range b.methods {
 		if v-a.methods[k] > 0 {
 			d.methods[k] = v - a.methods[k]
@@ -86,7 +90,7 @@ func (s etcdStats) String() string {
 	}
 	sort.Strings(keys)
 	var b strings.Builder
-	b.WriteString("etcd RPCs handled (3 members):")
+	fmt.Fprintf(&b, "etcd CPU (3 members) %s; RPCs handled:", s.cpu.Round(time.Millisecond))
 	for _, k := range keys {
 		fmt.Fprintf(&b, " %s=%.0f", k, s.methods[k])
 	}
@@ -100,4 +104,20 @@ func (s etcdStats) String() string {
 		}
 	}
 	return b.String()
+}
+
+// procCPU is a process's user + system time from /proc (0 if unreadable).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil || pid == 0 {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+k) * time.Second / 100 // USER_HZ
 }
