@@ -89,3 +89,14 @@ func (a *Allocator) fillWalk(ctx context.Context, pools []pool, existing map[net
 	}
 	return nil
 }
+
+// addClaimed adds the blocks this op claimed but has not written yet to
+// existing, as the plan has them, so that the walk for a further block
+// passes them (or fills them, when they still have room).
+func (op *assignOp) addClaimed(existing map[netip.Prefix]*kv.KV) {
+	for c := range op.claimed {
+		if pb := op.planned[c]; pb != nil {
+			existing[c] = &kv.KV{Key: pb.ref.key, Value: encodeBlock(pb.b)}
+		}
+	}
+}
