@@ -36,17 +36,7 @@ func TestClaimWritesTheBlockOnce(t *testing.T) {
 		} else if blk == first {
 			t.Fatalf("%s got an address in %s, n1's block", host, blk)
 		}
-		puts := 0
-		wctx, cancel := context.WithCancel(ctx)
-		for resp := range s.Watch(wctx, api.IPAMBlockPrefix, rev0) {
-			for _, ev := range resp.Events {
-				if ev.Key == api.BlockKey(blk) && ev.Type == kv.EventPut {
-					puts++
-				}
-			}
-			cancel()
-		}
-		if puts != 1 {
+		if puts := blockPuts(ctx, s, blk, rev0); puts != 1 {
 			t.Errorf("%s: block %s written %d times, want once", host, blk, puts)
 		}
 		aff, err := s.Get(ctx, api.AffinityKey(host, blk))
@@ -57,4 +47,21 @@ func TestClaimWritesTheBlockOnce(t *testing.T) {
 	if bad := invariants(t, s); len(bad) > 0 {
 		t.Errorf("invariants: %v", bad)
 	}
+}
+
+// blockPuts counts the writes of blk's key after rev0 (the memory store
+// sends its history in one response).
+func blockPuts(ctx context.Context, s *memory.Store, blk netip.Prefix, rev0 int64) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	puts := 0
+	for resp := range s.Watch(ctx, api.IPAMBlockPrefix, rev0) {
+		for _, ev := range resp.Events {
+			if ev.Key == api.BlockKey(blk) && ev.Type == kv.EventPut {
+				puts++
+			}
+		}
+		cancel()
+	}
+	return puts
 }
