@@ -118,6 +118,12 @@ type assignOp struct {
 	cool     cooldown
 	planned  map[netip.Prefix]*plannedBlock
 	order    []netip.Prefix
+	// deferClaims: a block this op claims is not created at once but with
+	// the plan's commit, its first addresses already in it, together with
+	// its affinity's confirmation (claimed holds those writes). AutoAssign
+	// sets it; see claim.
+	deferClaims bool
+	claimed     map[netip.Prefix]kv.Write
 }
 
 // plannedBlock is a block with the allocations planned in it.
@@ -167,12 +173,18 @@ func (op *assignOp) commit(ctx context.Context) error {
 	inc := map[netip.Prefix]int{}
 	for _, c := range op.order {
 		pb := op.planned[c]
-		if len(pb.ords) == 0 {
+		confirm, claimed := op.claimed[c]
+		if len(pb.ords) == 0 && !claimed {
 			continue
 		}
-		pb.b.SequenceNumber++
+		if len(pb.ords) > 0 {
+			pb.b.SequenceNumber++
+			inc[c] += len(pb.ords)
+		}
 		writes = append(writes, pb.ref.blockWrite(pb.b, false))
-		inc[c] += len(pb.ords)
+		if claimed {
+			writes = append(writes, confirm)
+		}
 	}
 	if len(writes) == 0 {
 		return nil
@@ -235,7 +247,8 @@ func (a *Allocator) AutoAssign(ctx context.Context, args AutoAssignArgs) (v4, v6
 			}
 		}
 		op := &assignOp{a: a, host: args.Hostname, handle: h, attrs: args.Attrs, rsv: st.rsv,
-			strict: st.config.StrictAffinity, cool: cooldownOf(st.config, a.now()), planned: map[netip.Prefix]*plannedBlock{}}
+			strict: st.config.StrictAffinity, cool: cooldownOf(st.config, a.now()), planned: map[netip.Prefix]*plannedBlock{},
+			deferClaims: true, claimed: map[netip.Prefix]kv.Write{}}
 		if handleID != "" {
 			op.handleID = &handleID
 		}
@@ -351,10 +364,14 @@ func (op *assignOp) autoAssign(ctx context.Context, st *assignState, fam, num in
 		if !st.config.AutoAllocateBlocks {
 			break
 		}
-		existing, err := a.listBlocks(ctx, fam)
+		existing, err := a.listBlockKeys(ctx, fam)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
+		if err := a.fillWalk(ctx, pools, existing, op.host, op.rsv); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		op.addClaimed(existing)
 		cidr, ok, err := a.findUsableBlock(ctx, pools, existing, op.host, op.rsv, op.cool, op.current)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
@@ -533,6 +550,11 @@ func (a *Allocator) rereadAffinity(ctx context.Context, af *affinityRef, ref *bl
 func (op *assignOp) claim(ctx context.Context, cidr netip.Prefix) (*blockRef, bool, error) {
 	a := op.a
 	affKey := api.AffinityKey(op.host, cidr)
+	if pb := op.planned[cidr]; pb != nil && op.claimed != nil {
+		if _, ok := op.claimed[cidr]; ok {
+			return pb.ref, false, nil // claimed earlier in this op, not yet written
+		}
+	}
 	for range a.maxRetries {
 		res, err := a.store.Read(ctx, []string{affKey, api.BlockKey(cidr)}, nil)
 		if err != nil {
@@ -585,9 +607,22 @@ func (op *assignOp) claim(ctx context.Context, cidr netip.Prefix) (*blockRef, bo
 			affRev = affItem.Revision
 		}
 		b := newBlock(cidr, api.HostAffinity(op.host), a.now())
+		confirm := kv.Write{Key: affKey, Value: encodeAffinity(api.AffinityConfirmed), Rev: affRev}
+		if op.deferClaims {
+			// The plan's commit creates the block (revision 0: only if it
+			// still does not exist) with its first addresses and confirms
+			// the affinity: one write of the block instead of a create and
+			// an update, each an event for every node watching blocks. If
+			// that commit fails, the pending affinity stays, as after a
+			// crash here, and the next assignment on this host completes
+			// or drops it (useAffine).
+			ref.set(b, 0)
+			op.claimed[cidr] = confirm
+			return ref, true, nil
+		}
 		rev, err := a.store.Commit(ctx, []kv.Write{
 			{Key: ref.key, Value: encodeBlock(b), Rev: 0},
-			{Key: affKey, Value: encodeAffinity(api.AffinityConfirmed), Rev: affRev},
+			confirm,
 		})
 		if err == nil {
 			ref.set(b, rev)

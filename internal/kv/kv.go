@@ -52,7 +52,10 @@ const (
 )
 
 // Event is one change seen by a watch. For a delete, Value is the value the
-// key had before (when the backend knows it) and Revision is the delete's.
+// key had before when the backend knows it at no cost (the memory store);
+// the etcd store leaves it empty, since asking etcd for it costs the server
+// a read of the old revision per watcher and per event. Revision is the
+// delete's.
 type Event struct {
 	Type     EventType
 	Key      string

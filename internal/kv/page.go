@@ -84,3 +84,10 @@ func snapshot(ctx context.Context, be Store, prefix string, h SyncHandler, pageS
 		first = false
 	})
 }
+
+// KeyLister is a Store that can list the keys under a prefix without their
+// values (each KV's Value nil, Revision its mod revision). Finding which of
+// N blocks exist then costs N keys, not N values.
+type KeyLister interface {
+	ListKeys(ctx context.Context, prefix string) ([]*KV, int64, error)
+}

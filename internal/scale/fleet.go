@@ -183,6 +183,9 @@ func (f *Fleet) Close() {
 // the Node.
 func (f *Fleet) DeleteNode(ctx context.Context, name string) error {
 	r, err := f.Client.Get(ctx, api.KindNode, "", name)
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil // deleted by an earlier attempt whose answer was lost
+	}
 	if err != nil {
 		return err
 	}
@@ -198,8 +201,10 @@ func (f *Fleet) DeleteNode(ctx context.Context, name string) error {
 	if _, err := f.Client.Delete(ctx, api.KindFelixConfiguration, "", "node."+name, ""); err != nil && !errors.Is(err, kv.ErrNotFound) {
 		return err
 	}
-	_, err = f.Client.Delete(ctx, api.KindNode, "", name, "")
-	return err
+	if _, err = f.Client.Delete(ctx, api.KindNode, "", name, ""); err != nil && !errors.Is(err, kv.ErrNotFound) {
+		return err
+	}
+	return nil
 }
 
 // tunnelAddresser gives an agent its tunnel address from IPAM, as the

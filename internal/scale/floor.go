@@ -34,11 +34,14 @@ type FloorResult struct {
 	Wall   time.Duration // start → every floor node has seen everything
 	CPU    time.Duration // this process's CPU over Wall
 	Events int64         // watch events delivered (all floor nodes)
+	// Relists are the snapshots taken after the first one of a prefix
+	// (a watch failed: a lost connection, no leader, compaction).
+	Relists int64
 }
 
 func (r FloorResult) String() string {
-	return fmt.Sprintf("N=%d: datastore floor of the cold start %s (process CPU %s, %.1f ms per node; %d watch events)",
-		r.N, r.Wall.Round(time.Millisecond), r.CPU.Round(time.Millisecond), float64(r.CPU.Microseconds())/1000/float64(r.N), r.Events)
+	return fmt.Sprintf("N=%d: datastore floor of the cold start %s (process CPU %s, %.1f ms per node; %d watch events, %d relists)",
+		r.N, r.Wall.Round(time.Millisecond), r.CPU.Round(time.Millisecond), float64(r.CPU.Microseconds())/1000/float64(r.N), r.Events, r.Relists)
 }
 
 // floorWatcher is one floor node's view: which nodes have a tunnel
@@ -46,6 +49,7 @@ func (r FloorResult) String() string {
 type floorWatcher struct {
 	n      int
 	events *atomic.Int64
+	lists  *atomic.Int64 // snapshots taken (all floor nodes)
 	mu     sync.Mutex
 	tunnel map[string]bool
 	blocks map[string]bool
@@ -61,6 +65,7 @@ type floorHandler struct {
 }
 
 func (h floorHandler) OnSnapshot(kvs []*kv.KV, _ int64) {
+	h.w.lists.Add(1)
 	for _, item := range kvs {
 		h.one(item)
 	}
@@ -122,28 +127,49 @@ func RunFloor(ctx context.Context, env Env, n int) (FloorResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	var events atomic.Int64
+	var events, lists atomic.Int64
 	ws := make([]*floorWatcher, n)
 	errs := make(chan error, n)
 	cpu0, t0 := SelfStats(false).CPU, time.Now()
 	for i := range n {
-		ws[i] = &floorWatcher{n: n, events: &events, tunnel: map[string]bool{}, blocks: map[string]bool{}, done: make(chan struct{})}
+		ws[i] = &floorWatcher{n: n, events: &events, lists: &lists, tunnel: map[string]bool{}, blocks: map[string]bool{}, done: make(chan struct{})}
 		wg.Go(func() {
 			if err := floorNode(ctx, env, i, ws[i], &wg); err != nil && ctx.Err() == nil {
 				errs <- err
 			}
 		})
 	}
-	for _, w := range ws {
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for i := 0; i < len(ws); {
 		select {
-		case <-w.done:
+		case <-ws[i].done:
+			i++
+		case <-tick.C:
+			if env.Logf != nil {
+				env.Logf("floor N=%d after %s: %d floor nodes have seen everything; %d watch events, %d relists so far",
+					n, time.Since(t0).Round(time.Second), doneCount(ws), events.Load(), lists.Load()-int64(floorPrefixes*n))
+			}
 		case err := <-errs:
 			return FloorResult{}, err
 		case <-ctx.Done():
 			return FloorResult{}, ctx.Err()
 		}
 	}
-	return FloorResult{N: n, Wall: time.Since(t0), CPU: SelfStats(false).CPU - cpu0, Events: events.Load()}, nil
+	return FloorResult{N: n, Wall: time.Since(t0), CPU: SelfStats(false).CPU - cpu0, Events: events.Load(),
+		Relists: lists.Load() - int64(floorPrefixes*n)}, nil
+}
+
+func doneCount(ws []*floorWatcher) int {
+	c := 0
+	for _, w := range ws {
+		select {
+		case <-w.done:
+			c++
+		default:
+		}
+	}
+	return c
 }
 
 // floorNode is floor node i: its watches (until ctx ends) and its
@@ -202,6 +228,10 @@ func floorNode(ctx context.Context, env Env, i int, w *floorWatcher, wg *sync.Wa
 	}
 	return nil
 }
+
+// floorPrefixes is how many prefixes a floor node syncs (the kinds and
+// the blocks).
+const floorPrefixes = 5
 
 // floorRetry runs f until it succeeds or ctx ends, waiting a little longer
 // after each failure (at most 5 s).

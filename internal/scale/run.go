@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,7 +123,7 @@ func waitFor(ctx context.Context, n int) (context.Context, context.CancelFunc) {
 }
 
 func coldStart(ctx context.Context, env *Env, f *Fleet, r *Result) error {
-	if err := f.Setup(ctx); err != nil {
+	if err := retry(ctx, func() error { return f.Setup(ctx) }); err != nil {
 		return err
 	}
 	r.Base = memNow()
@@ -314,22 +315,49 @@ func addPods(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	return err
 }
 
-// retry runs do until it succeeds, five times at most: the harness's own
-// writes meet the same etcd hiccups as the agents (a leader election on a
-// loaded machine), which the agents retry too.
+// retry runs do until it succeeds: the harness's own reads and writes meet
+// the same etcd hiccups as the agents (a leader election, requests timed
+// out while N agents start at once on a loaded machine), which the agents
+// retry too. An error that is not a datastore timeout is retried five
+// times at most; timeouts are retried until RetryDeadline has passed since
+// the first attempt, with a pause growing to 5 s between attempts.
 func retry(ctx context.Context, do func() error) error {
+	start, wait := time.Now(), 500*time.Millisecond
 	var err error
-	for i := range 5 {
+	for i := 0; ; i++ {
 		if err = do(); err == nil || ctx.Err() != nil {
+			return err
+		}
+		if !transient(err) && i >= 4 || time.Since(start) > RetryDeadline {
 			return err
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(i+1) * 500 * time.Millisecond):
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// RetryDeadline bounds how long the harness retries one of its own
+// datastore operations that etcd keeps timing out.
+const RetryDeadline = 10 * time.Minute
+
+// transient reports whether err is etcd not answering in time (the
+// client's deadline, or the server's "request timed out", a leader change
+// or no leader): worth retrying while the cluster is overloaded.
+func transient(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"request timed out", "leader changed", "no leader", "too many requests", "Unavailable", "timed out waiting for read index"} {
+		if strings.Contains(msg, s) {
+			return true
 		}
 	}
-	return err
+	return false
 }
 
 // parallel runs do(0..count-1) on width goroutines; the first error stops it.
@@ -506,8 +534,11 @@ func joinAndDelete(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	var blk netip.Prefix
 	for !blk.IsValid() {
 		t, err := f.ReadTruth(wctx)
-		if err != nil {
+		if err != nil && (!transient(err) || wctx.Err() != nil) {
 			return err
+		}
+		if err != nil {
+			t = &Truth{}
 		}
 		tip = t.Nodes[n.Name].TunnelIP
 		for b, owner := range t.Blocks {
@@ -537,7 +568,7 @@ func joinAndDelete(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 		return err
 	}
 	t0 = time.Now()
-	if err := f.DeleteNode(ctx, n.Name); err != nil {
+	if err := retry(ctx, func() error { return f.DeleteNode(ctx, n.Name) }); err != nil {
 		return err
 	}
 	r.DeleteSelf = time.Since(t0)
@@ -557,15 +588,18 @@ func joinAndDelete(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 const felixMTU = 1400
 
 func felixChange(ctx context.Context, env *Env, f *Fleet, r *Result) error {
-	res, err := f.Client.Get(ctx, api.KindFelixConfiguration, "", "default")
-	if err != nil {
-		return err
-	}
-	fc := res.(*api.FelixConfiguration)
-	fc.Spec.VXLANMTU = new(int)
-	*fc.Spec.VXLANMTU = felixMTU
 	c0, t0 := cpuNow(), time.Now()
-	if _, err := f.Client.Update(ctx, fc); err != nil {
+	if err := retry(ctx, func() error {
+		res, err := f.Client.Get(ctx, api.KindFelixConfiguration, "", "default")
+		if err != nil {
+			return err
+		}
+		fc := res.(*api.FelixConfiguration)
+		fc.Spec.VXLANMTU = new(int)
+		*fc.Spec.VXLANMTU = felixMTU
+		_, err = f.Client.Update(ctx, fc)
+		return err
+	}); err != nil {
 		return err
 	}
 	wctx, cancel := waitFor(ctx, r.N)
@@ -580,15 +614,18 @@ func felixChange(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 }
 
 func poolChange(ctx context.Context, env *Env, f *Fleet, r *Result) error {
-	res, err := f.Client.Get(ctx, api.KindIPPool, "", PoolA)
-	if err != nil {
-		return err
-	}
-	p := res.(*api.IPPool)
-	p.Spec.NATOutgoing = false
 	cidr := netip.MustParsePrefix(PoolACIDR)
 	c0, t0 := cpuNow(), time.Now()
-	if _, err := f.Client.Update(ctx, p); err != nil {
+	if err := retry(ctx, func() error {
+		res, err := f.Client.Get(ctx, api.KindIPPool, "", PoolA)
+		if err != nil {
+			return err
+		}
+		p := res.(*api.IPPool)
+		p.Spec.NATOutgoing = false
+		_, err = f.Client.Update(ctx, p)
+		return err
+	}); err != nil {
 		return err
 	}
 	wctx, cancel := waitFor(ctx, r.N)

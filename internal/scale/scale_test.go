@@ -30,6 +30,13 @@ import (
 // harness's environment on it.
 func newEnv(t *testing.T) scale.Env {
 	t.Helper()
+	env, _, _ := newEnvCluster(t)
+	return env
+}
+
+// newEnvCluster is newEnv that also returns the cluster and its scraper.
+func newEnvCluster(t *testing.T) (scale.Env, *testutil.EtcdCluster, *scraper) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		testutil.Unavailable(t, "the etcd cluster runs in a network namespace of its own: needs root")
 	}
@@ -37,7 +44,7 @@ func newEnv(t *testing.T) scale.Env {
 	if bin == "" {
 		testutil.Unavailable(t, "needs the make-built binary with the embedded etcd server: run `make test` or `make scale` (CALICO_BIN unset)")
 	}
-	cl := testutil.StartEtcdCluster(t, bin, 3)
+	cl := testutil.StartEtcdClusterWith(t, bin, 3, etcdOptions())
 	cfg := etcd.Config{Endpoints: cl.Endpoints(), CACertFile: cl.CACertFile, CertFile: cl.CertFile, KeyFile: cl.KeyFile,
 		DialTimeout: 30 * time.Second, RequestTimeout: 60 * time.Second}
 	scrape := newScraper(t, cl)
@@ -53,7 +60,29 @@ func newEnv(t *testing.T) scale.Env {
 		},
 		EtcdRequests: scrape.requests,
 		Logf:         t.Logf,
+	}, cl, scrape
+}
+
+// etcdOptions simulate three machines on this one (docs/scale.md, method):
+// the members keep their data on tmpfs (/dev/shm), since three members on
+// one disk would fsync every commit three times over on the same device;
+// SCALE_ETCD_DATA=<dir> puts it elsewhere (SCALE_ETCD_DATA=disk: in the
+// cluster's temporary directory, on disk). Heartbeat 200 ms and election
+// timeout 5 s: a 2-core machine running N agents stalls a member for
+// longer than etcd's 1 s default now and then, and each stall would be a
+// spurious election. SCALE_PPROF also has the members serve pprof.
+func etcdOptions() testutil.EtcdClusterOptions {
+	o := testutil.EtcdClusterOptions{HeartbeatMS: 200, ElectionMS: 5000, Pprof: os.Getenv("SCALE_PPROF") != ""}
+	switch d := os.Getenv("SCALE_ETCD_DATA"); d {
+	case "":
+		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+			o.DataIn = "/dev/shm"
+		}
+	case "disk":
+	default:
+		o.DataIn = d
 	}
+	return o
 }
 
 // scraper reads the members' /metrics (served on their client sockets).
@@ -268,12 +297,19 @@ func TestScaleFloor(t *testing.T) {
 	}
 	for _, n := range sizes {
 		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
-			env := newEnv(t)
+			env, cl, scrape := newEnvCluster(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 			defer cancel()
+			before, err := scrape.stats(ctx, cl.Members)
+			if err != nil {
+				t.Fatalf("etcd metrics: %v", err)
+			}
 			r, err := scale.RunFloor(ctx, env, n)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if after, err := scrape.stats(ctx, cl.Members); err == nil {
+				t.Log(after.since(before))
 			}
 			if r.Events == 0 {
 				t.Errorf("no watch events delivered")

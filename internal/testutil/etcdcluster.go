@@ -3,6 +3,7 @@ package testutil
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -37,6 +38,22 @@ type EtcdCluster struct {
 	CACertFile, CertFile, KeyFile string
 	t                             testing.TB
 	bin                           string
+	opts                          EtcdClusterOptions
+	dataDir                       string // where the members' data directories are
+}
+
+// EtcdClusterOptions tune a cluster for what a test simulates.
+type EtcdClusterOptions struct {
+	// DataIn, when set, is a directory (e.g. /dev/shm, a tmpfs) to keep
+	// the members' data in instead of the cluster's directory. Three
+	// members on one disk fsync every commit three times over on the same
+	// device, which three machines would not; on tmpfs fsync costs nothing.
+	DataIn string
+	// HeartbeatMS and ElectionMS are the members' --heartbeat-interval and
+	// --election-timeout (0: etcd's 100 and 1000 ms).
+	HeartbeatMS, ElectionMS int
+	// Pprof serves /debug/pprof on the members' client sockets.
+	Pprof bool
 }
 
 // EtcdMember is one member process.
@@ -56,16 +73,29 @@ type EtcdMember struct {
 // at test end.
 func StartEtcdCluster(t testing.TB, binDir string, n int) *EtcdCluster {
 	t.Helper()
+	return StartEtcdClusterWith(t, binDir, n, EtcdClusterOptions{})
+}
+
+// StartEtcdClusterWith is StartEtcdCluster with options.
+func StartEtcdClusterWith(t testing.TB, binDir string, n int, opts EtcdClusterOptions) *EtcdCluster {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "cec") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &EtcdCluster{Dir: dir, NS: NewNetNS(t), t: t, bin: filepath.Join(binDir, "calico")}
+	c := &EtcdCluster{Dir: dir, NS: NewNetNS(t), t: t, bin: filepath.Join(binDir, "calico"), opts: opts, dataDir: dir}
+	if opts.DataIn != "" {
+		if c.dataDir, err = os.MkdirTemp(opts.DataIn, "cec-data"); err != nil {
+			os.RemoveAll(dir)
+			t.Fatalf("etcd cluster data directory in %s: %v", opts.DataIn, err)
+		}
+	}
 	t.Cleanup(func() {
 		for _, m := range c.Members {
 			m.Kill()
 		}
 		os.RemoveAll(dir)
+		os.RemoveAll(c.dataDir)
 	})
 	names := []string{"localhost"}
 	var initial []string
@@ -165,13 +195,21 @@ func (m *EtcdMember) start(certs testCerts, initial string) {
 	t := m.c.t
 	t.Helper()
 	client := "unixs://" + m.Name + ".sock:0" // relative to the cluster's directory
-	m.cmd = exec.Command("ip", "netns", "exec", filepath.Base(m.c.NS), m.c.bin, "etcd", "--name", m.Name, "--data-dir", m.Name+".data",
+	args := []string{"netns", "exec", filepath.Base(m.c.NS), m.c.bin, "etcd", "--name", m.Name,
+		"--data-dir", filepath.Join(m.c.dataDir, m.Name+".data"),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", m.peerURL(), "--initial-cluster", initial, "--initial-cluster-token", "calico-test",
 		"--cert-file", certs.serverCert, "--key-file", certs.serverKey,
 		"--trusted-ca-file", certs.ca, "--client-cert-auth",
 		"--peer-cert-file", certs.peerCert, "--peer-key-file", certs.peerKey,
-		"--peer-trusted-ca-file", certs.ca, "--peer-client-cert-auth", "--log-level", "warn")
+		"--peer-trusted-ca-file", certs.ca, "--peer-client-cert-auth", "--log-level", "warn"}
+	if o := m.c.opts; o.HeartbeatMS > 0 || o.ElectionMS > 0 {
+		args = append(args, "--heartbeat-interval", fmt.Sprint(cmp.Or(o.HeartbeatMS, 100)), "--election-timeout", fmt.Sprint(cmp.Or(o.ElectionMS, 1000)))
+	}
+	if m.c.opts.Pprof {
+		args = append(args, "--enable-pprof")
+	}
+	m.cmd = exec.Command("ip", args...)
 	m.cmd.Dir = m.c.Dir
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	m.stderr.reset()

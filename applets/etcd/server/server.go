@@ -48,6 +48,8 @@ type options struct {
 	listenPeer                    string
 	quotaBytes                    int64
 	autoCompactionRetention       string
+	heartbeatMS, electionMS       uint
+	enablePprof                   bool
 	cluster                       clusterOptions
 }
 
@@ -63,6 +65,9 @@ func run(ctx context.Context, stderr io.Writer, args []string) error {
 	fs.StringVar(&o.logLevel, "log-level", "error", "etcd log level: debug, info, warn, error")
 	fs.Int64Var(&o.quotaBytes, "quota-backend-bytes", 0, "backend size quota in bytes (0 = etcd's default)")
 	fs.StringVar(&o.autoCompactionRetention, "auto-compaction-retention", "1h", "keep this much history (periodic compaction)")
+	fs.UintVar(&o.heartbeatMS, "heartbeat-interval", 100, "time (in milliseconds) of a heartbeat interval")
+	fs.UintVar(&o.electionMS, "election-timeout", 1000, "time (in milliseconds) for an election to timeout")
+	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve runtime profiling data under /debug/pprof on the client URLs")
 	o.cluster.addFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: calico etcd [flags]\n\nRuns an embedded etcd server: a single member, or with --initial-cluster one member\nof a static cluster (etcd's flags and meanings).\n\nFlags:")
@@ -141,6 +146,7 @@ func (o options) config() (*embed.Config, error) {
 	cfg.QuotaBackendBytes = o.quotaBytes
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = o.autoCompactionRetention
+	cfg.TickMs, cfg.ElectionMs, cfg.EnablePprof = o.heartbeatMS, o.electionMS, o.enablePprof
 	var err error
 	if cfg.ListenClientUrls, err = parseURLs("listen-client-urls", o.listenClient); err != nil {
 		return nil, err

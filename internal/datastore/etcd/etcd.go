@@ -87,7 +87,10 @@ type Store struct {
 	timeout time.Duration
 }
 
-var _ kv.Store = (*Store)(nil)
+var (
+	_ kv.Store     = (*Store)(nil)
+	_ kv.KeyLister = (*Store)(nil)
+)
 
 // New connects to etcd. The connection itself is made lazily by the first request.
 func New(cfg Config) (*Store, error) {
@@ -173,6 +176,21 @@ func (s *Store) List(ctx context.Context, prefix string) ([]*kv.KV, int64, error
 	out := make([]*kv.KV, len(resp.Kvs))
 	for i, item := range resp.Kvs {
 		out[i] = &kv.KV{Key: string(item.Key), Value: item.Value, Revision: item.ModRevision}
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// ListKeys implements kv.KeyLister: the keys under prefix, no values.
+func (s *Store) ListKeys(ctx context.Context, prefix string) ([]*kv.KV, int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, 0, wrapErr("list keys", prefix, err)
+	}
+	out := make([]*kv.KV, len(resp.Kvs))
+	for i, item := range resp.Kvs {
+		out[i] = &kv.KV{Key: string(item.Key), Revision: item.ModRevision}
 	}
 	return out, resp.Header.Revision, nil
 }
@@ -346,7 +364,10 @@ func (s *Store) Watch(ctx context.Context, prefix string, after int64) <-chan kv
 	go func() {
 		defer close(out)
 		wctx := clientv3.WithRequireLeader(ctx)
-		wch := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(after+1), clientv3.WithPrevKV())
+		// No WithPrevKV: with it etcd reads the previous revision of every
+		// updated or deleted key once per watcher, which at cold start
+		// (every node watching every node's writes) is N² reads.
+		wch := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(after+1))
 		for wr := range wch {
 			var resp kv.WatchResponse
 			switch {
@@ -360,9 +381,6 @@ func (s *Store) Watch(ctx context.Context, prefix string, after int64) <-chan kv
 					e := kv.Event{Key: string(ev.Kv.Key), Revision: ev.Kv.ModRevision}
 					if ev.Type == mvccpb.DELETE {
 						e.Type = kv.EventDelete
-						if ev.PrevKv != nil {
-							e.Value = ev.PrevKv.Value
-						}
 					} else {
 						e.Type, e.Value = kv.EventPut, ev.Kv.Value
 					}

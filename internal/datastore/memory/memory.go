@@ -23,7 +23,10 @@ type Store struct {
 	changed *sync.Cond
 }
 
-var _ kv.Store = (*Store)(nil)
+var (
+	_ kv.Store     = (*Store)(nil)
+	_ kv.KeyLister = (*Store)(nil)
+)
 
 // New returns an empty store at revision 1, as a fresh etcd is.
 func New() *Store {
@@ -61,6 +64,15 @@ func (s *Store) List(_ context.Context, prefix string) ([]*kv.KV, int64, error) 
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, s.rev, nil
+}
+
+// ListKeys implements kv.KeyLister.
+func (s *Store) ListKeys(ctx context.Context, prefix string) ([]*kv.KV, int64, error) {
+	out, rev, err := s.List(ctx, prefix)
+	for _, item := range out {
+		item.Value = nil
+	}
+	return out, rev, err
 }
 
 func (s *Store) put(key string, value []byte) int64 {
