@@ -311,7 +311,13 @@ func (d *differ) plan() plan {
 	if n == 0 {
 		return p
 	}
-	p.add = make([]Route, 0, n) // at a cold start all of them
+	if n == len(d.state) && !d.anyAtDefault() {
+		// A cold start adds every desired route: hand over the desired
+		// list itself rather than a copy of thousands of routes.
+		p.add = d.want.routes
+		return p
+	}
+	p.add = make([]Route, 0, n)
 	for i, r := range d.want.routes {
 		switch {
 		case d.state[i]&matched != 0:
@@ -322,6 +328,15 @@ func (d *differ) plan() plan {
 		}
 	}
 	return p
+}
+
+func (d *differ) anyAtDefault() bool {
+	for _, st := range d.state {
+		if st&atDefault != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // reset forgets what was seen (a dump that is read again).
@@ -376,11 +391,18 @@ func ApplyWith(h *netlink.Handle, b *Batcher, owner Owner, desired []Route) (Res
 func replaceAll(h *netlink.Handle, b *Batcher, owner Owner, ls links, routes []Route, n *int) []error {
 	var errs []error
 	var batch []Route
-	if b != nil && len(routes) >= minBatch {
+	switch {
+	case b == nil || len(routes) < minBatch:
+	case allBatchable(routes):
+		// Send routes as they are (a cold start's thousands): no copy.
+		berrs := b.replace(routes, owner.table(), ls)
+		*n += len(routes) - len(berrs)
+		return berrs
+	default:
 		batch = make([]Route, 0, len(routes))
 	}
 	for _, r := range routes {
-		if b != nil && len(routes) >= minBatch && batchable(r) {
+		if batch != nil && batchable(r) {
 			batch = append(batch, r)
 			continue
 		}
@@ -400,6 +422,15 @@ func replaceAll(h *netlink.Handle, b *Batcher, owner Owner, ls links, routes []R
 		*n += len(batch) - len(berrs)
 	}
 	return errs
+}
+
+func allBatchable(routes []Route) bool {
+	for _, r := range routes {
+		if !batchable(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // List returns the installed routes of owner.Table that owner owns, sorted.
