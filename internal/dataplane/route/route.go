@@ -387,25 +387,26 @@ func ApplyWith(h *netlink.Handle, b *Batcher, owner Owner, desired []Route) (Res
 }
 
 // replaceAll installs routes, in batches when b is set and there are at
-// least minBatch, and adds the number installed to *n.
+// least minBatch, and adds the number installed to *n. Each run of
+// batchable routes is sent as it is (a cold start's thousands are not
+// copied); the others go one by one, in their place.
 func replaceAll(h *netlink.Handle, b *Batcher, owner Owner, ls links, routes []Route, n *int) []error {
 	var errs []error
-	var batch []Route
-	switch {
-	case b == nil || len(routes) < minBatch:
-	case allBatchable(routes):
-		// Send routes as they are (a cold start's thousands): no copy.
-		berrs := b.replace(routes, owner.table(), ls)
-		*n += len(routes) - len(berrs)
-		return berrs
-	default:
-		batch = make([]Route, 0, len(routes))
-	}
-	for _, r := range routes {
-		if batch != nil && batchable(r) {
-			batch = append(batch, r)
+	batch := b != nil && len(routes) >= minBatch
+	for i := 0; i < len(routes); {
+		if batch && batchable(routes[i]) {
+			j := i + 1
+			for j < len(routes) && batchable(routes[j]) {
+				j++
+			}
+			berrs := b.replace(routes[i:j], owner.table(), ls)
+			errs = append(errs, berrs...)
+			*n += j - i - len(berrs)
+			i = j
 			continue
 		}
+		r := routes[i]
+		i++
 		nr, err := toNetlink(r, owner.table(), ls)
 		if err == nil {
 			err = h.RouteReplace(nr)
@@ -416,21 +417,7 @@ func replaceAll(h *netlink.Handle, b *Batcher, owner Owner, ls links, routes []R
 		}
 		*n++
 	}
-	if len(batch) > 0 {
-		berrs := b.replace(batch, owner.table(), ls)
-		errs = append(errs, berrs...)
-		*n += len(batch) - len(berrs)
-	}
 	return errs
-}
-
-func allBatchable(routes []Route) bool {
-	for _, r := range routes {
-		if !batchable(r) {
-			return false
-		}
-	}
-	return true
 }
 
 // List returns the installed routes of owner.Table that owner owns, sorted.
