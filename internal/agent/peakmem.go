@@ -11,14 +11,16 @@ import (
 // once. The helpers here keep that peak down.
 
 // collectBeforeFirstPass runs a collection before the first full pass
-// copies the model (once per process; the reconcile goroutine's). The
+// copies the model (once per agent; the reconcile goroutine's). The
 // snapshot's decoding leaves its garbage behind, and the collector's next
-// goal is twice the heap it last marked, so without this the first pass
-// can grow the heap to twice the decode's peak before anything is
-// collected. One collection at start: a few milliseconds of CPU with
-// 10,000 remote nodes.
+// goal is a multiple of the heap it last marked, so without this the first
+// pass can grow the heap to that multiple of the decode's peak before
+// anything is collected. One collection at start: a few milliseconds of
+// CPU with 10,000 remote nodes. Only for an agent on a real kernel (one
+// per daemon process): the collection is the whole process's, and the
+// scale harness runs hundreds of agents in one process on a Config.Kernel.
 func (dp *dataplane) collectBeforeFirstPass() {
-	if dp.collected {
+	if dp.collected || dp.a.cfg.Kernel != nil {
 		return
 	}
 	dp.collected = true
