@@ -51,6 +51,9 @@ type dataplane struct {
 	// seed is the model of the last complete full pass (whose result is
 	// calc) until the calculator is seeded from them.
 	seed *Model
+	// collected: the collection before the first full pass is done
+	// (peakmem.go).
+	collected bool
 }
 
 // applied is what the last successful apply of each part installed.

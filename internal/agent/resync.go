@@ -14,6 +14,7 @@ func (a *Agent) RequestResync() {
 // modelCopy returns a private copy of the model for one reconcile pass.
 // The copy holds every change recorded so far, so it clears them.
 func (a *Agent) modelCopy() *Model {
+	a.dp.collectBeforeFirstPass()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.takeDirtyLocked()

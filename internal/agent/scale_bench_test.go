@@ -288,8 +288,10 @@ func noopResyncs(b *testing.B, p *labtest.Process, sock string, count int) time.
 // BenchmarkRemoteNodesInProcess is BenchmarkRemoteNodes with the daemon
 // in the test process, for profiling: 10,000 remote nodes to ready, then
 // 20 no-op full resyncs. RESYNC_CPUPROFILE=<file> writes a CPU profile of
-// the resyncs alone; READY_HEAPPROFILE=<file> a heap profile when the
-// daemon is ready; -cpuprofile/-memprofile cover the whole run (etcd runs
+// the resyncs alone, START_CPUPROFILE=<file> one from start to ready;
+// READY_HEAPPROFILE=<file> a heap profile when the
+// daemon is ready; PEAK_HEAPPROFILE=<file> one when the first route is in
+// the kernel (the start's peak); -cpuprofile/-memprofile cover the whole run (etcd runs
 // in the same process, so its cost shows too, as in heap-inuse-MB).
 func BenchmarkRemoteNodesInProcess(b *testing.B) {
 	testutil.RequireRoot(b)
@@ -307,11 +309,19 @@ func BenchmarkRemoteNodesInProcess(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		t0 := time.Now()
+		if path := os.Getenv("PEAK_HEAPPROFILE"); path != "" {
+			go heapAtFirstRoute(b, n1.Handle(), path)
+		}
+		stopStart := func() {}
+		if path := os.Getenv("START_CPUPROFILE"); path != "" {
+			stopStart = resyncProfile(b, path)
+		}
 		r := n1.StartAgent(cfg)
 		if err := r.WaitReady(60 * time.Second); err != nil {
 			b.Fatal(err)
 		}
 		ready := time.Since(t0)
+		stopStart()
 		if path := os.Getenv("READY_HEAPPROFILE"); path != "" {
 			writeHeapProfile(b, path)
 		}
@@ -342,6 +352,20 @@ func BenchmarkRemoteNodesInProcess(b *testing.B) {
 		if err := r.Stop(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// heapAtFirstRoute writes a heap profile to path (for PEAK_HEAPPROFILE)
+// once the first route is in the kernel, after a collection: what is live
+// while the routes go in, where the daemon's heap peaks.
+func heapAtFirstRoute(b *testing.B, h *netlink.Handle, path string) {
+	for range 3000 {
+		if c, err := countKernel(h); err == nil && c.routes > 0 {
+			runtime.GC()
+			writeHeapProfile(b, path)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

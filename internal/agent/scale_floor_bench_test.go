@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/onecalico/calico/internal/agent"
 	"github.com/onecalico/calico/internal/dataplane/route"
+	"github.com/onecalico/calico/internal/dataplane/tunnel"
 	"github.com/onecalico/calico/internal/testutil"
 )
 
@@ -25,7 +27,14 @@ import (
 //
 //   - ours: route.ApplyWith with a Batcher, the daemon's own call;
 //   - ip-batch: `ip -batch` with one `route replace` line per route;
-//   - ip-batch-no-gw: the same routes as plain device routes, the control.
+//   - ip-batch-no-gw: the same routes as plain device routes, the control;
+//   - ip-batch-nhid: one nexthop object per gateway (`nexthop add id N via
+//     <gw> dev vxlan.calico onlink`) and the routes through them (`nhid
+//     N`): the same forwarding, a different route shape (the hash then
+//     includes the nexthop id), counted with the nexthop inserts;
+//   - vteps: not routes but the 10,000 VTEPs' permanent neighbours and FDB
+//     entries (20,000 entries), tunnel.SyncVTEPsWith with a Batcher, the
+//     daemon's own call.
 //
 // The kernel keys its fib_info hash on the device, protocol, scope and
 // metrics, not the gateway, so routes that differ only by gateway all
@@ -36,7 +45,7 @@ import (
 // inflate as much.
 func BenchmarkRouteFloor(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
-		for _, v := range []string{"ours", "ip-batch", "ip-batch-no-gw"} {
+		for _, v := range []string{"ours", "ip-batch", "ip-batch-no-gw", "ip-batch-nhid", "vteps"} {
 			b.Run(fmt.Sprintf("routes=%d/%s", n, v), func(b *testing.B) { benchRouteFloor(b, n, v) })
 		}
 	}
@@ -58,10 +67,16 @@ func benchRouteFloor(b *testing.B, n int, variant string) {
 		}
 		routes := floorRoutes(n, variant != "ip-batch-no-gw")
 		var w, s time.Duration
+		if variant == "vteps" {
+			w, s = insertVTEPs(b, h, ns, n)
+			wall, sys = wall+w, sys+s
+			testutil.DeleteNetNS(b, ns)
+			continue
+		}
 		if variant == "ours" {
 			w, s = insertOurs(b, h, ns, routes)
 		} else {
-			w, s = insertIPBatch(b, ns, routes)
+			w, s = insertIPBatch(b, ns, routes, variant == "ip-batch-nhid")
 		}
 		wall, sys = wall+w, sys+s
 		if got := countRoutes(b, h); got != n {
@@ -108,6 +123,37 @@ func insertOurs(b *testing.B, h *netlink.Handle, ns string, routes []route.Route
 	return w, threadSys(b) - s0
 }
 
+// insertVTEPs sets n VTEPs' neighbours and FDB entries on the VXLAN
+// device with the daemon's call on a locked thread, checks they are all
+// there and returns the call's wall time and the thread's system CPU.
+func insertVTEPs(b *testing.B, h *netlink.Handle, ns string, n int) (time.Duration, time.Duration) {
+	vteps := make([]tunnel.VTEP, n)
+	for i := range vteps {
+		name := fmt.Sprintf("r%05d", i)
+		vteps[i] = tunnel.VTEP{TunnelIP: scaleBlock(i).Addr(), MAC: agent.VTEPMAC(name),
+			NodeIP: netip.AddrFrom4([4]byte{10, 200, byte(i / 250), byte(1 + i%250)})}
+	}
+	bt, err := tunnel.NewBatcher(ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bt.Close()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	s0 := threadSys(b)
+	t0 := time.Now()
+	err = tunnel.SyncVTEPsWith(h, bt, agent.VXLANDevice, vteps)
+	w := time.Since(t0)
+	s := threadSys(b) - s0
+	if err != nil {
+		b.Fatal(err)
+	}
+	if c, err := countKernel(h); err != nil || c.arp != n || c.fdb != n {
+		b.Fatalf("kernel has %+v (%v), want %d neighbours and FDB entries", c, err, n)
+	}
+	return w, s
+}
+
 func threadSys(b *testing.B) time.Duration {
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
@@ -116,15 +162,25 @@ func threadSys(b *testing.B) time.Duration {
 	return time.Duration(ru.Stime.Nano())
 }
 
-// insertIPBatch writes one `route replace` line per route and runs
-// `ip -batch` in the namespace; it returns ip's wall and system time.
-func insertIPBatch(b *testing.B, ns string, routes []route.Route) (time.Duration, time.Duration) {
+// insertIPBatch writes one `route replace` line per route (with nhid, one
+// `nexthop add` per route first and the routes through them) and runs `ip
+// -batch` in the namespace; it returns ip's wall and system time.
+func insertIPBatch(b *testing.B, ns string, routes []route.Route, nhid bool) (time.Duration, time.Duration) {
 	var sb strings.Builder
-	for _, r := range routes {
+	for i, r := range routes {
+		if nhid {
+			fmt.Fprintf(&sb, "nexthop add id %d via %s dev %s onlink proto 80\n", i+1, r.Gw, r.LinkName)
+			continue
+		}
 		if r.Gw.IsValid() {
 			fmt.Fprintf(&sb, "route replace %s via %s dev %s onlink proto 80\n", r.Dst, r.Gw, r.LinkName)
 		} else {
 			fmt.Fprintf(&sb, "route replace %s dev %s proto 80 scope link\n", r.Dst, r.LinkName)
+		}
+	}
+	for i, r := range routes {
+		if nhid {
+			fmt.Fprintf(&sb, "route replace %s nhid %d proto 80\n", r.Dst, i+1)
 		}
 	}
 	file := filepath.Join(b.TempDir(), "routes")

@@ -30,10 +30,7 @@ func (a *Agent) tunnelLoop(ctx context.Context) {
 		if !a.allSynced() {
 			continue
 		}
-		a.mu.Lock()
-		m := a.model.clone()
-		a.mu.Unlock()
-		if err := a.syncTunnels(ctx, m); err != nil {
+		if err := a.syncTunnels(ctx, a.tunnelModel()); err != nil {
 			if ctx.Err() != nil {
 				return
 			}

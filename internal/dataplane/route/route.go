@@ -311,7 +311,13 @@ func (d *differ) plan() plan {
 	if n == 0 {
 		return p
 	}
-	p.add = make([]Route, 0, n) // at a cold start all of them
+	if n == len(d.state) && !d.anyAtDefault() {
+		// A cold start adds every desired route: hand over the desired
+		// list itself rather than a copy of thousands of routes.
+		p.add = d.want.routes
+		return p
+	}
+	p.add = make([]Route, 0, n)
 	for i, r := range d.want.routes {
 		switch {
 		case d.state[i]&matched != 0:
@@ -322,6 +328,15 @@ func (d *differ) plan() plan {
 		}
 	}
 	return p
+}
+
+func (d *differ) anyAtDefault() bool {
+	for _, st := range d.state {
+		if st&atDefault != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // reset forgets what was seen (a dump that is read again).
@@ -372,18 +387,26 @@ func ApplyWith(h *netlink.Handle, b *Batcher, owner Owner, desired []Route) (Res
 }
 
 // replaceAll installs routes, in batches when b is set and there are at
-// least minBatch, and adds the number installed to *n.
+// least minBatch, and adds the number installed to *n. Each run of
+// batchable routes is sent as it is (a cold start's thousands are not
+// copied); the others go one by one, in their place.
 func replaceAll(h *netlink.Handle, b *Batcher, owner Owner, ls links, routes []Route, n *int) []error {
 	var errs []error
-	var batch []Route
-	if b != nil && len(routes) >= minBatch {
-		batch = make([]Route, 0, len(routes))
-	}
-	for _, r := range routes {
-		if b != nil && len(routes) >= minBatch && batchable(r) {
-			batch = append(batch, r)
+	batch := b != nil && len(routes) >= minBatch
+	for i := 0; i < len(routes); {
+		if batch && batchable(routes[i]) {
+			j := i + 1
+			for j < len(routes) && batchable(routes[j]) {
+				j++
+			}
+			berrs := b.replace(routes[i:j], owner.table(), ls)
+			errs = append(errs, berrs...)
+			*n += j - i - len(berrs)
+			i = j
 			continue
 		}
+		r := routes[i]
+		i++
 		nr, err := toNetlink(r, owner.table(), ls)
 		if err == nil {
 			err = h.RouteReplace(nr)
@@ -393,11 +416,6 @@ func replaceAll(h *netlink.Handle, b *Batcher, owner Owner, ls links, routes []R
 			continue
 		}
 		*n++
-	}
-	if len(batch) > 0 {
-		berrs := b.replace(batch, owner.table(), ls)
-		errs = append(errs, berrs...)
-		*n += len(batch) - len(berrs)
 	}
 	return errs
 }

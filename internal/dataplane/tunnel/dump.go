@@ -70,11 +70,15 @@ func eachNeighbour(h *netlink.Handle, b *Batcher, idx, family int, reset func(),
 func (b *Batcher) dumpNeigh(idx, family int, visit func(*neighEntry)) error {
 	req := nl.NewNetlinkRequest(unix.RTM_GETNEIGH, unix.NLM_F_DUMP)
 	req.AddData(&netlink.Ndmsg{Family: uint8(family), Index: uint32(idx)})
+	// One entry for the whole dump, not one allocation per entry: visit
+	// copies what it keeps.
+	var e neighEntry
 	err := b.s.Dump(req, func(typ uint16, data []byte) bool {
 		if typ != unix.RTM_NEWNEIGH {
 			return true
 		}
-		if e, ok := parseNeigh(data); ok && e.index == idx && (family == unix.AF_UNSPEC || e.family == family) {
+		var ok bool
+		if e, ok = parseNeigh(data); ok && e.index == idx && (family == unix.AF_UNSPEC || e.family == family) {
 			visit(&e)
 		}
 		return true
