@@ -81,7 +81,7 @@ func TestEmbeddedServerServesStopsAndKeepsData(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("still running 20s after SIGTERM\n%s", s.stderr.String())
 	}
-	if !strings.Contains(s.stderr.String(), "calico etcd: stopping") || strings.Contains(s.stderr.String(), `"level":"error"`) {
+	if !strings.Contains(s.stderr.String(), "calico etcd: stopping") || hasErrorLine(s.stderr.String()) {
 		t.Fatalf("stderr of a clean stop:\n%s", s.stderr.String())
 	}
 
@@ -112,4 +112,18 @@ func TestBadFlagsAreRefused(t *testing.T) {
 			t.Errorf("calico %v: no message", args)
 		}
 	}
+}
+
+// hasErrorLine reports an error-level line in the server's log, except
+// etcd 3.6's storage-version monitor racing the first commit: on a
+// loaded machine it can run before the consistent index has a term
+// ("cannot detect storage schema version: missing term information"),
+// logs that at error level and succeeds on its next tick.
+func hasErrorLine(log string) bool {
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, `"level":"error"`) && !strings.Contains(l, "missing term information") {
+			return true
+		}
+	}
+	return false
 }
