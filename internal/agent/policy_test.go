@@ -48,7 +48,7 @@ func TestPolicySnapshotFollowsTheDatastore(t *testing.T) {
 		wg.Go(func() { _ = kv.Sync(ctx, a.store, h.prefix, h) })
 	}
 	for _, p := range policyPrefixes() {
-		if !slices.Contains(watchedPrefixes(), p) {
+		if !slices.Contains(a.watchedPrefixes(), p) {
 			t.Errorf("%s is not a watched prefix", p)
 		}
 	}

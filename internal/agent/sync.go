@@ -31,8 +31,9 @@ func mustKind(k string) api.KindInfo {
 
 // watchedPrefixes are every prefix that must deliver a snapshot before the
 // first dataplane write.
-func watchedPrefixes() []string {
-	return append([]string{prefixNodes, prefixPools, prefixBlocks, prefixWEPs, prefixFelix, prefixBGPConfigs, prefixBGPPeers, prefixBGPFilters}, policyPrefixes()...)
+func (a *Agent) watchedPrefixes() []string {
+	return append([]string{prefixNodes, prefixPools, prefixBlocks, prefixWEPs, prefixBGPConfigs, prefixBGPPeers, prefixBGPFilters,
+		prefixFelix + FelixConfigGlobal, prefixFelix + FelixConfigNodePrefix + a.cfg.NodeName}, policyPrefixes()...)
 }
 
 // syncHandler feeds one watched prefix into the Model. Its callbacks only
@@ -274,47 +275,51 @@ func (a *Agent) handlers() []*syncHandler {
 			del:  func(m *Model, key string) { delete(m.WEPs, key) },
 			mark: func(d *dirtySet, key string) { d.wep(key) },
 		},
-		{
-			a: a, prefix: prefixFelix,
-			reset: func(m *Model) {
-				a.felix = felixLayers{}
-				a.resolveFelixLocked()
-			},
-			put: func(m *Model, key string, item *kv.KV) error {
-				n := name(key, prefixFelix)
-				if n != FelixConfigGlobal && n != FelixConfigNodePrefix+a.cfg.NodeName {
-					return nil
-				}
-				s, err := decodeFelix(n, item)
-				if err != nil {
-					return err
-				}
-				if n == FelixConfigGlobal {
-					a.felix.global = s
-				} else {
-					a.felix.node = s
-				}
-				a.resolveFelixLocked()
-				return nil
-			},
-			del: func(m *Model, key string) {
-				switch name(key, prefixFelix) {
-				case FelixConfigGlobal:
-					a.felix.global = api.FelixConfigurationSpec{}
-				case FelixConfigNodePrefix + a.cfg.NodeName:
-					a.felix.node = api.FelixConfigurationSpec{}
-				default:
-					return
-				}
-				a.resolveFelixLocked()
-			},
-			mark: func(d *dirtySet, key string) {
-				if n := name(key, prefixFelix); n == FelixConfigGlobal || n == FelixConfigNodePrefix+a.cfg.NodeName {
-					d.global = true
-				}
-			},
-		},
+		a.felixHandler(FelixConfigGlobal),
+		a.felixHandler(FelixConfigNodePrefix + a.cfg.NodeName),
 	})
+}
+
+// felixHandler feeds one FelixConfiguration layer: "default" or this
+// node's "node.<name>". Each is its own watch, so another node's
+// FelixConfiguration (every node writes its own at start) is never
+// delivered here: with a watch on the whole kind, N nodes starting at
+// once cost etcd N² events for nothing.
+func (a *Agent) felixHandler(layer string) *syncHandler {
+	key := prefixFelix + layer
+	set := func(s api.FelixConfigurationSpec) {
+		if layer == FelixConfigGlobal {
+			a.felix.global = s
+		} else {
+			a.felix.node = s
+		}
+		a.resolveFelixLocked()
+	}
+	return &syncHandler{
+		a: a, prefix: key,
+		reset: func(*Model) { set(api.FelixConfigurationSpec{}) },
+		put: func(_ *Model, k string, item *kv.KV) error {
+			if k != key { // a longer name sharing the prefix
+				return nil
+			}
+			s, err := decodeFelix(layer, item)
+			if err != nil {
+				return err
+			}
+			set(s)
+			return nil
+		},
+		del: func(_ *Model, k string) {
+			if k == key {
+				set(api.FelixConfigurationSpec{})
+			}
+		},
+		mark: func(d *dirtySet, k string) {
+			if k == key {
+				d.global = true
+			}
+		},
+	}
 }
 
 // resolveFelixLocked recomputes m.Felix from the layers; a.mu is held. A

@@ -186,7 +186,7 @@ func (a *Agent) allSynced() bool {
 	if a.syncedAll { // a prefix never becomes unsynced
 		return true
 	}
-	for _, p := range watchedPrefixes() {
+	for _, p := range a.watchedPrefixes() {
 		if !a.synced[p] {
 			return false
 		}
