@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"time"
 
@@ -35,8 +36,10 @@ func (a *Agent) tunnelLoop(ctx context.Context) {
 				return
 			}
 			a.log.Error("tunnel address update failed; retrying", "component", "tunnels", "err", err, "retry_in", backoff)
-			retry = time.After(backoff)
-			backoff = min(2*backoff, 30*time.Second)
+			// Jittered, so nodes that failed together (an etcd that timed
+			// out a cluster's cold start) do not all retry together.
+			retry = time.After(backoff/2 + rand.N(backoff/2))
+			backoff = min(2*backoff, 8*time.Second)
 			continue
 		}
 		backoff = 500 * time.Millisecond
