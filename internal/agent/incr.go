@@ -62,6 +62,11 @@ type incrCalc struct {
 	// those endpoints.
 	local     map[netip.Prefix]int
 	localWEPs map[string]WEP
+	// inPool lists the destinations (blocks and indexed addresses) of
+	// each pool, by name, and poolOf is its inverse: what a change of
+	// that pool's encapsulation reroutes (incr_global.go).
+	inPool map[string]map[netip.Prefix]struct{}
+	poolOf map[netip.Prefix]string
 }
 
 // routeChange is one destination whose route changed.
@@ -81,6 +86,7 @@ type incrResult struct {
 	vtepSet  []tunnel.VTEP
 	local    bool // this node's workloads changed
 	degraded bool
+	global   bool // the global parts (base) changed: settings, device MTUs, NAT, MTU file
 }
 
 // incrEligible reports whether a full pass's result can seed the
@@ -102,7 +108,8 @@ func newIncr(m *Model, d Desired) *incrCalc {
 		macs:  map[[6]byte]struct{}{},
 		byAff: map[string][]netip.Prefix{}, owner: map[netip.Addr]string{}, byOwner: map[string]map[netip.Addr]struct{}{},
 		wepIPs: map[netip.Addr][]string{}, blkIPs: map[netip.Addr]int{},
-		local: map[netip.Prefix]int{}, localWEPs: map[string]WEP{}}
+		local: map[netip.Prefix]int{}, localWEPs: map[string]WEP{},
+		inPool: map[string]map[netip.Prefix]struct{}{}, poolOf: map[netip.Prefix]string{}}
 	ic.base.Routes, ic.base.VTEPs, ic.base.Degraded, ic.base.WorkloadIfaces = nil, nil, nil, nil
 	ic.pools = make([]Pool, 0, len(m.Pools))
 	for _, name := range sortedKeys(m.Pools) {
@@ -131,6 +138,7 @@ func newIncr(m *Model, d Desired) *incrCalc {
 	changed := map[string]bool{}
 	for dst := range dests {
 		ch := ic.dest(c, dst)
+		ic.track(c, dst)
 		if ch.has {
 			ic.routes[dst] = ch.new
 		}

@@ -38,7 +38,7 @@ func (a *Agent) reconcileIncr() (ok, done bool) {
 	ic := dp.incr
 	start := time.Now()
 	host := dp.host
-	if err := dp.refreshHost(ic.m, false); err != nil || dp.host != host {
+	if err := dp.refreshHost(ic.m, false); err != nil || dp.host != host || !ic.globalStep(&in) {
 		dp.dropIncr()
 		return false, false
 	}
@@ -99,8 +99,6 @@ func (a *Agent) incrInput() (incrInput, bool) {
 // seeds a new one), first writing back the routes it applied.
 func (dp *dataplane) dropIncr() {
 	dp.seed = nil
-	if dp.incr != nil {
-	}
 	if dp.incr != nil && dp.routesStale {
 		dp.last.routes = dp.incr.sortedRoutes()
 	}
@@ -118,6 +116,9 @@ func (dp *dataplane) applyIncr(d Desired, res incrResult, ar *applyResult) {
 		t := time.Now()
 		f()
 		dp.a.met.reconcile.WithLabelValues(part).Observe(time.Since(t).Seconds())
+	}
+	if res.global {
+		dp.applyGlobal(d, ar, timed)
 	}
 	if res.local {
 		dp.workloads(d, false, ar, timed)

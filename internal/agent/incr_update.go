@@ -17,6 +17,14 @@ type incrInput struct {
 	nodes  []itemChange[string, Node]
 	blocks []itemChange[netip.Prefix, Block]
 	weps   []itemChange[string, WEP]
+	pools  []itemChange[string, Pool]
+	// felix holds the Felix configuration before and after (had: it may
+	// have changed).
+	felix itemChange[struct{}, FelixConfig]
+	// dests are destinations a global change may have changed
+	// (globalStep), and global says whether the global parts did.
+	dests  []netip.Prefix
+	global bool
 }
 
 // pull copies the dirty items of the live model into the calculator's;
@@ -32,6 +40,13 @@ func (ic *incrCalc) pull(live *Model, d dirtySet) incrInput {
 	}
 	for k := range d.weps {
 		in.weps = append(in.weps, pullItem(ic.m.WEPs, live.WEPs, k))
+	}
+	for k := range d.pools {
+		in.pools = append(in.pools, pullItem(ic.m.Pools, live.Pools, k))
+	}
+	if d.felix {
+		in.felix = itemChange[struct{}, FelixConfig]{old: ic.m.Felix, new: live.Felix, had: true, has: true}
+		ic.m.Felix = live.Felix
 	}
 	return in
 }
@@ -53,6 +68,10 @@ func pullItem[K comparable, V any](dst, src map[K]V, k K) itemChange[K, V] {
 // duplicate): the caller drops it and runs a full Calc.
 func (ic *incrCalc) update(in incrInput) (res incrResult, ok bool) {
 	dests := map[netip.Prefix]struct{}{}
+	for _, dst := range in.dests {
+		dests[dst] = struct{}{}
+	}
+	res.global, res.degraded = in.global, in.global
 	addrs := map[netip.Addr]struct{}{} // whose owner may change
 	for _, b := range in.blocks {
 		if b.had {
@@ -93,6 +112,7 @@ func (ic *incrCalc) update(in incrInput) (res incrResult, ok bool) {
 	}
 	for dst := range dests {
 		ch := ic.dest(c, dst)
+		ic.track(c, dst)
 		if ch.had != ch.has || ch.old != ch.new || ch.skipsDiff {
 			res.routes = append(res.routes, ch)
 			res.degraded = res.degraded || ch.skipsDiff
@@ -178,6 +198,9 @@ func (ic *incrCalc) updateVTEPs(nodes []itemChange[string, Node], res *incrResul
 			next = slices.Insert(next, i, v)
 			res.vtepSet = append(res.vtepSet, v)
 		}
+	}
+	if len(next) == 0 {
+		next = nil // as Calc's
 	}
 	ic.vteps = next
 	return true
