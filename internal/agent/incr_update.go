@@ -67,10 +67,7 @@ func pullItem[K comparable, V any](dst, src map[K]V, k K) itemChange[K, V] {
 // changed. ok is false when the calculator cannot follow (a VTEP
 // duplicate): the caller drops it and runs a full Calc.
 func (ic *incrCalc) update(in incrInput) (res incrResult, ok bool) {
-	dests := map[netip.Prefix]struct{}{}
-	for _, dst := range in.dests {
-		dests[dst] = struct{}{}
-	}
+	dests := make(map[netip.Prefix]struct{}, len(in.dests))
 	res.global, res.degraded = in.global, in.global
 	addrs := map[netip.Addr]struct{}{} // whose owner may change
 	for _, b := range in.blocks {
@@ -111,8 +108,13 @@ func (ic *incrCalc) update(in incrInput) (res incrResult, ok bool) {
 		return res, false
 	}
 	for dst := range dests {
-		ch := ic.dest(c, dst)
 		ic.track(c, dst)
+	}
+	for _, dst := range in.dests { // their pool stays
+		dests[dst] = struct{}{}
+	}
+	for dst := range dests {
+		ch := ic.dest(c, dst)
 		if ch.had != ch.has || ch.old != ch.new || ch.skipsDiff {
 			res.routes = append(res.routes, ch)
 			res.degraded = res.degraded || ch.skipsDiff
