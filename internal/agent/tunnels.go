@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"time"
 
@@ -30,8 +31,13 @@ func (a *Agent) tunnelLoop(ctx context.Context) {
 		if !a.allSynced() {
 			continue
 		}
+		// Only the pools and this node's Node (as syncTunnelsOnce): a
+		// copy of the whole model is O(cluster) for every pool change.
 		a.mu.Lock()
-		m := a.model.clone()
+		m := &Model{NodeName: a.cfg.NodeName, Nodes: map[string]Node{}, Pools: maps.Clone(a.model.Pools)}
+		if me, ok := a.model.Nodes[a.cfg.NodeName]; ok {
+			m.Nodes[a.cfg.NodeName] = me
+		}
 		a.mu.Unlock()
 		if err := a.syncTunnels(ctx, m); err != nil {
 			if ctx.Err() != nil {
