@@ -16,10 +16,12 @@ import (
 // feed: the routes to the changed blocks and addresses, the routes and
 // VTEP of a changed Node, this node's workloads. Everything else of the
 // desired state depends on global inputs (pools, Felix configuration,
-// this node's own Node, host facts, BGP), whose change makes the pass a
-// full Calc, after which the calculator is seeded again from that Calc's
-// model and result. Calc stays the reference: a seed is used only when
-// the calculator rebuilds exactly Calc's result from it, and
+// this node's own Node, host facts, BGP). A change of a pool, the Felix
+// configuration or this node's Node is followed too where it leaves the
+// device states alone (incr_global.go); any other global change makes
+// the pass a full Calc, after which the calculator is seeded again from
+// that Calc's model and result. Calc stays the reference: a seed is used
+// only when the calculator rebuilds exactly Calc's result from it, and
 // TestIncrMatchesCalc checks random change sequences against Calc.
 //
 // The calculator owns its model (copied item by item from the live one
