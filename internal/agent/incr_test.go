@@ -52,7 +52,7 @@ type incrSim struct {
 	steps   int
 	incrOK  int // steps the calculator followed
 	changes int // route changes it applied
-	globals int // steps it followed that changed the global parts
+	globals int // steps it followed that changed the global parts or a pool's routes
 }
 
 func runIncrSeq(t *testing.T, seed uint64, steps int) *incrSim {
@@ -95,7 +95,7 @@ func (s *incrSim) incr(d dirtySet) {
 		s.full()
 		return
 	}
-	if in.global {
+	if in.global || len(in.dests) > 0 {
 		s.globals++
 	}
 	res, ok := s.ic.update(in)
