@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"net/netip"
 	"reflect"
-	"strconv"
 	"time"
 
 	"github.com/onecalico/calico/internal/dataplane/netns"
@@ -158,16 +157,7 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 		a.met.reconcile.WithLabelValues(part).Observe(time.Since(t).Seconds())
 		a.log.Debug("applied part", "component", "dataplane", "part", part, "full", full, "elapsed", time.Since(t))
 	}
-	if full || !l.sysctlsOK || !reflect.DeepEqual(d.Sysctls, l.sysctls) {
-		timed("sysctl", func() {
-			l.sysctlsOK = false
-			if err := dp.k.SetSysctls(d.Sysctls...); err != nil {
-				res.fail("sysctl", err, dp)
-				return
-			}
-			l.sysctls, l.sysctlsOK = d.Sysctls, true
-		})
-	}
+	dp.applySysctls(d, full, &res, timed)
 	dp.workloads(d, full, &res, timed)
 	dp.applyPeeringAddrs(d, full, &res, timed)
 
@@ -245,30 +235,8 @@ func (dp *dataplane) apply(d Desired, full bool) applyResult {
 		})
 	}
 	dp.deleteVXLANV6(d, full, &res, timed)
-	if full || !l.natOK || !reflect.DeepEqual(d.NAT, l.nat) {
-		timed("nat", func() {
-			l.natOK = false
-			if err := dp.k.ApplyNAT(d.NAT); err != nil {
-				res.fail("nat", err, dp)
-				return
-			}
-			l.nat, l.natOK = d.NAT, true
-		})
-	}
-	if full || !l.mtuOK || d.MTU != l.mtu {
-		timed("mtu", func() {
-			l.mtuOK = false
-			changed, err := writeFileAtomic(a.cfg.MTUFile, []byte(strconv.Itoa(d.MTU)))
-			if err != nil {
-				res.fail("mtu", err, dp)
-				return
-			}
-			if changed {
-				a.log.Info("wrote pod MTU", "component", "dataplane", "file", a.cfg.MTUFile, "mtu", d.MTU)
-			}
-			l.mtu, l.mtuOK = d.MTU, true
-		})
-	}
+	dp.applyNAT(d, full, &res, timed)
+	dp.applyMTUFile(d, full, &res, timed)
 	return res
 }
 

@@ -113,6 +113,9 @@ type calc struct {
 	blockBits []int
 	// slow keeps to the general paths (calc_fast.go's test).
 	slow bool
+	// global computes only the parts that do not depend on the cluster's
+	// Nodes, blocks and endpoints (calcGlobal).
+	global bool
 }
 
 func (c *calc) degrade(format string, a ...any) {
@@ -131,12 +134,16 @@ func (c *calc) run() Desired {
 	if m.Felix.IPForwarding {
 		c.d.Sysctls = []netns.Sysctl{{Key: "net/ipv4/ip_forward", Value: "1"}}
 	}
-	c.workloads()
+	if !c.global {
+		c.workloads()
+	}
 	vxlanPools, ipipPools := c.encapPools()
 	c.vxlan(vxlanPools)
 	c.ipip(ipipPools)
 	c.run6()
-	c.routes()
+	if !c.global {
+		c.routes()
+	}
 	c.nat()
 	c.mtu(c.vxlanEnabled(vxlanPools), c.ipipEnabled(ipipPools))
 	if c.d.VXLANV6State != DeviceAbsent {
@@ -256,6 +263,9 @@ func (c *calc) vxlan(pools []string) {
 		ParentIndex: c.m.Host.ParentIndex,
 		MTU:         c.vxlanMTU(),
 		Addr:        netip.PrefixFrom(me.VXLANTunnelAddr, 32),
+	}
+	if c.global {
+		return
 	}
 	if !c.slow {
 		if c.d.VTEPs = c.vtepsFast(); c.d.VTEPs != nil {

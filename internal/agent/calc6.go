@@ -142,7 +142,9 @@ func (c *calc) vxlan6(pools []string) {
 		MTU:         c.vxlanV6MTU(),
 		Addr:        netip.PrefixFrom(me.VXLANTunnelAddrV6, 128),
 	}
-	c.d.VTEPsV6 = c.vteps6()
+	if !c.global {
+		c.d.VTEPsV6 = c.vteps6()
+	}
 }
 
 // vteps6 lists the other nodes' IPv6 VTEPs, skipping duplicates.

@@ -6,20 +6,31 @@ import (
 )
 
 // dirtySet is what changed in the model since the reconcile goroutine last
-// took it: the items a datastore event touched, or global when something
-// changed that every result depends on (a snapshot, a pool, the Felix
-// configuration, this node's own Node, BGP, a datastore outage). The sync
-// handlers record it under a.mu while they apply the event; the
-// incremental calculator (incr.go) recomputes only these items.
+// took it: the items a datastore event touched (this node's own Node
+// among them), the pools by name, whether the Felix configuration may
+// have changed, or global when something changed that every result
+// depends on (a snapshot, BGP, a datastore outage). The sync handlers
+// record it under a.mu while they apply the event; the incremental
+// calculator (incr.go) recomputes only what these items feed
+// (incr_global.go for the pools, Felix and this node).
 type dirtySet struct {
 	global bool
+	felix  bool
 	nodes  map[string]struct{}
 	blocks map[netip.Prefix]struct{}
 	weps   map[string]struct{}
+	pools  map[string]struct{}
 }
 
 func (s *dirtySet) empty() bool {
-	return !s.global && len(s.nodes)+len(s.blocks)+len(s.weps) == 0
+	return !s.global && !s.felix && len(s.nodes)+len(s.blocks)+len(s.weps)+len(s.pools) == 0
+}
+
+func (s *dirtySet) pool(name string) {
+	if s.pools == nil {
+		s.pools = map[string]struct{}{}
+	}
+	s.pools[name] = struct{}{}
 }
 
 func (s *dirtySet) node(name string) {

@@ -16,10 +16,12 @@ import (
 // feed: the routes to the changed blocks and addresses, the routes and
 // VTEP of a changed Node, this node's workloads. Everything else of the
 // desired state depends on global inputs (pools, Felix configuration,
-// this node's own Node, host facts, BGP), whose change makes the pass a
-// full Calc, after which the calculator is seeded again from that Calc's
-// model and result. Calc stays the reference: a seed is used only when
-// the calculator rebuilds exactly Calc's result from it, and
+// this node's own Node, host facts, BGP). A change of a pool, the Felix
+// configuration or this node's Node is followed too where it leaves the
+// device states alone (incr_global.go); any other global change makes
+// the pass a full Calc, after which the calculator is seeded again from
+// that Calc's model and result. Calc stays the reference: a seed is used
+// only when the calculator rebuilds exactly Calc's result from it, and
 // TestIncrMatchesCalc checks random change sequences against Calc.
 //
 // The calculator owns its model (copied item by item from the live one
@@ -62,6 +64,11 @@ type incrCalc struct {
 	// those endpoints.
 	local     map[netip.Prefix]int
 	localWEPs map[string]WEP
+	// inPool lists the destinations (blocks and indexed addresses) of
+	// each pool, by name, and poolOf is its inverse: what a change of
+	// that pool's encapsulation reroutes (incr_global.go).
+	inPool map[string]map[netip.Prefix]struct{}
+	poolOf map[netip.Prefix]string
 }
 
 // routeChange is one destination whose route changed.
@@ -81,6 +88,7 @@ type incrResult struct {
 	vtepSet  []tunnel.VTEP
 	local    bool // this node's workloads changed
 	degraded bool
+	global   bool // the global parts (base) changed: settings, device MTUs, NAT, MTU file
 }
 
 // incrEligible reports whether a full pass's result can seed the
@@ -102,7 +110,8 @@ func newIncr(m *Model, d Desired) *incrCalc {
 		macs:  map[[6]byte]struct{}{},
 		byAff: map[string][]netip.Prefix{}, owner: map[netip.Addr]string{}, byOwner: map[string]map[netip.Addr]struct{}{},
 		wepIPs: map[netip.Addr][]string{}, blkIPs: map[netip.Addr]int{},
-		local: map[netip.Prefix]int{}, localWEPs: map[string]WEP{}}
+		local: map[netip.Prefix]int{}, localWEPs: map[string]WEP{},
+		inPool: map[string]map[netip.Prefix]struct{}{}, poolOf: map[netip.Prefix]string{}}
 	ic.base.Routes, ic.base.VTEPs, ic.base.Degraded, ic.base.WorkloadIfaces = nil, nil, nil, nil
 	ic.pools = make([]Pool, 0, len(m.Pools))
 	for _, name := range sortedKeys(m.Pools) {
@@ -131,6 +140,7 @@ func newIncr(m *Model, d Desired) *incrCalc {
 	changed := map[string]bool{}
 	for dst := range dests {
 		ch := ic.dest(c, dst)
+		ic.track(c, dst)
 		if ch.has {
 			ic.routes[dst] = ch.new
 		}

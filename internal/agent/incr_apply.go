@@ -28,7 +28,8 @@ type VXLANFilterChanger interface {
 // reconcileIncr runs a signal's pass with the incremental calculator
 // when it can (done); ok is false when the apply failed (the calculator
 // is dropped, so the retry is a full pass). It cannot when no calculator
-// is seeded, something global changed, or the host facts changed.
+// is seeded, something global changed that it does not follow
+// (incr_global.go), or the host facts changed.
 func (a *Agent) reconcileIncr() (ok, done bool) {
 	dp := a.dp
 	in, ok := a.incrInput()
@@ -38,7 +39,7 @@ func (a *Agent) reconcileIncr() (ok, done bool) {
 	ic := dp.incr
 	start := time.Now()
 	host := dp.host
-	if err := dp.refreshHost(ic.m, false); err != nil || dp.host != host {
+	if err := dp.refreshHost(ic.m, false); err != nil || dp.host != host || !ic.globalStep(&in) {
 		dp.dropIncr()
 		return false, false
 	}
@@ -99,8 +100,6 @@ func (a *Agent) incrInput() (incrInput, bool) {
 // seeds a new one), first writing back the routes it applied.
 func (dp *dataplane) dropIncr() {
 	dp.seed = nil
-	if dp.incr != nil {
-	}
 	if dp.incr != nil && dp.routesStale {
 		dp.last.routes = dp.incr.sortedRoutes()
 	}
@@ -110,14 +109,18 @@ func (dp *dataplane) dropIncr() {
 	dp.incr, dp.routesStale, dp.vtepsStale = nil, false, false
 }
 
-// applyIncr applies an incremental pass: this node's workloads, the VTEPs
-// (and the VXLAN peer filter) and the routes that changed. Everything else
-// is as the last full pass left it.
+// applyIncr applies an incremental pass: the global parts when they
+// changed (applyGlobal), this node's workloads, the VTEPs (and the VXLAN
+// peer filter) and the routes that changed. Everything else is as the
+// last full pass left it.
 func (dp *dataplane) applyIncr(d Desired, res incrResult, ar *applyResult) {
 	timed := func(part string, f func()) {
 		t := time.Now()
 		f()
 		dp.a.met.reconcile.WithLabelValues(part).Observe(time.Since(t).Seconds())
+	}
+	if res.global {
+		dp.applyGlobal(d, ar, timed)
 	}
 	if res.local {
 		dp.workloads(d, false, ar, timed)

@@ -22,18 +22,22 @@ import (
 // must equal Calc of the model, and the deltas it hands the apply step,
 // applied to a recorded kernel, must give Calc's routes and VTEPs.
 func TestIncrMatchesCalc(t *testing.T) {
-	seeds, followed, steps := uint64(200), 0, 150
+	seeds, followed, globals, steps := uint64(200), 0, 0, 150
 	if testing.Short() {
 		seeds = 20
 	}
 	for seed := range seeds {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { followed += runIncrSeq(t, seed, steps) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			s := runIncrSeq(t, seed, steps)
+			followed, globals = followed+s.incrOK, globals+s.globals
+		})
 	}
-	// Most steps must exercise the calculator, not the full Calc.
-	if total := int(seeds) * steps; followed < total/2 {
-		t.Fatalf("the calculator followed %d of %d steps", followed, total)
+	// Most steps must exercise the calculator, not the full Calc, and
+	// some of them global changes it followed.
+	if total := int(seeds) * steps; followed < total/2 || globals < int(seeds) {
+		t.Fatalf("the calculator followed %d of %d steps, %d with global changes", followed, total, globals)
 	}
-	t.Logf("the calculator followed %d of %d steps", followed, int(seeds)*steps)
+	t.Logf("the calculator followed %d of %d steps, %d with global changes", followed, int(seeds)*steps, globals)
 }
 
 // incrSim is the reconcile loop's view: the live model, the calculator
@@ -48,9 +52,10 @@ type incrSim struct {
 	steps   int
 	incrOK  int // steps the calculator followed
 	changes int // route changes it applied
+	globals int // steps it followed that changed the global parts or a pool's routes
 }
 
-func runIncrSeq(t *testing.T, seed uint64, steps int) int {
+func runIncrSeq(t *testing.T, seed uint64, steps int) *incrSim {
 	s := &incrSim{t: t, r: rand.New(rand.NewPCG(seed, 7)), live: randomModel(rand.New(rand.NewPCG(seed, 11)))}
 	s.full()
 	for s.steps = 0; s.steps < steps; s.steps++ {
@@ -66,7 +71,7 @@ func runIncrSeq(t *testing.T, seed uint64, steps int) int {
 		}
 		s.check()
 	}
-	return s.incrOK
+	return s
 }
 
 // full is a full pass: Calc, the kernel made equal, a new calculator.
@@ -86,6 +91,13 @@ func (s *incrSim) full() {
 // incr is an incremental pass over the dirty items.
 func (s *incrSim) incr(d dirtySet) {
 	in := s.ic.pull(s.live, d)
+	if !s.ic.globalStep(&in) {
+		s.full()
+		return
+	}
+	if in.global || len(in.dests) > 0 {
+		s.globals++
+	}
 	res, ok := s.ic.update(in)
 	if !ok {
 		s.full()
@@ -132,10 +144,13 @@ func (s *incrSim) check() {
 	want := Calc(s.live.clone())
 	if s.ic != nil {
 		if got := s.ic.desired(); !reflect.DeepEqual(got, want) {
-			t.Fatalf("step %d: incremental result differs from Calc\n%s", s.steps, diffLines(got.String(), want.String()))
+			t.Fatalf("step %d: incremental result differs from Calc\n%s\n%#v\n%#v", s.steps, diffLines(got.String(), want.String()), got, want)
 		}
 		if !reflect.DeepEqual(s.ic.pass().VTEPs, want.VTEPs) {
 			t.Fatalf("step %d: pass VTEPs %v, want %v", s.steps, s.ic.pass().VTEPs, want.VTEPs)
+		}
+		if got, want := s.ic.poolOf, poolIndex(s.ic); !reflect.DeepEqual(got, want) {
+			t.Fatalf("step %d: destinations by pool %v, want %v", s.steps, got, want)
 		}
 	}
 	if len(s.routes) != len(want.Routes) {
@@ -154,6 +169,40 @@ func (s *incrSim) check() {
 			t.Fatalf("step %d: kernel VTEP %v, Calc %v", s.steps, s.vteps[v.TunnelIP], v)
 		}
 	}
+}
+
+// poolIndex is what the calculator's inPool must hold, from scratch.
+func poolIndex(ic *incrCalc) map[netip.Prefix]string {
+	c := &calc{m: ic.m}
+	out := map[netip.Prefix]string{}
+	add := func(dst netip.Prefix) {
+		if p, ok := c.poolFor(dst); ok {
+			out[dst] = p.Name
+		}
+	}
+	for dst := range ic.m.Blocks {
+		add(dst)
+	}
+	for _, w := range ic.m.WEPs {
+		for _, ip := range w.IPs {
+			if w.Node != "" {
+				add(hostPrefix(ip.Addr()))
+			}
+		}
+	}
+	for _, b := range ic.m.Blocks {
+		for a := range b.Borrowed {
+			add(hostPrefix(a))
+		}
+	}
+	for name, dsts := range ic.inPool {
+		for dst := range dsts {
+			if out[dst] != name {
+				out[dst] = "inPool:" + name
+			}
+		}
+	}
+	return out
 }
 
 func diffLines(got, want string) string {
@@ -192,11 +241,7 @@ func (s *incrSim) change(d *dirtySet) {
 		} else {
 			m.Nodes[name] = randomNode(r, name)
 		}
-		if name == m.NodeName {
-			d.global = true
-		} else {
-			d.node(name)
-		}
+		d.node(name)
 	case k < 55:
 		b := randomBlock(r)
 		if r.IntN(4) == 0 {
@@ -213,6 +258,11 @@ func (s *incrSim) change(d *dirtySet) {
 			m.WEPs[key] = randomWEP(r)
 		}
 		d.wep(key)
+	case k < 95:
+		poolChange(r, m, d)
+	case k < 98:
+		felixChange(r, m)
+		d.felix = true
 	default:
 		globalChange(r, m)
 		d.global = true
@@ -328,37 +378,105 @@ func randomWEP(r *rand.Rand) WEP {
 	return w
 }
 
-// globalChange changes something every result depends on. BGP (which
-// the calculator leaves to Calc) stays on until the next one.
+// globalChange changes what only a full Calc follows: BGP (which the
+// calculator leaves to Calc) stays on until the next one; the host facts
+// (read by the apply step, not the datastore).
 func globalChange(r *rand.Rand, m *Model) {
 	m.BGP.Enabled = false
-	switch r.IntN(6) {
+	switch r.IntN(3) {
 	case 0:
-		p := m.Pools["a"]
-		p.VXLANMode = []api.VXLANMode{api.VXLANModeAlways, api.VXLANModeCrossSubnet, api.VXLANModeNever}[r.IntN(3)]
-		m.Pools["a"] = p
-	case 1:
-		m.Felix.IPv6Support = !m.Felix.IPv6Support
-	case 2:
 		m.BGP.Enabled = true
-	case 3:
+	default:
 		if m.Host.ParentIf == "" {
 			m.Host.ParentIf = "eth0"
 		} else {
 			m.Host.ParentIf = ""
 		}
+	}
+}
+
+// poolChange changes one pool (or this node's Node, which the pools'
+// route choice depends on too) and records it.
+func poolChange(r *rand.Rand, m *Model, d *dirtySet) {
+	name := []string{"a", "b", "c", "d", "v6"}[r.IntN(5)]
+	p, ok := m.Pools[name]
+	if !ok {
+		p = Pool{Name: "c", CIDR: netip.MustParsePrefix("10.2.0.0/16")}
+	}
+	switch r.IntN(9) {
+	case 0, 1:
+		p.VXLANMode = []api.VXLANMode{api.VXLANModeAlways, api.VXLANModeCrossSubnet, api.VXLANModeNever}[r.IntN(3)]
+	case 2:
+		p.IPIPMode = []api.IPIPMode{api.IPIPModeAlways, api.IPIPModeCrossSubnet, api.IPIPModeNever}[r.IntN(3)]
+	case 3:
+		p.NATOutgoing = !p.NATOutgoing
 	case 4:
-		p := m.Pools["c"]
 		p.Disabled = !p.Disabled
-		if r.IntN(2) == 0 {
+	case 5:
+		p.DisableBGPExport, p.NodeSelector = !p.DisableBGPExport, []string{"", "all()", "x == 'y'"}[r.IntN(3)]
+	case 6:
+		if name == "c" && ok && r.IntN(2) == 0 {
 			delete(m.Pools, "c")
-		} else {
-			m.Pools["c"] = p
+			d.pool("c")
+			return
+		}
+		if name == "c" {
+			p.CIDR = []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16"), netip.MustParsePrefix("10.2.0.0/17")}[r.IntN(2)]
 		}
 	default:
 		me := m.Nodes["n0"]
-		me.IPv4 = netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16 + byte(r.IntN(2)), 0, 1}), 24)
+		if r.IntN(3) == 0 {
+			me.IPv4 = netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16 + byte(r.IntN(2)), 0, 1}), 24)
+		} else {
+			me.Labels = map[string]string{"x": []string{"y", "z"}[r.IntN(2)]}
+			me.ASNumber = uint32(r.IntN(3))
+		}
 		m.Nodes["n0"] = me
+		d.node("n0")
+		return
+	}
+	if !ok {
+		name = "c"
+	}
+	m.Pools[name] = p
+	d.pool(name)
+}
+
+// felixChange changes one Felix setting: most feed no route (MTUs,
+// sysctls, NAT, logging); vxlanEnabled, ipipEnabled and ipv6Support can
+// change the device states; the VNI and interfacePrefix are read outside
+// Calc.
+func felixChange(r *rand.Rand, m *Model) {
+	f := &m.Felix
+	b := func() *bool {
+		if r.IntN(3) == 0 {
+			return nil
+		}
+		v := r.IntN(2) == 0
+		return &v
+	}
+	switch r.IntN(10) {
+	case 0:
+		f.VXLANMTU = []int{0, 1400, 1410}[r.IntN(3)]
+	case 1:
+		f.IPIPMTU, f.VXLANMTUV6 = []int{0, 1400}[r.IntN(2)], []int{0, 1390}[r.IntN(2)]
+	case 2:
+		f.IPForwarding = !f.IPForwarding
+	case 3:
+		f.NATPortMin, f.NATPortMax = uint16(r.IntN(2))*1000, uint16(r.IntN(2))*2000
+		f.NATOutgoingAddress = []netip.Addr{{}, netip.MustParseAddr("192.0.2.1")}[r.IntN(2)]
+	case 4:
+		f.LogSeverityScreen = []string{"Info", "Debug"}[r.IntN(2)]
+	case 5:
+		f.VXLANEnabled = b()
+	case 6:
+		f.IPIPEnabled = b()
+	case 7:
+		f.IPv6Support = !f.IPv6Support
+	case 8:
+		f.VXLANVNI = 4096 + r.IntN(2)
+	default:
+		f.InterfacePrefix = []string{"", "cali", "cali,tap"}[r.IntN(3)]
 	}
 }
 

@@ -17,6 +17,14 @@ type incrInput struct {
 	nodes  []itemChange[string, Node]
 	blocks []itemChange[netip.Prefix, Block]
 	weps   []itemChange[string, WEP]
+	pools  []itemChange[string, Pool]
+	// felix holds the Felix configuration before and after (had: it may
+	// have changed).
+	felix itemChange[struct{}, FelixConfig]
+	// dests are destinations a global change may have changed
+	// (globalStep), and global says whether the global parts did.
+	dests  []netip.Prefix
+	global bool
 }
 
 // pull copies the dirty items of the live model into the calculator's;
@@ -32,6 +40,13 @@ func (ic *incrCalc) pull(live *Model, d dirtySet) incrInput {
 	}
 	for k := range d.weps {
 		in.weps = append(in.weps, pullItem(ic.m.WEPs, live.WEPs, k))
+	}
+	for k := range d.pools {
+		in.pools = append(in.pools, pullItem(ic.m.Pools, live.Pools, k))
+	}
+	if d.felix {
+		in.felix = itemChange[struct{}, FelixConfig]{old: ic.m.Felix, new: live.Felix, had: true, has: true}
+		ic.m.Felix = live.Felix
 	}
 	return in
 }
@@ -52,7 +67,8 @@ func pullItem[K comparable, V any](dst, src map[K]V, k K) itemChange[K, V] {
 // changed. ok is false when the calculator cannot follow (a VTEP
 // duplicate): the caller drops it and runs a full Calc.
 func (ic *incrCalc) update(in incrInput) (res incrResult, ok bool) {
-	dests := map[netip.Prefix]struct{}{}
+	dests := make(map[netip.Prefix]struct{}, len(in.dests))
+	res.global, res.degraded = in.global, in.global
 	addrs := map[netip.Addr]struct{}{} // whose owner may change
 	for _, b := range in.blocks {
 		if b.had {
@@ -90,6 +106,12 @@ func (ic *incrCalc) update(in incrInput) (res incrResult, ok bool) {
 	}
 	if !ic.updateVTEPs(in.nodes, &res) {
 		return res, false
+	}
+	for dst := range dests {
+		ic.track(c, dst)
+	}
+	for _, dst := range in.dests { // their pool stays
+		dests[dst] = struct{}{}
 	}
 	for dst := range dests {
 		ch := ic.dest(c, dst)
@@ -178,6 +200,9 @@ func (ic *incrCalc) updateVTEPs(nodes []itemChange[string, Node], res *incrResul
 			next = slices.Insert(next, i, v)
 			res.vtepSet = append(res.vtepSet, v)
 		}
+	}
+	if len(next) == 0 {
+		next = nil // as Calc's
 	}
 	ic.vteps = next
 	return true

@@ -208,13 +208,7 @@ func (a *Agent) handlers() []*syncHandler {
 					a.nodeChangedLocked(old, had, Node{Name: n}, false)
 				}
 			},
-			mark: func(d *dirtySet, key string) {
-				if n := name(key, prefixNodes); n == a.cfg.NodeName {
-					d.global = true
-				} else {
-					d.node(n)
-				}
-			},
+			mark: func(d *dirtySet, key string) { d.node(name(key, prefixNodes)) },
 		},
 		{
 			a: a, prefix: prefixPools,
@@ -233,7 +227,8 @@ func (a *Agent) handlers() []*syncHandler {
 				m.Pools[p.Name] = p
 				return nil
 			},
-			del: func(m *Model, key string) { delete(m.Pools, name(key, prefixPools)) },
+			del:  func(m *Model, key string) { delete(m.Pools, name(key, prefixPools)) },
+			mark: func(d *dirtySet, key string) { d.pool(name(key, prefixPools)) },
 		},
 		{
 			a: a, prefix: prefixBlocks,
@@ -316,7 +311,8 @@ func (a *Agent) felixHandler(layer string) *syncHandler {
 		},
 		mark: func(d *dirtySet, k string) {
 			if k == key {
-				d.global = true
+				d.felix = true
+				a.polGen++ // the policy options read the Felix layers
 			}
 		},
 	}
