@@ -110,6 +110,7 @@ type bgpAgent struct {
 	peering  []bgp.WorkloadAddr
 
 	ifaces ifaceScan // the BGP goroutine's (bgp_ifaces.go)
+	index  bgpIndex  // under the agent's mu (bgp_index.go)
 }
 
 // bgpWanted reports whether this daemon runs a speaker, and why not.
@@ -192,13 +193,13 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 		if !a.allSynced() {
 			continue
 		}
-		a.mu.Lock()
-		m := a.model.clone()
-		a.mu.Unlock()
 		if a.bgp.ifaces.connected == nil {
 			a.rescanIfaces()
 		}
-		d := bgp.Calc(a.bgpInput(m))
+		a.mu.Lock()
+		in := a.bgpInputLocked()
+		a.mu.Unlock()
+		d := bgp.Calc(in)
 		err := b.speaker.Apply(ctx, d)
 		if err != nil && ctx.Err() == nil {
 			log.Error("BGP apply failed", "err", err)
