@@ -304,7 +304,7 @@ func (a *Agent) bgpInput(m *Model) *bgp.Input {
 	in := &bgp.Input{NodeName: m.NodeName, Nodes: map[string]bgp.Node{}, Peers: m.BGP.Peers, Filters: m.BGP.Filters, Secret: a.readSecret,
 		Workloads: localWorkloads(m), IfaceRoutes: a.ifaceRoutes(m)}
 	for name, n := range m.Nodes {
-		in.Nodes[name] = bgp.Node{Name: name, Labels: n.Labels, IPv4: n.IPv4, IPv6: n.IPv6, ASNumber: n.ASNumber, RRClusterID: n.RRClusterID}
+		in.Nodes[name] = bgpNode(name, n)
 	}
 	in.Global = m.BGP.Configs[api.GlobalConfigName]
 	in.Local = m.BGP.Configs[api.NodeConfigName(m.NodeName)]
@@ -320,6 +320,10 @@ func (a *Agent) bgpInput(m *Model) *bgp.Input {
 		in.Blocks = append(in.Blocks, bgp.Block{CIDR: b.CIDR, Affinity: aff, Borrowed: b.Borrowed})
 	}
 	return in
+}
+
+func bgpNode(name string, n Node) bgp.Node {
+	return bgp.Node{Name: name, Labels: n.Labels, IPv4: n.IPv4, IPv6: n.IPv6, ASNumber: n.ASNumber, RRClusterID: n.RRClusterID}
 }
 
 // readSecret reads <secret dir>/<name>/<key>, trimmed of one trailing

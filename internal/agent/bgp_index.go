@@ -20,11 +20,15 @@ import (
 
 // bgpIndex is the blocks and endpoints of the live model that concern
 // this node's speaker; under a.mu. A snapshot of any prefix clears ok
-// and the next pass rebuilds it from the model.
+// and the next pass rebuilds it from the model. nodes is the last
+// input's Node map, shared by every input until a Node event (or a
+// snapshot) drops it: inputs are read-only, so it is replaced, never
+// changed.
 type bgpIndex struct {
 	ok     bool
 	blocks map[netip.Prefix]struct{}
 	weps   map[string]struct{}
+	nodes  map[string]bgp.Node
 }
 
 // blockConcerns reports whether block b matters to node's speaker.
@@ -69,6 +73,8 @@ func (a *Agent) bgpMattersLocked(prefix, key string) bool {
 			setMember(x.weps, key, yes)
 		}
 		return yes
+	case prefix == prefixNodes:
+		x.nodes = nil
 	case prefix == prefixFelix || isPolicyPrefix(prefix):
 		return false
 	}
@@ -126,7 +132,7 @@ func (a *Agent) bgpInputLocked() *bgp.Input {
 	m := a.model
 	x := &a.bgp.index
 	x.refresh(m)
-	v := &Model{NodeName: m.NodeName, Nodes: m.Nodes, Pools: m.Pools, BGP: m.BGP,
+	v := &Model{NodeName: m.NodeName, Pools: m.Pools, BGP: m.BGP,
 		Blocks: make(map[netip.Prefix]Block, len(x.blocks)), WEPs: make(map[string]WEP, len(x.weps))}
 	for c := range x.blocks {
 		v.Blocks[c] = m.Blocks[c]
@@ -135,6 +141,13 @@ func (a *Agent) bgpInputLocked() *bgp.Input {
 		v.WEPs[k] = m.WEPs[k]
 	}
 	in := a.bgpInput(v)
+	if x.nodes == nil {
+		x.nodes = make(map[string]bgp.Node, len(m.Nodes))
+		for name, n := range m.Nodes {
+			x.nodes[name] = bgpNode(name, n)
+		}
+	}
+	in.Nodes = x.nodes
 	in.Peers, in.Filters = maps.Clone(in.Peers), maps.Clone(in.Filters)
 	return in
 }
