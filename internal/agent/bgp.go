@@ -172,8 +172,9 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 		log.Info("BGP speaker " + why)
 		return
 	}
-	// The tick checks the sync deadline and polls the secrets while
-	// they are not watched (no directory yet, or no inotify).
+	// The tick checks the sync deadline and polls the secrets and the
+	// interfaces while they are not watched (no directory yet, no
+	// inotify, no netlink subscription).
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	defer b.speaker.Stop(false)
@@ -184,8 +185,17 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-b.kick:
+		case <-a.ifaceEvents():
+			if !a.rescanIfaces() {
+				continue
+			}
 		case <-tick.C:
-			ifs := a.rescanIfaces()
+			// Interfaces are polled while not watched, and dropped
+			// (with their watch) once no rule needs them.
+			ifs := false
+			if !a.ifacesWatched() || !a.needIfaces() {
+				ifs = a.rescanIfaces()
+			}
 			if w = a.rewatchSecrets(ctx, w); w != nil && a.bgpSynced() && !ifs {
 				continue
 			}
