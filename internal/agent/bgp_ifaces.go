@@ -16,9 +16,10 @@ import (
 // interface: the connected subnets of the host's interfaces (its direct
 // protocol; BIRD's device protocol rescans them every 2 s, we on the
 // kernel's address and link events, bgp_ifwatch.go) and the routes to
-// local workloads through their veths (learned from the kernel). They are gathered only while some rule has an interface
-// match. The BGP goroutine reads the interfaces with its own netlink
-// handle: the speaker runs only in the node's own namespace.
+// local workloads through their veths (learned from the kernel). They
+// are gathered only while some rule has an interface match. The BGP
+// goroutine reads the interfaces with its own netlink handle: the
+// speaker runs only in the node's own namespace.
 
 // ifaceScan is the BGP goroutine's view of the host's interfaces.
 type ifaceScan struct {
