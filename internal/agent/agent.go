@@ -224,12 +224,16 @@ func (a *Agent) statusLocked() Status {
 // a.dirty).
 func (a *Agent) signal(tunnels bool) {
 	a.anyChange.Store(true)
-	a.wake(tunnels)
+	a.wake(tunnels, true)
 }
 
-func (a *Agent) wake(tunnels bool) {
+// wake is signal for changes recorded in a.dirty; kickBGP says whether they
+// matter to the BGP speaker (bgp_index.go).
+func (a *Agent) wake(tunnels, kickBGP bool) {
 	a.needCalc()
-	a.kickBGP()
+	if kickBGP {
+		a.kickBGP()
+	}
 	select {
 	case a.trigger <- struct{}{}:
 	default:

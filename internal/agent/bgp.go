@@ -110,6 +110,7 @@ type bgpAgent struct {
 	peering  []bgp.WorkloadAddr
 
 	ifaces ifaceScan // the BGP goroutine's (bgp_ifaces.go)
+	index  bgpIndex  // under the agent's mu (bgp_index.go)
 }
 
 // bgpWanted reports whether this daemon runs a speaker, and why not.
@@ -171,8 +172,9 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 		log.Info("BGP speaker " + why)
 		return
 	}
-	// The tick checks the sync deadline and polls the secrets while
-	// they are not watched (no directory yet, or no inotify).
+	// The tick checks the sync deadline and polls the secrets and the
+	// interfaces while they are not watched (no directory yet, no
+	// inotify, no netlink subscription).
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	defer b.speaker.Stop(false)
@@ -183,8 +185,17 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-b.kick:
+		case <-a.ifaceEvents():
+			if !a.rescanIfaces() {
+				continue
+			}
 		case <-tick.C:
-			ifs := a.rescanIfaces()
+			// Interfaces are polled while not watched, and dropped
+			// (with their watch) once no rule needs them.
+			ifs := false
+			if !a.ifacesWatched() || !a.needIfaces() {
+				ifs = a.rescanIfaces()
+			}
 			if w = a.rewatchSecrets(ctx, w); w != nil && a.bgpSynced() && !ifs {
 				continue
 			}
@@ -192,13 +203,13 @@ func (a *Agent) bgpLoop(ctx context.Context) {
 		if !a.allSynced() {
 			continue
 		}
-		a.mu.Lock()
-		m := a.model.clone()
-		a.mu.Unlock()
 		if a.bgp.ifaces.connected == nil {
 			a.rescanIfaces()
 		}
-		d := bgp.Calc(a.bgpInput(m))
+		a.mu.Lock()
+		in := a.bgpInputLocked()
+		a.mu.Unlock()
+		d := bgp.Calc(in)
 		err := b.speaker.Apply(ctx, d)
 		if err != nil && ctx.Err() == nil {
 			log.Error("BGP apply failed", "err", err)
@@ -303,7 +314,7 @@ func (a *Agent) bgpInput(m *Model) *bgp.Input {
 	in := &bgp.Input{NodeName: m.NodeName, Nodes: map[string]bgp.Node{}, Peers: m.BGP.Peers, Filters: m.BGP.Filters, Secret: a.readSecret,
 		Workloads: localWorkloads(m), IfaceRoutes: a.ifaceRoutes(m)}
 	for name, n := range m.Nodes {
-		in.Nodes[name] = bgp.Node{Name: name, Labels: n.Labels, IPv4: n.IPv4, IPv6: n.IPv6, ASNumber: n.ASNumber, RRClusterID: n.RRClusterID}
+		in.Nodes[name] = bgpNode(name, n)
 	}
 	in.Global = m.BGP.Configs[api.GlobalConfigName]
 	in.Local = m.BGP.Configs[api.NodeConfigName(m.NodeName)]
@@ -319,6 +330,10 @@ func (a *Agent) bgpInput(m *Model) *bgp.Input {
 		in.Blocks = append(in.Blocks, bgp.Block{CIDR: b.CIDR, Affinity: aff, Borrowed: b.Borrowed})
 	}
 	return in
+}
+
+func bgpNode(name string, n Node) bgp.Node {
+	return bgp.Node{Name: name, Labels: n.Labels, IPv4: n.IPv4, IPv6: n.IPv6, ASNumber: n.ASNumber, RRClusterID: n.RRClusterID}
 }
 
 // readSecret reads <secret dir>/<name>/<key>, trimmed of one trailing

@@ -14,16 +14,18 @@ import (
 
 // BGPFilter interface matches see the routes upstream's BIRD has with an
 // interface: the connected subnets of the host's interfaces (its direct
-// protocol, rescanned every 2 s as BIRD's device protocol does) and the
-// routes to local workloads through their veths (learned from the
-// kernel). They are gathered only while some rule has an interface
-// match. The BGP goroutine reads the interfaces with its own netlink
-// handle: the speaker runs only in the node's own namespace.
+// protocol; BIRD's device protocol rescans them every 2 s, we on the
+// kernel's address and link events, bgp_ifwatch.go) and the routes to
+// local workloads through their veths (learned from the kernel). They
+// are gathered only while some rule has an interface match. The BGP
+// goroutine reads the interfaces with its own netlink handle: the
+// speaker runs only in the node's own namespace.
 
 // ifaceScan is the BGP goroutine's view of the host's interfaces.
 type ifaceScan struct {
 	h         *netlink.Handle // opened on first use
 	connected []bgp.IfaceRoute
+	watch     *ifaceWatch // while needed (bgp_ifwatch.go); nil: polled
 }
 
 // needIfaceRoutes reports whether a BGPFilter rule matches an interface.
@@ -42,9 +44,8 @@ func needIfaceRoutes(filters map[string]*api.BGPFilterSpec) bool {
 // are in use; it reports whether they changed. Only the BGP goroutine
 // calls it.
 func (a *Agent) rescanIfaces() bool {
-	a.mu.Lock()
-	need := needIfaceRoutes(a.model.BGP.Filters)
-	a.mu.Unlock()
+	need := a.needIfaces()
+	a.rewatchIfaces(need)
 	s := &a.bgp.ifaces
 	if !need {
 		changed := s.connected != nil
@@ -109,8 +110,9 @@ func (a *Agent) ifaceRoutes(m *Model) []bgp.IfaceRoute {
 	return out
 }
 
-// closeIfaces releases the scan's netlink handle.
+// closeIfaces releases the scan's netlink handle and subscription.
 func (a *Agent) closeIfaces() {
+	a.rewatchIfaces(false)
 	if h := a.bgp.ifaces.h; h != nil {
 		h.Close()
 		a.bgp.ifaces.h = nil

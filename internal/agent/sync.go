@@ -131,10 +131,12 @@ func (h *syncHandler) OnPage(kvs []*kv.KV, first, last bool, rev int64) {
 
 func (h *syncHandler) OnEvents(events []kv.Event) {
 	a := h.a
-	tunnels := false
+	tunnels, kickBGP := false, false
 	a.mu.Lock()
 	for _, ev := range events {
+		was := a.bgpMattersLocked(h.prefix, ev.Key)
 		h.apply(ev.Key, &kv.KV{Key: ev.Key, Value: ev.Value, Revision: ev.Revision}, ev.Type == kv.EventDelete)
+		kickBGP = a.bgpMattersLocked(h.prefix, ev.Key) || was || kickBGP
 		tunnels = tunnels || h.touchesTunnels(ev.Key)
 		if h.mark == nil {
 			a.markGlobalLocked()
@@ -146,13 +148,14 @@ func (h *syncHandler) OnEvents(events []kv.Event) {
 		a.polGen++ // a Felix change, say: the policy options too
 	}
 	a.mu.Unlock()
-	a.wake(tunnels)
+	a.wake(tunnels, kickBGP)
 }
 
 // snapshotTakenLocked records that a prefix was (re)listed: every result
 // may change. a.mu is held.
 func (a *Agent) snapshotTakenLocked(prefix string) {
 	a.markGlobalLocked()
+	a.bgpSnapshotLocked()
 	if prefix == prefixNodes {
 		a.peers.ok = false
 		a.peers.gen++
