@@ -38,7 +38,6 @@ const (
 // Main runs calico-node with the arguments after the program name.
 func Main(args []string) int {
 	startup.Restore()
-	setGCPercent(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Stdout, os.Stderr, os.Getenv, os.Environ, args)
