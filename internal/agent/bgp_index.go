@@ -75,8 +75,6 @@ func (a *Agent) bgpMattersLocked(prefix, key string) bool {
 		return yes
 	case prefix == prefixNodes:
 		x.nodes = nil
-	case prefix == prefixFelix || isPolicyPrefix(prefix):
-		return false
 	}
 	return true // Nodes, pools, BGP resources, this node's affinities
 }
@@ -87,15 +85,6 @@ func setMember[K comparable](s map[K]struct{}, k K, in bool) {
 	} else {
 		delete(s, k)
 	}
-}
-
-func isPolicyPrefix(prefix string) bool {
-	for _, k := range policyKinds {
-		if mustKind(k).ListPrefix("") == prefix {
-			return true
-		}
-	}
-	return false
 }
 
 // bgpSnapshotLocked forgets the index after a (re)list; a.mu is held.

@@ -71,6 +71,7 @@ func TestBGPKickOnlyForItsChanges(t *testing.T) {
 	node3.Labels = map[string]string{"rack": "b"}
 	peer := api.NewBGPPeer()
 	peer.Name, peer.Spec.PeerIP, peer.Spec.ASNumber = "tor", "10.99.0.1", 65001
+	felixDefault := prefixFelix + FelixConfigGlobal
 	steps := []struct {
 		name   string
 		prefix string
@@ -91,6 +92,8 @@ func TestBGPKickOnlyForItsChanges(t *testing.T) {
 		{"a Node changes", prefixNodes, kv.Event{Key: prefixNodes + "n3", Value: encoded(t, node3)}, true},
 		{"a BGPPeer is added", prefixBGPPeers, kv.Event{Key: prefixBGPPeers + "tor", Value: encoded(t, peer)}, true},
 		{"this node's block deleted", prefixBlocks, kv.Event{Key: api.BlockKey(pfx("10.244.1.0/26")), Type: kv.EventDelete}, true},
+		{"FelixConfiguration default changes", felixDefault, kv.Event{Key: felixDefault, Value: []byte(`{"spec":{"vxlanMTU":1400}}`)}, false},
+		{"a policy is added", policyPrefixes()[0], kv.Event{Key: policyPrefixes()[0] + "p", Value: []byte(`{}`)}, false},
 	}
 	for _, s := range steps {
 		hs[s.prefix].OnEvents([]kv.Event{s.ev})

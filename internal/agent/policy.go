@@ -54,7 +54,7 @@ func (a *Agent) withPolicy(hs []*syncHandler) []*syncHandler {
 		}
 	}
 	for _, k := range policyKinds {
-		h := &syncHandler{a: a, prefix: mustKind(k).ListPrefix(""),
+		h := &syncHandler{a: a, prefix: mustKind(k).ListPrefix(""), noBGP: true,
 			reset: func(*Model) {}, put: func(*Model, string, *kv.KV) error { return nil }, del: func(*Model, string) {},
 			mark: func(*dirtySet, string) {}} // policy is not part of the model
 		a.feedPolicy(h, mustKind(k))

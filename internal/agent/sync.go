@@ -49,6 +49,9 @@ type syncHandler struct {
 	// mark records in d what an event on key changes (dirty.go); nil:
 	// everything.
 	mark func(d *dirtySet, key string)
+	// noBGP: nothing under this prefix feeds the BGP speaker (its events
+	// never wake it).
+	noBGP bool
 	// tunnels says whether a change to key can change this node's tunnel
 	// addresses (nil: never).
 	tunnels func(key string) bool
@@ -134,9 +137,9 @@ func (h *syncHandler) OnEvents(events []kv.Event) {
 	tunnels, kickBGP := false, false
 	a.mu.Lock()
 	for _, ev := range events {
-		was := a.bgpMattersLocked(h.prefix, ev.Key)
+		was := !h.noBGP && a.bgpMattersLocked(h.prefix, ev.Key)
 		h.apply(ev.Key, &kv.KV{Key: ev.Key, Value: ev.Value, Revision: ev.Revision}, ev.Type == kv.EventDelete)
-		kickBGP = a.bgpMattersLocked(h.prefix, ev.Key) || was || kickBGP
+		kickBGP = !h.noBGP && a.bgpMattersLocked(h.prefix, ev.Key) || was || kickBGP
 		tunnels = tunnels || h.touchesTunnels(ev.Key)
 		if h.mark == nil {
 			a.markGlobalLocked()
@@ -294,7 +297,7 @@ func (a *Agent) felixHandler(layer string) *syncHandler {
 		a.resolveFelixLocked()
 	}
 	return &syncHandler{
-		a: a, prefix: key,
+		a: a, prefix: key, noBGP: true,
 		reset: func(*Model) { set(api.FelixConfigurationSpec{}) },
 		put: func(_ *Model, k string, item *kv.KV) error {
 			if k != key { // a longer name sharing the prefix
