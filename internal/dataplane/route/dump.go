@@ -10,6 +10,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/onecalico/calico/internal/dataplane/netns"
 )
 
 // kernelKey is what identifies an installed route to the kernel when it
@@ -86,13 +88,17 @@ func parseRoute(m []byte, table int, ls links) (current, bool) {
 	c.Scope = netlink.Scope(m[6])
 	c.OnLink = binary.NativeEndian.Uint32(m[8:12])&unix.RTNH_F_ONLINK != 0
 	var dst netip.Addr
-	for a := m[rtmsgLen:]; len(a) >= unix.SizeofRtAttr; {
-		l := int(binary.NativeEndian.Uint16(a[0:2]))
-		if l < unix.SizeofRtAttr || l > len(a) {
+	attrs := netns.Attrs(m[rtmsgLen:])
+	for {
+		at, ok, bad := attrs.Next()
+		if bad {
 			return current{}, false
 		}
-		v := a[unix.SizeofRtAttr:l]
-		switch binary.NativeEndian.Uint16(a[2:4]) {
+		if !ok {
+			break
+		}
+		v := at.Value
+		switch at.Type {
 		case unix.RTA_DST:
 			dst = addrFrom(v)
 		case unix.RTA_GATEWAY:
@@ -108,7 +114,6 @@ func parseRoute(m []byte, table int, ls links) (current, bool) {
 		case unix.RTA_METRICS:
 			c.MTU = metricMTU(v)
 		}
-		a = a[min(len(a), (l+unix.RTA_ALIGNTO-1)&^(unix.RTA_ALIGNTO-1)):]
 	}
 	if c.key.table != table {
 		return current{}, false
@@ -145,15 +150,11 @@ func u32(v []byte) int {
 
 // metricMTU is RTAX_MTU of a nested RTA_METRICS attribute (0 if none).
 func metricMTU(b []byte) int {
-	for len(b) >= unix.SizeofRtAttr {
-		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		if l < unix.SizeofRtAttr || l > len(b) {
-			return 0
+	attrs := netns.Attrs(b)
+	for at, ok, _ := attrs.Next(); ok; at, ok, _ = attrs.Next() {
+		if at.Type == unix.RTAX_MTU {
+			return u32(at.Value)
 		}
-		if binary.NativeEndian.Uint16(b[2:4]) == unix.RTAX_MTU {
-			return u32(b[unix.SizeofRtAttr:l])
-		}
-		b = b[min(len(b), (l+unix.RTA_ALIGNTO-1)&^(unix.RTA_ALIGNTO-1)):]
 	}
 	return 0
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/onecalico/calico/internal/dataplane/netns"
 )
 
 // neighEntry is one dumped neighbour or FDB entry, parsed without the
@@ -103,13 +105,17 @@ func parseNeigh(b []byte) (neighEntry, bool) {
 		flags:  int(b[10]),
 		typ:    int(b[11]),
 	}
-	for a := b[ndmsgLen:]; len(a) >= unix.SizeofRtAttr; {
-		l := int(binary.NativeEndian.Uint16(a[0:2]))
-		if l < unix.SizeofRtAttr || l > len(a) {
+	attrs := netns.Attrs(b[ndmsgLen:])
+	for {
+		at, ok, bad := attrs.Next()
+		if bad {
 			return e, false
 		}
-		v := a[unix.SizeofRtAttr:l]
-		switch binary.NativeEndian.Uint16(a[2:4]) {
+		if !ok {
+			break
+		}
+		v := at.Value
+		switch at.Type {
 		case unix.NDA_DST:
 			if ip, ok := netip.AddrFromSlice(v); ok {
 				e.ip = ip.Unmap()
@@ -131,7 +137,6 @@ func parseNeigh(b []byte) (neighEntry, bool) {
 				e.master = int(binary.NativeEndian.Uint32(v))
 			}
 		}
-		a = a[min(len(a), (l+unix.RTA_ALIGNTO-1)&^(unix.RTA_ALIGNTO-1)):]
 	}
 	return e, true
 }
