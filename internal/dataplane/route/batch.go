@@ -91,49 +91,68 @@ func (b *Batcher) replaceChunk(routes []Route, table int, ls links) []error {
 // appendRouteRequest appends RTM_NEWROUTE with create, replace and ack
 // for a batchable route through link oif (0: none).
 func appendRouteRequest(buf []byte, seq uint32, r Route, table, oif int) []byte {
+	m := routeMsg{typ: unix.RTM_NEWROUTE, flags: unix.NLM_F_REQUEST | unix.NLM_F_CREATE | unix.NLM_F_REPLACE | unix.NLM_F_ACK,
+		scope: byte(r.Scope), rtType: unix.RTN_UNICAST, oif: oif}
+	if r.Gw.IsValid() {
+		m.gw = r.Gw.AsSlice()
+	}
+	if r.OnLink {
+		m.rtFlags = unix.RTNH_F_ONLINK
+	}
+	return appendRouteMsg(buf, seq, r, table, m)
+}
+
+// routeMsg is what differs between the RTM_NEWROUTE and RTM_DELROUTE
+// requests appendRouteMsg builds for a route.
+type routeMsg struct {
+	typ, flags    uint16
+	scope, rtType byte
+	rtFlags       uint32
+	gw            []byte // RTA_GATEWAY, when set
+	oif           int    // RTA_OIF, when not 0
+}
+
+// appendRouteMsg appends one route request: r's destination, protocol
+// and metric in table, with m's type, flags, scope, next hop and device.
+func appendRouteMsg(buf []byte, seq uint32, r Route, table int, m routeMsg) []byte {
 	dst := r.Dst.Addr().AsSlice()
 	payload := rtmsgLen + netns.AttrLen(len(dst))
 	if table >= 256 {
 		payload += netns.AttrLen(4)
 	}
-	var gw []byte
-	if r.Gw.IsValid() {
-		gw = r.Gw.AsSlice()
-		payload += netns.AttrLen(len(gw))
+	if m.gw != nil {
+		payload += netns.AttrLen(len(m.gw))
 	}
 	if r.Metric != 0 {
 		payload += netns.AttrLen(4)
 	}
-	if oif != 0 {
+	if m.oif != 0 {
 		payload += netns.AttrLen(4)
 	}
-	buf = netns.AppendHeader(buf, unix.RTM_NEWROUTE, unix.NLM_F_REQUEST|unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK, seq, payload)
-	family, tbl, flags := byte(unix.AF_INET), byte(table), uint32(0)
+	buf = netns.AppendHeader(buf, m.typ, m.flags, seq, payload)
+	family, tbl := byte(unix.AF_INET), byte(table)
 	if r.Dst.Addr().Is6() {
 		family = unix.AF_INET6
 	}
 	if table >= 256 {
 		tbl = unix.RT_TABLE_UNSPEC
 	}
-	if r.OnLink {
-		flags = unix.RTNH_F_ONLINK
-	}
 	// struct rtmsg: family, dst_len, src_len, tos, table, protocol,
 	// scope, type, flags.
-	buf = append(buf, family, byte(r.Dst.Bits()), 0, 0, tbl, byte(r.proto()), byte(r.Scope), unix.RTN_UNICAST)
-	buf = binary.NativeEndian.AppendUint32(buf, flags)
+	buf = append(buf, family, byte(r.Dst.Bits()), 0, 0, tbl, byte(r.proto()), m.scope, m.rtType)
+	buf = binary.NativeEndian.AppendUint32(buf, m.rtFlags)
 	buf = netns.AppendAttr(buf, unix.RTA_DST, dst)
 	if table >= 256 {
 		buf = netns.AppendAttrU32(buf, unix.RTA_TABLE, uint32(table))
 	}
-	if gw != nil {
-		buf = netns.AppendAttr(buf, unix.RTA_GATEWAY, gw)
+	if m.gw != nil {
+		buf = netns.AppendAttr(buf, unix.RTA_GATEWAY, m.gw)
 	}
 	if r.Metric != 0 {
 		buf = netns.AppendAttrU32(buf, unix.RTA_PRIORITY, uint32(r.Metric))
 	}
-	if oif != 0 {
-		buf = netns.AppendAttrU32(buf, unix.RTA_OIF, uint32(oif))
+	if m.oif != 0 {
+		buf = netns.AppendAttrU32(buf, unix.RTA_OIF, uint32(m.oif))
 	}
 	return buf
 }

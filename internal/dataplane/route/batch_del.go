@@ -1,13 +1,10 @@
 package route
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/onecalico/calico/internal/dataplane/netns"
 )
 
 // del deletes routes (of table, matched by destination, protocol and
@@ -38,32 +35,6 @@ func (b *Batcher) del(routes []Route, table int, n *int) []error {
 // Type and next hop are left open and the scope is universe, as the
 // netlink library's RouteDel of such a route sends them.
 func appendRouteDelRequest(buf []byte, seq uint32, r Route, table int) []byte {
-	dst := r.Dst.Addr().AsSlice()
-	payload := rtmsgLen + netns.AttrLen(len(dst))
-	if table >= 256 {
-		payload += netns.AttrLen(4)
-	}
-	if r.Metric != 0 {
-		payload += netns.AttrLen(4)
-	}
-	buf = netns.AppendHeader(buf, unix.RTM_DELROUTE, unix.NLM_F_REQUEST|unix.NLM_F_ACK, seq, payload)
-	family, tbl := byte(unix.AF_INET), byte(table)
-	if r.Dst.Addr().Is6() {
-		family = unix.AF_INET6
-	}
-	if table >= 256 {
-		tbl = unix.RT_TABLE_UNSPEC
-	}
-	// struct rtmsg: family, dst_len, src_len, tos, table, protocol,
-	// scope, type, flags.
-	buf = append(buf, family, byte(r.Dst.Bits()), 0, 0, tbl, byte(r.proto()), unix.RT_SCOPE_UNIVERSE, unix.RTN_UNSPEC)
-	buf = binary.NativeEndian.AppendUint32(buf, 0)
-	buf = netns.AppendAttr(buf, unix.RTA_DST, dst)
-	if table >= 256 {
-		buf = netns.AppendAttrU32(buf, unix.RTA_TABLE, uint32(table))
-	}
-	if r.Metric != 0 {
-		buf = netns.AppendAttrU32(buf, unix.RTA_PRIORITY, uint32(r.Metric))
-	}
-	return buf
+	return appendRouteMsg(buf, seq, r, table, routeMsg{typ: unix.RTM_DELROUTE, flags: unix.NLM_F_REQUEST | unix.NLM_F_ACK,
+		scope: unix.RT_SCOPE_UNIVERSE, rtType: unix.RTN_UNSPEC})
 }
