@@ -33,6 +33,11 @@ const (
 // belong to the CNI plugin and are never touched.
 var RouteOwner = route.Owner{Protocols: []int{RouteProtocol}, LinkPrefixes: []string{VXLANDevice, VXLANV6Device, IPIPDevice}}
 
+// famV4 is the IPv4 VXLAN device and routes (famV6 is calc6.go's).
+var famV4 = family{name: "vxlan", device: VXLANDevice, ip: "IPv4", bits: 32, overhead: VXLANOverhead,
+	forwarding: "net/ipv4/ip_forward", needIP: "an IPv4 address (spec.bgp.ipv4Address)",
+	needTunnel: "a VXLAN tunnel address (spec.ipv4VXLANTunnelAddr)"}
+
 // DeviceState is whether an overlay device should exist.
 type DeviceState int
 
@@ -130,15 +135,12 @@ func (c *calc) skip(reason, what string) {
 }
 
 func (c *calc) run() Desired {
-	m := c.m
-	if m.Felix.IPForwarding {
-		c.d.Sysctls = []netns.Sysctl{{Key: "net/ipv4/ip_forward", Value: "1"}}
-	}
+	c.forwarding(&famV4)
 	if !c.global {
 		c.workloads()
 	}
-	vxlanPools, ipipPools := c.encapPools()
-	c.vxlan(vxlanPools)
+	vxlanPools, ipipPools := c.encapPools(&famV4)
+	c.vxlan(&famV4, vxlanPools)
 	c.ipip(ipipPools)
 	c.run6()
 	if !c.global {
@@ -147,7 +149,7 @@ func (c *calc) run() Desired {
 	c.nat()
 	c.mtu(c.vxlanEnabled(vxlanPools), c.ipipEnabled(ipipPools))
 	if c.d.VXLANV6State != DeviceAbsent {
-		c.d.MTU = min(c.d.MTU, c.vxlanV6MTU())
+		c.d.MTU = min(c.d.MTU, c.vxlanMTU(&famV6))
 	}
 	for _, reason := range sortedKeys(c.skipped) {
 		what := c.skipped[reason]
@@ -176,12 +178,12 @@ func (c *calc) workloads() {
 	c.d.WorkloadIfaces = slices.Compact(ifs)
 }
 
-// encapPools returns the names of the IPv4 pools using VXLAN and IPIP
+// encapPools returns the names of family f's pools using VXLAN and IPIP
 // (disabled pools included: their existing blocks still need routes).
-func (c *calc) encapPools() (vxlan, ipip []string) {
+func (c *calc) encapPools(f *family) (vxlan, ipip []string) {
 	for _, name := range sortedKeys(c.m.Pools) {
 		p := c.m.Pools[name]
-		if !p.CIDR.Addr().Is4() {
+		if !f.holds(p.CIDR.Addr()) {
 			continue
 		}
 		if p.vxlan() {
@@ -192,6 +194,13 @@ func (c *calc) encapPools() (vxlan, ipip []string) {
 		}
 	}
 	return vxlan, ipip
+}
+
+// forwarding adds family f's global forwarding setting.
+func (c *calc) forwarding(f *family) {
+	if c.m.Felix.IPForwarding {
+		c.d.Sysctls = append(c.d.Sysctls, netns.Sysctl{Key: f.forwarding, Value: "1"})
+	}
 }
 
 func (c *calc) vxlanEnabled(pools []string) bool {
@@ -215,83 +224,95 @@ func (c *calc) hostMTU() int {
 	return 1460
 }
 
-func (c *calc) vxlanMTU() int {
-	if c.m.Felix.VXLANMTU > 0 {
-		return c.m.Felix.VXLANMTU
+// encapMTU is an encapsulation's MTU: Felix's setting, else the host
+// MTU less the encapsulation's overhead.
+func (c *calc) encapMTU(setting, overhead int) int {
+	if setting > 0 {
+		return setting
 	}
-	return c.hostMTU() - VXLANOverhead
+	return c.hostMTU() - overhead
 }
 
-func (c *calc) ipipMTU() int {
-	if c.m.Felix.IPIPMTU > 0 {
-		return c.m.Felix.IPIPMTU
+func (c *calc) vxlanMTU(f *family) int {
+	setting := c.m.Felix.VXLANMTU
+	if f.v6 {
+		setting = c.m.Felix.VXLANMTUV6
 	}
-	return c.hostMTU() - IPIPOverhead
+	return c.encapMTU(setting, f.overhead)
 }
 
-func (c *calc) vxlan(pools []string) {
-	if !c.vxlanEnabled(pools) {
-		c.d.VXLANState = DeviceAbsent
+func (c *calc) ipipMTU() int { return c.encapMTU(c.m.Felix.IPIPMTU, IPIPOverhead) }
+
+// vxlan decides family f's VXLAN device and, unless global, its VTEPs.
+func (c *calc) vxlan(f *family, pools []string) {
+	state, dev, vteps := f.out(&c.d)
+	on := c.vxlanEnabled(pools)
+	if f.v6 {
+		// No IPv6 device without an IPv6 VXLAN pool, even when
+		// vxlanEnabled is true (IPv4 keeps its device then).
+		on = on && len(pools) > 0
+	}
+	if !on {
+		*state = DeviceAbsent
 		if len(pools) > 0 {
-			c.degrade("vxlan: vxlanEnabled is false in FelixConfiguration: routes for VXLAN pools %s are not programmed", joinOr(pools))
+			c.degrade("%s: vxlanEnabled is false in FelixConfiguration: routes for VXLAN pools %s are not programmed", f.name, joinOr(pools))
 		}
 		return
 	}
-	me := c.me
-	var missing []string
-	if !me.IPv4.IsValid() {
-		missing = append(missing, "an IPv4 address (spec.bgp.ipv4Address)")
-	}
-	if !me.VXLANTunnelAddr.IsValid() {
-		missing = append(missing, "a VXLAN tunnel address (spec.ipv4VXLANTunnelAddr)")
-	}
-	if me.IPv4.IsValid() && c.m.Host.ParentIf == "" {
-		missing = append(missing, fmt.Sprintf("an interface holding %s", me.IPv4.Addr()))
-	}
-	if len(missing) > 0 {
-		c.d.VXLANState = DeviceKeep
-		c.degrade("vxlan: device %s is not programmed: node %s lacks %s", VXLANDevice, c.m.NodeName, strings.Join(missing, " and "))
+	ip, tun := f.addrs(c.me)
+	parentIf, parentIndex := f.parent(c.m.Host)
+	if missing := f.lacks(ip, tun, parentIf); len(missing) > 0 {
+		*state = DeviceKeep
+		c.degrade("%s: device %s is not programmed: node %s lacks %s", f.name, f.device, c.m.NodeName, strings.Join(missing, " and "))
 		return
 	}
-	c.d.VXLANState = DevicePresent
-	c.d.VXLAN = tunnel.VXLAN{
-		Name:        VXLANDevice,
+	*state = DevicePresent
+	*dev = tunnel.VXLAN{
+		Name:        f.device,
 		VNI:         c.m.Felix.VXLANVNI,
 		Port:        c.m.Felix.VXLANPort,
-		MAC:         me.mac(),
-		LocalIP:     me.IPv4.Addr(),
-		ParentIndex: c.m.Host.ParentIndex,
-		MTU:         c.vxlanMTU(),
-		Addr:        netip.PrefixFrom(me.VXLANTunnelAddr, 32),
+		MAC:         f.mac(c.me),
+		LocalIP:     ip.Addr(),
+		ParentIndex: parentIndex,
+		MTU:         c.vxlanMTU(f),
+		Addr:        netip.PrefixFrom(tun, f.bits),
 	}
-	if c.global {
-		return
+	if !c.global {
+		*vteps = c.vteps(f)
 	}
-	if !c.slow {
-		if c.d.VTEPs = c.vtepsFast(); c.d.VTEPs != nil {
-			return
+}
+
+// vteps lists the other nodes' VTEPs of family f by tunnel address; of
+// two nodes claiming one tunnel address or MAC, the first by name wins.
+func (c *calc) vteps(f *family) []tunnel.VTEP {
+	if !f.v6 && !c.slow { // the shortcut is IPv4's (calc_fast.go)
+		if out := c.vtepsFast(); out != nil {
+			return out
 		}
 	}
+	var out []tunnel.VTEP
 	seenIP := map[netip.Addr]string{}
 	seenMAC := map[string]string{} // key: the MAC's bytes
 	for _, name := range sortedKeys(c.m.Nodes) {
 		n := c.m.Nodes[name]
-		if name == c.m.NodeName || !n.IPv4.IsValid() || !n.VXLANTunnelAddr.IsValid() {
+		ip, tun := f.addrs(n)
+		if name == c.m.NodeName || !ip.IsValid() || !tun.IsValid() {
 			continue
 		}
-		mac := n.mac()
-		if other, dup := seenIP[n.VXLANTunnelAddr]; dup {
-			c.degrade("vxlan: nodes %s and %s both claim VXLAN tunnel address %s; %s is ignored", other, name, n.VXLANTunnelAddr, name)
+		mac := f.mac(n)
+		if other, dup := seenIP[tun]; dup {
+			c.degrade("%s: nodes %s and %s both claim %sVXLAN tunnel address %s; %s is ignored", f.name, other, name, f.qual, tun, name)
 			continue
 		}
 		if other, dup := seenMAC[string(mac)]; dup {
-			c.degrade("vxlan: nodes %s and %s both use VXLAN MAC %s; %s is ignored", other, name, mac, name)
+			c.degrade("%s: nodes %s and %s both use %sVXLAN MAC %s; %s is ignored", f.name, other, name, f.qual, mac, name)
 			continue
 		}
-		seenIP[n.VXLANTunnelAddr], seenMAC[string(mac)] = name, name
-		c.d.VTEPs = append(c.d.VTEPs, tunnel.VTEP{TunnelIP: n.VXLANTunnelAddr, MAC: mac, NodeIP: n.IPv4.Addr()})
+		seenIP[tun], seenMAC[string(mac)] = name, name
+		out = append(out, tunnel.VTEP{TunnelIP: tun, MAC: mac, NodeIP: ip.Addr()})
 	}
-	slices.SortFunc(c.d.VTEPs, func(a, b tunnel.VTEP) int { return a.TunnelIP.Compare(b.TunnelIP) })
+	slices.SortFunc(out, compareVTEP)
+	return out
 }
 
 func (c *calc) ipip(pools []string) {
@@ -463,32 +484,38 @@ func (c *calc) blockOf(a netip.Addr) (Block, bool) {
 }
 
 // routeTo builds the route for dst toward remote node name, following the
-// encapsulation mode of pool. ok is false when it cannot be programmed; the
-// reason is recorded as degraded.
+// encapsulation mode of pool: over the VXLAN device of dst's family to
+// the node's VTEP (Always, or CrossSubnet off this node's subnet), over
+// tunl0 likewise (IPv4 only), else straight to the node on this node's
+// subnet. ok is false when it cannot be programmed; the reason is
+// recorded as degraded.
 func (c *calc) routeTo(dst netip.Prefix, name string, pool Pool) (route.Route, bool) {
+	f := &famV4
 	if dst.Addr().Is6() {
-		return c.routeTo6(dst, name, pool)
+		f = &famV6
 	}
 	n, ok := c.m.Nodes[name]
+	ip, tun := f.addrs(n)
 	what := func() string { return fmt.Sprintf("%s (node %s)", dst, name) } // only when skipped
-	if !ok || !n.IPv4.IsValid() {
-		c.skip("routes: remote node has no IPv4 address", what())
+	if !ok || !ip.IsValid() {
+		c.skip("routes: remote node has no "+f.ip+" address", what())
 		return route.Route{}, false
 	}
-	nodeIP := n.IPv4.Addr()
-	sameSubnet := c.me.IPv4.IsValid() && c.me.IPv4.Masked().Contains(nodeIP)
+	nodeIP := ip.Addr()
+	mine, _ := f.addrs(c.me)
+	sameSubnet := mine.IsValid() && mine.Masked().Contains(nodeIP)
 	switch {
 	case pool.VXLANMode == api.VXLANModeAlways || (pool.VXLANMode == api.VXLANModeCrossSubnet && !sameSubnet):
-		if c.d.VXLANState != DevicePresent {
-			c.skip("routes: no local "+VXLANDevice+" device", what())
+		if state, _, _ := f.out(&c.d); *state != DevicePresent {
+			c.skip("routes: no local "+f.device+" device", what())
 			return route.Route{}, false
 		}
-		if !n.VXLANTunnelAddr.IsValid() {
-			c.skip("routes: remote node has no VXLAN tunnel address", what())
+		if !tun.IsValid() {
+			c.skip("routes: remote node has no "+f.qual+"VXLAN tunnel address", what())
 			return route.Route{}, false
 		}
-		return route.Route{Dst: dst, Gw: n.VXLANTunnelAddr, LinkName: VXLANDevice, OnLink: true, Protocol: RouteProtocol}, true
-	case pool.IPIPMode == api.IPIPModeAlways || (pool.IPIPMode == api.IPIPModeCrossSubnet && !sameSubnet):
+		return route.Route{Dst: dst, Gw: tun, LinkName: f.device, OnLink: true, Protocol: RouteProtocol}, true
+	case !f.v6 && (pool.IPIPMode == api.IPIPModeAlways || (pool.IPIPMode == api.IPIPModeCrossSubnet && !sameSubnet)):
 		if c.d.IPIPState != DevicePresent {
 			// Reported once as the ipip degradation.
 			return route.Route{}, false
@@ -498,14 +525,15 @@ func (c *calc) routeTo(dst netip.Prefix, name string, pool Pool) (route.Route, b
 	// No encapsulation, or CrossSubnet within this node's subnet: route
 	// straight to the node over the interface that holds our address.
 	if !sameSubnet {
-		c.skip("routes: pool "+pool.Name+" has no encapsulation and the node is not on this node's subnet (needs BGP)", what())
+		c.skip("routes: pool "+pool.Name+" has no encapsulation and the node is not on this node's "+f.qual+"subnet (needs BGP)", what())
 		return route.Route{}, false
 	}
-	if c.m.Host.ParentIf == "" {
-		c.skip("routes: no interface holds this node's IPv4 address", what())
+	parentIf, _ := f.parent(c.m.Host)
+	if parentIf == "" {
+		c.skip("routes: no interface holds this node's "+f.ip+" address", what())
 		return route.Route{}, false
 	}
-	return route.Route{Dst: dst, Gw: nodeIP, LinkName: c.m.Host.ParentIf, Protocol: RouteProtocol}, true
+	return route.Route{Dst: dst, Gw: nodeIP, LinkName: parentIf, Protocol: RouteProtocol}, true
 }
 
 func (c *calc) nat() {
@@ -527,7 +555,7 @@ func (c *calc) nat() {
 func (c *calc) mtu(vxlan, ipip bool) {
 	mtu := c.hostMTU()
 	if vxlan {
-		mtu = min(mtu, c.vxlanMTU())
+		mtu = min(mtu, c.vxlanMTU(&famV4))
 	}
 	if ipip {
 		mtu = min(mtu, c.ipipMTU())
@@ -549,17 +577,8 @@ func (d Desired) String() string {
 	for _, i := range d.WorkloadIfaces {
 		fmt.Fprintf(&b, "workload %s\n", i)
 	}
-	switch d.VXLANState {
-	case DevicePresent:
-		v := d.VXLAN
-		fmt.Fprintf(&b, "vxlan %s vni %d port %d mac %s local %s parent %d mtu %d addr %s\n", v.Name, v.VNI, v.Port, v.MAC, v.LocalIP, v.ParentIndex, v.MTU, v.Addr)
-	case DeviceKeep:
-		fmt.Fprintf(&b, "vxlan keep\n")
-	}
-	for _, v := range d.VTEPs {
-		fmt.Fprintf(&b, "vtep %s mac %s node %s\n", v.TunnelIP, v.MAC, v.NodeIP)
-	}
-	d.string6(&b)
+	writeVXLAN(&b, "", d.VXLANState, d.VXLAN, d.VTEPs)
+	writeVXLAN(&b, "6", d.VXLANV6State, d.VXLANV6, d.VTEPsV6)
 	if d.IPIPState == DevicePresent {
 		fmt.Fprintf(&b, "ipip %s mtu %d addr %s\n", d.IPIP.Name, d.IPIP.MTU, d.IPIP.Addr)
 	}
@@ -572,4 +591,18 @@ func (d Desired) String() string {
 		fmt.Fprintf(&b, "degraded %s\n", s)
 	}
 	return b.String()
+}
+
+// writeVXLAN renders one family's device and VTEPs for String; sfx is
+// "" for IPv4 and "6" for IPv6.
+func writeVXLAN(b *strings.Builder, sfx string, state DeviceState, v tunnel.VXLAN, vteps []tunnel.VTEP) {
+	switch state {
+	case DevicePresent:
+		fmt.Fprintf(b, "vxlan%s %s vni %d port %d mac %s local %s parent %d mtu %d addr %s\n", sfx, v.Name, v.VNI, v.Port, v.MAC, v.LocalIP, v.ParentIndex, v.MTU, v.Addr)
+	case DeviceKeep:
+		fmt.Fprintf(b, "vxlan%s keep\n", sfx)
+	}
+	for _, v := range vteps {
+		fmt.Fprintf(b, "vtep%s %s mac %s node %s\n", sfx, v.TunnelIP, v.MAC, v.NodeIP)
+	}
 }
