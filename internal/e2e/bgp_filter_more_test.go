@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/onecalico/calico/internal/agent/labtest"
 	"github.com/onecalico/calico/internal/testutil"
 )
 
@@ -35,15 +34,6 @@ spec:
   - {cidr: 10.244.3.0/26, matchOperator: Equal, action: Reject}
   exportV6:
   - {action: Reject}
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: edge
-spec:
-  peerIP: 10.99.0.1
-  asNumber: 65001
-  filters: [ops]
 `
 
 // TestPrivilegedBGPFilterOperations: n1 peers over eBGP with gobgpd (AS
@@ -52,33 +42,12 @@ spec:
 // import, the third is in n1's kernel. gobgpd receives n1's first block
 // with the added community and the prepended path, and never the second.
 func TestPrivilegedBGPFilterOperations(t *testing.T) {
-	c := newLab(t)
-	c.n1 = c.lab.AddNode("n1", 99, 11)
-	c.nodes = []*labtest.Node{c.n1}
-	cli := startGobgpd(t, c.lab.Router, `[global.config]
-  as = 65001
-  router-id = "10.99.0.1"
-  local-address-list = ["10.99.0.1"]
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "10.99.0.11"
-    peer-as = 64512
-  [neighbors.timers.config]
-    connect-retry = 1
-`)
-	for _, args := range [][]string{
-		{"10.244.201.0/26", "community", "65001:666"},
-		{"10.244.202.0/26", "aspath", "65002"},
-		{"10.244.203.0/26"},
-	} {
-		a := append([]string{"global", "rib", "add", "-a", "ipv4", args[0], "nexthop", "10.99.0.1"}, args[1:]...)
-		if out, err := cli(a...); err != nil {
-			t.Fatalf("gobgp %v: %v %s", a, err, out)
-		}
-	}
-	c.calicoctl(t, strings.Join([]string{noEncapPool, meshOff, filterOpsDoc}, "---\n"), "apply", "-f", "-")
-	c.startBGP(t)
-	c.waitEstablished(t, c.n1, 1)
+	c := newLab1(t)
+	cli := c.startEdge(t,
+		[]string{"10.244.201.0/26", "community", "65001:666"},
+		[]string{"10.244.202.0/26", "aspath", "65002"},
+		[]string{"10.244.203.0/26"})
+	c.startPeered(t, 1, meshOff, filterOpsDoc, peerDoc("edge", "10.99.0.1", 65001, "filters: [ops]"))
 	gw := netip.MustParseAddr("10.99.0.1")
 	kept := netip.MustParsePrefix("10.244.203.0/26")
 	c.waitIPRoute(t, c.n1, kept, bgpRoute(kept, gw))
@@ -94,15 +63,7 @@ func TestPrivilegedBGPFilterOperations(t *testing.T) {
 
 	quiet := c.lab.ClaimBlock("n1", netip.MustParseAddr("10.244.3.0"))
 	open := c.lab.ClaimBlock("n1", netip.MustParseAddr("10.244.1.0"))
-	var rib string
-	c.eventually(t, "gobgpd learns "+open.String(), func() error {
-		out, err := cli("neighbor", "10.99.0.11", "adj-in", "-a", "ipv4")
-		rib = out
-		if err != nil || !strings.Contains(out, open.String()) {
-			return fmt.Errorf("%v %s", err, out)
-		}
-		return nil
-	})
+	rib := c.edgeLearns(t, cli, open)
 	var line string
 	for _, l := range strings.Split(rib, "\n") {
 		if strings.Contains(l, open.String()) {
@@ -124,43 +85,11 @@ func TestPrivilegedBGPFilterOperations(t *testing.T) {
 // eBGP peer (a second BIRD on the external host) is only the learned
 // route inside the pool, as upstream's export filter ends with reject.
 func TestPrivilegedBGPExternalRoutes(t *testing.T) {
-	c := newLab(t)
-	c.n1 = c.lab.AddNode("n1", 99, 11)
-	c.nodes = []*labtest.Node{c.n1}
-	startBird(t, c.lab.Router, `router id 10.99.0.1;
-protocol device { scan time 2; }
-protocol static ext { route 192.0.2.0/24 blackhole; route 198.51.100.0/25 blackhole; route 0.0.0.0/0 blackhole; route 10.244.220.0/26 blackhole; }
-protocol bgp n1 {
-  local 10.99.0.1 as 64512; neighbor 10.99.0.11 as 64512; direct; next hop self;
-  import all; export all; graceful restart; connect retry time 1; connect delay time 1; error wait time 1,5;
-}
-`)
-	far := startBird(t, c.lab.AddExternal(), `router id 203.0.113.10;
-protocol device { scan time 2; }
-protocol bgp n1 {
-  local 203.0.113.10 as 65001; neighbor 10.99.0.11 as 64512; multihop;
-  import all; export none; connect retry time 1; connect delay time 1; error wait time 1,5;
-}
-`)
-	c.calicoctl(t, noEncapPool+"---\n"+meshOff+`---
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: tor
-spec:
-  peerIP: 10.99.0.1
-  asNumber: 64512
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: far
-spec:
-  peerIP: 203.0.113.10
-  asNumber: 65001
-`, "apply", "-f", "-")
-	c.startBGP(t)
-	c.waitEstablished(t, c.n1, 2)
+	c := newLab1(t)
+	startBird(t, c.lab.Router, birdN1("10.99.0.1", 64512, "direct; next hop self", "import all; export all; graceful restart",
+		"192.0.2.0/24", "198.51.100.0/25", "0.0.0.0/0", "10.244.220.0/26"))
+	far := startBird(t, c.lab.AddExternal(), birdN1("203.0.113.10", 65001, "multihop", "import all; export none"))
+	c.startPeered(t, 2, meshOff, peerDoc("tor", "10.99.0.1", 64512), peerDoc("far", "203.0.113.10", 65001))
 	gw := netip.MustParseAddr("10.99.0.1")
 	for _, p := range []string{"192.0.2.0/24", "198.51.100.0/25"} {
 		dst := netip.MustParsePrefix(p)

@@ -5,8 +5,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-
-	"github.com/onecalico/calico/internal/agent/labtest"
 )
 
 // bgpFilterDoc is a BGPFilter that rejects one imported and one exported
@@ -33,29 +31,11 @@ spec:
 // the ToR's table; dropping the import rule lets the route in without
 // the session going down.
 func TestPrivilegedBGPFilter(t *testing.T) {
-	c := newLab(t)
-	c.n1 = c.lab.AddNode("n1", 99, 11)
-	c.nodes = []*labtest.Node{c.n1}
-	tor := startBird(t, c.lab.Router, `router id 10.99.0.1;
-protocol device { scan time 2; }
-protocol static torroutes { route 10.244.200.0/26 blackhole; route 10.244.201.0/26 blackhole; }
-protocol bgp n1 {
-  local 10.99.0.1 as 64512; neighbor 10.99.0.11 as 64512; direct; next hop self;
-  import all; export all; graceful restart; connect retry time 1; connect delay time 1; error wait time 1,5;
-}
-`)
+	c := newLab1(t)
+	tor := startBird(t, c.lab.Router, birdN1("10.99.0.1", 64512, "direct; next hop self", "import all; export all; graceful restart",
+		"10.244.200.0/26", "10.244.201.0/26"))
 	kept, dropped := netip.MustParsePrefix("10.244.200.0/26"), netip.MustParsePrefix("10.244.201.0/26")
-	c.calicoctl(t, strings.Join([]string{noEncapPool, meshOff, bgpFilterDoc(dropped.String(), "10.244.3.0/26"), `apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: tor
-spec:
-  peerIP: 10.99.0.1
-  asNumber: 64512
-  filters: [tor-rules]
-`}, "---\n"), "apply", "-f", "-")
-	c.startBGP(t)
-	c.waitEstablished(t, c.n1, 1)
+	c.startPeered(t, 1, meshOff, bgpFilterDoc(dropped.String(), "10.244.3.0/26"), peerDoc("tor", "10.99.0.1", 64512, "filters: [tor-rules]"))
 
 	// Import: the accepted route arrives; the rejected one came in the
 	// same UPDATE stream and is not there.

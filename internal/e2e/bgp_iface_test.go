@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/onecalico/calico/internal/agent/labtest"
 	"github.com/onecalico/calico/internal/testutil"
 )
 
@@ -30,23 +29,6 @@ spec:
   - {interface: "dummy*", action: Accept}
   importV4:
   - {interface: eth0, cidr: 192.0.2.0/24, matchOperator: Equal, action: Reject}
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: tor
-spec:
-  peerIP: 10.99.0.1
-  asNumber: 65001
-  filters: [ifaces]
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: far
-spec:
-  peerIP: 203.0.113.10
-  asNumber: 65002
 `
 
 // TestPrivilegedBGPFilterInterface: BGPFilter interface matches and
@@ -58,9 +40,7 @@ spec:
 // the ToR's next hop) rejects one. When dummy0 loses its address the
 // ToR's route goes (BIRD's 2 s interface scan).
 func TestPrivilegedBGPFilterInterface(t *testing.T) {
-	c := newLab(t)
-	c.n1 = c.lab.AddNode("n1", 99, 11)
-	c.nodes = []*labtest.Node{c.n1}
+	c := newLab1(t)
 	for i, addr := range []string{"198.51.100.1/24", "198.51.101.1/24"} {
 		dev := fmt.Sprintf("dummy%d", i)
 		// No dummy module here: a veth pair inside n1 stands in.
@@ -69,24 +49,9 @@ func TestPrivilegedBGPFilterInterface(t *testing.T) {
 		testutil.RunIn(t, c.n1.NS, "ip", "link", "set", dev+"p", "up")
 		testutil.RunIn(t, c.n1.NS, "ip", "link", "set", dev, "up")
 	}
-	tor := startBird(t, c.lab.Router, `router id 10.99.0.1;
-protocol device { scan time 2; }
-protocol static ext { route 192.0.2.0/24 blackhole; route 198.18.0.0/24 blackhole; }
-protocol bgp n1 {
-  local 10.99.0.1 as 65001; neighbor 10.99.0.11 as 64512; direct;
-  import all; export all; connect retry time 1; connect delay time 1; error wait time 1,5;
-}
-`)
-	far := startBird(t, c.lab.AddExternal(), `router id 203.0.113.10;
-protocol device { scan time 2; }
-protocol bgp n1 {
-  local 203.0.113.10 as 65002; neighbor 10.99.0.11 as 64512; multihop;
-  import all; export none; connect retry time 1; connect delay time 1; error wait time 1,5;
-}
-`)
-	c.calicoctl(t, noEncapPool+"---\n"+ifaceDoc, "apply", "-f", "-")
-	c.startBGP(t)
-	c.waitEstablished(t, c.n1, 2)
+	tor := startBird(t, c.lab.Router, birdN1("10.99.0.1", 65001, "direct", "import all; export all", "192.0.2.0/24", "198.18.0.0/24"))
+	far := startBird(t, c.lab.AddExternal(), birdN1("203.0.113.10", 65002, "multihop", "import all; export none"))
+	c.startPeered(t, 2, ifaceDoc, peerDoc("tor", "10.99.0.1", 65001, "filters: [ifaces]"), peerDoc("far", "203.0.113.10", 65002))
 
 	gw := netip.MustParseAddr("10.99.0.1")
 	kept := netip.MustParsePrefix("198.18.0.0/24")

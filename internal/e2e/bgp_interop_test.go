@@ -7,11 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/onecalico/calico/internal/agent/labtest"
 	"github.com/onecalico/calico/internal/testutil"
 )
 
@@ -26,28 +24,7 @@ func startGobgpd(t testing.TB, ns, conf string) func(args ...string) (string, er
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", filepath.Base(ns), "gobgpd", "-f", path, "-t", "toml",
-		"--api-hosts", "127.0.0.1:50051", "--pprof-disable")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	var log labtest.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start gobgpd: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("gobgpd log:\n%s", tail(log.String(), 30))
-		}
-	})
+	log := startInNS(t, ns, "gobgpd", "gobgpd", "-f", path, "-t", "toml", "--api-hosts", "127.0.0.1:50051", "--pprof-disable")
 	cli := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -87,15 +64,7 @@ func TestPrivilegedBGPGobgpdReflector(t *testing.T) {
 `, n.IP.Addr())
 	}
 	cli := startGobgpd(t, c.lab.Router, conf.String())
-	c.calicoctl(t, noEncapPool+"---\n"+meshOff+`---
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: rr
-spec:
-  peerIP: 10.99.0.1
-  asNumber: 64512
-`, "apply", "-f", "-")
+	c.calicoctl(t, noEncapPool+"---\n"+meshOff+"---\n"+peerDoc("rr", "10.99.0.1", 64512), "apply", "-f", "-")
 	c.startBGP(t)
 	for _, n := range c.nodes {
 		c.waitEstablished(t, n, 1)
@@ -142,37 +111,9 @@ func TestPrivilegedBGPFRRReflector(t *testing.T) {
 	if err := os.WriteFile(path, []byte(conf.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", filepath.Base(c.lab.Router), bgpd, "-f", path, "-i", filepath.Join(dir, "bgpd.pid"),
+	startInNS(t, c.lab.Router, "bgpd", bgpd, "-f", path, "-i", filepath.Join(dir, "bgpd.pid"),
 		"--vty_socket", dir, "-Z", "-S", "-n", "--log", "stdout")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	var log labtest.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start bgpd: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("bgpd log:\n%s", tail(log.String(), 30))
-		}
-	})
-	c.calicoctl(t, noEncapPool+"---\n"+meshOff+`---
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: rr
-spec:
-  peerIP: 10.99.0.1
-  asNumber: 64512
-`, "apply", "-f", "-")
+	c.calicoctl(t, noEncapPool+"---\n"+meshOff+"---\n"+peerDoc("rr", "10.99.0.1", 64512), "apply", "-f", "-")
 	c.startBGP(t)
 	for _, n := range c.nodes {
 		c.waitEstablished(t, n, 1)

@@ -65,12 +65,7 @@ func ip6Route(t *testing.T, n *labtest.Node, dst netip.Prefix) string {
 // learns n1's block, and n1 installs the block bird6 announces.
 // `calicoctl node status` prints the IPv6 table.
 func TestPrivilegedBGPIPv6(t *testing.T) {
-	c := newLab(t)
-	c.sameSubnet(2)
-	v6 := map[string]string{"n1": "fd99::11/64", "n2": "fd99::12/64"}
-	for _, n := range c.nodes {
-		testutil.RunIn(t, n.NS, "ip", "-6", "addr", "add", v6[n.Name], "dev", "eth0", "nodad")
-	}
+	c, v6 := ipv6Pair(t)
 	testutil.RunIn(t, c.lab.Router, "ip", "-6", "addr", "add", "fd99::1/64", "dev", "eth99", "nodad")
 	tor := startBirdBin(t, c.lab.Router, `router id 10.99.0.1;
 protocol device { scan time 2; }
@@ -80,23 +75,8 @@ protocol bgp n1 {
   import all; export all; graceful restart; connect retry time 1; connect delay time 1; error wait time 1,5;
 }
 `, "bird6", "birdc6")
-	c.calicoctl(t, strings.Join([]string{noEncapPool, v6Pool, `apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: tor6
-spec:
-  node: n1
-  peerIP: fd99::1
-  asNumber: 64512
-`}, "---\n"), "apply", "-f", "-")
-	for _, n := range c.nodes {
-		c.procs[n.Name] = n.StartProcess(c.bin, n.Env("CALICO_NETWORKING_BACKEND=bird", "IP6="+v6[n.Name]))
-	}
-	for _, n := range c.nodes {
-		if _, err := c.procs[n.Name].WaitReady(readyTimeout); err != nil {
-			t.Fatalf("calico-node %s: %v", n.Name, err)
-		}
-	}
+	c.calicoctl(t, strings.Join([]string{noEncapPool, v6Pool, peerDoc("tor6", "fd99::1", 64512, "node: n1")}, "---\n"), "apply", "-f", "-")
+	c.startBGPv6(t, v6)
 	got := c.waitEstablished(t, c.n1, 3)
 	slices.Sort(got)
 	if want := "10.99.0.12 node-to-node mesh,fd99::1 node specific,fd99::12 node-to-node mesh"; strings.Join(got, ",") != want {
@@ -175,21 +155,13 @@ func dualStackPod(t *testing.T, n *labtest.Node, name string) (string, netip.Add
 // mesh (no encapsulation) ping each other over IPv6; each node routes the
 // other's IPv6 block proto bird.
 func TestPrivilegedBGPIPv6Pods(t *testing.T) {
-	c := newLab(t)
-	c.sameSubnet(2)
-	v6 := map[string]string{"n1": "fd99::11/64", "n2": "fd99::12/64"}
+	c, v6 := ipv6Pair(t)
 	for _, n := range c.nodes {
-		testutil.RunIn(t, n.NS, "ip", "-6", "addr", "add", v6[n.Name], "dev", "eth0", "nodad")
 		testutil.RunIn(t, n.NS, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
 	}
 	c.calicoctl(t, noEncapPool+"---\n"+v6Pool, "apply", "-f", "-")
+	c.startBGPv6(t, v6)
 	for _, n := range c.nodes {
-		c.procs[n.Name] = n.StartProcess(c.bin, n.Env("CALICO_NETWORKING_BACKEND=bird", "IP6="+v6[n.Name]))
-	}
-	for _, n := range c.nodes {
-		if _, err := c.procs[n.Name].WaitReady(readyTimeout); err != nil {
-			t.Fatalf("calico-node %s: %v", n.Name, err)
-		}
 		c.waitEstablished(t, n, 2)
 	}
 	ns1, a1 := dualStackPod(t, c.n1, "p1")

@@ -50,9 +50,7 @@ protocol bgp node {
 // announces via the pod, which carries traffic to it. Without the label
 // the session and the address go away.
 func TestPrivilegedBGPLocalWorkload(t *testing.T) {
-	c := newLab(t)
-	c.n1 = c.lab.AddNode("n1", 99, 11)
-	c.nodes = []*labtest.Node{c.n1}
+	c := newLab1(t)
 	c.calicoctl(t, noEncapPool+"---\n"+localPeerDoc, "apply", "-f", "-")
 	c.startBGP(t)
 	peer, other := c.n1.AddCNIPod("peer"), c.n1.AddCNIPod("other")

@@ -10,20 +10,10 @@ import (
 	"github.com/onecalico/calico/internal/testutil"
 )
 
-// ebgpPeerDoc is n1's BGPPeer to a BIRD at 10.98.0.1 (AS 65001) on
-// another subnet, reached through the gateway 10.99.0.1.
-func ebgpPeerDoc(nextHopMode string) string {
-	return fmt.Sprintf(`apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: far
-spec:
-  node: n1
-  peerIP: 10.98.0.1
-  asNumber: 65001
-  reachableBy: 10.99.0.1
-  nextHopMode: %s
-`, nextHopMode)
+// farPeer is n1's BGPPeer to a BIRD at 10.98.0.1 (AS 65001) on another
+// subnet, with spec lines added.
+func farPeer(spec ...string) string {
+	return peerDoc("far", "10.98.0.1", 65001, append([]string{"node: n1"}, spec...)...)
 }
 
 // TestPrivilegedBGPPeerReachableByNextHop: n1 has no default route, so
@@ -36,18 +26,10 @@ func TestPrivilegedBGPPeerReachableByNextHop(t *testing.T) {
 	c.sameSubnet(2)
 	c.lab.Subnet(98)
 	testutil.RunIn(t, c.n1.NS, "ip", "route", "del", "default")
-	tor := startBird(t, c.lab.Router, `router id 10.98.0.1;
-protocol device { scan time 2; }
-protocol bgp n1 {
-  local 10.98.0.1 as 65001; neighbor 10.99.0.11 as 64512; multihop;
-  import all; export none; connect retry time 1; connect delay time 1; error wait time 1,5;
-}
-`)
-	c.calicoctl(t, noEncapPool+"---\n"+ebgpPeerDoc("Keep"), "apply", "-f", "-")
-	c.startBGP(t)
+	tor := startBird(t, c.lab.Router, birdN1("10.98.0.1", 65001, "multihop", "import all; export none"))
+	c.startPeered(t, 2, farPeer("reachableBy: 10.99.0.1", "nextHopMode: Keep"))
 	peer := netip.MustParsePrefix("10.98.0.1/32")
 	c.waitIPRoute(t, c.n1, peer, "10.98.0.1/32 via 10.99.0.1 dev eth0 proto bird")
-	c.waitEstablished(t, c.n1, 2)
 
 	b2 := c.lab.ClaimBlock("n2", netip.MustParseAddr("10.244.2.0"))
 	b1 := c.lab.ClaimBlock("n1", netip.MustParseAddr("10.244.1.0"))
@@ -63,7 +45,7 @@ protocol bgp n1 {
 	c.eventually(t, "Keep: n2's block with n2's next hop", torRoute(b2, "10.99.0.12"))
 	c.eventually(t, "n1's own block", torRoute(b1, "10.99.0.11"))
 
-	c.calicoctl(t, ebgpPeerDoc("Self"), "apply", "-f", "-")
+	c.calicoctl(t, farPeer("reachableBy: 10.99.0.1", "nextHopMode: Self"), "apply", "-f", "-")
 	c.eventually(t, "Self: n2's block with n1's next hop", torRoute(b2, "10.99.0.11"))
 	s, err := c.procs["n1"].Status()
 	if err != nil {
@@ -75,7 +57,7 @@ protocol bgp n1 {
 		}
 	}
 	// Without reachableBy the static route goes.
-	c.calicoctl(t, strings.Replace(ebgpPeerDoc("Self"), "  reachableBy: 10.99.0.1\n", "", 1), "apply", "-f", "-")
+	c.calicoctl(t, farPeer("nextHopMode: Self"), "apply", "-f", "-")
 	c.waitIPRoute(t, c.n1, peer, "")
 }
 
@@ -83,47 +65,17 @@ protocol bgp n1 {
 // whose AS path already holds n1's AS 64512. n1 drops it as a loop until
 // its BGPPeer sets numAllowedLocalASNumbers: 1; then it is installed.
 func TestPrivilegedBGPAllowLocalAS(t *testing.T) {
-	c := newLab(t)
-	c.sameSubnet(2)
-	c.nodes = c.nodes[:1]
-	cli := startGobgpd(t, c.lab.Router, `[global.config]
-  as = 65001
-  router-id = "10.99.0.1"
-  local-address-list = ["10.99.0.1"]
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "10.99.0.11"
-    peer-as = 64512
-  [neighbors.timers.config]
-    connect-retry = 1
-`)
+	c := newLab1(t)
 	looped := netip.MustParsePrefix("10.244.210.0/26")
 	plain := netip.MustParsePrefix("10.244.211.0/26")
-	for _, a := range [][]string{{looped.String(), "aspath", "64512"}, {plain.String()}} {
-		args := append([]string{"global", "rib", "add", "-a", "ipv4", a[0], "nexthop", "10.99.0.1"}, a[1:]...)
-		if out, err := cli(args...); err != nil {
-			t.Fatalf("gobgp %v: %v %s", args, err, out)
-		}
-	}
-	peer := func(allow string) string {
-		return `apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: edge
-spec:
-  peerIP: 10.99.0.1
-  asNumber: 65001
-` + allow
-	}
-	c.calicoctl(t, strings.Join([]string{noEncapPool, meshOff, peer("")}, "---\n"), "apply", "-f", "-")
-	c.startBGP(t)
-	c.waitEstablished(t, c.n1, 1)
+	c.startEdge(t, []string{looped.String(), "aspath", "64512"}, []string{plain.String()})
+	c.startPeered(t, 1, meshOff, peerDoc("edge", "10.99.0.1", 65001))
 	gw := netip.MustParseAddr("10.99.0.1")
 	c.waitIPRoute(t, c.n1, plain, bgpRoute(plain, gw))
 	if rs := ipRoutes(t, c.n1, looped); len(rs) != 0 {
 		t.Errorf("route with n1's own AS in its path installed: %q", rs)
 	}
-	c.calicoctl(t, peer("  numAllowedLocalASNumbers: 1\n"), "apply", "-f", "-")
+	c.calicoctl(t, peerDoc("edge", "10.99.0.1", 65001, "numAllowedLocalASNumbers: 1"), "apply", "-f", "-")
 	c.waitIPRoute(t, c.n1, looped, bgpRoute(looped, gw))
 }
 
@@ -133,27 +85,10 @@ spec:
 // the session stays down; with ttlSecurity: 2 (TTL 254 accepted) it comes
 // up.
 func TestPrivilegedBGPTTLSecurity(t *testing.T) {
-	c := newLab(t)
-	c.sameSubnet(2)
-	c.nodes = c.nodes[:1]
-	ext := c.lab.AddExternal()
-	b := startBird(t, ext, `router id 203.0.113.10;
-protocol device { scan time 2; }
-protocol bgp n1 {
-  local 203.0.113.10 as 65001; neighbor 10.99.0.11 as 64512; multihop 2; ttl security on;
-  import all; export none; connect retry time 1; connect delay time 1; error wait time 1,5;
-}
-`)
+	c := newLab1(t)
+	b := startBird(t, c.lab.AddExternal(), birdN1("203.0.113.10", 65001, "multihop 2; ttl security on", "import all; export none"))
 	peer := func(hops int) string {
-		return fmt.Sprintf(`apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: ext
-spec:
-  peerIP: 203.0.113.10
-  asNumber: 65001
-  ttlSecurity: %d
-`, hops)
+		return peerDoc("ext", "203.0.113.10", 65001, fmt.Sprintf("ttlSecurity: %d", hops))
 	}
 	c.calicoctl(t, strings.Join([]string{noEncapPool, meshOff, peer(1)}, "---\n"), "apply", "-f", "-")
 	c.startBGP(t)

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/onecalico/calico/internal/agent/labtest"
 )
 
 // writeK8sSecret lays out <dir>/<name> as the kubelet mounts a Secret:
@@ -43,23 +41,13 @@ func writeK8sSecret(t *testing.T, dir, name, version, key, value string) {
 // notices through inotify (the 2 s poll is off once the routes are
 // synced) and the session comes back up with the new password.
 func TestPrivilegedBGPSecretRotation(t *testing.T) {
-	c := newLab(t)
-	c.n1 = c.lab.AddNode("n1", 99, 11)
-	c.nodes = []*labtest.Node{c.n1}
+	c := newLab1(t)
 	gw := map[string]string{"n1": "10.99.0.1"}
 	tor := startBird(t, c.lab.Router, torConf("10.99.0.1", c.nodes, gw, ` password "first-pw";`))
 	secrets := t.TempDir()
 	writeK8sSecret(t, secrets, "bgp-pw", "1", "pw", "first-pw")
-	c.calicoctl(t, strings.Join([]string{noEncapPool, meshOff, `apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: tor
-spec:
-  peerIP: 10.99.0.1
-  asNumber: 64512
-  password:
-    secretKeyRef: {name: bgp-pw, key: pw}
-`}, "---\n"), "apply", "-f", "-")
+	c.calicoctl(t, strings.Join([]string{noEncapPool, meshOff,
+		peerDoc("tor", "10.99.0.1", 64512, "password:\n    secretKeyRef: {name: bgp-pw, key: pw}")}, "---\n"), "apply", "-f", "-")
 	c.startBGP(t, "CALICO_BGP_SECRET_DIR="+secrets)
 	c.waitEstablished(t, c.n1, 1)
 	if !strings.Contains(c.procs["n1"].Stderr.String(), "BGP secrets watched") {
