@@ -76,8 +76,7 @@ spec:
 func TestPrivilegedBGPExport(t *testing.T) {
 	c := newLab(t)
 	c.sameSubnet(2)
-	c.calicoctl(t, noEncapPool+`---
-apiVersion: projectcalico.org/v3
+	c.startPeered(t, 1, `apiVersion: projectcalico.org/v3
 kind: IPPool
 metadata:
   name: quiet
@@ -87,9 +86,7 @@ spec:
   ipipMode: Never
   vxlanMode: Never
   disableBGPExport: true
-`, "apply", "-f", "-")
-	c.startBGP(t)
-	c.waitEstablished(t, c.n1, 1)
+`)
 	b2 := c.lab.ClaimBlock("n2", netip.MustParseAddr("10.244.2.0"))
 	c.waitIPRoute(t, c.n1, b2, bgpRoute(b2, c.n2.IP.Addr()))
 
@@ -136,19 +133,7 @@ func TestPrivilegedBGPPassword(t *testing.T) {
 		}
 	}
 	doc := func(node, key string) string {
-		return fmt.Sprintf(`apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: tor-%s
-spec:
-  node: %s
-  peerIP: 10.99.0.1
-  asNumber: 64512
-  password:
-    secretKeyRef:
-      name: bgp-pw
-      key: %s
-`, node, node, key)
+		return peerDoc("tor-"+node, "10.99.0.1", 64512, "node: "+node, secretPassword("bgp-pw", key))
 	}
 	c.calicoctl(t, strings.Join([]string{noEncapPool, meshOff, doc("n1", "right"), doc("n2", "wrong")}, "---\n"), "apply", "-f", "-")
 	c.startBGP(t, "CALICO_BGP_SECRET_DIR="+secrets)
@@ -195,9 +180,7 @@ spec:
 func TestPrivilegedBGPRestart(t *testing.T) {
 	c := newLab(t)
 	c.sameSubnet(2)
-	c.calicoctl(t, noEncapPool, "apply", "-f", "-")
-	c.startBGP(t)
-	c.waitEstablished(t, c.n1, 1)
+	c.startPeered(t, 1)
 	pods := c.addPods(t, "a", "bgp", c.nodes...)
 	c.waitIPRoute(t, c.n1, block(pods[1]), bgpRoute(block(pods[1]), c.n2.IP.Addr()))
 	c.waitIPRoute(t, c.n2, block(pods[0]), bgpRoute(block(pods[0]), c.n1.IP.Addr()))

@@ -47,7 +47,7 @@ func TestPrivilegedBGPSecretRotation(t *testing.T) {
 	secrets := t.TempDir()
 	writeK8sSecret(t, secrets, "bgp-pw", "1", "pw", "first-pw")
 	c.calicoctl(t, strings.Join([]string{noEncapPool, meshOff,
-		peerDoc("tor", "10.99.0.1", 64512, "password:\n    secretKeyRef: {name: bgp-pw, key: pw}")}, "---\n"), "apply", "-f", "-")
+		peerDoc("tor", "10.99.0.1", 64512, secretPassword("bgp-pw", "pw"))}, "---\n"), "apply", "-f", "-")
 	c.startBGP(t, "CALICO_BGP_SECRET_DIR="+secrets)
 	c.waitEstablished(t, c.n1, 1)
 	if !strings.Contains(c.procs["n1"].Stderr.String(), "BGP secrets watched") {

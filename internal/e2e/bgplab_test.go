@@ -48,6 +48,12 @@ func peerDoc(name, ip string, as int, spec ...string) string {
 	return b.String()
 }
 
+// secretPassword is the spec line of a BGPPeer whose password is key of
+// the secret name (in CALICO_BGP_SECRET_DIR).
+func secretPassword(name, key string) string {
+	return fmt.Sprintf("password:\n    secretKeyRef: {name: %s, key: %s}", name, key)
+}
+
 // birdN1 is a BIRD 1.6 configuration with one session ("protocol bgp
 // n1") to n1 (10.99.0.11, AS 64512) from local, which is also the router
 // id, in AS as. how is the kind of session ("direct", "multihop", ...),
