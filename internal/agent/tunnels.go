@@ -28,7 +28,7 @@ func (a *Agent) tunnelLoop(ctx context.Context) {
 		case <-retry:
 		}
 		retry = nil
-		if !a.allSynced() {
+		if !a.tunnelInputsSynced() {
 			continue
 		}
 		if err := a.syncTunnels(ctx, a.tunnelModel()); err != nil {
@@ -180,6 +180,19 @@ func (a *Agent) warnNoAllocator(kind TunnelKind) {
 	a.warnedTunnel[kind] = true
 	a.log.Warn("a pool needs a tunnel address on this node but no IPAM allocator is configured; set it on the Node resource",
 		"component", "tunnels", "kind", kind.String(), "node", a.cfg.NodeName)
+}
+
+// tunnelInputsSynced reports whether the two prefixes syncTunnels decides
+// on (the Nodes, for this node's labels and tunnel fields, and the pools)
+// have delivered their first snapshot. Before that an empty pool list would
+// read as "no pool wants a tunnel" and release the address. It does not wait
+// for the other prefixes (blocks, endpoints, policy, BGP): nothing here reads
+// them, and at a cold start of many nodes their snapshots queue behind each
+// other, which held every node's block claim back.
+func (a *Agent) tunnelInputsSynced() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.syncedAll || (a.synced[prefixNodes] && a.synced[prefixPools])
 }
 
 // allSynced reports whether every watched prefix has delivered a snapshot.
