@@ -2,7 +2,6 @@ package scale
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -88,23 +87,18 @@ func (h floorHandler) OnEvents(evs []kv.Event) {
 // one decodes an item as the agent does and notes what it tells.
 func (h floorHandler) one(item *kv.KV) {
 	w := h.w
-	if h.kind == "" {
-		var b api.Block
-		if json.Unmarshal(item.Value, &b) != nil {
-			return
+	switch h.kind {
+	case "":
+		if b, err := agent.BlockFromJSON(item.Key, item.Value); err == nil && b.Affinity != "" {
+			w.note(w.blocks, b.Affinity)
 		}
-		if host, ok := b.AffineHost(); ok {
-			w.note(w.blocks, host)
+	case api.KindNode:
+		if n, err := agent.NodeFromJSON(item.Key, item.Value); err == nil && n.VXLANTunnelAddr.IsValid() {
+			w.note(w.tunnel, n.Name)
 		}
-		return
-	}
-	ki, _ := api.LookupKind(h.kind)
-	r, err := datastore.Decode(ki, item)
-	if err != nil {
-		return
-	}
-	if n, ok := r.(*api.Node); ok && n.Spec.IPv4VXLANTunnelAddr != "" {
-		w.note(w.tunnel, n.Name)
+	default:
+		ki, _ := api.LookupKind(h.kind)
+		_, _ = datastore.Decode(ki, item)
 	}
 }
 
