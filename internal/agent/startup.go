@@ -97,7 +97,10 @@ func (a *Agent) registerNode(ctx context.Context) (*api.Node, error) {
 		}
 		return changed, err
 	})
-	if err != nil && len(allocated) > 0 {
+	if errors.Is(err, ErrConfig) && len(allocated) > 0 {
+		// The daemon stops here. Any other failure is retried (the
+		// datastore timed out, or the Node may even have been written):
+		// the next try finds the address under its handle and keeps it.
 		a.releaseUnregistered(allocated)
 	}
 	return n, err

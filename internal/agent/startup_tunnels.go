@@ -64,7 +64,8 @@ func (a *Agent) tunnelsForNewNode(ctx context.Context, n *api.Node) []TunnelKind
 }
 
 // releaseUnregistered gives back the tunnel addresses tunnelsForNewNode
-// allocated for a Node that was then not created.
+// allocated for a Node that will not be created (a configuration error
+// stops the daemon).
 func (a *Agent) releaseUnregistered(kinds []TunnelKind) {
 	for _, kind := range kinds {
 		// Its own context: the registration's may be what failed.
