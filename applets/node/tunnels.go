@@ -43,3 +43,13 @@ func (t tunnelAddresser) ReleaseTunnelAddress(ctx context.Context, host string, 
 	}
 	return t.alloc.ReleaseTunnelAddress(ctx, host, k)
 }
+
+var _ agent.TunnelRegistrar = tunnelAddresser{}
+
+func (t tunnelAddresser) EnsureTunnelAddressRegistering(ctx context.Context, host string, labels map[string]string, kind agent.TunnelKind, pools []string) (netip.Addr, error) {
+	k, err := ipamKind(kind)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return t.alloc.EnsureTunnelAddressRegistering(ctx, host, labels, k, pools)
+}

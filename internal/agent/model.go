@@ -148,8 +148,8 @@ func poolFromAPI(r *api.IPPool) (Pool, bool) {
 // decoding only it skips building the unallocated list, the sequence
 // numbers, the handles and each attribute's map (10,000 blocks at start).
 type leanBlock struct {
-	Affinity    *string `json:"affinity"`
-	Allocations []*int  `json:"allocations"`
+	Affinity    *string   `json:"affinity"`
+	Allocations allocList `json:"allocations"`
 	Attributes  []struct {
 		Secondary struct {
 			Node string `json:"node"` // api.AttrNode
@@ -172,10 +172,10 @@ func blockFromJSON(key string, value []byte) (Block, error) {
 		out.Affinity = h
 	}
 	for ord, idx := range b.Allocations {
-		if idx == nil || *idx < 0 || *idx >= len(b.Attributes) {
+		if idx < 0 || int(idx) >= len(b.Attributes) {
 			continue
 		}
-		node := b.Attributes[*idx].Secondary.Node
+		node := b.Attributes[idx].Secondary.Node
 		if node == "" || node == out.Affinity {
 			continue
 		}

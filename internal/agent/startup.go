@@ -71,9 +71,10 @@ func (a *Agent) reach(dest string, version int) (netip.Addr, error) {
 }
 
 // registerNode creates or updates this node's Node resource with its
-// addresses and AS number, keeping every other field.
+// addresses and AS number, keeping every other field. A Node it creates
+// carries its tunnel addresses already when the allocator can give them
+// before the Node exists (tunnelsForNewNode).
 func (a *Agent) registerNode(ctx context.Context) (*api.Node, error) {
-	log := a.log.With("component", "startup")
 	var ifs []ifaces.Interface
 	if a.cfg.backend() != BackendNone {
 		var err error
@@ -88,50 +89,69 @@ func (a *Agent) registerNode(ctx context.Context) (*api.Node, error) {
 		n, _ := api.ParseASNumber(a.cfg.AS)
 		as = &n
 	}
-	return updateNode(ctx, a.client, a.cfg.NodeName, func(n *api.Node) (bool, error) {
-		changed := n.ResourceVersion == ""
-		if a.cfg.backend() == BackendNone {
-			// Policy-only mode: upstream writes no addresses.
-			return changed, nil
+	var allocated []TunnelKind
+	n, err := updateNode(ctx, a.client, a.cfg.NodeName, func(n *api.Node) (bool, error) {
+		changed, err := a.nodeFields(ctx, n, ifs, m4, m6, as)
+		if err == nil && n.ResourceVersion == "" && a.cfg.backend() != BackendNone && allocated == nil {
+			allocated = a.tunnelsForNewNode(ctx, n)
 		}
-		bgp := api.NodeBGPSpec{}
-		if n.Spec.BGP != nil {
-			bgp = *n.Spec.BGP
-		}
-		v4, warn, err := resolveIP(a.cfg.IP, bgp.IPv4Address, 4, m4, ifs, a.reach)
-		if err != nil {
-			return false, fmt.Errorf("%w: %v", ErrConfig, err)
-		}
-		if warn != "" {
-			log.Warn(warn)
-		}
-		v6, warn, err := resolveIP(a.cfg.IP6, bgp.IPv6Address, 6, m6, ifs, a.reach)
-		if err != nil {
-			return false, fmt.Errorf("%w: %v", ErrConfig, err)
-		}
-		if warn != "" {
-			log.Warn(warn)
-		}
-		if v4 == "" && v6 == "" {
-			return false, cfgErr("no IPv4 or IPv6 address configured or detected; Calico networking needs one (set IP, or CALICO_NETWORKING_BACKEND=none)")
-		}
-		if v4 != bgp.IPv4Address || v6 != bgp.IPv6Address {
-			log.Info("node address", "ipv4", v4, "ipv6", v6, "was_ipv4", bgp.IPv4Address, "was_ipv6", bgp.IPv6Address)
-			if err := a.checkConflicts(ctx, v4, v6); err != nil {
-				return false, err
-			}
-			bgp.IPv4Address, bgp.IPv6Address = v4, v6
-			changed = true
-		}
-		if as != nil && (bgp.ASNumber == nil || *bgp.ASNumber != *as) {
-			bgp.ASNumber = as
-			changed = true
-		}
-		if bgp != (api.NodeBGPSpec{}) {
-			n.Spec.BGP = &bgp
-		}
-		return changed, nil
+		return changed, err
 	})
+	if errors.Is(err, ErrConfig) && len(allocated) > 0 {
+		// The daemon stops here. Any other failure is retried (the
+		// datastore timed out, or the Node may even have been written):
+		// the next try finds the address under its handle and keeps it.
+		a.releaseUnregistered(allocated)
+	}
+	return n, err
+}
+
+// nodeFields sets the node's addresses and AS number on n (read, or new
+// when its ResourceVersion is empty) and reports whether it changed.
+func (a *Agent) nodeFields(ctx context.Context, n *api.Node, ifs []ifaces.Interface, m4, m6 AutodetectMethod, as *api.ASNumber) (bool, error) {
+	log := a.log.With("component", "startup")
+	changed := n.ResourceVersion == ""
+	if a.cfg.backend() == BackendNone {
+		// Policy-only mode: upstream writes no addresses.
+		return changed, nil
+	}
+	bgp := api.NodeBGPSpec{}
+	if n.Spec.BGP != nil {
+		bgp = *n.Spec.BGP
+	}
+	v4, warn, err := resolveIP(a.cfg.IP, bgp.IPv4Address, 4, m4, ifs, a.reach)
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if warn != "" {
+		log.Warn(warn)
+	}
+	v6, warn, err := resolveIP(a.cfg.IP6, bgp.IPv6Address, 6, m6, ifs, a.reach)
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if warn != "" {
+		log.Warn(warn)
+	}
+	if v4 == "" && v6 == "" {
+		return false, cfgErr("no IPv4 or IPv6 address configured or detected; Calico networking needs one (set IP, or CALICO_NETWORKING_BACKEND=none)")
+	}
+	if v4 != bgp.IPv4Address || v6 != bgp.IPv6Address {
+		log.Info("node address", "ipv4", v4, "ipv6", v6, "was_ipv4", bgp.IPv4Address, "was_ipv6", bgp.IPv6Address)
+		if err := a.checkConflicts(ctx, v4, v6); err != nil {
+			return false, err
+		}
+		bgp.IPv4Address, bgp.IPv6Address = v4, v6
+		changed = true
+	}
+	if as != nil && (bgp.ASNumber == nil || *bgp.ASNumber != *as) {
+		bgp.ASNumber = as
+		changed = true
+	}
+	if bgp != (api.NodeBGPSpec{}) {
+		n.Spec.BGP = &bgp
+	}
+	return changed, nil
 }
 
 // checkConflicts refuses an address another node already uses.

@@ -184,7 +184,7 @@ func (h *syncHandler) applyTo(m *Model, key string, item *kv.KV, deleted bool) {
 }
 
 func (a *Agent) handlers() []*syncHandler {
-	nodeKind, poolKind, wepKind := mustKind(api.KindNode), mustKind(api.KindIPPool), mustKind(api.KindWorkloadEndpoint)
+	poolKind, wepKind := mustKind(api.KindIPPool), mustKind(api.KindWorkloadEndpoint)
 	name := func(key, prefix string) string { return strings.TrimPrefix(key, prefix) }
 	return a.withPolicy([]*syncHandler{
 		{
@@ -193,12 +193,10 @@ func (a *Agent) handlers() []*syncHandler {
 			reset:   func(m *Model) { m.Nodes = map[string]Node{} },
 			move:    func(dst, src *Model) { dst.Nodes = src.Nodes },
 			put: func(m *Model, key string, item *kv.KV) error {
-				r, err := datastore.Decode(nodeKind, item)
+				n, err := nodeFromJSON(key, item.Value)
 				if err != nil {
 					return err
 				}
-				n := nodeFromAPI(r.(*api.Node))
-				n.Name = name(key, prefixNodes)
 				old, had := m.Nodes[n.Name]
 				m.Nodes[n.Name] = n
 				if m == a.model {

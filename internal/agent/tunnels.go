@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -28,7 +29,7 @@ func (a *Agent) tunnelLoop(ctx context.Context) {
 		case <-retry:
 		}
 		retry = nil
-		if !a.allSynced() {
+		if !a.tunnelInputsSynced() {
 			continue
 		}
 		if err := a.syncTunnels(ctx, a.tunnelModel()); err != nil {
@@ -84,17 +85,8 @@ func (a *Agent) syncTunnels(ctx context.Context, m *Model) error {
 
 func (a *Agent) syncTunnel(ctx context.Context, m *Model, me Node, kind TunnelKind) error {
 	log := a.log.With("component", "tunnels", "kind", kind.String())
-	pools := tunnelPools(m, me, kind)
-	current := me.VXLANTunnelAddr
-	switch kind {
-	case TunnelIPIP:
-		current = me.IPIPTunnelAddr
-	case TunnelVXLANV6:
-		current = me.VXLANTunnelAddrV6
-		if !me.IPv6.IsValid() {
-			pools = nil // no IPv6 underlay: the device cannot exist
-		}
-	}
+	pools := poolsForTunnel(m, me, kind)
+	current := me.tunnelAddr(kind)
 	want := current
 	if len(pools) > 0 {
 		if a.cfg.Tunnels != nil {
@@ -116,54 +108,82 @@ func (a *Agent) syncTunnel(ctx context.Context, m *Model, me Node, kind TunnelKi
 		}
 		want = netip.Addr{}
 	}
-	wantMAC := ""
-	if kind == TunnelVXLAN && want.IsValid() {
-		wantMAC = VTEPMAC(a.cfg.NodeName).String()
-	}
 	_, err := updateNode(ctx, a.client, a.cfg.NodeName, func(n *api.Node) (bool, error) {
 		if n.ResourceVersion == "" {
 			return false, nil // deleted meanwhile; do not recreate it here
 		}
-		s := ""
-		if want.IsValid() {
-			s = want.String()
-		}
-		switch kind {
-		case TunnelVXLANV6:
-			return recordVXLANV6(n, s, current.IsValid(), log), nil
-		case TunnelVXLAN:
-			changed := n.Spec.IPv4VXLANTunnelAddr != s
-			n.Spec.IPv4VXLANTunnelAddr = s
-			switch {
-			case wantMAC == "" && n.Spec.VXLANTunnelMACAddr != "" && s == "" && current.IsValid():
-				n.Spec.VXLANTunnelMACAddr = "" // we cleared the address: clear the MAC we set
-				changed = true
-			case wantMAC != "" && n.Spec.VXLANTunnelMACAddr == "":
-				n.Spec.VXLANTunnelMACAddr = wantMAC
-				changed = true
-			}
-			if changed {
-				log.Info("recording VXLAN tunnel address", "addr", s, "mac", n.Spec.VXLANTunnelMACAddr)
-			}
-			return changed, nil
-		default:
-			bgp := api.NodeBGPSpec{}
-			if n.Spec.BGP != nil {
-				bgp = *n.Spec.BGP
-			}
-			if bgp.IPv4IPIPTunnelAddr == s {
-				return false, nil
-			}
-			bgp.IPv4IPIPTunnelAddr = s
-			n.Spec.BGP = nil
-			if bgp != (api.NodeBGPSpec{}) {
-				n.Spec.BGP = &bgp
-			}
-			log.Info("recording IPIP tunnel address", "addr", s)
-			return true, nil
-		}
+		return recordTunnel(n, kind, want, current.IsValid(), log), nil
 	})
 	return err
+}
+
+// poolsForTunnel lists the CIDRs of the pools that want a tunnel address
+// of this kind on node me.
+func poolsForTunnel(m *Model, me Node, kind TunnelKind) []string {
+	if kind == TunnelVXLANV6 && !me.IPv6.IsValid() {
+		return nil // no IPv6 underlay: the device cannot exist
+	}
+	return tunnelPools(m, me, kind)
+}
+
+// tunnelAddr is the node's tunnel address of this kind.
+func (n Node) tunnelAddr(kind TunnelKind) netip.Addr {
+	switch kind {
+	case TunnelIPIP:
+		return n.IPIPTunnelAddr
+	case TunnelVXLANV6:
+		return n.VXLANTunnelAddrV6
+	}
+	return n.VXLANTunnelAddr
+}
+
+// recordTunnel writes the tunnel address want (invalid: none) of this kind
+// on n, with the VXLAN MAC when n has none; had says the node held an
+// address before, so a MAC we set is cleared with it. It reports whether n
+// changed.
+func recordTunnel(n *api.Node, kind TunnelKind, want netip.Addr, had bool, log *slog.Logger) bool {
+	s := ""
+	if want.IsValid() {
+		s = want.String()
+	}
+	switch kind {
+	case TunnelVXLANV6:
+		return recordVXLANV6(n, s, had, log)
+	case TunnelVXLAN:
+		wantMAC := ""
+		if want.IsValid() {
+			wantMAC = VTEPMAC(n.Name).String()
+		}
+		changed := n.Spec.IPv4VXLANTunnelAddr != s
+		n.Spec.IPv4VXLANTunnelAddr = s
+		switch {
+		case wantMAC == "" && n.Spec.VXLANTunnelMACAddr != "" && s == "" && had:
+			n.Spec.VXLANTunnelMACAddr = "" // we cleared the address: clear the MAC we set
+			changed = true
+		case wantMAC != "" && n.Spec.VXLANTunnelMACAddr == "":
+			n.Spec.VXLANTunnelMACAddr = wantMAC
+			changed = true
+		}
+		if changed {
+			log.Info("recording VXLAN tunnel address", "addr", s, "mac", n.Spec.VXLANTunnelMACAddr)
+		}
+		return changed
+	default:
+		bgp := api.NodeBGPSpec{}
+		if n.Spec.BGP != nil {
+			bgp = *n.Spec.BGP
+		}
+		if bgp.IPv4IPIPTunnelAddr == s {
+			return false
+		}
+		bgp.IPv4IPIPTunnelAddr = s
+		n.Spec.BGP = nil
+		if bgp != (api.NodeBGPSpec{}) {
+			n.Spec.BGP = &bgp
+		}
+		log.Info("recording IPIP tunnel address", "addr", s)
+		return true
+	}
 }
 
 // warnNoAllocator logs once per kind that the node needs a tunnel address
@@ -180,6 +200,19 @@ func (a *Agent) warnNoAllocator(kind TunnelKind) {
 	a.warnedTunnel[kind] = true
 	a.log.Warn("a pool needs a tunnel address on this node but no IPAM allocator is configured; set it on the Node resource",
 		"component", "tunnels", "kind", kind.String(), "node", a.cfg.NodeName)
+}
+
+// tunnelInputsSynced reports whether the two prefixes syncTunnels decides
+// on (the Nodes, for this node's labels and tunnel fields, and the pools)
+// have delivered their first snapshot. Before that an empty pool list would
+// read as "no pool wants a tunnel" and release the address. It does not wait
+// for the other prefixes (blocks, endpoints, policy, BGP): nothing here reads
+// them, and at a cold start of many nodes their snapshots queue behind each
+// other, which held every node's block claim back.
+func (a *Agent) tunnelInputsSynced() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.syncedAll || (a.synced[prefixNodes] && a.synced[prefixPools])
 }
 
 // allSynced reports whether every watched prefix has delivered a snapshot.

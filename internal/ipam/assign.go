@@ -33,6 +33,12 @@ type AutoAssignArgs struct {
 	// MaxBlocksPerHost caps the host's blocks for this request; 0 means
 	// the IPAM config's value, or DefaultMaxBlocksPerHost.
 	MaxBlocksPerHost int
+	// Registering says the caller is about to create Hostname's Node (the
+	// node daemon's first start, which records the address on the Node it
+	// creates): the Node need not exist yet, and until it does its labels
+	// are HostLabels. A stored Node's labels win.
+	Registering bool
+	HostLabels  map[string]string
 }
 
 // AssignIPArgs is a request for one specific address.
@@ -226,10 +232,10 @@ func (a *Allocator) AutoAssign(ctx context.Context, args AutoAssignArgs) (v4, v6
 		if err != nil {
 			return nil, nil, err
 		}
-		if st.node == nil && use != api.AllowedUseLoadBalancer {
+		if st.node == nil && use != api.AllowedUseLoadBalancer && !args.Registering {
 			return nil, nil, fmt.Errorf("auto-assign for host %s: %w: start calico-node on that host or create its Node resource (the node's labels decide which pools apply)", args.Hostname, ErrNodeNotFound)
 		}
-		var labels map[string]string
+		labels := args.HostLabels
 		if st.node != nil {
 			labels = st.node.Labels
 		}

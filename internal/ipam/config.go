@@ -131,6 +131,24 @@ func TunnelHandle(host string, k TunnelKind) string { return k.handle(host) }
 // is returned (extra ones are released); otherwise the handle's addresses
 // are released and a new one is allocated with attributes {node, type}.
 func (a *Allocator) EnsureTunnelAddress(ctx context.Context, host string, kind TunnelKind, pools []string) (netip.Addr, error) {
+	return a.ensureTunnel(ctx, host, kind, pools, nil)
+}
+
+// EnsureTunnelAddressRegistering is EnsureTunnelAddress for a node daemon
+// that has not created its Node yet and will record the address on the Node
+// it creates (one write of the Node instead of a create and an update, each
+// an event for every node that watches Nodes). labels are the labels the
+// Node will have; a Node that exists meanwhile is read as usual.
+func (a *Allocator) EnsureTunnelAddressRegistering(ctx context.Context, host string, labels map[string]string, kind TunnelKind, pools []string) (netip.Addr, error) {
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	return a.ensureTunnel(ctx, host, kind, pools, labels)
+}
+
+// ensureTunnel is EnsureTunnelAddress; regLabels != nil: the host is
+// registering (AutoAssignArgs.Registering) with those labels.
+func (a *Allocator) ensureTunnel(ctx context.Context, host string, kind TunnelKind, pools []string, regLabels map[string]string) (netip.Addr, error) {
 	if !kind.valid() {
 		return netip.Addr{}, fmt.Errorf("ensure tunnel address for host %s: unknown tunnel kind %d", host, kind)
 	}
@@ -147,7 +165,7 @@ func (a *Allocator) EnsureTunnelAddress(ctx context.Context, host string, kind T
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	var labels map[string]string
+	labels := regLabels
 	if node != nil {
 		labels = node.Labels
 	}
@@ -199,6 +217,8 @@ func (a *Allocator) EnsureTunnelAddress(ctx context.Context, host string, kind T
 		Attrs:       map[string]string{api.AttrNode: host, api.AttrType: kind.attrType()},
 		Hostname:    host,
 		IntendedUse: api.AllowedUseTunnel,
+		Registering: regLabels != nil,
+		HostLabels:  regLabels,
 	}
 	if fam == 4 {
 		args.Num4, args.IPv4Pools = 1, pools

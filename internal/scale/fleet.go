@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -51,6 +53,9 @@ type Fleet struct {
 	Store    kv.Store
 	Client   *datastore.Client
 	IPAM     *ipam.Allocator
+	// AgentLog receives the agents' warnings and errors (each line names
+	// its node); nil discards them. SCALE_AGENT_LOG=<file> sets it.
+	AgentLog io.Writer
 
 	mu    sync.Mutex
 	nodes map[string]*Node
@@ -127,6 +132,7 @@ func (f *Fleet) Start(ctx context.Context, i int) (*Node, error) {
 		Store: st, NodeName: name, IP: n.Addr.String(), Backend: agent.BackendVXLAN, NoDefaultPools: true,
 		NodenameFile: filepath.Join(dir, "nodename"), MTUFile: filepath.Join(dir, "mtu"), RunDir: dir,
 		DisableListeners: true, Tunnels: tunnelAddresser{ipam.New(st, ipam.Options{})}, Kernel: n.Kernel,
+		Logger: f.agentLogger(name),
 	})
 	if err != nil {
 		st.Close()
@@ -142,6 +148,14 @@ func (f *Fleet) Start(ctx context.Context, i int) (*Node, error) {
 		n.err = a.Run(actx)
 	}()
 	return n, nil
+}
+
+// agentLogger is node name's logger: AgentLog at warning level, or nil.
+func (f *Fleet) agentLogger(name string) *slog.Logger {
+	if f.AgentLog == nil {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(f.AgentLog, &slog.HandlerOptions{Level: slog.LevelWarn})).With("agent", name)
 }
 
 // Stop stops node's agent and closes its client (its datastore records
@@ -220,6 +234,10 @@ func ipamKind(k agent.TunnelKind) ipam.TunnelKind {
 
 func (t tunnelAddresser) EnsureTunnelAddress(ctx context.Context, host string, kind agent.TunnelKind, pools []string) (netip.Addr, error) {
 	return t.alloc.EnsureTunnelAddress(ctx, host, ipamKind(kind), pools)
+}
+
+func (t tunnelAddresser) EnsureTunnelAddressRegistering(ctx context.Context, host string, labels map[string]string, kind agent.TunnelKind, pools []string) (netip.Addr, error) {
+	return t.alloc.EnsureTunnelAddressRegistering(ctx, host, labels, ipamKind(kind), pools)
 }
 
 func (t tunnelAddresser) ReleaseTunnelAddress(ctx context.Context, host string, kind agent.TunnelKind) error {

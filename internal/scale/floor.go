@@ -2,7 +2,6 @@ package scale
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -10,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/onecalico/calico/internal/agent"
 	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/datastore"
 	"github.com/onecalico/calico/internal/ipam"
@@ -19,9 +19,9 @@ import (
 // The cold start's datastore floor: what N agents starting at once cost
 // with the calculation switched off. Each floor node does to the
 // datastore what an agent's cold start does (its own client; it lists the
-// Nodes to check its address is free, registers its Node, gets its VXLAN
-// tunnel address through IPAM, which claims its block, and writes the
-// address on its Node) and lists, watches and decodes every prefix an
+// Nodes to check its address is free, gets its VXLAN tunnel address
+// through IPAM, which claims its block, and registers its Node with the
+// address in it) and lists, watches and decodes every prefix an
 // agent's routes depend on (Nodes, pools, blocks, endpoints,
 // FelixConfigurations), but computes and applies nothing. It is done when
 // every floor node has seen every Node with its tunnel address and every
@@ -37,11 +37,15 @@ type FloorResult struct {
 	// Relists are the snapshots taken after the first one of a prefix
 	// (a watch failed: a lost connection, no leader, compaction).
 	Relists int64
+	// Requests counts the registrations' and claims' requests per floor
+	// node by step, method and outcome (floorCounts).
+	Requests string
 }
 
 func (r FloorResult) String() string {
 	return fmt.Sprintf("N=%d: datastore floor of the cold start %s (process CPU %s, %.1f ms per node; %d watch events, %d relists)",
-		r.N, r.Wall.Round(time.Millisecond), r.CPU.Round(time.Millisecond), float64(r.CPU.Microseconds())/1000/float64(r.N), r.Events, r.Relists)
+		r.N, r.Wall.Round(time.Millisecond), r.CPU.Round(time.Millisecond), float64(r.CPU.Microseconds())/1000/float64(r.N), r.Events, r.Relists) +
+		"\n" + r.Requests
 }
 
 // floorWatcher is one floor node's view: which nodes have a tunnel
@@ -83,23 +87,18 @@ func (h floorHandler) OnEvents(evs []kv.Event) {
 // one decodes an item as the agent does and notes what it tells.
 func (h floorHandler) one(item *kv.KV) {
 	w := h.w
-	if h.kind == "" {
-		var b api.Block
-		if json.Unmarshal(item.Value, &b) != nil {
-			return
+	switch h.kind {
+	case "":
+		if b, err := agent.BlockFromJSON(item.Key, item.Value); err == nil && b.Affinity != "" {
+			w.note(w.blocks, b.Affinity)
 		}
-		if host, ok := b.AffineHost(); ok {
-			w.note(w.blocks, host)
+	case api.KindNode:
+		if n, err := agent.NodeFromJSON(item.Key, item.Value); err == nil && n.VXLANTunnelAddr.IsValid() {
+			w.note(w.tunnel, n.Name)
 		}
-		return
-	}
-	ki, _ := api.LookupKind(h.kind)
-	r, err := datastore.Decode(ki, item)
-	if err != nil {
-		return
-	}
-	if n, ok := r.(*api.Node); ok && n.Spec.IPv4VXLANTunnelAddr != "" {
-		w.note(w.tunnel, n.Name)
+	default:
+		ki, _ := api.LookupKind(h.kind)
+		_, _ = datastore.Decode(ki, item)
 	}
 }
 
@@ -128,13 +127,14 @@ func RunFloor(ctx context.Context, env Env, n int) (FloorResult, error) {
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	var events, lists atomic.Int64
+	var counts floorCounts
 	ws := make([]*floorWatcher, n)
 	errs := make(chan error, n)
 	cpu0, t0 := SelfStats(false).CPU, time.Now()
 	for i := range n {
 		ws[i] = &floorWatcher{n: n, events: &events, lists: &lists, tunnel: map[string]bool{}, blocks: map[string]bool{}, done: make(chan struct{})}
 		wg.Go(func() {
-			if err := floorNode(ctx, env, i, ws[i], &wg); err != nil && ctx.Err() == nil {
+			if err := floorNode(ctx, env, i, ws[i], &counts, &wg); err != nil && ctx.Err() == nil {
 				errs <- err
 			}
 		})
@@ -157,7 +157,7 @@ func RunFloor(ctx context.Context, env Env, n int) (FloorResult, error) {
 		}
 	}
 	return FloorResult{N: n, Wall: time.Since(t0), CPU: SelfStats(false).CPU - cpu0, Events: events.Load(),
-		Relists: lists.Load() - int64(floorPrefixes*n)}, nil
+		Relists: lists.Load() - int64(floorPrefixes*n), Requests: counts.String(n)}, nil
 }
 
 func doneCount(ws []*floorWatcher) int {
@@ -174,7 +174,7 @@ func doneCount(ws []*floorWatcher) int {
 
 // floorNode is floor node i: its watches (until ctx ends) and its
 // registration.
-func floorNode(ctx context.Context, env Env, i int, w *floorWatcher, wg *sync.WaitGroup) error {
+func floorNode(ctx context.Context, env Env, i int, w *floorWatcher, counts *floorCounts, wg *sync.WaitGroup) error {
 	st, err := env.NewStore()
 	if err != nil {
 		return err
@@ -185,20 +185,34 @@ func floorNode(ctx context.Context, env Env, i int, w *floorWatcher, wg *sync.Wa
 		wg.Go(func() { _ = kv.Sync(ctx, st, ki.ListPrefix(""), w.handler(k)) })
 	}
 	wg.Go(func() { _ = kv.Sync(ctx, st, api.IPAMBlockPrefix, w.handler("")) })
-	c := datastore.NewClient(st)
 	name := NodeName(i)
 	// Each step is retried, as the agent's startup and tunnel manager
-	// retry (an overloaded etcd times requests out).
+	// retry (an overloaded etcd times requests out). The steps are the
+	// agent's since it registers once: check the address is free, get the
+	// tunnel address (claiming the block) before the Node exists, then
+	// create the Node with it.
+	c := datastore.NewClient(countedStore{st, counts, "list"})
 	if err := floorRetry(ctx, func() error {
 		_, _, err := datastore.ListOf[*api.Node](ctx, c, api.KindNode, "")
 		return err
 	}); err != nil {
 		return fmt.Errorf("floor node %s: list nodes: %w", name, err)
 	}
+	var a netip.Addr
+	alloc := ipam.New(countedStore{st, counts, "claim"}, ipam.Options{})
+	if err := floorRetry(ctx, func() (err error) {
+		a, err = alloc.EnsureTunnelAddressRegistering(ctx, name, nil, ipam.TunnelVXLAN, []string{PoolACIDR})
+		return err
+	}); err != nil {
+		return fmt.Errorf("floor node %s: tunnel address: %w", name, err)
+	}
+	c = datastore.NewClient(countedStore{st, counts, "register"})
 	if err := floorRetry(ctx, func() error {
 		node := api.NewNode()
 		node.Name = name
 		node.Spec.BGP = &api.NodeBGPSpec{IPv4Address: NodeAddr(i).String()}
+		node.Spec.IPv4VXLANTunnelAddr = a.String()
+		node.Spec.VXLANTunnelMACAddr = agent.VTEPMAC(name).String()
 		_, err := c.Create(ctx, node)
 		if errors.Is(err, kv.ErrExists) {
 			return nil // an earlier try that timed out went through
@@ -206,25 +220,6 @@ func floorNode(ctx context.Context, env Env, i int, w *floorWatcher, wg *sync.Wa
 		return err
 	}); err != nil {
 		return fmt.Errorf("floor node %s: register: %w", name, err)
-	}
-	var a netip.Addr
-	if err := floorRetry(ctx, func() (err error) {
-		a, err = ipam.New(st, ipam.Options{}).EnsureTunnelAddress(ctx, name, ipam.TunnelVXLAN, []string{PoolACIDR})
-		return err
-	}); err != nil {
-		return fmt.Errorf("floor node %s: tunnel address: %w", name, err)
-	}
-	err = floorRetry(ctx, func() error {
-		r, err := datastore.GetOf[*api.Node](ctx, c, api.KindNode, "", name)
-		if err != nil {
-			return err
-		}
-		r.Spec.IPv4VXLANTunnelAddr = a.String()
-		_, err = c.Update(ctx, r)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("floor node %s: write tunnel address: %w", name, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -33,6 +34,8 @@ type Env struct {
 	Logf func(format string, args ...any)
 	// Quick shortens the idle and churn windows (the smoke test).
 	Quick bool
+	// AgentLog receives the agents' warnings and errors (nil: discarded).
+	AgentLog io.Writer
 }
 
 // Result is one run's figures.
@@ -91,6 +94,7 @@ func Run(ctx context.Context, env Env, n int) (*Result, error) {
 		return nil, err
 	}
 	defer f.Close()
+	f.AgentLog = env.AgentLog
 	r := &Result{N: n}
 	steps := []struct {
 		name string

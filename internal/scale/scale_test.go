@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -60,7 +61,23 @@ func newEnvCluster(t *testing.T) (scale.Env, *testutil.EtcdCluster, *scraper) {
 		},
 		EtcdRequests: scrape.requests,
 		Logf:         t.Logf,
+		AgentLog:     agentLog(t),
 	}, cl, scrape
+}
+
+// agentLog is where the agents' warnings and errors go: the file
+// SCALE_AGENT_LOG names (appended to), or nowhere.
+func agentLog(t *testing.T) io.Writer {
+	path := os.Getenv("SCALE_AGENT_LOG")
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatalf("SCALE_AGENT_LOG: %v", err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 // etcdOptions simulate three machines on this one (docs/scale.md, method):
