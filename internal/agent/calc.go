@@ -497,7 +497,15 @@ func (c *calc) routeTo(dst netip.Prefix, name string, pool Pool) (route.Route, b
 	n, ok := c.m.Nodes[name]
 	ip, tun := f.addrs(n)
 	what := func() string { return fmt.Sprintf("%s (node %s)", dst, name) } // only when skipped
-	if !ok || !ip.IsValid() {
+	if !ok {
+		// A block whose Node is not known: a node that has claimed its
+		// block and not yet registered (it creates its Node after the
+		// claim), or one deleted with its blocks left. Nothing to route
+		// to yet, and nothing wrong here: not a degradation (Felix too
+		// waits for the node without a warning).
+		return route.Route{}, false
+	}
+	if !ip.IsValid() {
 		c.skip("routes: remote node has no "+f.ip+" address", what())
 		return route.Route{}, false
 	}

@@ -240,6 +240,9 @@ func TestCalcNodeRemovedAndPoolRemoved(t *testing.T) {
 		"route blackhole 10.244.1.0/26 proto 80",
 		"route 10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink proto 80")
 	wantLines(t, d, "vtep", "vtep 10.244.2.0 mac "+VTEPMAC("n2").String()+" node 10.99.0.12")
+	// n3's block without its Node (not registered yet, or deleted) is
+	// skipped without a degradation.
+	wantLines(t, d, "degraded")
 
 	m.Pools = map[string]Pool{}
 	d = Calc(m)
