@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/dataplane/netns"
 	"github.com/onecalico/calico/internal/dataplane/tunnel"
 )
@@ -116,21 +115,6 @@ func (n Node) macV6() net.HardwareAddr {
 		return n.VXLANMACV6
 	}
 	return VTEPMACV6(n.Name)
-}
-
-// fill6 copies the IPv6 fields of r into n.
-func (n *Node) fill6(r *api.Node) {
-	if r.Spec.BGP != nil && r.Spec.BGP.IPv6Address != "" {
-		if p, err := api.ParseAddrOrCIDR(r.Spec.BGP.IPv6Address); err == nil && p.Addr().Is6() {
-			n.IPv6 = p
-		}
-	}
-	if a, err := netip.ParseAddr(r.Spec.IPv6VXLANTunnelAddr); err == nil && a.Is6() {
-		n.VXLANTunnelAddrV6 = a
-	}
-	if m, err := net.ParseMAC(r.Spec.VXLANTunnelMACAddrV6); err == nil && len(m) == 6 {
-		n.VXLANMACV6 = m
-	}
 }
 
 // ipv6On reports whether this node does IPv6 at all: Felix's ipv6Support

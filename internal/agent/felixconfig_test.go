@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"github.com/onecalico/calico/internal/api"
-	"github.com/onecalico/calico/internal/datastore/etcd"
 	"github.com/onecalico/calico/internal/kv"
-	"github.com/onecalico/calico/internal/testutil"
 )
 
 func boolp(b bool) *bool { return &b }
@@ -164,12 +162,7 @@ func metaOf(t *testing.T, b []byte) api.ObjectMeta {
 // and every other field survives; a second run writes nothing.
 func TestEnsureFelixThroughClient(t *testing.T) {
 	ctx := context.Background()
-	e := testutil.StartEtcd(t)
-	st, err := etcd.New(etcd.Config{Endpoints: []string{e.Endpoint}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := etcdStore(t)
 
 	nodeKey := felixKey("node.n1")
 	orig := `{"kind":"FelixConfiguration","apiVersion":"projectcalico.org/v3","metadata":{"name":"node.n1","uid":"0d9a3c4e-5f61-4b2a-9c1e-7a8b9c0d1e2f","creationTimestamp":"2026-11-21T13:10:00Z"},"spec":` + fullFelixSpec + `}`
@@ -243,12 +236,7 @@ func TestEnsureFelixThroughClient(t *testing.T) {
 // startup or being rewritten.
 func TestEnsureFelixLeavesBadObjects(t *testing.T) {
 	ctx := context.Background()
-	e := testutil.StartEtcd(t)
-	st, err := etcd.New(etcd.Config{Endpoints: []string{e.Endpoint}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := etcdStore(t)
 	bad := map[string]string{
 		"default": `{"kind":"FelixConfiguration","metadata":{"name":"default"},"spec":{"vxlanVNI":"many"}}`,
 		"node.n1": `{"kind":"FelixConfiguration","metadata":{"name":"node.n1"},"spec":{"logSeverityFile":"Loud"}}`,

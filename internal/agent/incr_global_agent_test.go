@@ -16,7 +16,6 @@ import (
 	"github.com/onecalico/calico/internal/agent/counted"
 	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/datastore"
-	"github.com/onecalico/calico/internal/datastore/etcd"
 	"github.com/onecalico/calico/internal/ipam"
 	"github.com/onecalico/calico/internal/testutil"
 )
@@ -56,12 +55,7 @@ func (l *passLog) len() int {
 // a VXLAN VNI change (the device is recreated) still takes a full one.
 func TestGlobalChangesFollowedIncrementally(t *testing.T) {
 	ctx := context.Background()
-	e := testutil.StartEtcd(t)
-	st, err := etcd.New(etcd.Config{Endpoints: []string{e.Endpoint}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := agent.EtcdStore(t)
 	c := datastore.NewClient(st)
 	pool := api.NewIPPool()
 	pool.Name = "p"

@@ -101,28 +101,51 @@ func (n Node) mac() net.HardwareAddr {
 	return VTEPMAC(n.Name)
 }
 
+// nodeFromAPI keeps what the dataplane needs of r.
 func nodeFromAPI(r *api.Node) Node {
 	n := Node{Name: r.Name, Labels: r.Labels}
-	if p, ok := r.IPv4(); ok {
-		n.IPv4 = p
-	}
-	if a, err := netip.ParseAddr(r.Spec.IPv4VXLANTunnelAddr); err == nil && a.Is4() {
-		n.VXLANTunnelAddr = a
-	}
-	if m, err := net.ParseMAC(r.Spec.VXLANTunnelMACAddr); err == nil && len(m) == 6 {
-		n.VXLANMAC = m
-	}
-	n.fill6(r)
+	var b api.NodeBGPSpec
 	if r.Spec.BGP != nil {
-		if a, err := netip.ParseAddr(r.Spec.BGP.IPv4IPIPTunnelAddr); err == nil && a.Is4() {
+		b = *r.Spec.BGP
+	}
+	n.IPv4, n.VXLANTunnelAddr, n.VXLANMAC = familyFields(netip.Addr.Is4,
+		b.IPv4Address, r.Spec.IPv4VXLANTunnelAddr, r.Spec.VXLANTunnelMACAddr)
+	n.IPv6, n.VXLANTunnelAddrV6, n.VXLANMACV6 = familyFields(netip.Addr.Is6,
+		b.IPv6Address, r.Spec.IPv6VXLANTunnelAddr, r.Spec.VXLANTunnelMACAddrV6)
+	if r.Spec.BGP != nil {
+		if a, err := netip.ParseAddr(b.IPv4IPIPTunnelAddr); err == nil && a.Is4() {
 			n.IPIPTunnelAddr = a
 		}
-		if r.Spec.BGP.ASNumber != nil {
-			n.ASNumber = uint32(*r.Spec.BGP.ASNumber)
+		if b.ASNumber != nil {
+			n.ASNumber = uint32(*b.ASNumber)
 		}
-		n.RRClusterID = r.Spec.BGP.RouteReflectorClusterID
+		n.RRClusterID = b.RouteReflectorClusterID
 	}
 	return n
+}
+
+// familyFields parses one family's node address (with its subnet), VXLAN
+// tunnel address and VXLAN MAC. Each result is zero when its text is
+// empty, malformed or (for the addresses) not of the family that is
+// reports.
+func familyFields(is func(netip.Addr) bool, addr, tunnel, mac string) (netip.Prefix, netip.Addr, net.HardwareAddr) {
+	var (
+		p  netip.Prefix
+		t  netip.Addr
+		hw net.HardwareAddr
+	)
+	if addr != "" {
+		if q, err := api.ParseAddrOrCIDR(addr); err == nil && is(q.Addr()) {
+			p = q
+		}
+	}
+	if a, err := netip.ParseAddr(tunnel); err == nil && is(a) {
+		t = a
+	}
+	if m, err := net.ParseMAC(mac); err == nil && len(m) == 6 {
+		hw = m
+	}
+	return p, t, hw
 }
 
 func poolFromAPI(r *api.IPPool) (Pool, bool) {

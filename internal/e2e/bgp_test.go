@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -237,7 +236,6 @@ func (c *cluster) nodeStatus(t testing.TB, n *labtest.Node) string {
 type bird struct {
 	ns, ctl string
 	client  string // birdc or birdc6
-	cmd     *exec.Cmd
 }
 
 // startBird runs BIRD in ns with conf; the control socket and pid file
@@ -258,29 +256,12 @@ func startBirdBin(t testing.TB, ns, conf, daemon, client string) *bird {
 		t.Fatal(err)
 	}
 	b := &bird{ns: ns, ctl: filepath.Join(dir, "bird.ctl"), client: client}
-	b.cmd = exec.Command("ip", "netns", "exec", filepath.Base(ns), daemon, "-f", "-c", path, "-s", b.ctl, "-P", filepath.Join(dir, "bird.pid"))
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	var stderr labtest.SyncBuffer
-	b.cmd.Stderr = &stderr
-	if err := b.cmd.Start(); err != nil {
-		t.Fatalf("start bird: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = b.cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = b.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = b.cmd.Process.Kill()
-			<-done
-		}
-	})
+	log := startInNS(t, ns, daemon, daemon, "-f", "-c", path, "-s", b.ctl, "-P", filepath.Join(dir, "bird.pid"))
 	if err := testutil.Poll(5*time.Second, func() error {
 		_, err := b.birdc("show", "status")
 		return err
 	}); err != nil {
-		t.Fatalf("bird did not start: %v\n%s", err, stderr.String())
+		t.Fatalf("bird did not start: %v\n%s", err, log.String())
 	}
 	return b
 }

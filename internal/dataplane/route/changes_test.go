@@ -6,25 +6,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/onecalico/calico/internal/testutil"
 )
 
 // TestPrivilegedApplyChanges installs 300 routes incrementally (batched),
 // changes and removes some, and checks the kernel each time; a route the
 // kernel refuses is an error naming it.
 func TestPrivilegedApplyChanges(t *testing.T) {
-	ns := testutil.NewNetNS(t)
-	testutil.RunIn(t, ns, "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1")
-	testutil.RunIn(t, ns, "ip", "link", "set", "d0", "up")
-	testutil.RunIn(t, ns, "ip", "link", "set", "d1", "up")
-	testutil.RunIn(t, ns, "ip", "addr", "add", "10.99.0.11/24", "dev", "d0")
-	h := testutil.Handle(t, ns)
-	b, err := NewBatcher(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	_, h, b := d0Node(t)
 	owner := Owner{Protocols: []int{12}}
 	var want []Route
 	for i := range 300 {

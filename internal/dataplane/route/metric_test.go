@@ -13,17 +13,7 @@ import (
 // (`ip route ... metric N`), through Apply, the batched and the plain
 // incremental path; a changed metric leaves one route, not two.
 func TestPrivilegedRouteMetric(t *testing.T) {
-	ns := testutil.NewNetNS(t)
-	testutil.RunIn(t, ns, "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1")
-	testutil.RunIn(t, ns, "ip", "link", "set", "d0", "up")
-	testutil.RunIn(t, ns, "ip", "link", "set", "d1", "up")
-	testutil.RunIn(t, ns, "ip", "addr", "add", "10.99.0.11/24", "dev", "d0")
-	h := testutil.Handle(t, ns)
-	b, err := NewBatcher(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	ns, h, b := d0Node(t)
 	owner := Owner{Protocols: []int{12}}
 	r := func(dst string, metric int) Route {
 		return Route{Dst: netip.MustParsePrefix(dst), Gw: netip.MustParseAddr("10.99.0.1"), Protocol: 12, Metric: metric}
