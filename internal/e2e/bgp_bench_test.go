@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	gobgpapi "github.com/osrg/gobgp/v3/api"
+	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/osrg/gobgp/v3/pkg/server"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -164,15 +169,7 @@ spec:
 // static protocols are given; the mesh is off.
 func torPeer(b *testing.B, c *cluster, statics string) *bird {
 	b.Helper()
-	conf := fmt.Sprintf(`router id 10.99.0.1;
-protocol device { scan time 2; }
-%s
-protocol bgp n1 {
-  local 10.99.0.1 as 64512; neighbor 10.99.0.11 as 64512; direct; next hop self;
-  import none; export all; graceful restart; connect retry time 1; connect delay time 1; error wait time 1,5;
-}
-`, statics)
-	tor := startBird(b, c.lab.Router, conf)
+	tor := startBird(b, c.lab.Router, torBirdConf(statics))
 	c.calicoctl(b, benchPoolNoEncap+"---\n"+meshOff+`---
 apiVersion: projectcalico.org/v3
 kind: BGPPeer
@@ -183,6 +180,19 @@ spec:
   asNumber: 64512
 `, "apply", "-f", "-")
 	return tor
+}
+
+// torBirdConf is the ToR's BIRD configuration: one iBGP session to n1
+// (10.99.0.11) exporting the given static protocols.
+func torBirdConf(statics string) string {
+	return fmt.Sprintf(`router id 10.99.0.1;
+protocol device { scan time 2; }
+%s
+protocol bgp n1 {
+  local 10.99.0.1 as 64512; neighbor 10.99.0.11 as 64512; direct; next hop self;
+  import none; export all; graceful restart; connect retry time 1; connect delay time 1; error wait time 1,5;
+}
+`, statics)
 }
 
 // BenchmarkBGPUpdateToKernel: a BIRD ToR announces and withdraws one /26
@@ -293,12 +303,6 @@ func BenchmarkBGP10kRoutes(b *testing.B) {
 	c.n1 = c.lab.AddNode("n1", 99, 11)
 	c.nodes = []*labtest.Node{c.n1}
 	const n = 10000
-	var statics strings.Builder
-	statics.WriteString("protocol static bulk {\n")
-	for i := range n {
-		fmt.Fprintf(&statics, "  route 10.250.%d.%d/32 blackhole;\n", i/256, i%256)
-	}
-	statics.WriteString("}\n")
 	c.calicoctl(b, benchPoolNoEncap+"---\n"+meshOff, "apply", "-f", "-")
 	c.startBGP(b)
 	p := c.procs["n1"]
@@ -309,7 +313,7 @@ func BenchmarkBGP10kRoutes(b *testing.B) {
 	}
 	w := watchRouteEvents(b, c.n1.NS)
 	b.ResetTimer()
-	torPeer(b, c, statics.String())
+	torPeer(b, c, bulkStatics(n))
 	if !w.wait(60*time.Second, func() bool { return w.newCount >= n }) {
 		b.Fatalf("only %d routes arrived", w.newCount)
 	}
@@ -347,6 +351,17 @@ func BenchmarkBGP10kRoutes(b *testing.B) {
 	b.ReportMetric(float64(after.RSSKiB)/1024, "rss-after-MiB")
 	b.ReportMetric(float64(after.HWMKiB)/1024, "rss-peak-MiB")
 	b.ReportMetric(ms(after.CPU-before.CPU), "cpu-ms")
+}
+
+// bulkStatics is a BIRD static protocol of n /32s in 10.250.0.0/16.
+func bulkStatics(n int) string {
+	var statics strings.Builder
+	statics.WriteString("protocol static bulk {\n")
+	for i := range n {
+		fmt.Fprintf(&statics, "  route 10.250.%d.%d/32 blackhole;\n", i/256, i%256)
+	}
+	statics.WriteString("}\n")
+	return statics.String()
 }
 
 var stateLine = regexp.MustCompile(`^time=(\S+) .*msg="BGP session state" .*peer=(\S+) state=Established`)
@@ -440,3 +455,164 @@ func BenchmarkBGPMesh3(b *testing.B) {
 	}
 	b.ReportMetric(ms(last.Sub(first)), "start-to-established-ms")
 }
+
+// BenchmarkBGP10kFloorGoBGP is BenchmarkBGP10kRoutes's floor set by the
+// BGP library alone: a bare GoBGP v3.37.0 server (no calico code, in this
+// test process, listening in n1's namespace) receives the same 10,000
+// /32s from the same BIRD; time from its session's Established event to
+// all 10,000 in its RIB. Variants:
+//   - watch: besides the peer watch, a BEST-path watch (with Init), as
+//     the daemon's speaker has, whose callback only counts paths: the
+//     time to the 10,000th path delivered to a watcher;
+//   - rib: no table watch; the global RIB's destination count polled
+//     every 2 ms (GetTable), the time it first reads 10,000.
+//
+// Also reported: the test process's RSS and CPU used by the exchange.
+func BenchmarkBGP10kFloorGoBGP(b *testing.B) {
+	for _, v := range []string{"watch", "rib"} {
+		b.Run(v, func(b *testing.B) { benchFloor10k(b, v == "watch") })
+	}
+}
+
+func benchFloor10k(b *testing.B, watch bool) {
+	const n = 10000
+	c := newLab(b)
+	c.n1 = c.lab.AddNode("n1", 99, 11)
+	srv := bareGoBGP(b, c.n1.NS)
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	var mu sync.Mutex
+	var est, last time.Time
+	got := 0
+	req := &gobgpapi.WatchEventRequest{Peer: &gobgpapi.WatchEventRequest_Peer{}}
+	if watch {
+		req.Table = &gobgpapi.WatchEventRequest_Table{Filters: []*gobgpapi.WatchEventRequest_Table_Filter{{Type: gobgpapi.WatchEventRequest_Table_Filter_BEST, Init: true}}}
+	}
+	err := srv.WatchEvent(ctx, req, func(r *gobgpapi.WatchEventResponse) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		if pe := r.GetPeer(); pe != nil {
+			if pe.Peer.GetState().GetSessionState() == gobgpapi.PeerState_ESTABLISHED && est.IsZero() {
+				est = now
+			}
+			return
+		}
+		for _, p := range r.GetTable().GetPaths() {
+			if !p.IsWithdraw && p.NeighborIp == "10.99.0.1" {
+				got++
+			}
+		}
+		if got >= n && last.IsZero() {
+			last = now
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	before := selfStats(b)
+	b.ResetTimer()
+	startBird(b, c.lab.Router, torBirdConf(bulkStatics(n)))
+	peer := &gobgpapi.Peer{
+		Conf:            &gobgpapi.PeerConf{NeighborAddress: "10.99.0.1", PeerAsn: 64512},
+		Transport:       &gobgpapi.Transport{PassiveMode: true}, // BIRD dials; no dial from another namespace
+		Timers:          &gobgpapi.Timers{Config: &gobgpapi.TimersConfig{ConnectRetry: 1}},
+		GracefulRestart: &gobgpapi.GracefulRestart{Enabled: true},
+		AfiSafis: []*gobgpapi.AfiSafi{{
+			Config:            &gobgpapi.AfiSafiConfig{Family: &gobgpapi.Family{Afi: gobgpapi.Family_AFI_IP, Safi: gobgpapi.Family_SAFI_UNICAST}, Enabled: true},
+			MpGracefulRestart: &gobgpapi.MpGracefulRestart{Config: &gobgpapi.MpGracefulRestartConfig{Enabled: true}},
+		}},
+	}
+	if err := srv.AddPeer(ctx, &gobgpapi.AddPeerRequest{Peer: peer}); err != nil {
+		b.Fatal(err)
+	}
+	family := &gobgpapi.Family{Afi: gobgpapi.Family_AFI_IP, Safi: gobgpapi.Family_SAFI_UNICAST}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatalf("not all %d routes after 60 s (%d delivered to the watch)", n, got)
+		}
+		if !watch {
+			t, err := srv.GetTable(ctx, &gobgpapi.GetTableRequest{TableType: gobgpapi.TableType_GLOBAL, Family: family})
+			if err == nil && t.NumDestination >= n {
+				mu.Lock()
+				last = time.Now()
+				mu.Unlock()
+			}
+		}
+		mu.Lock()
+		done := !last.IsZero()
+		mu.Unlock()
+		if done {
+			break
+		}
+	}
+	b.StopTimer()
+	after := selfStats(b)
+	mu.Lock()
+	defer mu.Unlock()
+	if est.IsZero() {
+		b.Fatal("no Established event")
+	}
+	b.ReportMetric(ms(last.Sub(est)), "established-to-all-ms")
+	b.ReportMetric(float64(after.RSSKiB-before.RSSKiB)/1024, "rss-added-MiB")
+	b.ReportMetric(ms(after.CPU-before.CPU), "cpu-ms")
+}
+
+// bareGoBGP starts a GoBGP server (AS 64512, router ID 10.99.0.11) whose
+// listening socket is in the namespace at ns: its main loop, which opens
+// the listener, runs on a thread locked into ns (and dropped when the
+// loop ends). Its peers must be passive (its dials would leave from
+// other threads, in this process's namespace).
+func bareGoBGP(b *testing.B, ns string) *server.BgpServer {
+	b.Helper()
+	h, err := vnetns.GetFromPath(ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	srv := server.NewBgpServer(server.LoggerOption(quietLog{}))
+	entered := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the loop
+		if err := vnetns.Set(h); err != nil {
+			entered <- err
+			return
+		}
+		entered <- nil
+		srv.Serve()
+	}()
+	if err := <-entered; err != nil {
+		b.Fatal(err)
+	}
+	err = srv.StartBgp(context.Background(), &gobgpapi.StartBgpRequest{Global: &gobgpapi.Global{
+		Asn: 64512, RouterId: "10.99.0.11", ListenPort: 179, ListenAddresses: []string{"0.0.0.0"},
+		GracefulRestart: &gobgpapi.GracefulRestart{Enabled: true},
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(srv.Stop)
+	return srv
+}
+
+// selfStats are this process's memory and CPU figures.
+func selfStats(b *testing.B) labtest.ProcStats {
+	b.Helper()
+	s, err := labtest.Stats(os.Getpid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// quietLog discards GoBGP's log (at its default level, info).
+type quietLog struct{}
+
+func (quietLog) Panic(string, gobgplog.Fields) {}
+func (quietLog) Fatal(string, gobgplog.Fields) {}
+func (quietLog) Error(string, gobgplog.Fields) {}
+func (quietLog) Warn(string, gobgplog.Fields)  {}
+func (quietLog) Info(string, gobgplog.Fields)  {}
+func (quietLog) Debug(string, gobgplog.Fields) {}
+func (quietLog) SetLevel(gobgplog.LogLevel)    {}
+func (quietLog) GetLevel() gobgplog.LogLevel   { return gobgplog.InfoLevel }
