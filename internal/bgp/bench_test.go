@@ -132,6 +132,7 @@ func BenchmarkMeshFloorGoBGP(b *testing.B) {
 	b.ReportMetric(float64(total[len(total)/2].Milliseconds()), "established-p50-ms")
 	b.ReportMetric(float64(total[len(total)-1].Milliseconds()), "established-max-ms")
 	b.ReportMetric(float64(dial[len(dial)-1].Milliseconds()), "added-to-established-max-ms")
+	b.ReportMetric(float64(total[0].Milliseconds()), "established-min-ms")
 }
 
 // meshFloorRound starts k bare GoBGP servers in a full mesh and returns
