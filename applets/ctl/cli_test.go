@@ -26,7 +26,9 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	testutil.ServeEtcdChild() // the etcd child of TestStoppedEtcdFailsFast
-	os.Exit(testutil.RunWithBinary(m, &binDir))
+	// The reachability tests listen on 127.0.0.1: in a network namespace
+	// of the test binary's own.
+	os.Exit(testutil.RunInOwnNetNS(func() int { return testutil.RunWithBinary(m, &binDir) }))
 }
 
 // ctlEnv is one test's etcd and a way to run calicoctl against it.
