@@ -2,10 +2,12 @@ package etcd
 
 import (
 	"context"
+	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 )
 
 // Probe implements kv.Store: a serializable, count-only Range of key on
@@ -59,6 +61,11 @@ func (s *Store) Probe(ctx context.Context, key string) error {
 	req := &pb.RangeRequest{Key: []byte(key), Serializable: true, CountOnly: true}
 	_, err := pb.NewKVClient(s.cli.ActiveConnection()).Range(clientv3.WithRequireLeader(ctx), req, grpc.WaitForReady(true))
 	if err != nil {
+		if ctx.Err() != nil {
+			// The gRPC status alone reads "rpc error: code =
+			// DeadlineExceeded desc = ..."; say it as the other requests do.
+			err = fmt.Errorf("%w (%s)", ctx.Err(), status.Convert(err).Message())
+		}
 		return wrapErr("probe", key, err)
 	}
 	return nil
