@@ -2,22 +2,22 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/onecalico/calico/internal/kv"
 )
 
 // Datastore liveness. The etcd watches resume by themselves after an
 // outage, so nothing else in the daemon notices one: a stopped or
-// partitioned etcd just goes quiet. The monitor reads this node's own key
-// every dsProbeInterval with a dsProbeTimeout deadline (a linearizable read,
-// so it needs a working etcd, not just an open socket). One failed read
+// partitioned etcd just goes quiet. The monitor probes the store
+// (kv.Store.Probe, on this node's own key) every dsProbeInterval with a
+// dsProbeTimeout deadline. On etcd the probe is a local count-only read
+// that the member refuses while it has no leader, so it needs a working
+// cluster, not just an open socket, without the quorum round a
+// linearizable read costs (datastore/etcd probe.go). One failed probe
 // marks the datastore lost: the daemon stops being ready (with the reason
 // in /readiness and the control socket's status), logs one line, and the
 // connected gauge drops to 0; the dataplane stays exactly as it is. The
-// first good read marks it back, logs one line, and asks for a full
+// first good probe marks it back, logs one line, and asks for a full
 // reconcile, so anything missed is applied as soon as the watches deliver
 // it.
 const (
@@ -40,13 +40,10 @@ func (a *Agent) datastoreMonitor(ctx context.Context) {
 	defer t.Stop()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, dsProbeTimeout)
-		_, err := a.store.Get(pctx, key)
+		err := a.store.Probe(pctx, key)
 		cancel()
 		if ctx.Err() != nil {
 			return
-		}
-		if errors.Is(err, kv.ErrNotFound) {
-			err = nil // the datastore answered
 		}
 		a.noteDatastore(err)
 		select {
@@ -73,16 +70,17 @@ func (a *Agent) noteDatastore(err error) {
 		s.ds = dsHealth{checked: true, since: now}
 	}
 	s.mu.Unlock()
-	log := a.log.With("component", "datastore")
+	// The logger is made only to log: the probe runs every second on
+	// every node, and nearly always nothing changes.
 	switch {
 	case err == nil && !was.checked:
 		a.met.dsConnected.Set(1)
 	case err != nil && !was.lost:
 		a.met.dsConnected.Set(0)
-		log.Error("datastore unreachable; not ready, keeping the dataplane as it is", "err", err)
+		a.log.With("component", "datastore").Error("datastore unreachable; not ready, keeping the dataplane as it is", "err", err)
 	case err == nil && was.lost:
 		a.met.dsConnected.Set(1)
-		log.Info("datastore reachable again; ready once the dataplane is in step", "outage", now.Sub(was.since).Round(time.Millisecond))
+		a.log.With("component", "datastore").Info("datastore reachable again; ready once the dataplane is in step", "outage", now.Sub(was.since).Round(time.Millisecond))
 		a.signal(true)
 	}
 }

@@ -17,11 +17,18 @@ import (
 	"github.com/onecalico/calico/internal/testutil"
 )
 
-// flakyStore fails every Get while down is set, as an unreachable etcd
-// does (after the request deadline).
+// flakyStore fails every Get and Probe while down is set, as an
+// unreachable etcd does (after the request deadline).
 type flakyStore struct {
 	kv.Store
 	down atomic.Bool
+}
+
+func (s *flakyStore) Probe(ctx context.Context, key string) error {
+	if s.down.Load() {
+		return &kv.KeyError{Op: "probe", Key: key, Err: errors.New("etcd did not answer: context deadline exceeded")}
+	}
+	return s.Store.Probe(ctx, key)
 }
 
 func (s *flakyStore) Get(ctx context.Context, key string) (*kv.KV, error) {

@@ -136,6 +136,7 @@ func (a *Agent) reconcileOnce(full, changed bool) (ok bool, interval time.Durati
 	log := a.log.With("component", "dataplane")
 	start := time.Now()
 	dp := a.dp
+	a.keepIncrResult(full, changed)
 	dp.dropIncr()
 	a.beginFullPass()
 	var m *Model

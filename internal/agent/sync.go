@@ -357,6 +357,10 @@ func (s countingStore) Get(ctx context.Context, key string) (*kv.KV, error) {
 	return v, s.note(err)
 }
 
+func (s countingStore) Probe(ctx context.Context, key string) error {
+	return s.note(s.Store.Probe(ctx, key))
+}
+
 func (s countingStore) List(ctx context.Context, prefix string) ([]*kv.KV, int64, error) {
 	v, r, err := s.Store.List(ctx, prefix)
 	return v, r, s.note(err)

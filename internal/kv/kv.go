@@ -74,6 +74,11 @@ type WatchResponse struct {
 type Store interface {
 	// Get returns the value of key, or ErrNotFound.
 	Get(ctx context.Context, key string) (*KV, error)
+	// Probe returns nil when the backend is serving as part of a working
+	// cluster, an error otherwise (unreachable, no answer within ctx, no
+	// leader). It reads key as cheaply as the backend can and says
+	// nothing about it (absent is fine): a liveness check.
+	Probe(ctx context.Context, key string) error
 	// List returns every key under prefix in key order, and the store
 	// revision the list is consistent at.
 	List(ctx context.Context, prefix string) ([]*KV, int64, error)

@@ -36,6 +36,9 @@ type Env struct {
 	Quick bool
 	// AgentLog receives the agents' warnings and errors (nil: discarded).
 	AgentLog io.Writer
+	// OnIdle, if set, runs as the idle window starts (e.g. to profile
+	// it) and returns what to run when it ends.
+	OnIdle func(n int, win time.Duration) (done func())
 }
 
 // Result is one run's figures.
@@ -62,10 +65,12 @@ type Result struct {
 	// IdleProcCores and ChurnProcCores are the whole process's (near the
 	// machine's core count: saturated, the per-agent figure is a floor).
 	IdleProcCores, ChurnProcCores float64
-	ChurnPods                     int
-	IdleWin, ChurnWin             time.Duration
-	ChurnLife                     time.Duration // how long a churned pod lives
-	NewBlock                      Dist          // per node and sample
+	// IdleEtcdCores is the members' CPU over the idle window, summed.
+	IdleEtcdCores     float64
+	ChurnPods         int
+	IdleWin, ChurnWin time.Duration
+	ChurnLife         time.Duration // how long a churned pod lives
+	NewBlock          Dist          // per node and sample
 	// NewBlockCPU is the process CPU per node per new block: what one
 	// node spends on one remote block (its latency on a core of its own).
 	NewBlockCPU        time.Duration
@@ -392,6 +397,15 @@ func memNow() ProcStats { return SelfStats(true) }
 
 func cpuNow() time.Duration { return SelfStats(false).CPU }
 
+// etcdCPU is the members' CPU so far, summed.
+func etcdCPU(env *Env) time.Duration {
+	var sum time.Duration
+	for _, pid := range env.EtcdPIDs() {
+		sum += ProcCPU(pid)
+	}
+	return sum
+}
+
 // The churn: churnRate pods a second are added on random nodes, each
 // deleted churnLife after it was added.
 const (
@@ -405,12 +419,20 @@ func idle(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	if env.Quick {
 		r.IdleWin = 2 * time.Second
 	}
-	c0 := cpuNow()
+	done := func() {}
+	if env.OnIdle != nil {
+		done = env.OnIdle(r.N, r.IdleWin)
+	}
+	c0, e0 := cpuNow(), etcdCPU(env)
 	time.Sleep(r.IdleWin) // a measurement window, not a wait for a condition
-	c1 := cpuNow()
+	c1, e1 := cpuNow(), etcdCPU(env)
+	done()
 	r.Idle = memNow()
 	r.IdleProcCores = float64(c1-c0) / float64(r.IdleWin)
 	r.IdleCPU = r.IdleProcCores / float64(r.N)
+	r.IdleEtcdCores = float64(e1-e0) / float64(r.IdleWin)
+	env.Logf("N=%d idle: harness process %.3f cores (%.4f%% of a core per agent), etcd members %.3f cores",
+		r.N, r.IdleProcCores, 100*r.IdleCPU, r.IdleEtcdCores)
 	return nil
 }
 
@@ -512,6 +534,9 @@ func newBlock(ctx context.Context, env *Env, f *Fleet, r *Result) error {
 	}
 	r.NewBlock, r.NewBlockSamples = Summarize(all), NewBlockSamples
 	r.NewBlockCPU = cpu / time.Duration(NewBlockSamples*r.N)
+	// Logged now: a later step's failure prints no table.
+	env.Logf("N=%d new block → route on every other node: %s (p50 / p99 / max), CPU per node %s",
+		r.N, r.NewBlock, r.NewBlockCPU.Round(10*time.Microsecond))
 	return nil
 }
 

@@ -10,9 +10,12 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	rpprof "runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,7 +52,12 @@ func newEnvCluster(t *testing.T) (scale.Env, *testutil.EtcdCluster, *scraper) {
 	cfg := etcd.Config{Endpoints: cl.Endpoints(), CACertFile: cl.CACertFile, CertFile: cl.CertFile, KeyFile: cl.KeyFile,
 		DialTimeout: 30 * time.Second, RequestTimeout: 60 * time.Second}
 	scrape := newScraper(t, cl)
+	var onIdle func(int, time.Duration) func()
+	if dir := os.Getenv("SCALE_IDLE_PROFILE"); dir != "" {
+		onIdle = func(n int, win time.Duration) func() { return scrape.profile(t, dir, n, win) }
+	}
 	return scale.Env{
+		OnIdle:   onIdle,
 		NewStore: func() (kv.Store, error) { return etcd.New(cfg) },
 		Dir:      t.TempDir(),
 		EtcdPIDs: func() []int {
@@ -87,9 +95,11 @@ func agentLog(t *testing.T) io.Writer {
 // cluster's temporary directory, on disk). Heartbeat 200 ms and election
 // timeout 5 s: a 2-core machine running N agents stalls a member for
 // longer than etcd's 1 s default now and then, and each stall would be a
-// spurious election. SCALE_PPROF also has the members serve pprof.
+// spurious election. SCALE_PPROF and SCALE_IDLE_PROFILE also have the
+// members serve pprof.
 func etcdOptions() testutil.EtcdClusterOptions {
-	o := testutil.EtcdClusterOptions{HeartbeatMS: 200, ElectionMS: 5000, Pprof: os.Getenv("SCALE_PPROF") != ""}
+	o := testutil.EtcdClusterOptions{HeartbeatMS: 200, ElectionMS: 5000,
+		Pprof: os.Getenv("SCALE_PPROF") != "" || os.Getenv("SCALE_IDLE_PROFILE") != ""}
 	switch d := os.Getenv("SCALE_ETCD_DATA"); d {
 	case "":
 		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
@@ -152,6 +162,52 @@ func (s *scraper) requests(ctx context.Context) (float64, error) {
 		total += v
 	}
 	return total, nil
+}
+
+// profile writes CPU profiles of the idle window into dir: the harness
+// process's (idle-<n>-harness.prof) and each member's
+// (idle-<n>-<member>.prof, fetched from its pprof endpoint). It returns
+// what to call when the window ends.
+func (s *scraper) profile(t *testing.T, dir string, n int, win time.Duration) func() {
+	path := filepath.Join(dir, fmt.Sprintf("idle-%d-harness.prof", n))
+	f, err := os.Create(path)
+	if err != nil {
+		t.Errorf("idle profile: %v", err)
+		return func() {}
+	}
+	if err := rpprof.StartCPUProfile(f); err != nil {
+		t.Errorf("idle profile: %v", err)
+	}
+	var wg sync.WaitGroup
+	for i, c := range s.clients {
+		wg.Go(func() {
+			name := filepath.Join(dir, fmt.Sprintf("idle-%d-%s.prof", n, s.members[i].Name))
+			if err := fetch(c, fmt.Sprintf("https://localhost/debug/pprof/profile?seconds=%d", int(win.Seconds())), name); err != nil {
+				t.Errorf("profile of %s: %v", s.members[i].Name, err)
+			}
+		})
+	}
+	return func() {
+		rpprof.StopCPUProfile()
+		f.Close()
+		wg.Wait()
+		t.Logf("N=%d: idle profiles in %s", n, dir)
+	}
+}
+
+func fetch(c *http.Client, url, path string) error {
+	cc := *c
+	cc.Timeout = time.Minute
+	resp, err := cc.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 func sumMetric(sc *bufio.Scanner, name string) (float64, error) {

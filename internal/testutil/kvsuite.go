@@ -36,6 +36,20 @@ func RunKVSuite(t *testing.T, newStore KVStoreFactory) {
 		}
 	}
 
+	t.Run("Probe", func(t *testing.T) {
+		s, _ := newStore(t)
+		// Absent or present, the key does not matter: the store answers.
+		must(t, s.Probe(ctx, "/absent"))
+		_, err := s.Create(ctx, "/p", []byte("1"))
+		must(t, err)
+		must(t, s.Probe(ctx, "/p"))
+		done, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := s.Probe(done, "/p"); err == nil {
+			t.Fatal("a probe with an ended context succeeded")
+		}
+	})
+
 	t.Run("CreateGetUpdateDelete", func(t *testing.T) {
 		s, _ := newStore(t)
 		_, err := s.Get(ctx, "/a")

@@ -52,6 +52,9 @@ func (s *Store) Get(_ context.Context, key string) (*kv.KV, error) {
 	return clone(item), nil
 }
 
+// Probe implements kv.Store: the memory store is always there.
+func (s *Store) Probe(ctx context.Context, _ string) error { return ctx.Err() }
+
 // List implements kv.Store.
 func (s *Store) List(_ context.Context, prefix string) ([]*kv.KV, int64, error) {
 	s.mu.Lock()

@@ -1,0 +1,48 @@
+package agent_test
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/onecalico/calico/internal/api"
+)
+
+// TestPrivilegedResyncAfterIncrementalPasses: once remote changes have
+// been followed incrementally (so the resync re-applies the incremental
+// calculator's result, not a Calc's), the periodic resync still repairs
+// drift, the routes the incremental passes added included.
+func TestPrivilegedResyncAfterIncrementalPasses(t *testing.T) {
+	lab := newLab(t)
+	n1 := lab.AddNode("n1", 99, 11)
+	lab.Pool("pool1", "10.244.0.0/16", api.VXLANModeAlways, api.IPIPModeNever, true)
+	lab.TunnelAddress("n1", addr("10.244.1.0"))
+	lab.PutNode("n2", netip.MustParsePrefix("10.99.0.12/24"), addr("10.244.2.0"))
+	lab.ClaimBlock("n2", addr("10.244.2.0"))
+	cfg := n1.AgentConfig()
+	cfg.FelixOverrides = map[string]string{"routerefreshinterval": "0.3s"}
+	a := n1.StartAgent(cfg)
+	if err := a.WaitReady(20 * time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, a.Log)
+	}
+	want := []string{"blackhole 10.244.1.0/26 proto 80", "10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink proto 80"}
+	waitRoutes(t, n1, want...)
+	// Two remote changes, each followed incrementally (the first one
+	// seeds the calculator from the last full pass).
+	for i, b := range []string{"10.244.3.0", "10.244.4.0"} {
+		name := []string{"n3", "n4"}[i]
+		lab.PutNode(name, netip.MustParsePrefix("10.99.0."+[]string{"13", "14"}[i]+"/24"), addr(b))
+		lab.ClaimBlock(name, addr(b))
+		want = append(want, b+"/26 via "+b+" dev vxlan.calico onlink proto 80")
+		waitRoutes(t, n1, want...)
+	}
+	run(t, n1.NS, "ip", "route", "del", "10.244.4.0/26")
+	run(t, n1.NS, "ip", "route", "del", "10.244.2.0/26")
+	run(t, n1.NS, "ip", "route", "add", "10.77.0.0/24", "via", "10.99.0.1", "proto", "80")
+	run(t, n1.NS, "ip", "neigh", "del", "10.244.4.0", "dev", "vxlan.calico")
+	waitRoutes(t, n1, want...)
+	waitOutput(t, n1.NS, "10.244.4.0 lladdr", "ip", "neigh", "show", "dev", "vxlan.calico")
+	if err := a.Stop(); err != nil {
+		t.Errorf("agent ended with %v", err)
+	}
+}
