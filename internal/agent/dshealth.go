@@ -17,9 +17,14 @@ import (
 // marks the datastore lost: the daemon stops being ready (with the reason
 // in /readiness and the control socket's status), logs one line, and the
 // connected gauge drops to 0; the dataplane stays exactly as it is. The
-// first good probe marks it back, logs one line, and asks for a full
-// reconcile, so anything missed is applied as soon as the watches deliver
-// it.
+// first good probe marks it back, logs one line, and wakes the reconcile
+// and tunnel loops, so a pass or an address claim that failed during the
+// outage is retried at once. It does not ask for a full calculation: the
+// watches resume where they stopped and deliver what changed meanwhile
+// as changes (a compacted revision is a relist, which is a full pass of
+// its own). A full pass per recovery cost O(N) per node, and a process
+// starved of CPU (1,000 simulated nodes on two cores) missed probe
+// deadlines, recovered, and ran 1,000 full passes that starved it more.
 const (
 	dsProbeInterval = time.Second
 	dsProbeTimeout  = 2 * time.Second
@@ -81,7 +86,7 @@ func (a *Agent) noteDatastore(err error) {
 	case err == nil && was.lost:
 		a.met.dsConnected.Set(1)
 		a.log.With("component", "datastore").Info("datastore reachable again; ready once the dataplane is in step", "outage", now.Sub(was.since).Round(time.Millisecond))
-		a.signal(true)
+		a.wake(true, false)
 	}
 }
 
