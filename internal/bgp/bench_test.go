@@ -52,24 +52,7 @@ func benchMesh(b *testing.B, k int) {
 			}
 		}
 		applied += time.Since(t0)
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			up := 0
-			for _, s := range speakers {
-				for _, p := range s.Status(context.Background()) {
-					if p.State == "Established" {
-						up++
-					}
-				}
-			}
-			if up == k*(k-1) {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("%d of %d sessions Established after 30 s", up, k*(k-1))
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		waitMesh(b, speakers, k)
 		total += time.Since(t0)
 		for _, s := range speakers {
 			s.Stop(true)
