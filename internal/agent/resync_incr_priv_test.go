@@ -3,9 +3,6 @@ package agent_test
 import (
 	"net/netip"
 	"testing"
-	"time"
-
-	"github.com/onecalico/calico/internal/api"
 )
 
 // TestPrivilegedResyncAfterIncrementalPasses: once remote changes have
@@ -13,18 +10,7 @@ import (
 // calculator's result, not a Calc's), the periodic resync still repairs
 // drift, the routes the incremental passes added included.
 func TestPrivilegedResyncAfterIncrementalPasses(t *testing.T) {
-	lab := newLab(t)
-	n1 := lab.AddNode("n1", 99, 11)
-	lab.Pool("pool1", "10.244.0.0/16", api.VXLANModeAlways, api.IPIPModeNever, true)
-	lab.TunnelAddress("n1", addr("10.244.1.0"))
-	lab.PutNode("n2", netip.MustParsePrefix("10.99.0.12/24"), addr("10.244.2.0"))
-	lab.ClaimBlock("n2", addr("10.244.2.0"))
-	cfg := n1.AgentConfig()
-	cfg.FelixOverrides = map[string]string{"routerefreshinterval": "0.3s"}
-	a := n1.StartAgent(cfg)
-	if err := a.WaitReady(20 * time.Second); err != nil {
-		t.Fatalf("%v\n%s", err, a.Log)
-	}
+	lab, n1, a := resyncLab(t)
 	want := []string{"blackhole 10.244.1.0/26 proto 80", "10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink proto 80"}
 	waitRoutes(t, n1, want...)
 	// Two remote changes, each followed incrementally (the first one

@@ -1,12 +1,9 @@
 package agent
 
 import (
-	"fmt"
-	"net/netip"
 	"reflect"
 	"testing"
 
-	"github.com/onecalico/calico/internal/api"
 	"github.com/onecalico/calico/internal/datastore/memory"
 )
 
@@ -57,15 +54,7 @@ func TestResyncReusesIncrResult(t *testing.T) {
 // desired state: before, a model copy and Calc; now the calculator's
 // whole result.
 func BenchmarkResyncResult(b *testing.B) {
-	live := &Model{NodeName: "n0000", Nodes: map[string]Node{}, Pools: map[string]Pool{}, Blocks: map[netip.Prefix]Block{}, WEPs: map[string]WEP{}}
-	live.Host = HostFacts{ParentIf: "eth0", ParentIndex: 2}
-	live.Pools["a"] = Pool{Name: "a", CIDR: netip.MustParsePrefix("10.64.0.0/12"), VXLANMode: api.VXLANModeAlways, Tunnel: true}
-	for i := range 1000 {
-		name := fmt.Sprintf("n%04d", i)
-		blk := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 64 + byte(i>>10), byte(i >> 2), byte(i&3) << 6}), 26)
-		live.Nodes[name] = Node{Name: name, IPv4: netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, byte((i + 1) >> 8), byte(i + 1)}), 12), VXLANTunnelAddr: blk.Addr()}
-		live.Blocks[blk] = Block{CIDR: blk, Affinity: name}
-	}
+	live := model1000()
 	m := live.clone()
 	ic := newIncr(m, Calc(m))
 	if ic == nil {
